@@ -1,0 +1,229 @@
+//! Emulator configuration: the model catalog, the latency model, guardrails and faults.
+//!
+//! Loaded from a YAML (or JSON) file with `--config`, or the built-in default catalog
+//! (`default-config.yaml`, compiled in). Everything has a default, so a config file only
+//! states what it changes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::FaultSpec;
+
+const DEFAULT_CONFIG: &str = include_str!("../default-config.yaml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorConfig {
+    /// Base models that exist, by model ID.
+    pub models: BTreeMap<String, ModelSpec>,
+    /// Application inference profiles: profile ARN (or its trailing ID) -> base model ID.
+    pub application_inference_profiles: BTreeMap<String, String>,
+    /// Region prefixes accepted on cross-region inference-profile IDs (`us.`, `eu.`, ...).
+    pub inference_profile_prefixes: Vec<String>,
+    /// Latency applied to models without their own.
+    pub latency: Latency,
+    /// Guardrails by identifier, for ApplyGuardrail and `guardrailConfig`.
+    pub guardrails: BTreeMap<String, GuardrailSpec>,
+    /// Faults active at start, by base model ID or `*`.
+    pub faults: BTreeMap<String, FaultSpec>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How many recent requests `/_emulator/requests` keeps.
+    pub recorded_requests: usize,
+    /// Seed of the pseudo-random choices (probabilistic faults); output never depends on it.
+    pub seed: u64,
+    /// Lifetime of an emulated prompt-cache entry, in seconds.
+    pub prompt_cache_ttl_secs: u64,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            models: BTreeMap::new(),
+            application_inference_profiles: BTreeMap::new(),
+            inference_profile_prefixes: ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            latency: Latency::default(),
+            guardrails: BTreeMap::new(),
+            faults: BTreeMap::new(),
+            max_body_bytes: 20 * 1024 * 1024,
+            recorded_requests: 200,
+            seed: 0x5eed,
+            prompt_cache_ttl_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read emulator config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid emulator config {path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+impl EmulatorConfig {
+    /// The built-in catalog of common Bedrock models.
+    pub fn builtin() -> Self {
+        // The embedded file is tested below, so a parse failure here is a build defect;
+        // still, fall back to an empty catalog rather than abort.
+        serde_yaml_ng::from_str(DEFAULT_CONFIG).unwrap_or_default()
+    }
+
+    /// The built-in catalog with the file's settings on top (its models are added to the
+    /// built-in ones, or replace them by ID).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_yaml_over_builtin(&text).map_err(|message| ConfigError::Parse {
+            path: shown,
+            message,
+        })
+    }
+
+    pub fn from_yaml_over_builtin(text: &str) -> Result<Self, String> {
+        let overlay: EmulatorConfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let mut config = Self::builtin();
+        config.models.extend(overlay.models);
+        config
+            .application_inference_profiles
+            .extend(overlay.application_inference_profiles);
+        config.guardrails.extend(overlay.guardrails);
+        config.faults.extend(overlay.faults);
+        config.inference_profile_prefixes = overlay.inference_profile_prefixes;
+        config.latency = overlay.latency;
+        config.max_body_bytes = overlay.max_body_bytes;
+        config.recorded_requests = overlay.recorded_requests;
+        config.seed = overlay.seed;
+        config.prompt_cache_ttl_secs = overlay.prompt_cache_ttl_secs;
+        Ok(config)
+    }
+}
+
+/// What a base model is and can do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    /// `anthropic`, `amazon`, `meta`, ...: decides the InvokeModel body format.
+    pub provider: String,
+    pub context_window: u32,
+    pub max_output_tokens: u32,
+    pub tool_use: bool,
+    pub streaming: bool,
+    pub prompt_caching: bool,
+    /// Fewest tokens a cache checkpoint must cover to be cached (1,024 for Claude).
+    pub cache_min_tokens: u32,
+    /// False: the account has no access to the model (AccessDeniedException).
+    pub access: bool,
+    /// Per-model latency; the global one when absent.
+    pub latency: Option<Latency>,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            provider: "amazon".into(),
+            context_window: 128_000,
+            max_output_tokens: 4096,
+            tool_use: true,
+            streaming: true,
+            prompt_caching: false,
+            cache_min_tokens: 1024,
+            access: true,
+            latency: None,
+        }
+    }
+}
+
+/// Time to first token and time per further output token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Latency {
+    pub ttft_ms: u64,
+    pub per_token_ms: u64,
+}
+
+/// What a guardrail does when it finds something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GuardrailAction {
+    Block,
+    Anonymize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiRule {
+    /// Bedrock's PII entity type: EMAIL, PHONE, US_SOCIAL_SECURITY_NUMBER,
+    /// CREDIT_DEBIT_CARD_NUMBER, AWS_ACCESS_KEY, IP_ADDRESS, or any name with a `pattern`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub action: GuardrailAction,
+    /// A regular expression; built-in types have their own.
+    #[serde(default)]
+    pub pattern: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardrailSpec {
+    pub pii: Vec<PiiRule>,
+    /// Words or phrases that block (case-insensitive, whole words).
+    pub denied_words: Vec<String>,
+    pub blocked_input_messaging: String,
+    pub blocked_outputs_messaging: String,
+}
+
+impl Default for GuardrailSpec {
+    fn default() -> Self {
+        Self {
+            pii: Vec::new(),
+            denied_words: Vec::new(),
+            blocked_input_messaging: "Sorry, the model cannot answer this question.".into(),
+            blocked_outputs_messaging: "Sorry, the model cannot answer this question.".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_has_common_models() {
+        let config: EmulatorConfig = serde_yaml_ng::from_str(DEFAULT_CONFIG).unwrap();
+        assert!(
+            config
+                .models
+                .contains_key("anthropic.claude-3-5-haiku-20241022-v1:0")
+        );
+        assert!(config.models.contains_key("amazon.nova-lite-v1:0"));
+        assert!(config.guardrails.contains_key("quarry-default"));
+    }
+
+    #[test]
+    fn overlay_adds_models_and_keeps_builtin() {
+        let config = EmulatorConfig::from_yaml_over_builtin(
+            "models:\n  acme.tiny-v1:0:\n    provider: acme\n    max_output_tokens: 16\nlatency:\n  ttft_ms: 5\n",
+        )
+        .unwrap();
+        assert_eq!(config.models["acme.tiny-v1:0"].max_output_tokens, 16);
+        assert!(config.models.contains_key("amazon.nova-lite-v1:0"));
+        assert_eq!(config.latency.ttft_ms, 5);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(EmulatorConfig::from_yaml_over_builtin("modles: {}\n").is_err());
+    }
+}

@@ -1,0 +1,286 @@
+//! InvokeModel bodies, translated into the Converse shape so one validation and one
+//! generation path serve every API.
+//!
+//! * `anthropic.*` models take the Anthropic Messages body (`anthropic_version`,
+//!   `max_tokens`, `messages`, `system`, `tools`, `tool_choice`, `stop_sequences`,
+//!   `temperature`, `top_p`, `top_k`, `cache_control` on blocks).
+//! * Every other model takes the emulator's generic body:
+//!   `{"prompt": "...", "max_tokens"?: n, "temperature"?: x, "top_p"?: x, "stop"?: ["..."]}`
+//!   and answers `{"generation", "prompt_token_count", "generation_token_count",
+//!   "stop_reason": "stop"|"length"}` (the shape of Meta Llama on Bedrock).
+
+use serde_json::{Map, Value, json};
+
+use crate::error::BedrockError;
+
+fn malformed(detail: impl std::fmt::Display) -> BedrockError {
+    BedrockError::validation(format!(
+        "Malformed input request: {detail}, please reformat your input and try again."
+    ))
+}
+
+fn extraneous(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), BedrockError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(malformed(format!(
+            "#: extraneous key [{key}] is not permitted"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Anthropic Messages -> Converse.
+pub fn anthropic_to_converse(body: &Value) -> Result<Value, BedrockError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| malformed("#: expected type: JSONObject"))?;
+    extraneous(
+        obj,
+        &[
+            "anthropic_version",
+            "anthropic_beta",
+            "max_tokens",
+            "messages",
+            "system",
+            "tools",
+            "tool_choice",
+            "stop_sequences",
+            "temperature",
+            "top_p",
+            "top_k",
+            "metadata",
+            "thinking",
+        ],
+    )?;
+    if !obj.get("anthropic_version").is_some_and(Value::is_string) {
+        return Err(malformed("#: required key [anthropic_version] not found"));
+    }
+    let max_tokens = obj
+        .get("max_tokens")
+        .ok_or_else(|| malformed("#: required key [max_tokens] not found"))?
+        .as_i64()
+        .ok_or_else(|| malformed("#/max_tokens: expected type: Integer"))?;
+    let messages = obj
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("#: required key [messages] not found"))?;
+
+    let mut converse_messages = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed(format!("#/messages/{i}: required key [role] not found")))?;
+        if role != "user" && role != "assistant" {
+            return Err(malformed(format!(
+                "#/messages/{i}/role: {role} is not a valid enum value"
+            )));
+        }
+        let content = m.get("content").ok_or_else(|| {
+            malformed(format!("#/messages/{i}: required key [content] not found"))
+        })?;
+        converse_messages.push(json!({ "role": role, "content": anthropic_blocks(content, i)? }));
+    }
+
+    let mut converse = json!({
+        "messages": converse_messages,
+        "inferenceConfig": { "maxTokens": max_tokens },
+    });
+    if let Some(t) = obj.get("temperature") {
+        converse["inferenceConfig"]["temperature"] = t.clone();
+    }
+    if let Some(p) = obj.get("top_p") {
+        converse["inferenceConfig"]["topP"] = p.clone();
+    }
+    if let Some(stops) = obj.get("stop_sequences") {
+        converse["inferenceConfig"]["stopSequences"] = stops.clone();
+    }
+    if let Some(system) = obj.get("system") {
+        converse["system"] = match system {
+            Value::String(s) => json!([{ "text": s }]),
+            Value::Array(blocks) => {
+                let mut out = Vec::new();
+                for b in blocks {
+                    let text = b
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| malformed("#/system: expected text blocks"))?;
+                    out.push(json!({ "text": text }));
+                    if b.get("cache_control").is_some() {
+                        out.push(json!({ "cachePoint": { "type": "default" } }));
+                    }
+                }
+                Value::Array(out)
+            }
+            _ => return Err(malformed("#/system: expected type: String or JSONArray")),
+        };
+    }
+    if let Some(tools) = obj.get("tools").and_then(Value::as_array) {
+        let mut specs = Vec::new();
+        for t in tools {
+            let name = t
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| malformed("#/tools: required key [name] not found"))?;
+            let schema = t
+                .get("input_schema")
+                .cloned()
+                .unwrap_or_else(|| json!({"type": "object"}));
+            let mut spec = json!({ "name": name, "inputSchema": { "json": schema } });
+            if let Some(d) = t.get("description") {
+                spec["description"] = d.clone();
+            }
+            specs.push(json!({ "toolSpec": spec }));
+        }
+        let choice = match obj.get("tool_choice") {
+            None => json!({ "auto": {} }),
+            Some(c) => match c.get("type").and_then(Value::as_str) {
+                Some("auto") => json!({ "auto": {} }),
+                Some("any") => json!({ "any": {} }),
+                Some("tool") => {
+                    json!({ "tool": { "name": c.get("name").cloned().unwrap_or(Value::Null) } })
+                }
+                _ => return Err(malformed("#/tool_choice/type: expected auto, any or tool")),
+            },
+        };
+        converse["toolConfig"] = json!({ "tools": specs, "toolChoice": choice });
+    }
+    Ok(converse)
+}
+
+fn anthropic_blocks(content: &Value, i: usize) -> Result<Value, BedrockError> {
+    match content {
+        Value::String(s) => Ok(json!([{ "text": s }])),
+        Value::Array(blocks) => {
+            let mut out = Vec::with_capacity(blocks.len());
+            for (j, b) in blocks.iter().enumerate() {
+                let at = || format!("#/messages/{i}/content/{j}");
+                let converted = match b.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        json!({ "text": b.get("text").cloned().unwrap_or(Value::Null) })
+                    }
+                    Some("image") => {
+                        json!({ "image": b.get("source").cloned().unwrap_or(Value::Null) })
+                    }
+                    Some("document") => {
+                        json!({ "document": b.get("source").cloned().unwrap_or(Value::Null) })
+                    }
+                    Some("tool_use") => json!({ "toolUse": {
+                        "toolUseId": b.get("id").cloned().unwrap_or(Value::Null),
+                        "name": b.get("name").cloned().unwrap_or(Value::Null),
+                        "input": b.get("input").cloned().unwrap_or(json!({})),
+                    }}),
+                    Some("tool_result") => {
+                        let parts = match b.get("content") {
+                            Some(Value::String(s)) => json!([{ "text": s }]),
+                            Some(Value::Array(a)) => Value::Array(a.clone()),
+                            _ => json!([]),
+                        };
+                        json!({ "toolResult": {
+                            "toolUseId": b.get("tool_use_id").cloned().unwrap_or(Value::Null),
+                            "content": parts,
+                        }})
+                    }
+                    Some(other) => {
+                        return Err(malformed(format!(
+                            "{}/type: {other} is not a valid enum value",
+                            at()
+                        )));
+                    }
+                    None => {
+                        return Err(malformed(format!(
+                            "{}: required key [type] not found",
+                            at()
+                        )));
+                    }
+                };
+                out.push(converted);
+                if b.get("cache_control").is_some() {
+                    out.push(json!({ "cachePoint": { "type": "default" } }));
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        _ => Err(malformed(format!(
+            "#/messages/{i}/content: expected type: String or JSONArray"
+        ))),
+    }
+}
+
+/// The generic body -> Converse.
+pub fn generic_to_converse(body: &Value) -> Result<Value, BedrockError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| malformed("#: expected type: JSONObject"))?;
+    extraneous(
+        obj,
+        &[
+            "prompt",
+            "inputText",
+            "max_tokens",
+            "max_gen_len",
+            "temperature",
+            "top_p",
+            "stop",
+        ],
+    )?;
+    let prompt = obj
+        .get("prompt")
+        .or_else(|| obj.get("inputText"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("#: required key [prompt] not found"))?;
+    let mut inference = Map::new();
+    if let Some(n) = obj.get("max_tokens").or_else(|| obj.get("max_gen_len")) {
+        inference.insert("maxTokens".into(), n.clone());
+    }
+    if let Some(t) = obj.get("temperature") {
+        inference.insert("temperature".into(), t.clone());
+    }
+    if let Some(p) = obj.get("top_p") {
+        inference.insert("topP".into(), p.clone());
+    }
+    if let Some(s) = obj.get("stop") {
+        inference.insert("stopSequences".into(), s.clone());
+    }
+    Ok(json!({
+        "messages": [{ "role": "user", "content": [{ "text": prompt }] }],
+        "inferenceConfig": Value::Object(inference),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anthropic_requires_version_and_max_tokens() {
+        let e = anthropic_to_converse(&json!({"messages": []})).unwrap_err();
+        assert!(e.message.contains("anthropic_version"));
+        let e = anthropic_to_converse(
+            &json!({"anthropic_version": "bedrock-2023-05-31", "messages": []}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("max_tokens"));
+    }
+
+    #[test]
+    fn anthropic_maps_system_tools_and_cache_control() {
+        let c = anthropic_to_converse(&json!({
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 100,
+            "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "t"}
+        }))
+        .unwrap();
+        assert_eq!(c["system"][1]["cachePoint"]["type"], "default");
+        assert_eq!(c["toolConfig"]["toolChoice"]["tool"]["name"], "t");
+        assert_eq!(c["messages"][0]["content"][0]["text"], "hi");
+    }
+
+    #[test]
+    fn generic_rejects_unknown_keys() {
+        let e = generic_to_converse(&json!({"prompt": "x", "bogus": 1})).unwrap_err();
+        assert!(e.message.contains("bogus"));
+    }
+}

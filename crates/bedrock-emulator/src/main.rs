@@ -1,0 +1,117 @@
+//! `bedrock-emulator`: a local Amazon Bedrock Runtime on loopback.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use bedrock_emulator::{EmulatorConfig, FaultSpec, Latency};
+use clap::Parser;
+
+/// A local Amazon Bedrock Runtime that the unmodified AWS SDKs accept.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1", env = "BEDROCK_EMULATOR_HOST")]
+    host: String,
+    /// Port to bind; 0 picks a free port (printed on start).
+    #[arg(long, default_value_t = 8787, env = "BEDROCK_EMULATOR_PORT")]
+    port: u16,
+    /// YAML or JSON configuration laid over the built-in catalog.
+    #[arg(long, env = "BEDROCK_EMULATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Time to first token, in milliseconds (every model without its own latency).
+    #[arg(long)]
+    ttft_ms: Option<u64>,
+    /// Delay per further output token, in milliseconds.
+    #[arg(long)]
+    per_token_ms: Option<u64>,
+    /// Throttle every model's calls with this probability (0..1).
+    #[arg(long)]
+    throttle_probability: Option<f64>,
+    /// Seed of probabilistic faults.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bedrock-emulator: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("bedrock-emulator: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = match &args.config {
+        Some(path) => EmulatorConfig::from_file(path).map_err(|e| e.to_string())?,
+        None => EmulatorConfig::builtin(),
+    };
+    if args.ttft_ms.is_some() || args.per_token_ms.is_some() {
+        config.latency = Latency {
+            ttft_ms: args.ttft_ms.unwrap_or(config.latency.ttft_ms),
+            per_token_ms: args.per_token_ms.unwrap_or(config.latency.per_token_ms),
+        };
+    }
+    if let Some(p) = args.throttle_probability {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!(
+                "--throttle-probability must be between 0 and 1, not {p}"
+            ));
+        }
+        config
+            .faults
+            .entry("*".into())
+            .or_insert_with(FaultSpec::default)
+            .throttle_probability = p;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    let addr = format!("{}:{}", args.host, args.port);
+    let emulator = bedrock_emulator::start(config, addr.as_str())
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    println!("bedrock-emulator listening on {}", emulator.url());
+    let _ = std::io::stdout().flush();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+    }
+    emulator.stop().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
