@@ -1,1 +1,14 @@
-//! placeholder
+//! Quarry's domain: the model port, routing, invocation (retries, fallback, circuit
+//! breakers, deadlines), pricing in integer micro-USD, tenants, and configuration read from
+//! a parameter store. No AWS SDK and no Lambda crates here: adapters live in `quarry-aws`,
+//! handlers in the Lambda crates.
+
+pub mod error;
+pub mod invoke;
+pub mod model;
+pub mod params;
+pub mod pricing;
+pub mod routing;
+pub mod tenancy;
+
+pub use error::Error;

@@ -1,0 +1,223 @@
+//! Prices and cost, in integer micro-USD: money is never a float.
+//!
+//! Prices are USD per million tokens, written as decimal strings (`"0.80"`) so no binary
+//! rounding creeps in; they are held as micro-USD per million tokens. A response's cost is
+//! the exact sum of tokens x price over its four token kinds (in 1e-12 USD), rounded once,
+//! half up, to the micro-dollar. The ledger adds these per-response figures, so its totals
+//! equal the sum of what responses reported.
+//!
+//! Stored in SSM at `/quarry/{stage}/pricing` (source: `infra/pricing.yaml`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::TokenUsage;
+
+/// An amount of money in micro-USD (1e-6 USD).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct MicroUsd(pub u64);
+
+impl MicroUsd {
+    pub const ZERO: MicroUsd = MicroUsd(0);
+
+    /// `"0.001234"`: the decimal USD string used in API responses.
+    pub fn to_usd_string(self) -> String {
+        format!("{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+
+    /// Parses a non-negative decimal USD amount with at most six decimals.
+    pub fn parse_usd(s: &str) -> Result<Self, String> {
+        parse_decimal_micros(s).map(MicroUsd)
+    }
+}
+
+impl fmt::Display for MicroUsd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "${}", self.to_usd_string())
+    }
+}
+
+impl std::ops::Add for MicroUsd {
+    type Output = MicroUsd;
+    fn add(self, o: MicroUsd) -> MicroUsd {
+        MicroUsd(self.0.saturating_add(o.0))
+    }
+}
+
+impl std::iter::Sum for MicroUsd {
+    fn sum<I: Iterator<Item = MicroUsd>>(iter: I) -> MicroUsd {
+        iter.fold(MicroUsd::ZERO, |a, b| a + b)
+    }
+}
+
+fn parse_decimal_micros(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return Err(format!("'{s}' is not a decimal amount"));
+    }
+    if !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("'{s}' is not a non-negative decimal amount"));
+    }
+    if frac.len() > 6 {
+        return Err(format!("'{s}' has more than six decimals"));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| format!("'{s}' is too large"))?
+    };
+    let frac_micros: u64 = format!("{frac:0<6}")
+        .parse()
+        .map_err(|_| format!("'{s}' is not a decimal amount"))?;
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac_micros))
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// A price in micro-USD per million tokens, written in files as a USD decimal string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerMillion(pub u64);
+
+impl Serialize for PerMillion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&MicroUsd(self.0).to_usd_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for PerMillion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Strings only: a YAML/JSON float such as 0.1 is exactly the rounding we refuse.
+        let s = String::deserialize(d)?;
+        parse_decimal_micros(&s)
+            .map(PerMillion)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input: PerMillion,
+    pub output: PerMillion,
+    #[serde(default)]
+    pub cache_read: PerMillion,
+    #[serde(default)]
+    pub cache_write: PerMillion,
+}
+
+impl ModelPrice {
+    /// The exact cost in pico-USD (1e-12), before rounding.
+    pub fn pico_usd(&self, usage: &TokenUsage) -> u128 {
+        u128::from(usage.input) * u128::from(self.input.0)
+            + u128::from(usage.output) * u128::from(self.output.0)
+            + u128::from(usage.cache_read) * u128::from(self.cache_read.0)
+            + u128::from(usage.cache_write) * u128::from(self.cache_write.0)
+    }
+
+    /// The cost rounded half up to the micro-dollar.
+    pub fn cost(&self, usage: &TokenUsage) -> MicroUsd {
+        let micros = (self.pico_usd(usage) + 500_000) / 1_000_000;
+        MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingTable {
+    /// Base model ID -> price.
+    pub models: BTreeMap<String, ModelPrice>,
+}
+
+/// A cost, or the fact that the model has no price (which must be loud, never a silent zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priced {
+    Cost(MicroUsd),
+    Unpriced,
+}
+
+impl PricingTable {
+    pub fn price(&self, base_model: &str) -> Option<&ModelPrice> {
+        self.models.get(base_model)
+    }
+
+    pub fn cost(&self, base_model: &str, usage: &TokenUsage) -> Priced {
+        match self.price(base_model) {
+            Some(p) => Priced::Cost(p.cost(usage)),
+            None => Priced::Unpriced,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_strings_parse_exactly() {
+        assert_eq!(parse_decimal_micros("0.80").unwrap(), 800_000);
+        assert_eq!(parse_decimal_micros("3").unwrap(), 3_000_000);
+        assert_eq!(parse_decimal_micros("15.000001").unwrap(), 15_000_001);
+        assert_eq!(parse_decimal_micros(".5").unwrap(), 500_000);
+        assert!(parse_decimal_micros("0.0000001").is_err());
+        assert!(parse_decimal_micros("-1").is_err());
+        assert!(parse_decimal_micros("1e3").is_err());
+        assert!(parse_decimal_micros("").is_err());
+    }
+
+    #[test]
+    fn floats_are_refused_in_price_files() {
+        let r: Result<ModelPrice, _> = serde_json::from_str(r#"{"input": 0.8, "output": "4"}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn cost_is_tokens_times_prices_rounded_once() {
+        let price: ModelPrice = serde_json::from_str(
+            r#"{"input": "0.80", "output": "4.00", "cache_read": "0.08", "cache_write": "1.00"}"#,
+        )
+        .unwrap();
+        let usage = TokenUsage {
+            input: 1000,
+            output: 500,
+            cache_read: 2000,
+            cache_write: 3000,
+        };
+        // 1000*0.8 + 500*4 + 2000*0.08 + 3000*1 = 800 + 2000 + 160 + 3000 = 5960 µUSD
+        assert_eq!(price.cost(&usage), MicroUsd(5960));
+        // 7 input tokens at $0.80/M = 5.6 µUSD -> 6
+        let small = TokenUsage {
+            input: 7,
+            ..TokenUsage::default()
+        };
+        assert_eq!(price.cost(&small), MicroUsd(6));
+        // 6 tokens = 4.8 -> 5; 1 token = 0.8 -> 1; 0 -> 0
+        assert_eq!(
+            price.cost(&TokenUsage {
+                input: 6,
+                ..TokenUsage::default()
+            }),
+            MicroUsd(5)
+        );
+        assert_eq!(price.cost(&TokenUsage::default()), MicroUsd(0));
+    }
+
+    #[test]
+    fn usd_strings() {
+        assert_eq!(MicroUsd(5960).to_usd_string(), "0.005960");
+        assert_eq!(MicroUsd(12_345_678).to_usd_string(), "12.345678");
+        assert_eq!(MicroUsd::parse_usd("100").unwrap(), MicroUsd(100_000_000));
+    }
+
+    #[test]
+    fn unpriced_is_not_zero() {
+        let table = PricingTable::default();
+        assert_eq!(table.cost("x", &TokenUsage::default()), Priced::Unpriced);
+    }
+}

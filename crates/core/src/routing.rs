@@ -1,0 +1,296 @@
+//! Routing: named tiers map to ordered model chains; a caller may also name a model ID, a
+//! cross-region inference profile (`us.`, `eu.`, `apac.`, `global.`, ...) or an application
+//! inference-profile ARN. Every target maps to a base model, whose capabilities and price
+//! Quarry knows.
+//!
+//! Stored in SSM at `/quarry/{stage}/routing` (source: `infra/routing.yaml`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a base model can do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCapabilities {
+    pub context_window: u32,
+    pub max_output_tokens: u32,
+    #[serde(default = "yes")]
+    pub tool_use: bool,
+    #[serde(default = "yes")]
+    pub streaming: bool,
+    #[serde(default)]
+    pub prompt_caching: bool,
+    /// Fewest tokens a prompt-cache checkpoint must cover.
+    #[serde(default = "default_cache_min")]
+    pub cache_min_tokens: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cache_min() -> u32 {
+    1024
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The tier used when a request names neither tier nor model.
+    pub default_tier: String,
+    /// Tier name -> ordered chain of model targets (IDs, profile IDs or ARNs).
+    pub tiers: BTreeMap<String, Vec<String>>,
+    /// Base model ID -> capabilities. A target whose base model is not here is refused.
+    pub models: BTreeMap<String, ModelCapabilities>,
+    /// Application inference-profile ARN -> base model ID.
+    #[serde(default)]
+    pub application_inference_profiles: BTreeMap<String, String>,
+    /// Region prefixes of cross-region inference-profile IDs.
+    #[serde(default = "default_prefixes")]
+    pub inference_profile_prefixes: Vec<String>,
+}
+
+fn default_prefixes() -> Vec<String> {
+    ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// One model to call: the identifier sent to Bedrock and the base model behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModelTarget {
+    pub invoke_id: String,
+    pub base_id: String,
+}
+
+/// What the caller asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RouteSpec {
+    Tier(String),
+    Model(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingError {
+    #[error("unknown tier '{0}'; known tiers: {1}")]
+    UnknownTier(String, String),
+    #[error(
+        "unknown model '{0}': name a tier, or a model ID / inference profile / application inference profile ARN listed in the routing configuration"
+    )]
+    UnknownModel(String),
+    #[error("routing configuration is invalid: {0}")]
+    Invalid(String),
+}
+
+/// A resolved route: the tier (if any) and the chain to try in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub tier: Option<String>,
+    pub chain: Vec<ModelTarget>,
+}
+
+impl RoutingConfig {
+    /// Checks that every tier is non-empty and every target resolves.
+    pub fn validate(&self) -> Result<(), RoutingError> {
+        if !self.tiers.contains_key(&self.default_tier) {
+            return Err(RoutingError::Invalid(format!(
+                "default_tier '{}' is not a tier",
+                self.default_tier
+            )));
+        }
+        for (tier, chain) in &self.tiers {
+            if chain.is_empty() {
+                return Err(RoutingError::Invalid(format!(
+                    "tier '{tier}' has no models"
+                )));
+            }
+            for target in chain {
+                self.target(target)
+                    .map_err(|e| RoutingError::Invalid(format!("tier '{tier}': {e}")))?;
+            }
+        }
+        for (arn, base) in &self.application_inference_profiles {
+            if !self.models.contains_key(base) {
+                return Err(RoutingError::Invalid(format!(
+                    "application inference profile {arn} maps to {base}, which is not in models"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tier_names(&self) -> Vec<&str> {
+        self.tiers.keys().map(String::as_str).collect()
+    }
+
+    /// The route for a tier, a model, or (neither) the default tier.
+    pub fn route(&self, spec: Option<&RouteSpec>) -> Result<Route, RoutingError> {
+        match spec {
+            None => self.tier(&self.default_tier),
+            Some(RouteSpec::Tier(t)) => self.tier(t),
+            Some(RouteSpec::Model(m)) => {
+                // A name that is a tier is a tier: OpenAI clients send everything as `model`.
+                if self.tiers.contains_key(m) {
+                    self.tier(m)
+                } else {
+                    Ok(Route {
+                        tier: None,
+                        chain: vec![self.target(m)?],
+                    })
+                }
+            }
+        }
+    }
+
+    fn tier(&self, name: &str) -> Result<Route, RoutingError> {
+        let chain = self.tiers.get(name).ok_or_else(|| {
+            RoutingError::UnknownTier(name.to_owned(), self.tier_names().join(", "))
+        })?;
+        let chain = chain
+            .iter()
+            .map(|t| self.target(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Route {
+            tier: Some(name.to_owned()),
+            chain,
+        })
+    }
+
+    /// Resolves one identifier to its base model.
+    pub fn target(&self, id: &str) -> Result<ModelTarget, RoutingError> {
+        let base = self
+            .base_model(id)
+            .ok_or_else(|| RoutingError::UnknownModel(id.to_owned()))?;
+        Ok(ModelTarget {
+            invoke_id: id.to_owned(),
+            base_id: base,
+        })
+    }
+
+    pub fn base_model(&self, id: &str) -> Option<String> {
+        if self.models.contains_key(id) {
+            return Some(id.to_owned());
+        }
+        if let Some(base) = self.application_inference_profiles.get(id) {
+            return Some(base.clone());
+        }
+        if let Some(rest) = id.strip_prefix("arn:") {
+            // arn:PARTITION:bedrock:REGION:ACCOUNT:TYPE/ID
+            let resource = rest.splitn(5, ':').nth(4)?;
+            let (kind, rid) = resource.split_once('/')?;
+            return match kind {
+                "foundation-model" => self.models.contains_key(rid).then(|| rid.to_owned()),
+                "inference-profile" => self.strip_prefix(rid),
+                _ => None,
+            };
+        }
+        self.strip_prefix(id)
+    }
+
+    fn strip_prefix(&self, id: &str) -> Option<String> {
+        if self.models.contains_key(id) {
+            return Some(id.to_owned());
+        }
+        let (prefix, rest) = id.split_once('.')?;
+        (self.inference_profile_prefixes.iter().any(|p| p == prefix)
+            && self.models.contains_key(rest))
+        .then(|| rest.to_owned())
+    }
+
+    pub fn capabilities(&self, base_id: &str) -> Option<&ModelCapabilities> {
+        self.models.get(base_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RoutingConfig {
+        serde_json::from_value(serde_json::json!({
+            "default_tier": "fast",
+            "tiers": {
+                "fast": ["us.anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0"],
+                "smart": ["arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/p1"]
+            },
+            "models": {
+                "anthropic.claude-3-5-haiku-20241022-v1:0": {"context_window": 200000, "max_output_tokens": 8192, "prompt_caching": true},
+                "amazon.nova-lite-v1:0": {"context_window": 300000, "max_output_tokens": 10000}
+            },
+            "application_inference_profiles": {
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/p1": "anthropic.claude-3-5-haiku-20241022-v1:0"
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tiers_resolve_to_chains_with_base_models() {
+        let c = config();
+        c.validate().unwrap();
+        let route = c.route(None).unwrap();
+        assert_eq!(route.tier.as_deref(), Some("fast"));
+        assert_eq!(route.chain.len(), 2);
+        assert_eq!(
+            route.chain[0].base_id,
+            "anthropic.claude-3-5-haiku-20241022-v1:0"
+        );
+        assert_eq!(
+            route.chain[0].invoke_id,
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+        );
+        let smart = c.route(Some(&RouteSpec::Tier("smart".into()))).unwrap();
+        assert_eq!(
+            smart.chain[0].base_id,
+            "anthropic.claude-3-5-haiku-20241022-v1:0"
+        );
+    }
+
+    #[test]
+    fn model_ids_profiles_and_arns_map_to_base_models() {
+        let c = config();
+        for id in [
+            "amazon.nova-lite-v1:0",
+            "eu.amazon.nova-lite-v1:0",
+            "global.amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-lite-v1:0",
+        ] {
+            let r = c.route(Some(&RouteSpec::Model(id.into()))).unwrap();
+            assert_eq!(r.chain[0].base_id, "amazon.nova-lite-v1:0", "{id}");
+            assert_eq!(r.chain[0].invoke_id, id);
+            assert_eq!(r.tier, None);
+        }
+    }
+
+    #[test]
+    fn a_model_named_like_a_tier_is_the_tier() {
+        let r = config()
+            .route(Some(&RouteSpec::Model("smart".into())))
+            .unwrap();
+        assert_eq!(r.tier.as_deref(), Some("smart"));
+    }
+
+    #[test]
+    fn unknown_names_are_clear_errors() {
+        let c = config();
+        let e = c.route(Some(&RouteSpec::Tier("cheap".into()))).unwrap_err();
+        assert!(e.to_string().contains("fast, smart"));
+        assert!(matches!(
+            c.route(Some(&RouteSpec::Model("xx.amazon.nova-lite-v1:0".into()))),
+            Err(RoutingError::UnknownModel(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_config_is_detected() {
+        let mut c = config();
+        c.tiers.insert("empty".into(), vec![]);
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.default_tier = "nope".into();
+        assert!(c.validate().is_err());
+    }
+}
