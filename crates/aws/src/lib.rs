@@ -1,1 +1,13 @@
-//! placeholder
+//! Quarry's adapters on the AWS SDK: the core's ports implemented with Bedrock Runtime,
+//! SSM, DynamoDB, SQS and SNS. Endpoints come from the SDK's standard environment variables
+//! only (see [`sdk::load`]).
+
+pub mod bedrock;
+pub mod document;
+pub mod infra;
+pub mod provision;
+pub mod sdk;
+pub mod settings;
+pub mod ssm;
+
+pub use settings::Settings;

@@ -8,6 +8,7 @@ pub mod invoke;
 pub mod model;
 pub mod params;
 pub mod pricing;
+pub mod prompts;
 pub mod routing;
 pub mod tenancy;
 

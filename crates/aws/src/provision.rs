@@ -1,0 +1,204 @@
+//! Creates a stage's resources the way template.yaml declares them: the cache, usage and
+//! jobs tables (on-demand, TTL on `expires_at`), the batch queue with its DLQ (redrive),
+//! the results and ledger-spill queues, and the alerts topic. Used by `quarry dev` and the
+//! tests against moto; idempotent, so it can run against a stack that already has them.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::sdk::describe;
+use crate::settings::Settings;
+
+/// Receives before a batch message moves to the DLQ (the template's maxReceiveCount).
+pub const MAX_RECEIVE_COUNT: u32 = 3;
+/// The batch queue's visibility timeout: 6 x the worker's 60 s timeout, as AWS advises for
+/// SQS event sources.
+pub const BATCH_VISIBILITY_TIMEOUT_SECS: u32 = 360;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot provision {resource}: {message}")]
+pub struct ProvisionError {
+    pub resource: String,
+    pub message: String,
+}
+
+fn fail(resource: &str, e: &(dyn std::error::Error + 'static)) -> ProvisionError {
+    ProvisionError {
+        resource: resource.to_owned(),
+        message: describe(e),
+    }
+}
+
+/// What was created, with the URLs and ARNs later steps need.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    pub batch_queue_url: String,
+    pub batch_dlq_url: String,
+    pub results_queue_url: String,
+    pub spill_queue_url: String,
+    pub alerts_topic_arn: String,
+}
+
+/// Tables: (name, has sort key).
+fn tables(s: &Settings) -> [(&str, bool); 3] {
+    [
+        (&s.cache_table, false),
+        (&s.usage_table, true),
+        (&s.jobs_table, true),
+    ]
+}
+
+pub async fn provision(
+    sdk: &SdkConfig,
+    settings: &Settings,
+) -> Result<Provisioned, ProvisionError> {
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    for (name, with_sort_key) in tables(settings) {
+        create_table(&ddb, name, with_sort_key).await?;
+    }
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let dlq_url = create_queue(&sqs, &settings.batch_dlq, HashMap::new()).await?;
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": MAX_RECEIVE_COUNT.to_string(),
+    });
+    let batch_url = create_queue(
+        &sqs,
+        &settings.batch_queue,
+        HashMap::from([
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                BATCH_VISIBILITY_TIMEOUT_SECS.to_string(),
+            ),
+        ]),
+    )
+    .await?;
+    let results_url = create_queue(&sqs, &settings.results_queue, HashMap::new()).await?;
+    let spill_url = create_queue(&sqs, &settings.spill_queue, HashMap::new()).await?;
+    let sns = aws_sdk_sns::Client::new(sdk);
+    let topic = sns
+        .create_topic()
+        .name(&settings.alerts_topic)
+        .send()
+        .await
+        .map_err(|e| fail(&settings.alerts_topic, &e))?;
+    Ok(Provisioned {
+        batch_queue_url: batch_url,
+        batch_dlq_url: dlq_url,
+        results_queue_url: results_url,
+        spill_queue_url: spill_url,
+        alerts_topic_arn: topic.topic_arn().unwrap_or_default().to_owned(),
+    })
+}
+
+async fn create_table(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    with_sort_key: bool,
+) -> Result<(), ProvisionError> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| fail(name, &e))
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(|e| fail(name, &e))
+    };
+    let mut create = ddb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk")?)
+        .key_schema(key("pk", KeyType::Hash)?);
+    if with_sort_key {
+        create = create
+            .attribute_definitions(attr("sk")?)
+            .key_schema(key("sk", KeyType::Range)?);
+    }
+    match create.send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(fail(name, &e)),
+    }
+    ddb.update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .map_err(|e| fail(name, &e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| fail(name, &e))?;
+    Ok(())
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: HashMap<QueueAttributeName, String>,
+) -> Result<String, ProvisionError> {
+    let out = sqs
+        .create_queue()
+        .queue_name(name)
+        .set_attributes((!attributes.is_empty()).then_some(attributes))
+        .send()
+        .await
+        .map_err(|e| fail(name, &e))?;
+    Ok(out.queue_url().unwrap_or_default().to_owned())
+}
+
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, ProvisionError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(url, &e))?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| ProvisionError {
+            resource: url.to_owned(),
+            message: "queue has no ARN".into(),
+        })
+}
+
+/// A queue's URL: the value itself when it is one, else looked up by name.
+pub async fn queue_url(
+    sqs: &aws_sdk_sqs::Client,
+    name_or_url: &str,
+) -> Result<String, ProvisionError> {
+    if name_or_url.starts_with("https://") || name_or_url.starts_with("http://") {
+        return Ok(name_or_url.to_owned());
+    }
+    let out = sqs
+        .get_queue_url()
+        .queue_name(name_or_url)
+        .send()
+        .await
+        .map_err(|e| fail(name_or_url, &e))?;
+    Ok(out.queue_url().unwrap_or_default().to_owned())
+}

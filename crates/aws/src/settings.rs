@@ -1,0 +1,93 @@
+//! Resource names. In AWS the template passes them as environment variables; locally they
+//! derive from the stage, so `quarry dev`, the tests and the Lambdas agree.
+
+/// Names of every resource a stage has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub stage: String,
+    /// `/quarry/{stage}`: routing, pricing, budgets, tenants and prompts live below.
+    pub param_prefix: String,
+    pub cache_table: String,
+    pub usage_table: String,
+    pub jobs_table: String,
+    /// Queue names or URLs (a URL is used as is).
+    pub batch_queue: String,
+    pub batch_dlq: String,
+    pub results_queue: String,
+    pub spill_queue: String,
+    /// Topic name or ARN.
+    pub alerts_topic: String,
+}
+
+impl Settings {
+    pub fn for_stage(stage: &str) -> Self {
+        Self {
+            stage: stage.to_owned(),
+            param_prefix: format!("/quarry/{stage}"),
+            cache_table: format!("quarry-{stage}-cache"),
+            usage_table: format!("quarry-{stage}-usage"),
+            jobs_table: format!("quarry-{stage}-jobs"),
+            batch_queue: format!("quarry-{stage}-batch"),
+            batch_dlq: format!("quarry-{stage}-batch-dlq"),
+            results_queue: format!("quarry-{stage}-results"),
+            spill_queue: format!("quarry-{stage}-ledger-spill"),
+            alerts_topic: format!("quarry-{stage}-alerts"),
+        }
+    }
+
+    /// `QUARRY_STAGE` (default `dev`), each name overridable by its own variable.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let stage = get("QUARRY_STAGE")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "dev".to_owned());
+        let d = Self::for_stage(&stage);
+        let or = |key: &str, default: String| get(key).filter(|v| !v.is_empty()).unwrap_or(default);
+        Self {
+            param_prefix: or("QUARRY_PARAM_PREFIX", d.param_prefix),
+            cache_table: or("QUARRY_CACHE_TABLE", d.cache_table),
+            usage_table: or("QUARRY_USAGE_TABLE", d.usage_table),
+            jobs_table: or("QUARRY_JOBS_TABLE", d.jobs_table),
+            batch_queue: or("QUARRY_BATCH_QUEUE", d.batch_queue),
+            batch_dlq: or("QUARRY_BATCH_DLQ", d.batch_dlq),
+            results_queue: or("QUARRY_RESULTS_QUEUE", d.results_queue),
+            spill_queue: or("QUARRY_SPILL_QUEUE", d.spill_queue),
+            alerts_topic: or("QUARRY_ALERTS_TOPIC", d.alerts_topic),
+            stage,
+        }
+    }
+
+    /// The full name of a parameter below the prefix: `param("routing")`.
+    pub fn param(&self, name: &str) -> String {
+        format!("{}/{}", self.param_prefix.trim_end_matches('/'), name)
+    }
+
+    pub fn prompt_param(&self, prompt: &str) -> String {
+        self.param(&format!("prompts/{prompt}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_derive_from_stage_and_env_overrides_win() {
+        let s = Settings::from_lookup(|k| match k {
+            "QUARRY_STAGE" => Some("prod".into()),
+            "QUARRY_CACHE_TABLE" => Some("custom".into()),
+            _ => None,
+        });
+        assert_eq!(s.cache_table, "custom");
+        assert_eq!(s.usage_table, "quarry-prod-usage");
+        assert_eq!(s.param("routing"), "/quarry/prod/routing");
+        assert_eq!(
+            s.prompt_param("summarize"),
+            "/quarry/prod/prompts/summarize"
+        );
+        assert_eq!(Settings::from_lookup(|_| None).stage, "dev");
+    }
+}

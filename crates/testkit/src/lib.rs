@@ -1,0 +1,230 @@
+//! The local stack for tests: moto server (from the workspace's `.venv`, started on a free
+//! loopback port) and the Bedrock emulator (in-process, free port), with a fresh stage per
+//! test so tests run in parallel against one moto without seeing each other's data.
+//!
+//! The SDK reaches them through the standard variables only (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, ...), handed to aws-config as a simulated
+//! environment, or to child processes as their real one.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_types::os_shim_internal::{Env, Fs};
+use bedrock_emulator::{EmulatorConfig, RunningEmulator};
+use quarry_aws::Settings;
+use quarry_aws::provision::Provisioned;
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// The virtualenv's python (`QUARRY_PYTHON` overrides): `make venv` creates it.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("QUARRY_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join(".venv/bin/python");
+    if !p.exists() {
+        panic!(
+            "{} is missing: run `make venv` (or `make test`, which creates it) first",
+            p.display()
+        );
+    }
+    p
+}
+
+/// A moto server process. It exits when dropped, and also when this process dies (it
+/// watches its stdin, which only this process holds).
+pub struct Moto {
+    url: String,
+    port: u16,
+    child: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+impl Moto {
+    /// Starts a dedicated moto on `port` (0: a free one).
+    pub fn start_on(port: u16) -> Moto {
+        let script = workspace_root().join("infra/local/moto_server.py");
+        let mut child = Command::new(python())
+            .arg(&script)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto ({}): {e}", script.display()));
+        let stdin = child.stdin.take().expect("moto stdin");
+        let stdout = child.stdout.take().expect("moto stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("moto output");
+        let url = line
+            .trim()
+            .strip_prefix("moto listening on ")
+            .unwrap_or_else(|| panic!("moto did not start: {line:?}"))
+            .to_owned();
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("moto port");
+        Moto {
+            url,
+            port,
+            child: Mutex::new(Some((child, stdin))),
+        }
+    }
+
+    pub fn start() -> Moto {
+        Self::start_on(0)
+    }
+
+    /// One moto per test binary, shared by its tests (each uses its own stage).
+    pub fn shared() -> &'static Moto {
+        static SHARED: OnceLock<Moto> = OnceLock::new();
+        SHARED.get_or_init(Moto::start)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (for outage tests); `start_on(self.port())` brings one back.
+    pub fn stop(&self) {
+        if let Some((mut child, stdin)) =
+            self.child.lock().unwrap_or_else(|e| e.into_inner()).take()
+        {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The standard variables that point the SDK at moto and the emulator, with dummy
+/// credentials and SDK retries turned down (moto answers unimplemented calls with a 500).
+pub fn aws_env(moto_url: &str, bedrock_url: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", moto_url),
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock_url),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// SdkConfig resolved by aws-config from a simulated environment (no real variables, no
+/// profile files): exactly what a Lambda with those variables would load.
+pub async fn sdk_config(env: &[(String, String)]) -> SdkConfig {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .env(Env::from_slice(&pairs))
+        .fs(Fs::from_slice(&[]));
+    quarry_aws::sdk::load_with(loader).await
+}
+
+static STAGES: AtomicU64 = AtomicU64::new(0);
+
+/// A unique stage name for this process.
+pub fn unique_stage() -> String {
+    format!(
+        "t{}x{}",
+        std::process::id(),
+        STAGES.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// moto + emulator + a provisioned stage with `infra/` pushed.
+pub struct Stack {
+    pub moto_url: String,
+    pub emulator: RunningEmulator,
+    pub settings: Settings,
+    pub provisioned: Provisioned,
+    pub env: Vec<(String, String)>,
+    pub sdk: SdkConfig,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(Moto::shared().url(), EmulatorConfig::builtin()).await
+    }
+
+    pub async fn start_with(moto_url: &str, emulator: EmulatorConfig) -> Stack {
+        let emulator = bedrock_emulator::start(emulator, "127.0.0.1:0")
+            .await
+            .expect("emulator");
+        let settings = Settings::for_stage(&unique_stage());
+        let mut env = aws_env(moto_url, &emulator.url());
+        env.push(("QUARRY_STAGE".into(), settings.stage.clone()));
+        let sdk = sdk_config(&env).await;
+        let provisioned = quarry_aws::provision::provision(&sdk, &settings)
+            .await
+            .expect("provision");
+        let ssm = quarry_aws::ssm::SsmParams::new(&sdk);
+        let sources =
+            quarry_aws::infra::InfraSources::load(&workspace_root().join("infra")).expect("infra");
+        quarry_aws::infra::push_config(&ssm, &settings, &sources)
+            .await
+            .expect("push config");
+        quarry_aws::infra::push_prompts(&ssm, &settings, &sources.prompts)
+            .await
+            .expect("push prompts");
+        Stack {
+            moto_url: moto_url.to_owned(),
+            emulator,
+            settings,
+            provisioned,
+            env,
+            sdk,
+        }
+    }
+
+    /// Emulator calls so far (all operations and models).
+    pub fn model_calls(&self) -> u64 {
+        self.emulator.state().calls(None, None)
+    }
+}
+
+/// Polls `check` until it returns Some, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
