@@ -7,6 +7,7 @@ its standard input closes, so a parent that dies (or a test that ends) never lea
 pass --no-stdin-watch to keep it running without a parent holding stdin.
 """
 
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,8 @@ from moto.server import ThreadedMotoServer
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     port = int(args[0]) if args else 0
+    # One access-log line per AWS call would bury the logs that matter.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()

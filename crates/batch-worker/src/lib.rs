@@ -1,1 +1,9 @@
-//! placeholder
+//! batch-worker: SQS-driven batch inference through the shared chat pipeline, with
+//! partial batch failures (only retryable failures return to the queue).
+
+pub mod message;
+pub mod partial;
+pub mod poller;
+pub mod worker;
+
+pub use worker::{Worker, WorkerOptions};

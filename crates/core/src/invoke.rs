@@ -288,6 +288,35 @@ impl StreamInvocation {
     }
 }
 
+/// The request as `target` may receive it: prompt-cache checkpoints are removed for models
+/// that do not support them (a fallback model may not), rather than failing validation.
+pub fn request_for<'a>(
+    target: &ModelTarget,
+    request: &'a ModelRequest,
+) -> std::borrow::Cow<'a, ModelRequest> {
+    use crate::model::{ContentBlock, SystemBlock};
+    let has_points = request
+        .system
+        .iter()
+        .any(|b| matches!(b, SystemBlock::CachePoint))
+        || request.messages.iter().any(|m| {
+            m.content
+                .iter()
+                .any(|b| matches!(b, ContentBlock::CachePoint))
+        });
+    if target.prompt_caching || !has_points {
+        return std::borrow::Cow::Borrowed(request);
+    }
+    let mut stripped = request.clone();
+    stripped
+        .system
+        .retain(|b| !matches!(b, SystemBlock::CachePoint));
+    for m in &mut stripped.messages {
+        m.content.retain(|b| !matches!(b, ContentBlock::CachePoint));
+    }
+    std::borrow::Cow::Owned(stripped)
+}
+
 /// What to do after a failed attempt.
 enum Next {
     Retry(Duration),
@@ -404,7 +433,11 @@ impl Invoker {
                 // guarantee, whatever the adapter does.
                 let result = match tokio::time::timeout_at(
                     deadline,
-                    self.client.converse(&target.invoke_id, request, remaining),
+                    self.client.converse(
+                        &target.invoke_id,
+                        &request_for(target, request),
+                        remaining,
+                    ),
                 )
                 .await
                 {

@@ -3,6 +3,8 @@
 //! a parameter store. No AWS SDK and no Lambda crates here: adapters live in `quarry-aws`,
 //! handlers in the Lambda crates.
 
+pub mod chat;
+pub mod config;
 pub mod error;
 pub mod invoke;
 pub mod model;

@@ -333,7 +333,8 @@ impl CompiledPrompt {
 }
 
 /// How a request picks a version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PromptSelector {
     /// Label `prod` when it exists, else the latest version.
     Default,

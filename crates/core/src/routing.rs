@@ -63,6 +63,9 @@ fn default_prefixes() -> Vec<String> {
 pub struct ModelTarget {
     pub invoke_id: String,
     pub base_id: String,
+    /// The base model accepts Bedrock prompt-cache checkpoints (`cachePoint`).
+    #[serde(default)]
+    pub prompt_caching: bool,
 }
 
 /// What the caller asked for.
@@ -163,9 +166,11 @@ impl RoutingConfig {
         let base = self
             .base_model(id)
             .ok_or_else(|| RoutingError::UnknownModel(id.to_owned()))?;
+        let prompt_caching = self.models.get(&base).is_some_and(|c| c.prompt_caching);
         Ok(ModelTarget {
             invoke_id: id.to_owned(),
             base_id: base,
+            prompt_caching,
         })
     }
 

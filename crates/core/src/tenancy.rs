@@ -195,6 +195,7 @@ mod tests {
             chain: vec![ModelTarget {
                 invoke_id: id.into(),
                 base_id: base.into(),
+                prompt_caching: false,
             }],
         };
         assert!(p.allows(&model("us.amazon.nova-lite-v1:0", "amazon.nova-lite-v1:0")));

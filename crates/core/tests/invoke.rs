@@ -127,6 +127,7 @@ fn chain(ids: &[&str]) -> Vec<ModelTarget> {
         .map(|i| ModelTarget {
             invoke_id: (*i).into(),
             base_id: (*i).into(),
+            prompt_caching: false,
         })
         .collect()
 }

@@ -1,0 +1,202 @@
+//! The batch message, schema version 1 (see `infra/batch-message.schema.json`):
+//! `{"schema_version": 1, "job_id", "item_id", "tenant", "prompt"?, "version"? | "label"?,
+//! "variables"?, "messages"?, "tier"? | "model"?, "max_tokens"?, "temperature"?, "top_p"?,
+//! "stop"?, "tags"?, "output_schema"?}`; `messages` or `prompt` is required.
+
+use std::collections::BTreeMap;
+
+use quarry_core::chat::{ChatInput, PromptRef};
+use quarry_core::model::{InferenceParams, Message, Role};
+use quarry_core::prompts::PromptSelector;
+use quarry_core::routing::RouteSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchMessage {
+    pub schema_version: u32,
+    pub job_id: String,
+    pub item_id: String,
+    pub tenant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub variables: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<BatchChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+}
+
+/// OpenAI-style message: `{"role": "user" | "assistant" | "system", "content": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchChatMessage {
+    pub role: BatchRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchRole {
+    System,
+    User,
+    Assistant,
+}
+
+/// Why a message is poison: it can never succeed, however often it is delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// Parses and checks a message body. Best effort to recover the IDs of an invalid message,
+/// so its failure can still be recorded against its job and item.
+pub fn parse(body: &str) -> Result<BatchMessage, (Invalid, Option<(String, String, String)>)> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| (Invalid(format!("the body is not JSON: {e}")), None))?;
+    let ids = || {
+        let s = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+        match (s("job_id"), s("item_id"), s("tenant")) {
+            (Some(j), Some(i), Some(t)) if id_ok(&j) && id_ok(&i) && id_ok(&t) => Some((j, i, t)),
+            _ => None,
+        }
+    };
+    match value.get("schema_version").and_then(Value::as_u64) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err((
+                Invalid(format!(
+                    "unknown schema_version {v}; this worker reads {SCHEMA_VERSION}"
+                )),
+                ids(),
+            ));
+        }
+        None => {
+            return Err((
+                Invalid("schema_version is missing or not an integer".into()),
+                ids(),
+            ));
+        }
+    }
+    let message: BatchMessage = serde_json::from_value(value.clone())
+        .map_err(|e| (Invalid(format!("invalid message: {e}")), ids()))?;
+    let invalid = |m: &str| Err((Invalid(m.to_owned()), ids()));
+    if !id_ok(&message.job_id) || !id_ok(&message.item_id) || !id_ok(&message.tenant) {
+        return invalid(
+            "job_id, item_id and tenant must be 1-128 letters, digits, '-', '_', '.' or ':'",
+        );
+    }
+    if message.prompt.is_none() && message.messages.is_empty() {
+        return invalid("give 'messages' or a 'prompt'");
+    }
+    if message.version.is_some() && message.label.is_some() {
+        return invalid("give 'version' or 'label', not both");
+    }
+    if message.tier.is_some() && message.model.is_some() {
+        return invalid("give 'tier' or 'model', not both");
+    }
+    Ok(message)
+}
+
+impl BatchMessage {
+    pub fn into_input(self) -> ChatInput {
+        let mut system = Vec::new();
+        let mut messages = Vec::new();
+        for m in self.messages {
+            match m.role {
+                BatchRole::System => system.push(m.content),
+                BatchRole::User => messages.push(Message::user(m.content)),
+                BatchRole::Assistant => messages.push(Message {
+                    role: Role::Assistant,
+                    ..Message::assistant(m.content)
+                }),
+            }
+        }
+        let selector = match (self.version, self.label) {
+            (Some(v), _) => Some(PromptSelector::Version(v)),
+            (None, Some(l)) => Some(PromptSelector::Label(l)),
+            _ => None,
+        };
+        ChatInput {
+            prompt: self.prompt.map(|name| PromptRef {
+                name,
+                selector,
+                ab_key: None,
+            }),
+            variables: self.variables,
+            system,
+            messages,
+            route: self
+                .tier
+                .map(RouteSpec::Tier)
+                .or(self.model.map(RouteSpec::Model)),
+            params: InferenceParams {
+                max_tokens: self.max_tokens,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                stop: self.stop,
+            },
+            tools: Vec::new(),
+            tool_choice: None,
+            output_schema: self.output_schema,
+            tags: self.tags,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_message_parses() {
+        let m = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert_eq!(m.item_id, "i1");
+        assert_eq!(m.into_input().messages.len(), 1);
+    }
+
+    #[test]
+    fn poison_keeps_its_ids_when_it_can() {
+        let (e, ids) =
+            parse(r#"{"schema_version":9,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
+                .unwrap_err();
+        assert!(e.0.contains("schema_version 9"));
+        assert_eq!(ids, Some(("j1".into(), "i1".into(), "acme".into())));
+        let (e, ids) = parse("not json").unwrap_err();
+        assert!(e.0.contains("not JSON"));
+        assert_eq!(ids, None);
+        let (e, _) = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
+            .unwrap_err();
+        assert!(e.0.contains("messages"));
+        let (e, _) = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme","prompt":"p","bogus":1}"#).unwrap_err();
+        assert!(e.0.contains("bogus"));
+    }
+}

@@ -1,0 +1,375 @@
+//! `POST /v1/chat`: Quarry's native chat API.
+//!
+//! Request: `prompt`, `version` | `label`, `ab_key`, `variables`, `messages`, `system`,
+//! `model` | `tier`, `max_tokens`, `temperature`, `top_p`, `stop`, `response_format` (a JSON
+//! Schema), `cache` (`auto` | `bypass` | `refresh`), `stream`, `tags`.
+//! Response: `id`, `output` (`text`, and `json` when a schema applies), `model`,
+//! `fallbacks`, `usage`, `cost_usd` (decimal string), `cached`, `prompt`, `latency_ms`.
+
+use std::collections::BTreeMap;
+
+use quarry_core::Error;
+use quarry_core::chat::{ChatInput, ChatOutcome, Prepared, PromptRef};
+use quarry_core::invoke::Fallback;
+use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, TokenUsage};
+use quarry_core::prompts::PromptSelector;
+use quarry_core::routing::RouteSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::state::Options;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Use the cache when it is safe (temperature 0, or a prompt marked cacheable).
+    #[default]
+    Auto,
+    /// Neither read nor write.
+    Bypass,
+    /// Skip the read, call the model, write the answer.
+    Refresh,
+}
+
+/// `stop` may be one string or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// Message content: a string, or a list of `{"type": "text", "text": ...}` parts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<TextPart>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextPart {
+    #[serde(rename = "type")]
+    pub kind: TextKind,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextKind {
+    Text,
+}
+
+impl Content {
+    pub fn text(self) -> String {
+        match self {
+            Self::Text(t) => t,
+            Self::Parts(parts) => parts
+                .into_iter()
+                .map(|p| p.text)
+                .collect::<Vec<_>>()
+                .join(""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InMessage {
+    pub role: Role,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    pub prompt: Option<String>,
+    pub version: Option<u64>,
+    pub label: Option<String>,
+    pub ab_key: Option<String>,
+    #[serde(default)]
+    pub variables: Map<String, Value>,
+    #[serde(default)]
+    pub messages: Vec<InMessage>,
+    pub system: Option<String>,
+    pub model: Option<String>,
+    pub tier: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Option<Stop>,
+    pub response_format: Option<Value>,
+    #[serde(default)]
+    pub cache: CacheMode,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Checks shared by both chat APIs: parameter ranges and size limits.
+pub fn check_params(params: &InferenceParams) -> Result<(), Error> {
+    if let Some(t) = params.temperature
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(Error::bad_request(
+            "temperature",
+            format!("temperature must be between 0 and 1, got {t}"),
+        ));
+    }
+    if let Some(p) = params.top_p
+        && !(0.0..=1.0).contains(&p)
+    {
+        return Err(Error::bad_request(
+            "top_p",
+            format!("top_p must be between 0 and 1, got {p}"),
+        ));
+    }
+    if params.max_tokens == Some(0) {
+        return Err(Error::bad_request(
+            "max_tokens",
+            "max_tokens must be at least 1",
+        ));
+    }
+    if params.stop.len() > 4 || params.stop.iter().any(String::is_empty) {
+        return Err(Error::bad_request(
+            "stop",
+            "give at most 4 non-empty stop sequences",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_sizes(options: &Options, messages: usize, chars: usize) -> Result<(), Error> {
+    if messages > options.max_messages {
+        return Err(Error::bad_request(
+            "messages",
+            format!(
+                "{messages} messages exceed the limit of {}",
+                options.max_messages
+            ),
+        ));
+    }
+    if chars > options.max_total_chars {
+        return Err(Error::PayloadTooLarge(format!(
+            "the request's text ({chars} characters) exceeds the limit of {}",
+            options.max_total_chars
+        )));
+    }
+    Ok(())
+}
+
+impl ChatRequest {
+    /// The domain input, after the checks that need no configuration.
+    pub fn into_input(self, options: &Options) -> Result<(ChatInput, CacheMode, bool), Error> {
+        if self.version.is_some() && self.label.is_some() {
+            return Err(Error::bad_request(
+                "version",
+                "give 'version' or 'label', not both",
+            ));
+        }
+        if self.model.is_some() && self.tier.is_some() {
+            return Err(Error::bad_request(
+                "model",
+                "give 'model' or 'tier', not both",
+            ));
+        }
+        if self.prompt.is_none()
+            && (self.version.is_some() || self.label.is_some() || self.ab_key.is_some())
+        {
+            return Err(Error::bad_request(
+                "prompt",
+                "'version', 'label' and 'ab_key' need a 'prompt'",
+            ));
+        }
+        if let Some(schema) = &self.response_format
+            && !schema.is_object()
+        {
+            return Err(Error::bad_request(
+                "response_format",
+                "response_format must be a JSON Schema object",
+            ));
+        }
+        let chars: usize = self
+            .messages
+            .iter()
+            .map(|m| match &m.content {
+                Content::Text(t) => t.len(),
+                Content::Parts(p) => p.iter().map(|x| x.text.len()).sum(),
+            })
+            .sum::<usize>()
+            + self.system.as_ref().map_or(0, String::len)
+            + self
+                .variables
+                .values()
+                .map(|v| v.to_string().len())
+                .sum::<usize>();
+        check_sizes(options, self.messages.len(), chars)?;
+        let params = InferenceParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            stop: self.stop.map(Stop::into_vec).unwrap_or_default(),
+        };
+        check_params(&params)?;
+        let selector = match (self.version, self.label) {
+            (Some(v), _) => Some(PromptSelector::Version(v)),
+            (None, Some(l)) => Some(PromptSelector::Label(l)),
+            _ => None,
+        };
+        let messages = self
+            .messages
+            .into_iter()
+            .map(|m| Message {
+                role: m.role,
+                content: vec![ContentBlock::Text(m.content.text())],
+            })
+            .collect();
+        let input = ChatInput {
+            prompt: self.prompt.map(|name| PromptRef {
+                name,
+                selector,
+                ab_key: self.ab_key,
+            }),
+            variables: self.variables,
+            system: self.system.into_iter().collect(),
+            messages,
+            route: self
+                .tier
+                .map(RouteSpec::Tier)
+                .or(self.model.map(RouteSpec::Model)),
+            params,
+            tools: Vec::new(),
+            tool_choice: None,
+            output_schema: self.response_format,
+            tags: self.tags,
+        };
+        Ok((input, self.cache, self.stream))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl From<TokenUsage> for Usage {
+    fn from(u: TokenUsage) -> Self {
+        Self {
+            input_tokens: u.input,
+            output_tokens: u.output,
+            cache_read_tokens: u.cache_read,
+            cache_write_tokens: u.cache_write,
+            total_tokens: u.total(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub model: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptInfo {
+    pub name: String,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub id: String,
+    pub output: Output,
+    /// The model that answered (as invoked: ID, profile or ARN).
+    pub model: String,
+    pub stop_reason: String,
+    pub fallbacks: Vec<FallbackOut>,
+    pub usage: Usage,
+    /// Decimal USD; null when the model has no price (see `cost_status`).
+    pub cost_usd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_status: Option<String>,
+    pub cached: bool,
+    pub prompt: Option<PromptInfo>,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallbackOut {
+    pub model: String,
+    pub reason: String,
+    pub attempts: u32,
+}
+
+impl From<&Fallback> for FallbackOut {
+    fn from(f: &Fallback) -> Self {
+        Self {
+            model: f.model.clone(),
+            reason: f.reason.clone(),
+            attempts: f.attempts,
+        }
+    }
+}
+
+/// The response body of an answered request.
+pub fn response(
+    id: &str,
+    prepared: &Prepared,
+    outcome: &ChatOutcome,
+    json: Option<Value>,
+    total_ms: u64,
+) -> ChatResponse {
+    let text = outcome
+        .response
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect::<String>();
+    ChatResponse {
+        id: id.to_owned(),
+        output: Output { text, json },
+        model: outcome.target.invoke_id.clone(),
+        stop_reason: outcome.response.stop_reason.as_str().to_owned(),
+        fallbacks: outcome.fallbacks.iter().map(FallbackOut::from).collect(),
+        usage: outcome.response.usage.into(),
+        cost_usd: outcome.cost.map(|c| c.to_usd_string()),
+        cost_status: outcome.cost.is_none().then(|| "unpriced".to_owned()),
+        cached: false,
+        prompt: prepared.prompt.as_ref().map(|p| PromptInfo {
+            name: p.name.clone(),
+            version: p.version,
+            label: p.label.clone(),
+        }),
+        latency_ms: Latency {
+            model: outcome.response.latency_ms,
+            total: total_ms,
+        },
+    }
+}

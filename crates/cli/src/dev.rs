@@ -1,0 +1,269 @@
+//! `quarry dev`: the local stack in one command.
+//!
+//! 1. moto server (from `.venv`, on a free loopback port) unless `--aws-endpoint` is given;
+//! 2. the Bedrock emulator (in this process, free port) unless `--bedrock-endpoint` is given;
+//! 3. the stage's tables, queues, topic and parameters (as template.yaml declares them),
+//!    `infra/` pushed, two demo tenants (`acme`, `globex`) with fresh API keys;
+//! 4. `quarry serve` as a child whose environment holds only the SDK's standard endpoint
+//!    variables, like a Lambda's.
+//!
+//! Ctrl-C stops every child: moto also exits by itself when this process's pipe to it closes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ssm::config::Credentials;
+use bedrock_emulator::{EmulatorConfig, RunningEmulator};
+use quarry_aws::Settings;
+use quarry_aws::infra::{InfraSources, push_config, push_prompts};
+use quarry_aws::ssm::SsmParams;
+use quarry_core::tenancy::{KeyEntry, TenantDirectory, TenantPolicy, hash_key};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Port of the API on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Use this AWS endpoint (a running moto, LocalStack, ...) instead of starting moto.
+    #[arg(long)]
+    pub aws_endpoint: Option<String>,
+    /// Use this Bedrock Runtime endpoint instead of starting the emulator.
+    #[arg(long)]
+    pub bedrock_endpoint: Option<String>,
+    /// Stage name: resource names and the parameter prefix derive from it.
+    #[arg(long, default_value = "dev")]
+    pub stage: String,
+    /// Directory of routing.yaml, pricing.yaml, budgets.yaml and prompts/.
+    #[arg(long, default_value = "infra")]
+    pub infra: PathBuf,
+}
+
+const DEMO_TENANTS: [&str; 2] = ["acme", "globex"];
+
+fn python() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("QUARRY_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let p = PathBuf::from(".venv/bin/python");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err("no Python with moto: run `make dev` (it creates .venv), or give --aws-endpoint".into())
+    }
+}
+
+/// Starts moto; returns its URL and the child (which exits when its stdin closes).
+async fn start_moto(infra: &Path) -> Result<(String, Child), String> {
+    let script = infra.join("local/moto_server.py");
+    let mut child = Command::new(python()?)
+        .arg(&script)
+        .arg("0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start moto ({}): {e}", script.display()))?;
+    let stdout = child.stdout.take().ok_or("moto has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next_line()
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let url = line
+        .strip_prefix("moto listening on ")
+        .ok_or_else(|| format!("moto did not start (it said {line:?})"))?
+        .to_owned();
+    Ok((url, child))
+}
+
+async fn start_emulator(infra: &Path) -> Result<RunningEmulator, String> {
+    let file = infra.join("local/emulator.yaml");
+    let config = if file.exists() {
+        EmulatorConfig::from_file(&file).map_err(|e| e.to_string())?
+    } else {
+        EmulatorConfig::builtin()
+    };
+    bedrock_emulator::start(config, "127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start the Bedrock emulator: {e}"))
+}
+
+fn new_key() -> String {
+    format!("qk_{}", hex::encode(rand::random::<[u8; 24]>()))
+}
+
+/// Writes the demo tenants' directory; returns (tenant, key, admin) for each key.
+async fn seed_tenants(
+    ssm: &SsmParams,
+    settings: &Settings,
+) -> Result<Vec<(String, String, bool)>, String> {
+    let mut directory = TenantDirectory::default();
+    let mut keys = Vec::new();
+    for tenant in DEMO_TENANTS {
+        directory.tenants.insert(
+            tenant.to_owned(),
+            TenantPolicy {
+                allowed_tiers: vec!["*".into()],
+                allowed_models: vec!["*".into()],
+                ..TenantPolicy::default()
+            },
+        );
+        let key = new_key();
+        directory.keys.insert(
+            hash_key(&key),
+            KeyEntry {
+                tenant: tenant.to_owned(),
+                admin: false,
+                label: Some(format!("{tenant}-dev")),
+            },
+        );
+        keys.push((tenant.to_owned(), key, false));
+    }
+    let admin = new_key();
+    directory.keys.insert(
+        hash_key(&admin),
+        KeyEntry {
+            tenant: "acme".into(),
+            admin: true,
+            label: Some("acme-admin-dev".into()),
+        },
+    );
+    keys.push(("acme".into(), admin, true));
+    let value = serde_json::to_string(&directory).map_err(|e| e.to_string())?;
+    ssm.put(&settings.param("tenants"), &value, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(keys)
+}
+
+pub async fn run(args: DevArgs) -> Result<(), String> {
+    let sources = InfraSources::load(&args.infra).map_err(|e| e.to_string())?;
+    let (aws_url, moto) = match &args.aws_endpoint {
+        Some(url) => (url.clone(), None),
+        None => {
+            let (url, child) = start_moto(&args.infra).await?;
+            (url, Some(child))
+        }
+    };
+    let (bedrock_url, _emulator) = match &args.bedrock_endpoint {
+        Some(url) => (url.clone(), None),
+        None => {
+            let e = start_emulator(&args.infra).await?;
+            (e.url(), Some(e))
+        }
+    };
+
+    let settings = Settings::for_stage(&args.stage);
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&aws_url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "quarry-dev",
+        ))
+        .load()
+        .await;
+    quarry_aws::provision::provision(&sdk, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ssm = SsmParams::new(&sdk);
+    push_config(&ssm, &settings, &sources)
+        .await
+        .map_err(|e| e.to_string())?;
+    push_prompts(&ssm, &settings, &sources.prompts)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys = seed_tenants(&ssm, &settings).await?;
+
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the quarry binary: {e}"))?;
+    let mut serve = Command::new(exe);
+    serve
+        .arg("serve")
+        .arg("--port")
+        .arg(args.port.to_string())
+        .env("AWS_ENDPOINT_URL", &aws_url)
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &bedrock_url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("QUARRY_STAGE", &settings.stage)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if std::env::var("QUARRY_CONFIG_MAX_AGE_SECS").is_err() {
+        // Short locally, so a pushed prompt or label shows within seconds.
+        serve.env("QUARRY_CONFIG_MAX_AGE_SECS", "5");
+    }
+    if std::env::var("QUARRY_COST_ALARM_INTERVAL_SECS").is_err() {
+        serve.env("QUARRY_COST_ALARM_INTERVAL_SECS", "60");
+    }
+    let mut child = serve
+        .spawn()
+        .map_err(|e| format!("cannot start quarry serve: {e}"))?;
+    let stdout = child.stdout.take().ok_or("quarry serve has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let listening = loop {
+        match lines.next_line().await.map_err(|e| e.to_string())? {
+            Some(line) if line.starts_with("Quarry listening on ") => break line,
+            Some(line) => println!("{line}"),
+            None => {
+                return Err("quarry serve exited before listening (see its errors above)".into());
+            }
+        }
+    };
+    let base = listening
+        .trim_start_matches("Quarry listening on ")
+        .to_owned();
+    println!("{listening}");
+    for (tenant, key, admin) in &keys {
+        if *admin {
+            println!("Admin API key (tenant {tenant}): {key}");
+        } else {
+            println!("API key (tenant {tenant}): {key}");
+        }
+    }
+    println!("AWS endpoint (moto): {aws_url}");
+    println!("Bedrock endpoint: {bedrock_url}");
+    if let Some((_, key, _)) = keys.first() {
+        println!(
+            "Try: curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Quarry!\"}}]}}'"
+        );
+    }
+    println!("Ctrl-C stops everything.");
+    let _ = std::io::stdout().flush();
+
+    // Keep forwarding the server's output until it ends or we are told to stop.
+    let forward = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            println!("{line}");
+        }
+    };
+    tokio::select! {
+        _ = crate::serve::shutdown() => {}
+        _ = forward => {}
+        status = child.wait() => {
+            if let Ok(s) = status && !s.success() {
+                eprintln!("quarry serve exited: {s}");
+            }
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    if let Some(mut m) = moto {
+        let _ = m.start_kill();
+        let _ = m.wait().await;
+    }
+    Ok(())
+}

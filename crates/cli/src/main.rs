@@ -1,0 +1,56 @@
+//! `quarry`: the local stack (`dev`, `serve`) and the operator commands.
+
+mod dev;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "quarry",
+    version,
+    about = "Quarry: a production gateway for Amazon Bedrock"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Quarry locally: moto and the Bedrock emulator (unless endpoints are given), the
+    /// API on 127.0.0.1, the batch poller and the cost-alarm schedule.
+    Dev(dev::DevArgs),
+    /// Serve the API, the batch poller and the cost-alarm schedule against the endpoints of
+    /// the environment (what `dev` runs once the stack is up).
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("quarry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("quarry: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

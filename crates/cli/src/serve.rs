@@ -1,0 +1,107 @@
+//! `quarry serve`: the API Lambdas' routers on one port, the batch queue's event source
+//! mapping and the cost-alarm schedule, configured from the environment exactly like the
+//! Lambdas (`AWS_ENDPOINT_URL*`, `QUARRY_STAGE`, ...).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batch_worker::poller::{EventSourceMapping, MappingOptions};
+use batch_worker::{Worker, WorkerOptions};
+use quarry_aws::Settings;
+use quarry_aws::provision::{queue_arn, queue_url};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Port on 127.0.0.1 (0: a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Seconds between cost-alarm runs.
+    #[arg(long, default_value_t = 300, env = "QUARRY_COST_ALARM_INTERVAL_SECS")]
+    pub cost_alarm_interval: u64,
+    /// Do not poll the batch queue.
+    #[arg(long)]
+    pub no_batch: bool,
+}
+
+fn env_lookup(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    quarry_http::init_tracing();
+    let sdk = quarry_aws::sdk::load().await;
+    let settings = Settings::from_env();
+
+    let chat_options = chat_handler::Options::from_lookup(env_lookup)?;
+    let chat = Arc::new(chat_handler::AppState::from_sdk(
+        &sdk,
+        settings.clone(),
+        chat_options,
+    ));
+    let app = chat_handler::app(chat).merge(cache_lookup::app());
+
+    let mut tasks = Vec::new();
+    if !args.no_batch {
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let url = queue_url(&sqs, &settings.batch_queue)
+            .await
+            .map_err(|e| e.to_string())?;
+        let arn = queue_arn(&sqs, &url).await.map_err(|e| e.to_string())?;
+        let worker = Arc::new(Worker::from_sdk(
+            &sdk,
+            &settings,
+            WorkerOptions::from_lookup(env_lookup)?,
+        ));
+        let mapping = EventSourceMapping::new(sqs, url, arn, worker, MappingOptions::default());
+        tasks.push(tokio::spawn(mapping.run()));
+    }
+    let interval = Duration::from_secs(args.cost_alarm_interval.max(1));
+    tasks.push(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            ticks.tick().await;
+            let event = serde_json::json!({
+                "version": "0", "id": "local", "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": "000000000000", "region": "us-east-1", "resources": [], "detail": {},
+                "time": format!("{:?}", std::time::SystemTime::now()),
+            });
+            cost_alarm::handle(&event).await;
+        }
+    }));
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("Quarry listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await;
+    for t in tasks {
+        t.abort();
+    }
+    served.map_err(|e| format!("server error: {e}"))
+}
+
+pub async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
