@@ -9,5 +9,6 @@ pub mod provision;
 pub mod sdk;
 pub mod settings;
 pub mod ssm;
+pub mod tenants;
 
 pub use settings::Settings;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use quarry_core::chat::{ChatInput, PromptRef};
-use quarry_core::model::{InferenceParams, Message, Role};
+use quarry_core::model::{InferenceParams, Message};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::routing::RouteSpec;
 use serde::{Deserialize, Serialize};
@@ -65,10 +65,22 @@ pub enum BatchRole {
     Assistant,
 }
 
-/// Why a message is poison: it can never succeed, however often it is delivered.
+/// The identity of an item, as far as an invalid message still tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemIds {
+    pub job_id: String,
+    pub item_id: String,
+    pub tenant: String,
+}
+
+/// Why a message is poison (it can never succeed, however often it is delivered), and whose
+/// item it was when that can be recovered, so the failure can be recorded against it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(pub String);
+#[error("{reason}")]
+pub struct Invalid {
+    pub reason: String,
+    pub ids: Option<ItemIds>,
+}
 
 fn id_ok(s: &str) -> bool {
     !s.is_empty()
@@ -79,36 +91,51 @@ fn id_ok(s: &str) -> bool {
 
 /// Parses and checks a message body. Best effort to recover the IDs of an invalid message,
 /// so its failure can still be recorded against its job and item.
-pub fn parse(body: &str) -> Result<BatchMessage, (Invalid, Option<(String, String, String)>)> {
-    let value: Value = serde_json::from_str(body)
-        .map_err(|e| (Invalid(format!("the body is not JSON: {e}")), None))?;
+pub fn parse(body: &str) -> Result<BatchMessage, Invalid> {
+    let value: Value = serde_json::from_str(body).map_err(|e| Invalid {
+        reason: format!("the body is not JSON: {e}"),
+        ids: None,
+    })?;
     let ids = || {
         let s = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
         match (s("job_id"), s("item_id"), s("tenant")) {
-            (Some(j), Some(i), Some(t)) if id_ok(&j) && id_ok(&i) && id_ok(&t) => Some((j, i, t)),
+            (Some(job_id), Some(item_id), Some(tenant))
+                if id_ok(&job_id) && id_ok(&item_id) && id_ok(&tenant) =>
+            {
+                Some(ItemIds {
+                    job_id,
+                    item_id,
+                    tenant,
+                })
+            }
             _ => None,
         }
     };
     match value.get("schema_version").and_then(Value::as_u64) {
         Some(v) if v == u64::from(SCHEMA_VERSION) => {}
         Some(v) => {
-            return Err((
-                Invalid(format!(
-                    "unknown schema_version {v}; this worker reads {SCHEMA_VERSION}"
-                )),
-                ids(),
-            ));
+            return Err(Invalid {
+                reason: format!("unknown schema_version {v}; this worker reads {SCHEMA_VERSION}"),
+                ids: ids(),
+            });
         }
         None => {
-            return Err((
-                Invalid("schema_version is missing or not an integer".into()),
-                ids(),
-            ));
+            return Err(Invalid {
+                reason: "schema_version is missing or not an integer".into(),
+                ids: ids(),
+            });
         }
     }
-    let message: BatchMessage = serde_json::from_value(value.clone())
-        .map_err(|e| (Invalid(format!("invalid message: {e}")), ids()))?;
-    let invalid = |m: &str| Err((Invalid(m.to_owned()), ids()));
+    let message: BatchMessage = serde_json::from_value(value.clone()).map_err(|e| Invalid {
+        reason: format!("invalid message: {e}"),
+        ids: ids(),
+    })?;
+    let invalid = |m: &str| {
+        Err(Invalid {
+            reason: m.to_owned(),
+            ids: ids(),
+        })
+    };
     if !id_ok(&message.job_id) || !id_ok(&message.item_id) || !id_ok(&message.tenant) {
         return invalid(
             "job_id, item_id and tenant must be 1-128 letters, digits, '-', '_', '.' or ':'",
@@ -134,10 +161,7 @@ impl BatchMessage {
             match m.role {
                 BatchRole::System => system.push(m.content),
                 BatchRole::User => messages.push(Message::user(m.content)),
-                BatchRole::Assistant => messages.push(Message {
-                    role: Role::Assistant,
-                    ..Message::assistant(m.content)
-                }),
+                BatchRole::Assistant => messages.push(Message::assistant(m.content)),
             }
         }
         let selector = match (self.version, self.label) {
@@ -185,18 +209,25 @@ mod tests {
 
     #[test]
     fn poison_keeps_its_ids_when_it_can() {
-        let (e, ids) =
-            parse(r#"{"schema_version":9,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
-                .unwrap_err();
-        assert!(e.0.contains("schema_version 9"));
-        assert_eq!(ids, Some(("j1".into(), "i1".into(), "acme".into())));
-        let (e, ids) = parse("not json").unwrap_err();
-        assert!(e.0.contains("not JSON"));
-        assert_eq!(ids, None);
-        let (e, _) = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
+        let e = parse(r#"{"schema_version":9,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
             .unwrap_err();
-        assert!(e.0.contains("messages"));
-        let (e, _) = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme","prompt":"p","bogus":1}"#).unwrap_err();
-        assert!(e.0.contains("bogus"));
+        assert!(e.reason.contains("schema_version 9"));
+        let ids = e.ids.unwrap();
+        assert_eq!(
+            (
+                ids.job_id.as_str(),
+                ids.item_id.as_str(),
+                ids.tenant.as_str()
+            ),
+            ("j1", "i1", "acme")
+        );
+        let e = parse("not json").unwrap_err();
+        assert!(e.reason.contains("not JSON"));
+        assert_eq!(e.ids, None);
+        let e = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
+            .unwrap_err();
+        assert!(e.reason.contains("messages"));
+        let e = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i1","tenant":"acme","prompt":"p","bogus":1}"#).unwrap_err();
+        assert!(e.reason.contains("bogus"));
     }
 }

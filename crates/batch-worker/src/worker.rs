@@ -108,8 +108,8 @@ impl Worker {
         let body = m.body.unwrap_or_default();
         let msg = match message::parse(&body) {
             Ok(msg) => msg,
-            Err((invalid, ids)) => {
-                tracing::warn!(reason = %invalid, ids = ?ids, "poison message acknowledged");
+            Err(invalid) => {
+                tracing::warn!(reason = %invalid.reason, ids = ?invalid.ids, "poison message acknowledged");
                 return Disposition::Ack;
             }
         };

@@ -357,11 +357,13 @@ async fn set_faults(emu: &RunningEmulator, body: Value) {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
+type IsKind = fn(&ConverseError) -> bool;
+
 #[tokio::test]
 async fn each_injected_error_arrives_as_the_sdks_typed_error() {
     let emu = emulator().await;
     let c = client(&emu);
-    let cases: &[(&str, fn(&ConverseError) -> bool)] = &[
+    let cases: &[(&str, IsKind)] = &[
         (
             "ThrottlingException",
             ConverseError::is_throttling_exception,

@@ -19,7 +19,6 @@ use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use quarry_aws::Settings;
 use quarry_aws::infra::{InfraSources, push_config, push_prompts};
 use quarry_aws::ssm::SsmParams;
-use quarry_core::tenancy::{KeyEntry, TenantDirectory, TenantPolicy, hash_key};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -94,54 +93,6 @@ async fn start_emulator(infra: &Path) -> Result<RunningEmulator, String> {
         .map_err(|e| format!("cannot start the Bedrock emulator: {e}"))
 }
 
-fn new_key() -> String {
-    format!("qk_{}", hex::encode(rand::random::<[u8; 24]>()))
-}
-
-/// Writes the demo tenants' directory; returns (tenant, key, admin) for each key.
-async fn seed_tenants(
-    ssm: &SsmParams,
-    settings: &Settings,
-) -> Result<Vec<(String, String, bool)>, String> {
-    let mut directory = TenantDirectory::default();
-    let mut keys = Vec::new();
-    for tenant in DEMO_TENANTS {
-        directory.tenants.insert(
-            tenant.to_owned(),
-            TenantPolicy {
-                allowed_tiers: vec!["*".into()],
-                allowed_models: vec!["*".into()],
-                ..TenantPolicy::default()
-            },
-        );
-        let key = new_key();
-        directory.keys.insert(
-            hash_key(&key),
-            KeyEntry {
-                tenant: tenant.to_owned(),
-                admin: false,
-                label: Some(format!("{tenant}-dev")),
-            },
-        );
-        keys.push((tenant.to_owned(), key, false));
-    }
-    let admin = new_key();
-    directory.keys.insert(
-        hash_key(&admin),
-        KeyEntry {
-            tenant: "acme".into(),
-            admin: true,
-            label: Some("acme-admin-dev".into()),
-        },
-    );
-    keys.push(("acme".into(), admin, true));
-    let value = serde_json::to_string(&directory).map_err(|e| e.to_string())?;
-    ssm.put(&settings.param("tenants"), &value, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(keys)
-}
-
 pub async fn run(args: DevArgs) -> Result<(), String> {
     let sources = InfraSources::load(&args.infra).map_err(|e| e.to_string())?;
     let (aws_url, moto) = match &args.aws_endpoint {
@@ -182,12 +133,15 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     push_prompts(&ssm, &settings, &sources.prompts)
         .await
         .map_err(|e| e.to_string())?;
-    let keys = seed_tenants(&ssm, &settings).await?;
+    let keys = quarry_aws::tenants::seed(&ssm, &settings, &DEMO_TENANTS)
+        .await
+        .map_err(|e| e.to_string())?;
 
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the quarry binary: {e}"))?;
     let mut serve = Command::new(exe);
     serve
         .arg("serve")
+        .arg("--exit-on-stdin-close")
         .arg("--port")
         .arg(args.port.to_string())
         .env("AWS_ENDPOINT_URL", &aws_url)
@@ -199,6 +153,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .env("QUARRY_STAGE", &settings.stage)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
@@ -212,6 +167,9 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     let mut child = serve
         .spawn()
         .map_err(|e| format!("cannot start quarry serve: {e}"))?;
+    // Held until we return: its closing is what stops the server if this process dies.
+    // (Child::wait would close it, so it must not stay inside the Child.)
+    let _serve_stdin = child.stdin.take();
     let stdout = child.stdout.take().ok_or("quarry serve has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let listening = loop {
@@ -227,16 +185,16 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         .trim_start_matches("Quarry listening on ")
         .to_owned();
     println!("{listening}");
-    for (tenant, key, admin) in &keys {
-        if *admin {
-            println!("Admin API key (tenant {tenant}): {key}");
+    for k in &keys {
+        if k.admin {
+            println!("Admin API key (tenant {}): {}", k.tenant, k.key);
         } else {
-            println!("API key (tenant {tenant}): {key}");
+            println!("API key (tenant {}): {}", k.tenant, k.key);
         }
     }
     println!("AWS endpoint (moto): {aws_url}");
     println!("Bedrock endpoint: {bedrock_url}");
-    if let Some((_, key, _)) = keys.first() {
+    if let Some(key) = keys.first().map(|k| &k.key) {
         println!(
             "Try: curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Quarry!\"}}]}}'"
         );

@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Do not poll the batch queue.
     #[arg(long)]
     pub no_batch: bool,
+    /// Stop when standard input closes (how `quarry dev` makes sure no server outlives it).
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_close: bool,
 }
 
 fn env_lookup(k: &str) -> Option<String> {
@@ -64,7 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             let event = serde_json::json!({
                 "version": "0", "id": "local", "detail-type": "Scheduled Event", "source": "aws.events",
                 "account": "000000000000", "region": "us-east-1", "resources": [], "detail": {},
-                "time": format!("{:?}", std::time::SystemTime::now()),
+                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             });
             cost_alarm::handle(&event).await;
         }
@@ -76,13 +79,35 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("Quarry listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    let watch_stdin = args.exit_on_stdin_close;
+    let stop = async move {
+        if watch_stdin {
+            tokio::select! {
+                _ = shutdown() => {}
+                _ = stdin_closed() => {}
+            }
+        } else {
+            shutdown().await;
+        }
+    };
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(stop)
         .await;
     for t in tasks {
         t.abort();
     }
     served.map_err(|e| format!("server error: {e}"))
+}
+
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
 }
 
 pub async fn shutdown() {

@@ -318,9 +318,9 @@ pub fn request_for<'a>(
 }
 
 /// What to do after a failed attempt.
-enum Next {
+enum AfterFailure {
     Retry(Duration),
-    NextModel,
+    Fallback,
     Stop,
 }
 
@@ -353,9 +353,9 @@ impl Invoker {
         error: &ModelError,
         attempt_no: u32,
         deadline: Instant,
-    ) -> Next {
+    ) -> AfterFailure {
         if error.kind == ModelErrorKind::Validation {
-            return Next::Stop;
+            return AfterFailure::Stop;
         }
         if error.kind == ModelErrorKind::Throttled
             && self
@@ -363,17 +363,17 @@ impl Invoker {
                 .throttled(&target.invoke_id, Instant::now(), &self.policy)
         {
             tracing::warn!(model = %target.invoke_id, "circuit opened after consecutive throttles");
-            return Next::NextModel;
+            return AfterFailure::Fallback;
         }
         if !error.kind.is_retryable() || attempt_no + 1 >= self.policy.max_attempts_per_model {
-            return Next::NextModel;
+            return AfterFailure::Fallback;
         }
         let delay = self.policy.backoff(attempt_no);
         // Waiting would leave no room for the retry: the next model is a better use of time.
         if Instant::now() + delay + self.policy.min_attempt_time > deadline {
-            return Next::NextModel;
+            return AfterFailure::Fallback;
         }
-        Next::Retry(delay)
+        AfterFailure::Retry(delay)
     }
 
     fn failure(
@@ -475,7 +475,7 @@ impl Invoker {
                         let next = self.after_failure(target, &error, attempt_no, deadline);
                         last_error = Some(error);
                         match next {
-                            Next::Stop => {
+                            AfterFailure::Stop => {
                                 return Err(self.failure(
                                     FailureKind::Rejected,
                                     attempts,
@@ -484,8 +484,8 @@ impl Invoker {
                                     deadline,
                                 ));
                             }
-                            Next::NextModel => break,
-                            Next::Retry(delay) => {
+                            AfterFailure::Fallback => break,
+                            AfterFailure::Retry(delay) => {
                                 tokio::time::sleep(delay).await;
                                 attempt_no += 1;
                             }
@@ -580,7 +580,7 @@ impl Invoker {
                         let next = self.after_failure(target, &error, attempt_no, deadline);
                         last_error = Some(error);
                         match next {
-                            Next::Stop => {
+                            AfterFailure::Stop => {
                                 return Err(self.failure(
                                     FailureKind::Rejected,
                                     attempts,
@@ -589,8 +589,8 @@ impl Invoker {
                                     deadline,
                                 ));
                             }
-                            Next::NextModel => break,
-                            Next::Retry(delay) => {
+                            AfterFailure::Fallback => break,
+                            AfterFailure::Retry(delay) => {
                                 tokio::time::sleep(delay).await;
                                 attempt_no += 1;
                             }

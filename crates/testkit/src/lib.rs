@@ -21,6 +21,12 @@ use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use quarry_aws::Settings;
 use quarry_aws::provision::Provisioned;
 
+/// A sample event of `events/` (the shapes AWS sends), as text.
+pub fn event(name: &str) -> String {
+    let path = workspace_root().join("events").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -168,6 +174,8 @@ pub struct Stack {
     pub provisioned: Provisioned,
     pub env: Vec<(String, String)>,
     pub sdk: SdkConfig,
+    /// API keys of the demo tenants `acme` and `globex` (and an admin key for `acme`).
+    pub keys: Vec<quarry_aws::tenants::IssuedKey>,
 }
 
 impl Stack {
@@ -195,6 +203,9 @@ impl Stack {
         quarry_aws::infra::push_prompts(&ssm, &settings, &sources.prompts)
             .await
             .expect("push prompts");
+        let keys = quarry_aws::tenants::seed(&ssm, &settings, &["acme", "globex"])
+            .await
+            .expect("tenants");
         Stack {
             moto_url: moto_url.to_owned(),
             emulator,
@@ -202,7 +213,25 @@ impl Stack {
             provisioned,
             env,
             sdk,
+            keys,
         }
+    }
+
+    /// The (non-admin) key of `tenant`.
+    pub fn key(&self, tenant: &str) -> &str {
+        self.keys
+            .iter()
+            .find(|k| k.tenant == tenant && !k.admin)
+            .map(|k| k.key.as_str())
+            .expect("demo tenant")
+    }
+
+    pub fn admin_key(&self) -> &str {
+        self.keys
+            .iter()
+            .find(|k| k.admin)
+            .map(|k| k.key.as_str())
+            .expect("admin key")
     }
 
     /// Emulator calls so far (all operations and models).

@@ -1,0 +1,90 @@
+//! `quarry dev` as a user runs it: it starts everything, prints the contract lines, the
+//! printed key answers, and stopping it leaves no process behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use quarry_testkit::{python, workspace_root};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn quarry_dev_serves_the_printed_curl_and_stops_cleanly() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["dev", "--port", "0", "--stage", "devtest"])
+        .current_dir(workspace_root())
+        .env("QUARRY_PYTHON", python())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut keys, mut moto) = (None, Vec::new(), None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("Quarry listening on ") {
+                base = Some(url.to_owned());
+            } else if let Some(rest) = line.strip_prefix("API key (tenant ") {
+                let (tenant, key) = rest.split_once("): ").unwrap();
+                keys.push((tenant.to_owned(), key.to_owned()));
+            } else if let Some(url) = line.strip_prefix("AWS endpoint (moto): ") {
+                moto = Some(url.to_owned());
+            } else if line.starts_with("Try: curl") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("quarry dev did not become ready");
+    let base = base.expect("listening line");
+    assert_eq!(
+        keys.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["acme", "globex"]
+    );
+
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat"))
+        .bearer_auth(&keys[0].1)
+        .json(&serde_json::json!({"messages": [{"role": "user", "content": "Hello, Quarry!"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        !body["output"]["text"].as_str().unwrap().is_empty(),
+        "{body}"
+    );
+
+    // SIGTERM, as Ctrl-C or a service manager would send.
+    let pid = child.id().unwrap().to_string();
+    tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("quarry dev did not stop")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Its servers are gone too.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "API still up"
+    );
+    assert!(
+        client.get(moto.unwrap()).send().await.is_err(),
+        "moto still up"
+    );
+}
