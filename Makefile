@@ -30,6 +30,11 @@ dev: venv
 test: venv
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --workspace --no-fail-fast
 
+## Benchmarks (release builds); figures go in the README with the command that made them.
+bench:
+	cargo build --release -p bedrock-emulator -p quarry-bench
+	./target/release/emulator-load --concurrency 32 --seconds 10
+
 fmt:
 	cargo fmt --all --check
 

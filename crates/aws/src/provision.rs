@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -43,14 +43,18 @@ pub struct Provisioned {
     pub results_queue_url: String,
     pub spill_queue_url: String,
     pub alerts_topic_arn: String,
+    pub alarms_topic_arn: String,
 }
 
-/// Tables: (name, has sort key).
-fn tables(s: &Settings) -> [(&str, bool); 3] {
+/// The cache table's index of entries by tenant and prompt (purge and stats).
+pub const CACHE_TENANT_INDEX: &str = "by_tenant";
+
+/// Tables: (name, has sort key, has the tenant index).
+fn tables(s: &Settings) -> [(&str, bool, bool); 3] {
     [
-        (&s.cache_table, false),
-        (&s.usage_table, true),
-        (&s.jobs_table, true),
+        (&s.cache_table, false, true),
+        (&s.usage_table, true, false),
+        (&s.jobs_table, true, false),
     ]
 }
 
@@ -59,8 +63,8 @@ pub async fn provision(
     settings: &Settings,
 ) -> Result<Provisioned, ProvisionError> {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
-    for (name, with_sort_key) in tables(settings) {
-        create_table(&ddb, name, with_sort_key).await?;
+    for (name, with_sort_key, tenant_index) in tables(settings) {
+        create_table(&ddb, name, with_sort_key, tenant_index).await?;
     }
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let dlq_url = create_queue(&sqs, &settings.batch_dlq, HashMap::new()).await?;
@@ -82,20 +86,41 @@ pub async fn provision(
     )
     .await?;
     let results_url = create_queue(&sqs, &settings.results_queue, HashMap::new()).await?;
-    let spill_url = create_queue(&sqs, &settings.spill_queue, HashMap::new()).await?;
+    let spill_dlq_url = create_queue(
+        &sqs,
+        &format!("{}-dlq", settings.spill_queue),
+        HashMap::new(),
+    )
+    .await?;
+    let spill_dlq_arn = queue_arn(&sqs, &spill_dlq_url).await?;
+    let spill_redrive = serde_json::json!({
+        "deadLetterTargetArn": spill_dlq_arn,
+        "maxReceiveCount": "10",
+    });
+    let spill_url = create_queue(
+        &sqs,
+        &settings.spill_queue,
+        HashMap::from([(QueueAttributeName::RedrivePolicy, spill_redrive.to_string())]),
+    )
+    .await?;
     let sns = aws_sdk_sns::Client::new(sdk);
-    let topic = sns
-        .create_topic()
-        .name(&settings.alerts_topic)
-        .send()
-        .await
-        .map_err(|e| fail(&settings.alerts_topic, &e))?;
+    let mut topics = Vec::new();
+    for name in [&settings.alerts_topic, &settings.alarms_topic] {
+        let out = sns
+            .create_topic()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| fail(name, &e))?;
+        topics.push(out.topic_arn().unwrap_or_default().to_owned());
+    }
     Ok(Provisioned {
         batch_queue_url: batch_url,
         batch_dlq_url: dlq_url,
         results_queue_url: results_url,
         spill_queue_url: spill_url,
-        alerts_topic_arn: topic.topic_arn().unwrap_or_default().to_owned(),
+        alerts_topic_arn: topics.first().cloned().unwrap_or_default(),
+        alarms_topic_arn: topics.get(1).cloned().unwrap_or_default(),
     })
 }
 
@@ -103,6 +128,7 @@ async fn create_table(
     ddb: &aws_sdk_dynamodb::Client,
     name: &str,
     with_sort_key: bool,
+    tenant_index: bool,
 ) -> Result<(), ProvisionError> {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -128,6 +154,23 @@ async fn create_table(
         create = create
             .attribute_definitions(attr("sk")?)
             .key_schema(key("sk", KeyType::Range)?);
+    }
+    if tenant_index {
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(CACHE_TENANT_INDEX)
+            .key_schema(key("tenant", KeyType::Hash)?)
+            .key_schema(key("prompt", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| fail(name, &e))?;
+        create = create
+            .attribute_definitions(attr("tenant")?)
+            .attribute_definitions(attr("prompt")?)
+            .global_secondary_indexes(index);
     }
     match create.send().await {
         Ok(_) => {}

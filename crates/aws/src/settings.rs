@@ -15,8 +15,10 @@ pub struct Settings {
     pub batch_dlq: String,
     pub results_queue: String,
     pub spill_queue: String,
-    /// Topic name or ARN.
+    /// Topic for people (budget and runaway notifications, alarm e-mails): name or ARN.
     pub alerts_topic: String,
+    /// Topic CloudWatch alarms publish to, which triggers cost-alarm: name or ARN.
+    pub alarms_topic: String,
 }
 
 impl Settings {
@@ -32,6 +34,7 @@ impl Settings {
             results_queue: format!("quarry-{stage}-results"),
             spill_queue: format!("quarry-{stage}-ledger-spill"),
             alerts_topic: format!("quarry-{stage}-alerts"),
+            alarms_topic: format!("quarry-{stage}-alarms"),
         }
     }
 
@@ -56,6 +59,7 @@ impl Settings {
             results_queue: or("QUARRY_RESULTS_QUEUE", d.results_queue),
             spill_queue: or("QUARRY_SPILL_QUEUE", d.spill_queue),
             alerts_topic: or("QUARRY_ALERTS_TOPIC", d.alerts_topic),
+            alarms_topic: or("QUARRY_ALARMS_TOPIC", d.alarms_topic),
             stage,
         }
     }
