@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use bedrock_emulator::{EmulatorConfig, FaultSpec, Latency};
+use bedrock_emulator::{EmulatorConfig, ErrorKind, FaultSpec, Latency};
 use clap::Parser;
 
 /// A local Amazon Bedrock Runtime that the unmodified AWS SDKs accept.
@@ -25,9 +25,24 @@ struct Args {
     /// Delay per further output token, in milliseconds.
     #[arg(long)]
     per_token_ms: Option<u64>,
-    /// Throttle every model's calls with this probability (0..1).
+    /// The model the fault flags below apply to (a base model ID, or `*` for every model).
+    #[arg(long, default_value = "*")]
+    fault_model: String,
+    /// Throttle the fault model's calls with this probability (0..1).
     #[arg(long)]
     throttle_probability: Option<f64>,
+    /// Throttle the fault model's next N calls.
+    #[arg(long)]
+    throttle_next: Option<u32>,
+    /// Fail every call of the fault model with this error (e.g. ServiceUnavailableException).
+    #[arg(long)]
+    outage: Option<String>,
+    /// Extra delay before the fault model's first token, in milliseconds.
+    #[arg(long)]
+    slow_ms: Option<u64>,
+    /// End the fault model's streams with an exception after this many content deltas.
+    #[arg(long)]
+    mid_stream_error_after: Option<u32>,
     /// Seed of probabilistic faults.
     #[arg(long)]
     seed: Option<u64>,
@@ -72,18 +87,43 @@ async fn run(args: Args) -> Result<(), String> {
             per_token_ms: args.per_token_ms.unwrap_or(config.latency.per_token_ms),
         };
     }
+    if args.fault_model != "*" && !config.models.contains_key(&args.fault_model) {
+        return Err(format!(
+            "--fault-model {} is not a base model of the catalog",
+            args.fault_model
+        ));
+    }
+    let fault = config
+        .faults
+        .entry(args.fault_model.clone())
+        .or_insert_with(FaultSpec::default);
     if let Some(p) = args.throttle_probability {
         if !(0.0..=1.0).contains(&p) {
             return Err(format!(
                 "--throttle-probability must be between 0 and 1, not {p}"
             ));
         }
-        config
-            .faults
-            .entry("*".into())
-            .or_insert_with(FaultSpec::default)
-            .throttle_probability = p;
+        fault.throttle_probability = p;
     }
+    if let Some(n) = args.throttle_next {
+        fault.throttle_next = n;
+    }
+    if let Some(kind) = &args.outage {
+        let parsed: ErrorKind = serde_json::from_value(serde_json::Value::String(kind.clone()))
+            .map_err(|_| {
+                format!(
+                    "--outage {kind} is not a Bedrock error type (e.g. ServiceUnavailableException)"
+                )
+            })?;
+        fault.outage = Some(parsed);
+    }
+    if let Some(ms) = args.slow_ms {
+        fault.slow_ms = ms;
+    }
+    if let Some(n) = args.mid_stream_error_after {
+        fault.mid_stream_error_after = Some(n);
+    }
+
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
