@@ -5,7 +5,9 @@
 pub mod bedrock;
 pub mod document;
 pub mod infra;
+pub mod prompt_admin;
 pub mod provision;
+
 pub mod sdk;
 pub mod settings;
 pub mod ssm;

@@ -48,37 +48,46 @@ impl Stop {
     }
 }
 
-/// Message content: a string, or a list of `{"type": "text", "text": ...}` parts.
+/// Message content: a string, or a list of parts: `{"type": "text", "text": ...}` and
+/// `{"type": "cache_point"}` (a Bedrock prompt-cache checkpoint, passed through).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
-    Parts(Vec<TextPart>),
+    Parts(Vec<Part>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextPart {
-    #[serde(rename = "type")]
-    pub kind: TextKind,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TextKind {
-    Text,
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Part {
+    Text { text: String },
+    CachePoint {},
 }
 
 impl Content {
-    pub fn text(self) -> String {
+    pub fn chars(&self) -> usize {
         match self {
-            Self::Text(t) => t,
+            Self::Text(t) => t.len(),
+            Self::Parts(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    Part::Text { text } => text.len(),
+                    Part::CachePoint {} => 0,
+                })
+                .sum(),
+        }
+    }
+
+    pub fn into_blocks(self) -> Vec<ContentBlock> {
+        match self {
+            Self::Text(t) => vec![ContentBlock::Text(t)],
             Self::Parts(parts) => parts
                 .into_iter()
-                .map(|p| p.text)
-                .collect::<Vec<_>>()
-                .join(""),
+                .map(|p| match p {
+                    Part::Text { text } => ContentBlock::Text(text),
+                    Part::CachePoint {} => ContentBlock::CachePoint,
+                })
+                .collect(),
         }
     }
 }
@@ -203,10 +212,7 @@ impl ChatRequest {
         let chars: usize = self
             .messages
             .iter()
-            .map(|m| match &m.content {
-                Content::Text(t) => t.len(),
-                Content::Parts(p) => p.iter().map(|x| x.text.len()).sum(),
-            })
+            .map(|m| m.content.chars())
             .sum::<usize>()
             + self.system.as_ref().map_or(0, String::len)
             + self
@@ -232,7 +238,7 @@ impl ChatRequest {
             .into_iter()
             .map(|m| Message {
                 role: m.role,
-                content: vec![ContentBlock::Text(m.content.text())],
+                content: m.content.into_blocks(),
             })
             .collect();
         let input = ChatInput {

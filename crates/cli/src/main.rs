@@ -1,6 +1,8 @@
 //! `quarry`: the local stack (`dev`, `serve`) and the operator commands.
 
+mod aws;
 mod dev;
+mod prompts;
 mod serve;
 
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ enum Command {
     /// Serve the API, the batch poller and the cost-alarm schedule against the endpoints of
     /// the environment (what `dev` runs once the stack is up).
     Serve(serve::ServeArgs),
+    /// Prompts in SSM: push, list, show, diff, promote, rollback.
+    Prompts(prompts::PromptsArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Prompts(args) => prompts::run(args).await,
         }
     });
     match result {

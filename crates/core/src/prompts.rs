@@ -421,6 +421,9 @@ pub fn choose_label(prompt: &str, key: &str, weights: &BTreeMap<String, u32>) ->
 pub struct PromptStore {
     prefix: String,
     cache: CachedParams<CompiledPrompt>,
+    /// Prompts last seen without a `prod` label: while the store is down, their default is
+    /// the (last-known-good) latest version; for the others it is never a guess.
+    unlabelled: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PromptStore {
@@ -429,7 +432,14 @@ impl PromptStore {
         Self {
             prefix: format!("{}/prompts", prefix.trim_end_matches('/')),
             cache: CachedParams::new(store, max_age, false, parse_prompt),
+            unlabelled: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    fn unlabelled_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.unlabelled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn parameter_name(&self, name: &str) -> String {
@@ -447,7 +457,22 @@ impl PromptStore {
         let (sel, result) = match (selector, result) {
             // No `prod` label yet: the latest version is the default.
             (PromptSelector::Default, Err(ParamError::NotFound(_))) => {
+                self.unlabelled_set().insert(name.to_owned());
                 fetch(PromptSelector::Latest).await
+            }
+            // The store is down and this prompt had no `prod` label when last read: its
+            // default is the latest version, served last-known-good if cached.
+            (PromptSelector::Default, Err(ParamError::Unavailable(reason)))
+                if self.unlabelled_set().contains(name) =>
+            {
+                match fetch(PromptSelector::Latest).await {
+                    (sel, Ok(found)) => (sel, Ok(found)),
+                    (sel, Err(_)) => (sel, Err(ParamError::Unavailable(reason))),
+                }
+            }
+            (PromptSelector::Default, Ok(found)) => {
+                self.unlabelled_set().remove(name);
+                (sel, Ok(found))
             }
             (_, r) => (sel, r),
         };

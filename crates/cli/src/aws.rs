@@ -1,0 +1,44 @@
+//! The AWS connection of the operator commands: the environment (profiles, SSO, roles),
+//! or `--aws-endpoint` for a local stack (moto under `make dev`).
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ssm::config::Credentials;
+use quarry_aws::Settings;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// Stage: the parameters under /quarry/{stage}, the tables and queues named for it.
+    #[arg(long, default_value = "dev", env = "QUARRY_STAGE", global = true)]
+    pub stage: String,
+    /// An AWS endpoint to use instead of the environment's (e.g. the moto URL `make dev`
+    /// prints); local test credentials are used when none are set.
+    #[arg(long, env = "QUARRY_AWS_ENDPOINT", global = true)]
+    pub aws_endpoint: Option<String>,
+}
+
+impl AwsArgs {
+    pub fn settings(&self) -> Settings {
+        Settings::for_stage(&self.stage)
+    }
+
+    pub async fn sdk(&self) -> SdkConfig {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = &self.aws_endpoint {
+            loader = loader.endpoint_url(url);
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
+                loader = loader.region(Region::new("us-east-1"));
+            }
+            if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
+                loader = loader.credentials_provider(Credentials::new(
+                    "testing",
+                    "testing",
+                    None,
+                    None,
+                    "quarry-local",
+                ));
+            }
+        }
+        quarry_aws::sdk::load_with(loader).await
+    }
+}
