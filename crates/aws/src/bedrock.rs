@@ -163,15 +163,16 @@ fn to_message(m: &Message) -> Result<bt::Message, ModelError> {
 }
 
 /// Everything a Converse or ConverseStream call takes besides the model ID.
-struct Parts {
-    system: Vec<bt::SystemContentBlock>,
-    messages: Vec<bt::Message>,
-    inference: bt::InferenceConfiguration,
-    tools: Option<bt::ToolConfiguration>,
-    guardrail: Option<(String, String)>,
+pub struct Parts {
+    pub system: Vec<bt::SystemContentBlock>,
+    pub messages: Vec<bt::Message>,
+    pub inference: bt::InferenceConfiguration,
+    pub tools: Option<bt::ToolConfiguration>,
+    pub guardrail: Option<(String, String)>,
 }
 
-fn parts(r: &ModelRequest) -> Result<Parts, ModelError> {
+/// Maps a request onto the SDK's Converse types.
+pub fn parts(r: &ModelRequest) -> Result<Parts, ModelError> {
     let system = r
         .system
         .iter()
@@ -300,8 +301,23 @@ fn stream_event(e: bt::ConverseStreamOutput) -> Option<StreamEvent> {
     }
 }
 
+/// Maps a Converse answer back onto the core's types.
+pub fn model_response(out: &aws_sdk_bedrockruntime::operation::converse::ConverseOutput) -> ModelResponse {
+    let content = match out.output() {
+        Some(bt::ConverseOutput::Message(m)) => m.content().iter().filter_map(from_block).collect(),
+        _ => Vec::new(),
+    };
+    ModelResponse {
+        content,
+        stop_reason: StopReason::from_bedrock(out.stop_reason().as_str()),
+        usage: usage_of(out.usage()),
+        latency_ms: out.metrics().map(|m| u64::try_from(m.latency_ms()).unwrap_or(0)).unwrap_or(0),
+    }
+}
+
 #[async_trait]
 impl ModelClient for BedrockModels {
+
     async fn converse(
         &self,
         model_id: &str,
@@ -331,22 +347,9 @@ impl ModelClient for BedrockModels {
             .send()
             .await
             .map_err(map_sdk_error)?;
-        let content = match out.output() {
-            Some(bt::ConverseOutput::Message(m)) => {
-                m.content().iter().filter_map(from_block).collect()
-            }
-            _ => Vec::new(),
-        };
-        Ok(ModelResponse {
-            content,
-            stop_reason: StopReason::from_bedrock(out.stop_reason().as_str()),
-            usage: usage_of(out.usage()),
-            latency_ms: out
-                .metrics()
-                .map(|m| u64::try_from(m.latency_ms()).unwrap_or(0))
-                .unwrap_or(0),
-        })
+        Ok(model_response(&out))
     }
+
 
     async fn converse_stream(
         &self,

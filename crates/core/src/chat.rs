@@ -282,7 +282,11 @@ impl Pipeline {
             Priced::Cost(c) => Some(c),
             Priced::Unpriced => {
                 tracing::warn!(model = %target.base_id, invoke_id = %target.invoke_id, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
+                // Once for the stage-wide alarm, once broken down by model.
+                metrics::counter!("UnpricedCalls").increment(1);
+                metrics::counter!("UnpricedCalls", "Model" => target.base_id.clone()).increment(1);
                 None
+
             }
         }
     }

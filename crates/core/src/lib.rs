@@ -3,9 +3,12 @@
 //! a parameter store. No AWS SDK and no Lambda crates here: adapters live in `quarry-aws`,
 //! handlers in the Lambda crates.
 
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod guardrails;
+
 pub mod invoke;
 pub mod model;
 pub mod params;

@@ -1,0 +1,166 @@
+//! The response cache and idempotency ports.
+//!
+//! A cache key is the SHA-256 of everything that decides the answer, built by destructuring
+//! the prepared request: a field added to the request does not compile here until someone
+//! decides whether it belongs in the key. The tenant is hashed in first, so one tenant's key
+//! can never be another's.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::chat::{Prepared, PromptUsed};
+use crate::model::{GuardrailRef, InferenceParams, ModelRequest, ModelResponse};
+use crate::routing::Route;
+
+/// Bumped when the meaning of cached entries changes, so old entries stop matching.
+const KEY_VERSION: &str = "quarry-cache-v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CacheKey {
+    /// Hex SHA-256 (tenant included).
+    pub hash: String,
+    pub tenant: String,
+    /// The prompt name, or `-` without one (for purging by prompt).
+    pub prompt: String,
+}
+
+fn feed(hasher: &mut Sha256, label: &str, value: &impl Serialize) {
+    hasher.update(label.as_bytes());
+    hasher.update([0]);
+    // serde_json of plain data cannot fail; an empty value still separates fields.
+    hasher.update(serde_json::to_vec(value).unwrap_or_default());
+    hasher.update([0]);
+}
+
+impl CacheKey {
+    pub fn new(tenant: &str, prepared: &Prepared) -> Self {
+        let Prepared { request, route, prompt, output_schema, prompt_cacheable: _, cache_ttl_seconds: _, tags: _ } =
+            prepared;
+        let ModelRequest { system, messages, params, tools, tool_choice, guardrail } = request;
+        let InferenceParams { max_tokens, temperature, top_p, stop } = params;
+        let Route { tier, chain } = route;
+        let mut h = Sha256::new();
+        feed(&mut h, "version", &KEY_VERSION);
+        feed(&mut h, "tenant", &tenant);
+        // The chain, not the tier name: a re-routed tier must not serve the old models' answers.
+        let _ = tier;
+        feed(&mut h, "chain", &chain.iter().map(|t| t.invoke_id.as_str()).collect::<Vec<_>>());
+        feed(&mut h, "system", system);
+        feed(&mut h, "messages", messages);
+        feed(&mut h, "max_tokens", max_tokens);
+        feed(&mut h, "temperature", &temperature.map(f32::to_bits));
+        feed(&mut h, "top_p", &top_p.map(f32::to_bits));
+        feed(&mut h, "stop", stop);
+        feed(&mut h, "tools", tools);
+        feed(&mut h, "tool_choice", tool_choice);
+        feed(&mut h, "guardrail", &guardrail.as_ref().map(|GuardrailRef { id, version }| (id, version)));
+        feed(&mut h, "output_schema", output_schema);
+        let prompt_id = prompt.as_ref().map(|PromptUsed { name, version, label: _ }| (name, version));
+        feed(&mut h, "prompt", &prompt_id);
+        Self {
+            hash: hex::encode(h.finalize()),
+            tenant: tenant.to_owned(),
+            prompt: prompt.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "-".into()),
+        }
+    }
+}
+
+/// What the cache keeps of an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedAnswer {
+    pub response: ModelResponse,
+    /// The model that answered.
+    pub model: String,
+    pub prompt: Option<(String, u64)>,
+    /// Parsed structured output, when a schema applied.
+    pub json: Option<serde_json::Value>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("response cache: {0}")]
+pub struct CacheError(pub String);
+
+/// The response cache port. Errors fail open: callers log, count and carry on.
+#[async_trait]
+pub trait ResponseCache: Send + Sync {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, CacheError>;
+    async fn put(&self, key: &CacheKey, answer: &CachedAnswer, ttl: Duration) -> Result<(), CacheError>;
+}
+
+/// A disabled cache: never hits, stores nothing.
+pub struct NoCache;
+
+#[async_trait]
+impl ResponseCache for NoCache {
+    async fn get(&self, _: &CacheKey) -> Result<Option<CachedAnswer>, CacheError> {
+        Ok(None)
+    }
+    async fn put(&self, _: &CacheKey, _: &CachedAnswer, _: Duration) -> Result<(), CacheError> {
+        Ok(())
+    }
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// First use: go ahead, then complete or abandon.
+    Fresh,
+    /// Done before with the same body: this is the stored response (status, body).
+    Replay { status: u16, body: serde_json::Value },
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used with a different body.
+    Mismatch,
+}
+
+/// The idempotency port: a retried request with the same key and body gets the first
+/// response, without a second model call or charge.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    async fn claim(&self, tenant: &str, key: &str, body_hash: &str, window: Duration) -> Result<Claim, CacheError>;
+    async fn complete(&self, tenant: &str, key: &str, status: u16, body: &serde_json::Value, window: Duration) -> Result<(), CacheError>;
+    /// Releases a claim whose request failed, so a retry can run.
+    async fn abandon(&self, tenant: &str, key: &str) -> Result<(), CacheError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Message;
+    use crate::routing::ModelTarget;
+
+    fn prepared(text: &str) -> Prepared {
+        Prepared {
+            request: ModelRequest { messages: vec![Message::user(text)], ..Default::default() },
+            route: Route {
+                tier: Some("fast".into()),
+                chain: vec![ModelTarget { invoke_id: "m".into(), base_id: "m".into(), prompt_caching: false }],
+            },
+            prompt: None,
+            output_schema: None,
+            prompt_cacheable: false,
+            cache_ttl_seconds: 0,
+            tags: Default::default(),
+        }
+    }
+
+    #[test]
+    fn keys_are_scoped_to_the_tenant_and_the_request() {
+        let a = CacheKey::new("acme", &prepared("hi"));
+        assert_eq!(a, CacheKey::new("acme", &prepared("hi")));
+        assert_ne!(a.hash, CacheKey::new("globex", &prepared("hi")).hash);
+        assert_ne!(a.hash, CacheKey::new("acme", &prepared("hello")).hash);
+        let mut p = prepared("hi");
+        p.request.params.temperature = Some(0.5);
+        assert_ne!(a.hash, CacheKey::new("acme", &p).hash);
+        // Tags are not part of the answer.
+        let mut p = prepared("hi");
+        p.tags.insert("feature".into(), "x".into());
+        assert_eq!(a.hash, CacheKey::new("acme", &p).hash);
+    }
+}
