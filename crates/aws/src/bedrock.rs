@@ -398,3 +398,21 @@ impl ModelClient for BedrockModels {
         Ok(Box::pin(stream))
     }
 }
+
+#[async_trait]
+impl quarry_core::service::GuardrailApplier for BedrockModels {
+    async fn intervenes(&self, guardrail: &quarry_core::guardrails::BedrockGuardrail, output: &str) -> Result<bool, String> {
+        let text = bt::GuardrailTextBlock::builder().text(output).build().map_err(|e| e.to_string())?;
+        let out = self
+            .client
+            .apply_guardrail()
+            .guardrail_identifier(&guardrail.id)
+            .guardrail_version(&guardrail.version)
+            .source(bt::GuardrailContentSource::Output)
+            .content(bt::GuardrailContentBlock::Text(text))
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        Ok(out.action() == &bt::GuardrailAction::GuardrailIntervened)
+    }
+}

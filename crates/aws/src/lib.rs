@@ -4,6 +4,8 @@
 
 pub mod bedrock;
 pub mod document;
+pub mod dynamo_cache;
+
 pub mod infra;
 pub mod prompt_admin;
 pub mod provision;

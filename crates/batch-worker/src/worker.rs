@@ -8,7 +8,11 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::ssm::SsmParams;
-use quarry_core::chat::Pipeline;
+use quarry_core::admission::AdmitAll;
+use quarry_core::cache::NoCache;
+use quarry_core::chat::Preparer;
+use quarry_core::service::{AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions};
+use quarry_core::usage::NoLedger;
 use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::ModelClient;
@@ -68,7 +72,7 @@ impl WorkerOptions {
 
 pub struct Worker {
     options: WorkerOptions,
-    pipeline: Pipeline,
+    service: ChatService,
 }
 
 impl Worker {
@@ -86,10 +90,18 @@ impl Worker {
             options.config_max_age,
         ));
         let invoker = Arc::new(Invoker::new(models, options.retry.clone()));
-        Self {
-            pipeline: Pipeline::new(configs, prompts, invoker),
-            options,
-        }
+        let service = ChatService::new(
+            Ports {
+                preparer: Preparer::new(configs, prompts),
+                invoker,
+                cache: Arc::new(NoCache),
+                admission: Arc::new(AdmitAll),
+                ledger: Arc::new(NoLedger),
+                applier: Arc::new(NoApplier),
+            },
+            ServiceOptions::default(),
+        );
+        Self { service, options }
     }
 
     pub fn options(&self) -> &WorkerOptions {
@@ -114,7 +126,7 @@ impl Worker {
             }
         };
         let (job, item) = (msg.job_id.clone(), msg.item_id.clone());
-        let directory = match self.pipeline.configs().tenants().await {
+        let directory = match self.service.configs().tenants().await {
             Ok(d) => d,
             Err(e) => return Disposition::Retry(e.to_string()),
         };
@@ -125,14 +137,15 @@ impl Worker {
                 return Disposition::Ack;
             }
         };
-        let result = async {
-            let prepared = self.pipeline.prepare(&caller, msg.into_input()).await?;
-            self.pipeline.complete(&prepared, deadline).await
-        }
-        .await;
-        match result {
-            Ok(outcome) => {
-                tracing::info!(job = %job, item = %item, model = %outcome.target.invoke_id, "item succeeded");
+        let request = AnswerRequest {
+            id: format!("{job}/{item}"),
+            input: msg.into_input(),
+            cache: CacheMode::Bypass,
+            deadline,
+        };
+        match self.service.answer(&caller, request).await {
+            Ok(answer) => {
+                tracing::info!(job = %job, item = %item, model = %answer.model, "item succeeded");
                 Disposition::Ack
             }
             Err(e) if e.is_retryable() => Disposition::Retry(e.to_string()),

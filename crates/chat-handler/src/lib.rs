@@ -1,7 +1,10 @@
 //! chat-handler: the synchronous chat API. The same axum Router runs behind API Gateway
-//! (through lambda_http) and on 127.0.0.1 under `quarry dev`.
+//! (through lambda_http), on a Function URL with response streaming, and on 127.0.0.1
+//! under `quarry dev`.
 
 pub mod native;
+pub mod observe;
+pub mod openai;
 pub mod request;
 pub mod routes;
 pub mod state;
@@ -11,17 +14,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub use state::{AppState, Options};
+pub use state::{AppState, HandlerPorts, Options};
 
 /// Every route of the chat API.
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/chat", post(routes::chat))
+        .route("/v1/chat", post(routes::native))
+        .route("/v1/chat/completions", post(routes::completions))
         .route("/v1/models", get(routes::models))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(routes::not_found)
         .with_state(state)
 }

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use quarry_core::Error;
-use quarry_core::chat::{ChatInput, ChatOutcome, Prepared, PromptRef};
+use quarry_core::chat::{ChatInput, PromptRef};
+use quarry_core::guardrails::Findings;
+use quarry_core::service::{Answer, CacheMode};
 use quarry_core::invoke::Fallback;
 use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, TokenUsage};
 use quarry_core::prompts::PromptSelector;
@@ -19,16 +21,24 @@ use serde_json::{Map, Value};
 
 use crate::state::Options;
 
+/// `cache`: `auto` (the default: cached when safe), `bypass`, `refresh`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CacheMode {
-    /// Use the cache when it is safe (temperature 0, or a prompt marked cacheable).
+pub enum CacheParam {
     #[default]
     Auto,
-    /// Neither read nor write.
     Bypass,
-    /// Skip the read, call the model, write the answer.
     Refresh,
+}
+
+impl From<CacheParam> for CacheMode {
+    fn from(c: CacheParam) -> Self {
+        match c {
+            CacheParam::Auto => CacheMode::Auto,
+            CacheParam::Bypass => CacheMode::Bypass,
+            CacheParam::Refresh => CacheMode::Refresh,
+        }
+    }
 }
 
 /// `stop` may be one string or a list.
@@ -119,7 +129,7 @@ pub struct ChatRequest {
     pub stop: Option<Stop>,
     pub response_format: Option<Value>,
     #[serde(default)]
-    pub cache: CacheMode,
+    pub cache: CacheParam,
     #[serde(default)]
     pub stream: bool,
     #[serde(default)]
@@ -260,7 +270,7 @@ impl ChatRequest {
             output_schema: self.response_format,
             tags: self.tags,
         };
-        Ok((input, self.cache, self.stream))
+        Ok((input, self.cache.into(), self.stream))
     }
 }
 
@@ -322,6 +332,12 @@ pub struct ChatResponse {
     pub cached: bool,
     pub prompt: Option<PromptInfo>,
     pub latency_ms: Latency,
+    /// What the guardrails did (kinds and counts, never the matched text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<Findings>,
+    /// The tier a budget switched this request to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -342,40 +358,20 @@ impl From<&Fallback> for FallbackOut {
 }
 
 /// The response body of an answered request.
-pub fn response(
-    id: &str,
-    prepared: &Prepared,
-    outcome: &ChatOutcome,
-    json: Option<Value>,
-    total_ms: u64,
-) -> ChatResponse {
-    let text = outcome
-        .response
-        .content
-        .iter()
-        .filter_map(|b| match b {
-            ContentBlock::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect::<String>();
+pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
     ChatResponse {
         id: id.to_owned(),
-        output: Output { text, json },
-        model: outcome.target.invoke_id.clone(),
-        stop_reason: outcome.response.stop_reason.as_str().to_owned(),
-        fallbacks: outcome.fallbacks.iter().map(FallbackOut::from).collect(),
-        usage: outcome.response.usage.into(),
-        cost_usd: outcome.cost.map(|c| c.to_usd_string()),
-        cost_status: outcome.cost.is_none().then(|| "unpriced".to_owned()),
-        cached: false,
-        prompt: prepared.prompt.as_ref().map(|p| PromptInfo {
-            name: p.name.clone(),
-            version: p.version,
-            label: p.label.clone(),
-        }),
-        latency_ms: Latency {
-            model: outcome.response.latency_ms,
-            total: total_ms,
-        },
+        output: Output { text: answer.text(), json: answer.json.clone() },
+        model: answer.model.clone(),
+        stop_reason: answer.stop_reason.as_str().to_owned(),
+        fallbacks: answer.fallbacks.iter().map(FallbackOut::from).collect(),
+        usage: answer.usage.into(),
+        cost_usd: answer.cost.map(|c| c.to_usd_string()),
+        cost_status: answer.cost.is_none().then(|| "unpriced".to_owned()),
+        cached: answer.cached,
+        prompt: answer.prompt.as_ref().map(|p| PromptInfo { name: p.name.clone(), version: p.version, label: p.label.clone() }),
+        latency_ms: Latency { model: answer.model_latency_ms, total: total_ms },
+        guardrails: (!answer.guardrails.is_empty()).then(|| answer.guardrails.clone()),
+        degraded_to: answer.degraded_to.clone(),
     }
 }

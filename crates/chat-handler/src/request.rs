@@ -54,7 +54,7 @@ pub async fn accept(
 }
 
 pub async fn caller(state: &AppState, parts: &Parts) -> Result<Caller, Error> {
-    let directory = state.pipeline.configs().tenants().await?;
+    let directory = state.service.configs().tenants().await?;
     authenticate(
         &state.options.auth,
         &directory,

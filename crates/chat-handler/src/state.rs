@@ -1,5 +1,5 @@
 //! What a warm chat-handler holds: SDK clients, configuration caches, the invoker (with its
-//! circuit breakers) and the limits. Built once per Lambda instance, shared by requests.
+//! circuit breakers), the limits. Built once per Lambda instance, shared by requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +7,18 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
+use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::ssm::SsmParams;
-use quarry_core::chat::Pipeline;
+use quarry_core::admission::{AdmissionControl, AdmitAll};
+use quarry_core::cache::{IdempotencyStore, ResponseCache};
+use quarry_core::chat::Preparer;
 use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
 use quarry_core::prompts::PromptStore;
+use quarry_core::service::{ChatService, GuardrailApplier, Ports, ServiceOptions};
+use quarry_core::usage::{NoLedger, UsageLedger};
 use quarry_http::AuthMode;
 
 /// Request limits and timing (from the environment, with defaults).
@@ -30,6 +35,12 @@ pub struct Options {
     pub config_max_age: Duration,
     pub auth: AuthMode,
     pub retry: RetryPolicy,
+    /// Cache lifetime when a prompt gives none.
+    pub cache_ttl: Duration,
+    /// How long an Idempotency-Key replays its first response.
+    pub idempotency_window: Duration,
+    /// Log request and answer text (debugging only; hashes otherwise).
+    pub log_content: bool,
 }
 
 impl Default for Options {
@@ -44,81 +55,95 @@ impl Default for Options {
             config_max_age: Duration::from_secs(60),
             auth: AuthMode::ApiKey,
             retry: RetryPolicy::default(),
+            cache_ttl: Duration::from_secs(3600),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            log_content: false,
         }
     }
 }
 
 impl Options {
     /// `QUARRY_MAX_BODY_BYTES`, `QUARRY_MAX_MESSAGES`, `QUARRY_MAX_TOTAL_CHARS`,
-    /// `QUARRY_REQUEST_TIMEOUT_MS`, `QUARRY_CONFIG_MAX_AGE_SECS`, `QUARRY_AUTH_MODE`, ...
+    /// `QUARRY_REQUEST_TIMEOUT_MS`, `QUARRY_DEADLINE_MARGIN_MS`, `QUARRY_CONFIG_MAX_AGE_SECS`,
+    /// `QUARRY_CACHE_TTL_SECS`, `QUARRY_IDEMPOTENCY_WINDOW_SECS`, `QUARRY_LOG_CONTENT`,
+    /// `QUARRY_AUTH_MODE` (with `QUARRY_TENANT_CLAIM`, `QUARRY_ADMIN_CLAIM`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
         let num = |key: &str, default: u64| -> Result<u64, String> {
             match get(key) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
+                Some(v) => v.parse().map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
             }
         };
         Ok(Self {
             max_body_bytes: num("QUARRY_MAX_BODY_BYTES", d.max_body_bytes as u64)? as usize,
             max_messages: num("QUARRY_MAX_MESSAGES", d.max_messages as u64)? as usize,
             max_total_chars: num("QUARRY_MAX_TOTAL_CHARS", d.max_total_chars as u64)? as usize,
-            request_timeout: Duration::from_millis(num(
-                "QUARRY_REQUEST_TIMEOUT_MS",
-                d.request_timeout.as_millis() as u64,
-            )?),
-            deadline_margin: Duration::from_millis(num(
-                "QUARRY_DEADLINE_MARGIN_MS",
-                d.deadline_margin.as_millis() as u64,
-            )?),
-            config_max_age: Duration::from_secs(num(
-                "QUARRY_CONFIG_MAX_AGE_SECS",
-                d.config_max_age.as_secs(),
-            )?),
+            request_timeout: Duration::from_millis(num("QUARRY_REQUEST_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?),
+            deadline_margin: Duration::from_millis(num("QUARRY_DEADLINE_MARGIN_MS", d.deadline_margin.as_millis() as u64)?),
+            config_max_age: Duration::from_secs(num("QUARRY_CONFIG_MAX_AGE_SECS", d.config_max_age.as_secs())?),
             auth: AuthMode::from_lookup(&get)?,
             retry: d.retry,
+            cache_ttl: Duration::from_secs(num("QUARRY_CACHE_TTL_SECS", d.cache_ttl.as_secs())?),
+            idempotency_window: Duration::from_secs(num("QUARRY_IDEMPOTENCY_WINDOW_SECS", d.idempotency_window.as_secs())?),
+            log_content: get("QUARRY_LOG_CONTENT").is_some_and(|v| v == "true" || v == "1"),
         })
     }
+}
+
+/// The ports a chat-handler runs on.
+pub struct HandlerPorts {
+    pub params: Arc<dyn ParameterStore>,
+    pub models: Arc<dyn ModelClient>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub admission: Arc<dyn AdmissionControl>,
+    pub ledger: Arc<dyn UsageLedger>,
+    pub applier: Arc<dyn GuardrailApplier>,
 }
 
 pub struct AppState {
     pub options: Options,
     pub settings: Settings,
-    pub pipeline: Pipeline,
+    pub service: ChatService,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Flushes metrics at the end of a request when the runtime does not (streaming).
+    pub flush_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl AppState {
-    /// Production wiring: SSM for configuration and prompts, Bedrock for models.
+    /// Production wiring: SSM, Bedrock, DynamoDB.
     pub fn from_sdk(sdk: &SdkConfig, settings: Settings, options: Options) -> Self {
-        let params: Arc<dyn ParameterStore> = Arc::new(SsmParams::new(sdk));
-        let models: Arc<dyn ModelClient> = Arc::new(BedrockModels::new(sdk));
-        Self::with_ports(params, models, settings, options)
+        let bedrock = Arc::new(BedrockModels::new(sdk));
+        let cache = Arc::new(DynamoCache::new(sdk, &settings.cache_table));
+        let ports = HandlerPorts {
+            params: Arc::new(SsmParams::new(sdk)),
+            models: bedrock.clone(),
+            cache: cache.clone(),
+            idempotency: cache,
+            admission: Arc::new(AdmitAll),
+            ledger: Arc::new(NoLedger),
+            applier: bedrock,
+        };
+        Self::with_ports(ports, settings, options)
     }
 
-    /// Wiring from explicit ports (in-memory ones in unit tests and benchmarks).
-    pub fn with_ports(
-        params: Arc<dyn ParameterStore>,
-        models: Arc<dyn ModelClient>,
-        settings: Settings,
-        options: Options,
-    ) -> Self {
-        let configs = Arc::new(Configs::new(
-            params.clone(),
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
-        let prompts = Arc::new(PromptStore::new(
-            params,
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
-        let invoker = Arc::new(Invoker::new(models, options.retry.clone()));
-        Self {
-            pipeline: Pipeline::new(configs, prompts, invoker),
-            options,
-            settings,
-        }
+    /// Wiring from explicit ports (in-memory ones in benchmarks).
+    pub fn with_ports(ports: HandlerPorts, settings: Settings, options: Options) -> Self {
+        let configs = Arc::new(Configs::new(ports.params.clone(), &settings.param_prefix, options.config_max_age));
+        let prompts = Arc::new(PromptStore::new(ports.params, &settings.param_prefix, options.config_max_age));
+        let invoker = Arc::new(Invoker::new(ports.models, options.retry.clone()));
+        let service = ChatService::new(
+            Ports {
+                preparer: Preparer::new(configs, prompts),
+                invoker,
+                cache: ports.cache,
+                admission: ports.admission,
+                ledger: ports.ledger,
+                applier: ports.applier,
+            },
+            ServiceOptions { default_cache_ttl: options.cache_ttl, log_content: options.log_content },
+        );
+        Self { options, settings, service, idempotency: ports.idempotency, flush_metrics: None }
     }
 }

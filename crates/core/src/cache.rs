@@ -37,8 +37,18 @@ fn feed(hasher: &mut Sha256, label: &str, value: &impl Serialize) {
 
 impl CacheKey {
     pub fn new(tenant: &str, prepared: &Prepared) -> Self {
-        let Prepared { request, route, prompt, output_schema, prompt_cacheable: _, cache_ttl_seconds: _, tags: _ } =
-            prepared;
+        let Prepared {
+            request,
+            route,
+            prompt,
+            output_schema,
+            guardrails,
+            prompt_cacheable: _,
+            cache_ttl_seconds: _,
+            // System text is hashed whole below, whoever wrote it.
+            prompt_system_blocks: _,
+            tags: _,
+        } = prepared;
         let ModelRequest { system, messages, params, tools, tool_choice, guardrail } = request;
         let InferenceParams { max_tokens, temperature, top_p, stop } = params;
         let Route { tier, chain } = route;
@@ -58,6 +68,8 @@ impl CacheKey {
         feed(&mut h, "tool_choice", tool_choice);
         feed(&mut h, "guardrail", &guardrail.as_ref().map(|GuardrailRef { id, version }| (id, version)));
         feed(&mut h, "output_schema", output_schema);
+        // A stricter guardrail must not serve answers cached under a laxer one.
+        feed(&mut h, "guardrails", guardrails);
         let prompt_id = prompt.as_ref().map(|PromptUsed { name, version, label: _ }| (name, version));
         feed(&mut h, "prompt", &prompt_id);
         Self {
@@ -143,7 +155,10 @@ mod tests {
             },
             prompt: None,
             output_schema: None,
+            guardrails: None,
+            prompt_system_blocks: 0,
             prompt_cacheable: false,
+
             cache_ttl_seconds: 0,
             tags: Default::default(),
         }

@@ -1,25 +1,22 @@
-//! The chat pipeline shared by the chat handler and the batch worker: prompt (by name and
-//! version, label or experiment) -> render -> route (tenant policy) -> invoke -> cost.
+//! Preparing a chat request, whatever API it came through: prompt (by name and version,
+//! label or experiment) -> render -> route -> tenant policy. The result is a [`Prepared`]
+//! request: what the model will be asked, where, and under which prompt settings.
 //!
-//! HTTP concerns (auth, limits, envelopes, streaming framing) stay in the handlers.
+//! HTTP concerns (auth, limits, envelopes, streaming framing) stay in the handlers; what
+//! happens next (guardrails, budget, cache, invocation, cost) is the [`crate::service`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 
 use crate::config::Configs;
 use crate::error::Error;
-use crate::invoke::{Attempt, Fallback, Invocation, Invoker, StreamInvocation};
-use crate::model::{
-    ContentBlock, InferenceParams, Message, ModelRequest, ModelResponse, Role, SystemBlock,
-    TokenUsage, ToolChoice, ToolSpec,
-};
-use crate::pricing::{MicroUsd, Priced};
+use crate::guardrails::GuardrailConfig;
+use crate::model::{ContentBlock, InferenceParams, Message, ModelRequest, Role, SystemBlock, ToolChoice, ToolSpec};
 use crate::prompts::{PromptSelector, PromptStore, choose_label};
-use crate::routing::{ModelTarget, Route, RouteSpec};
+use crate::routing::{Route, RouteSpec};
 use crate::tenancy::Caller;
 
 /// A prompt chosen by the caller.
@@ -51,68 +48,61 @@ pub struct ChatInput {
 }
 
 /// The prompt version a request used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptUsed {
     pub name: String,
     pub version: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
 }
 
-/// A request ready to invoke.
+/// A request ready for guardrails, admission, cache and invocation.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub request: ModelRequest,
     pub route: Route,
     pub prompt: Option<PromptUsed>,
     pub output_schema: Option<Value>,
-    /// The prompt's response-cache settings (enabled, TTL seconds).
+    /// The prompt is marked cacheable (`cache: auto` may cache at any temperature).
     pub prompt_cacheable: bool,
+    /// The prompt's cache TTL (0: the service default).
     pub cache_ttl_seconds: u64,
+    /// The prompt's own guardrails (combined with the tenant's by the service).
+    pub guardrails: Option<GuardrailConfig>,
+    /// How many leading system blocks are the prompt's (operator text); the rest came with
+    /// the request and are checked like user input.
+    pub prompt_system_blocks: usize,
     pub tags: BTreeMap<String, String>,
 }
 
-/// An answered request.
-#[derive(Debug, Clone)]
-pub struct ChatOutcome {
-    pub response: ModelResponse,
-    pub target: ModelTarget,
-    pub fallbacks: Vec<Fallback>,
-    pub attempts: Vec<Attempt>,
-    /// `None`: the model has no price (a warning was logged and counted).
-    pub cost: Option<MicroUsd>,
+impl Prepared {
+    pub fn feature(&self) -> Option<&str> {
+        self.tags.get("feature").map(String::as_str)
+    }
 }
 
 /// Rough token estimate (about four characters a token), used only to decide whether a
 /// system prompt is long enough to be worth a prompt-cache checkpoint.
-fn estimate_tokens(text: &str) -> u32 {
+pub fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(text.chars().count().div_ceil(4)).unwrap_or(u32::MAX)
 }
 
-pub struct Pipeline {
+/// Prompts and routing: everything before guardrails and the model.
+pub struct Preparer {
     configs: Arc<Configs>,
     prompts: Arc<PromptStore>,
-    invoker: Arc<Invoker>,
 }
 
-impl Pipeline {
-    pub fn new(configs: Arc<Configs>, prompts: Arc<PromptStore>, invoker: Arc<Invoker>) -> Self {
-        Self {
-            configs,
-            prompts,
-            invoker,
-        }
+impl Preparer {
+    pub fn new(configs: Arc<Configs>, prompts: Arc<PromptStore>) -> Self {
+        Self { configs, prompts }
     }
 
     pub fn configs(&self) -> &Arc<Configs> {
         &self.configs
     }
 
-    pub fn invoker(&self) -> &Arc<Invoker> {
-        &self.invoker
-    }
-
-    /// Prompt, render, route and policy: everything before the model call.
+    /// Prompt, render, route and policy.
     pub async fn prepare(&self, caller: &Caller, input: ChatInput) -> Result<Prepared, Error> {
         let routing = self.configs.routing().await?;
         let mut system: Vec<String> = Vec::new();
@@ -124,16 +114,14 @@ impl Pipeline {
         let mut prompt_caching = false;
         let mut cacheable = false;
         let mut ttl = 0;
+        let mut guardrails = None;
 
         if let Some(p) = &input.prompt {
             let selector = match (&p.selector, &p.ab_key) {
                 (Some(s), _) => s.clone(),
                 (None, Some(key)) => {
                     let experiments = self.configs.experiments().await?;
-                    match experiments
-                        .get(&p.name)
-                        .and_then(|w| choose_label(&p.name, key, w))
-                    {
+                    match experiments.get(&p.name).and_then(|w| choose_label(&p.name, key, w)) {
                         Some(label) => PromptSelector::Label(label),
                         None => PromptSelector::Default,
                     }
@@ -148,9 +136,7 @@ impl Pipeline {
             }
             // The rendered template is this turn's user message, after any history.
             match messages.last_mut() {
-                Some(last) if last.role == Role::User => {
-                    last.content.push(ContentBlock::Text(rendered.user))
-                }
+                Some(last) if last.role == Role::User => last.content.push(ContentBlock::Text(rendered.user)),
                 _ => messages.push(Message::user(rendered.user)),
             }
             params = spec.parameters.clone();
@@ -163,24 +149,16 @@ impl Pipeline {
             prompt_caching = spec.prompt_caching;
             cacheable = spec.cache.enabled;
             ttl = spec.cache.ttl_seconds;
-            prompt_used = Some(PromptUsed {
-                name: version.name.clone(),
-                version: version.version,
-                label: version.label.clone(),
-            });
+            guardrails = spec.guardrails.clone();
+            prompt_used = Some(PromptUsed { name: version.name.clone(), version: version.version, label: version.label.clone() });
         } else if !input.variables.is_empty() {
-            return Err(Error::bad_request(
-                "variables",
-                "variables need a prompt: name one with 'prompt'",
-            ));
+            return Err(Error::bad_request("variables", "variables need a prompt: name one with 'prompt'"));
         }
         if messages.is_empty() {
-            return Err(Error::bad_request(
-                "messages",
-                "give 'messages' or a 'prompt'",
-            ));
+            return Err(Error::bad_request("messages", "give 'messages' or a 'prompt'"));
         }
 
+        let prompt_system_blocks = system.len();
         system.extend(input.system);
         let route = routing.route(input.route.as_ref().or(route_spec.as_ref()))?;
         if !caller.policy.allows(&route) {
@@ -189,17 +167,12 @@ impl Pipeline {
                 None => format!(
                     "tenant '{}' may not use model '{}'",
                     caller.tenant,
-                    route
-                        .chain
-                        .first()
-                        .map(|t| t.invoke_id.as_str())
-                        .unwrap_or_default()
+                    route.chain.first().map(|t| t.invoke_id.as_str()).unwrap_or_default()
                 ),
             }));
         }
 
-        let mut system_blocks: Vec<SystemBlock> =
-            system.iter().cloned().map(SystemBlock::Text).collect();
+        let mut system_blocks: Vec<SystemBlock> = system.iter().cloned().map(SystemBlock::Text).collect();
         if prompt_caching
             && let Some(first) = route.chain.first()
             && let Some(caps) = routing.capabilities(&first.base_id)
@@ -230,64 +203,9 @@ impl Pipeline {
             output_schema: input.output_schema.or(output_schema),
             prompt_cacheable: cacheable,
             cache_ttl_seconds: ttl,
+            guardrails,
+            prompt_system_blocks,
             tags: input.tags,
         })
-    }
-
-    /// Calls the route's chain and prices the answer.
-    pub async fn complete(
-        &self,
-        prepared: &Prepared,
-        deadline: Instant,
-    ) -> Result<ChatOutcome, Error> {
-        let invocation: Invocation = self
-            .invoker
-            .invoke(&prepared.route.chain, &prepared.request, deadline)
-            .await
-            .map_err(Error::Invoke)?;
-        let cost = self
-            .price(&invocation.target, &invocation.response.usage)
-            .await;
-        Ok(ChatOutcome {
-            fallbacks: invocation.fallbacks(),
-            response: invocation.response,
-            target: invocation.target,
-            attempts: invocation.attempts,
-            cost,
-        })
-    }
-
-    /// Opens a stream (fallback only before the first token).
-    pub async fn stream(
-        &self,
-        prepared: &Prepared,
-        deadline: Instant,
-    ) -> Result<StreamInvocation, Error> {
-        self.invoker
-            .invoke_stream(&prepared.route.chain, &prepared.request, deadline)
-            .await
-            .map_err(Error::Invoke)
-    }
-
-    /// The cost of `usage` on `target`; `None` (with a loud warning) when it has no price.
-    pub async fn price(&self, target: &ModelTarget, usage: &TokenUsage) -> Option<MicroUsd> {
-        let pricing = match self.configs.pricing().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, model = %target.base_id, "pricing unavailable: cost not computed");
-                return None;
-            }
-        };
-        match pricing.cost(&target.base_id, usage) {
-            Priced::Cost(c) => Some(c),
-            Priced::Unpriced => {
-                tracing::warn!(model = %target.base_id, invoke_id = %target.invoke_id, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
-                // Once for the stage-wide alarm, once broken down by model.
-                metrics::counter!("UnpricedCalls").increment(1);
-                metrics::counter!("UnpricedCalls", "Model" => target.base_id.clone()).increment(1);
-                None
-
-            }
-        }
     }
 }

@@ -31,6 +31,24 @@ pub enum Error {
     /// Configuration (routing, pricing, tenants, prompts) could not be read.
     #[error("{0}")]
     Config(#[from] ParamError),
+    /// Over budget with the `block` action (HTTP 402).
+    #[error("{0}")]
+    BudgetExceeded(String),
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: Duration },
+    /// A guardrail refused the request or the answer.
+    #[error("{0}")]
+    GuardrailBlocked(String),
+    /// The model's output did not validate against the requested schema, even after one
+    /// repair attempt.
+    #[error("{0}")]
+    InvalidOutput(String),
+    /// An Idempotency-Key reused with a different body.
+    #[error("{0}")]
+    IdempotencyMismatch(String),
+    /// The first request with this Idempotency-Key is still running.
+    #[error("{0}")]
+    InProgress(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -77,6 +95,12 @@ impl Error {
                 FailureKind::Exhausted => 502,
             },
             Self::Config(_) => 503,
+            Self::BudgetExceeded(_) => 402,
+            Self::RateLimited { .. } => 429,
+            Self::GuardrailBlocked(_) => 400,
+            Self::InvalidOutput(_) => 502,
+            Self::IdempotencyMismatch(_) => 422,
+            Self::InProgress(_) => 409,
             Self::Internal(_) => 500,
         }
     }
@@ -100,6 +124,12 @@ impl Error {
             },
             Self::Config(ParamError::Unavailable(_)) => "configuration_unavailable",
             Self::Config(_) => "configuration_error",
+            Self::BudgetExceeded(_) => "budget_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::GuardrailBlocked(_) => "guardrail_blocked",
+            Self::InvalidOutput(_) => "invalid_model_output",
+            Self::IdempotencyMismatch(_) => "idempotency_key_reused",
+            Self::InProgress(_) => "request_in_progress",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -110,6 +140,8 @@ impl Error {
             Self::Invoke(f) => f.is_transient(),
             Self::Config(ParamError::Unavailable(_)) => true,
             Self::Internal(_) => true,
+            Self::RateLimited { .. } | Self::InProgress(_) | Self::InvalidOutput(_) => true,
+
             _ => false,
         }
     }
@@ -121,7 +153,10 @@ impl Error {
                 Some(Duration::from_secs(if f.was_throttled() { 5 } else { 1 }))
             }
             Self::Config(ParamError::Unavailable(_)) => Some(Duration::from_secs(5)),
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::InProgress(_) => Some(Duration::from_secs(1)),
             _ => None,
+
         }
     }
 

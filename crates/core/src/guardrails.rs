@@ -201,7 +201,8 @@ impl GuardrailConfig {
 }
 
 /// What the guardrails found, by kind and count (never the matched text).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Findings {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub redacted: BTreeMap<PiiKind, u32>,

@@ -3,6 +3,7 @@
 //! a parameter store. No AWS SDK and no Lambda crates here: adapters live in `quarry-aws`,
 //! handlers in the Lambda crates.
 
+pub mod admission;
 pub mod cache;
 pub mod chat;
 pub mod config;
@@ -15,6 +16,10 @@ pub mod params;
 pub mod pricing;
 pub mod prompts;
 pub mod routing;
+pub mod service;
+pub mod telemetry;
 pub mod tenancy;
+pub mod usage;
+
 
 pub use error::Error;

@@ -146,7 +146,8 @@ pub struct PromptSpec {
     pub prompt_caching: bool,
     /// Guardrail settings for this prompt (see the chat handler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guardrails: Option<Value>,
+    pub guardrails: Option<crate::guardrails::GuardrailConfig>,
+
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

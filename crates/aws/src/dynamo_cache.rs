@@ -1,0 +1,257 @@
+//! The response cache and idempotency records on DynamoDB (the cache table).
+//!
+//! Cache items: `pk` = the key's hash (tenant included), `tenant`, `prompt` (the
+//! `by_tenant` index, for purge and stats), `answer` (JSON), `expires_at`. DynamoDB's TTL
+//! deletes lazily, so expiry is checked on every read.
+//!
+//! Idempotency items: `pk` = `idem#` + SHA-256 of (tenant, key), `state` (`in_progress` or
+//! `done`), `body_hash`, the stored response, and `expires_at`: a short lease while in
+//! progress (a crashed request frees its key), the idempotency window once done.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use quarry_core::cache::{CacheError, CacheKey, CachedAnswer, Claim, IdempotencyStore, ResponseCache};
+use sha2::{Digest, Sha256};
+
+use crate::provision::CACHE_TENANT_INDEX;
+use crate::sdk::describe;
+
+/// DynamoDB items hold 400 KB; answers near that are not cached (they still return).
+const MAX_ANSWER_BYTES: usize = 350 * 1024;
+/// How long an in-progress idempotency claim holds its key.
+const IN_PROGRESS_LEASE: Duration = Duration::from_secs(300);
+
+fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn err(e: &(dyn std::error::Error + 'static)) -> CacheError {
+    CacheError(describe(e))
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoCache {
+    client: Client,
+    table: String,
+}
+
+impl DynamoCache {
+    pub fn new(sdk: &SdkConfig, table: &str) -> Self {
+        Self { client: Client::new(sdk), table: table.to_owned() }
+    }
+
+    /// Cache entries of a tenant (optionally one prompt's): their keys.
+    async fn keys_of(&self, tenant: &str, prompt: Option<&str>) -> Result<Vec<(String, String)>, CacheError> {
+        let mut keys = Vec::new();
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CACHE_TENANT_INDEX)
+            .expression_attribute_names("#t", "tenant")
+            .expression_attribute_values(":t", s(tenant));
+        query = match prompt {
+            Some(p) => query
+                .key_condition_expression("#t = :t AND #p = :p")
+                .expression_attribute_names("#p", "prompt")
+                .expression_attribute_values(":p", s(p)),
+            None => query.key_condition_expression("#t = :t"),
+        };
+        let mut pages = query.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| err(&e))?;
+            for item in page.items() {
+                if let (Some(pk), Some(p)) = (get_s(item, "pk"), get_s(item, "prompt")) {
+                    keys.push((pk.to_owned(), p.to_owned()));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Deletes a tenant's entries (one prompt's, or all); returns how many.
+    pub async fn purge(&self, tenant: &str, prompt: Option<&str>) -> Result<usize, CacheError> {
+        let keys = self.keys_of(tenant, prompt).await?;
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .filter_map(|(pk, _)| {
+                    let delete = DeleteRequest::builder().key("pk", s(pk)).build().ok()?;
+                    Some(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect();
+            // BatchWriteItem may leave some unprocessed under load: retry those.
+            for _ in 0..5 {
+                if requests.is_empty() {
+                    break;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| err(&e))?;
+                requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// Entries per prompt for a tenant.
+    pub async fn stats(&self, tenant: &str) -> Result<std::collections::BTreeMap<String, u64>, CacheError> {
+        let mut by_prompt = std::collections::BTreeMap::new();
+        for (_, prompt) in self.keys_of(tenant, None).await? {
+            *by_prompt.entry(prompt).or_default() += 1;
+        }
+        Ok(by_prompt)
+    }
+
+    fn idem_pk(tenant: &str, key: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(tenant.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        format!("idem#{}", hex::encode(h.finalize()))
+    }
+}
+
+#[async_trait]
+impl ResponseCache for DynamoCache {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, CacheError> {
+        let out = self.client.get_item().table_name(&self.table).key("pk", s(&key.hash)).send().await.map_err(|e| err(&e))?;
+        let Some(item) = out.item() else { return Ok(None) };
+        // TTL deletion is lazy: an expired item is a miss.
+        if get_n(item, "expires_at").is_none_or(|t| t <= now_secs()) {
+            return Ok(None);
+        }
+        // The tenant is in the hash already; this check makes a mix-up impossible to miss.
+        if get_s(item, "tenant") != Some(key.tenant.as_str()) {
+            tracing::error!("cache entry tenant mismatch; ignoring the entry");
+            return Ok(None);
+        }
+        let Some(answer) = get_s(item, "answer") else { return Ok(None) };
+        serde_json::from_str(answer).map(Some).map_err(|e| CacheError(format!("unreadable cache entry: {e}")))
+    }
+
+    async fn put(&self, key: &CacheKey, answer: &CachedAnswer, ttl: Duration) -> Result<(), CacheError> {
+        let json = serde_json::to_string(answer).map_err(|e| CacheError(e.to_string()))?;
+        if json.len() > MAX_ANSWER_BYTES {
+            tracing::info!(bytes = json.len(), "answer too large to cache");
+            return Ok(());
+        }
+        let now = now_secs();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&key.hash))
+            .item("tenant", s(&key.tenant))
+            .item("prompt", s(&key.prompt))
+            .item("answer", s(&json))
+            .item("created_at", n(now))
+            .item("expires_at", n(now + ttl.as_secs() as i64))
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoCache {
+    async fn claim(&self, tenant: &str, key: &str, body_hash: &str, _window: Duration) -> Result<Claim, CacheError> {
+        let pk = Self::idem_pk(tenant, key);
+        let now = now_secs();
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("state", s("in_progress"))
+            .item("body_hash", s(body_hash))
+            .item("expires_at", n(now + IN_PROGRESS_LEASE.as_secs() as i64))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match put {
+            Ok(_) => return Ok(Claim::Fresh),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(err(&e)),
+        }
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        let Some(item) = out.item() else {
+            // Expired and removed between the two calls: the caller may simply retry.
+            return Ok(Claim::InProgress);
+        };
+        if get_s(item, "body_hash") != Some(body_hash) {
+            return Ok(Claim::Mismatch);
+        }
+        match (get_s(item, "state"), get_n(item, "status"), get_s(item, "body")) {
+            (Some("done"), Some(status), Some(body)) => Ok(Claim::Replay {
+                status: u16::try_from(status).unwrap_or(200),
+                body: serde_json::from_str(body).map_err(|e| CacheError(e.to_string()))?,
+            }),
+            _ => Ok(Claim::InProgress),
+        }
+    }
+
+    async fn complete(&self, tenant: &str, key: &str, status: u16, body: &serde_json::Value, window: Duration) -> Result<(), CacheError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::idem_pk(tenant, key)))
+            .update_expression("SET #s = :done, #st = :status, #b = :body, expires_at = :exp")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#b", "body")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":status", n(i64::from(status)))
+            .expression_attribute_values(":body", s(&body.to_string()))
+            .expression_attribute_values(":exp", n(now_secs() + window.as_secs() as i64))
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    async fn abandon(&self, tenant: &str, key: &str) -> Result<(), CacheError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::idem_pk(tenant, key)))
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+}

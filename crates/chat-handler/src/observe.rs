@@ -1,0 +1,98 @@
+//! One JSON log line per request, and the request metrics.
+//!
+//! The line carries who, what and how it went (tenant, prompt@version, model, fallbacks,
+//! tokens, cost, cache hit, latency) and SHA-256 digests of the prompt and the output,
+//! never their text unless `QUARRY_LOG_CONTENT` is on.
+
+use quarry_core::Error;
+use quarry_core::model::TokenUsage;
+use quarry_core::pricing::MicroUsd;
+use quarry_core::service::PromptTrace;
+use quarry_core::telemetry::{self, Dims};
+use quarry_http::RequestMeta;
+use sha2::{Digest, Sha256};
+
+/// Everything the request line says; filled in as the request goes.
+#[derive(Debug, Default)]
+pub struct RequestLog {
+    pub route: &'static str,
+    pub request_id: String,
+    pub trace_id: Option<String>,
+    pub tenant: Option<String>,
+    pub feature: Option<String>,
+    pub prompt: Option<String>,
+    pub model: Option<String>,
+    pub fallbacks: usize,
+    pub usage: TokenUsage,
+    pub cost: Option<MicroUsd>,
+    pub cached: bool,
+    pub stream: bool,
+    pub ttft_ms: Option<u64>,
+    pub prompt_trace: Option<PromptTrace>,
+    pub output_sha256: Option<String>,
+    pub output_text: Option<String>,
+    pub guardrail_actions: u32,
+}
+
+impl RequestLog {
+    pub fn new(route: &'static str, meta: &RequestMeta) -> Self {
+        Self { route, request_id: meta.request_id.clone(), trace_id: meta.trace_id.clone(), ..Self::default() }
+    }
+
+    pub fn output(&mut self, text: &str, keep: bool) {
+        self.output_sha256 = Some(hex::encode(Sha256::digest(text.as_bytes())));
+        if keep {
+            self.output_text = Some(text.to_owned());
+        }
+    }
+
+    /// Writes the line and the request metrics.
+    pub fn finish(self, meta: &RequestMeta, error: Option<&Error>) {
+        let status = error.map_or(200, Error::status_code);
+        let latency = meta.elapsed_ms();
+        let model = self.model.as_deref().unwrap_or("-");
+        let dims = Dims {
+            tenant: self.tenant.as_deref().unwrap_or("-"),
+            model,
+            feature: self.feature.as_deref().unwrap_or("-"),
+        };
+        telemetry::count("Requests", 1, dims);
+        telemetry::millis("Latency", latency, dims);
+        if let Some(t) = self.ttft_ms {
+            telemetry::millis("TimeToFirstToken", t, dims);
+        }
+        if let Some(e) = error {
+            telemetry::count(if status >= 500 { "ServerErrors" } else { "ClientErrors" }, 1, dims);
+            metrics::counter!("Errors", "ErrorType" => e.error_type()).increment(1);
+        }
+        let trace = self.prompt_trace.unwrap_or_default();
+        tracing::info!(
+            target: "request",
+            route = self.route,
+            request_id = %self.request_id,
+            trace_id = self.trace_id.as_deref(),
+            status,
+            error_type = error.map(Error::error_type),
+            tenant = self.tenant.as_deref(),
+            feature = self.feature.as_deref(),
+            prompt = self.prompt.as_deref(),
+            model = self.model.as_deref(),
+            fallbacks = self.fallbacks,
+            input_tokens = self.usage.input,
+            output_tokens = self.usage.output,
+            cache_read_tokens = self.usage.cache_read,
+            cache_write_tokens = self.usage.cache_write,
+            cost_usd = self.cost.map(|c| c.to_usd_string()),
+            cached = self.cached,
+            stream = self.stream,
+            latency_ms = latency,
+            ttft_ms = self.ttft_ms,
+            guardrail_actions = self.guardrail_actions,
+            prompt_sha256 = (!trace.sha256.is_empty()).then_some(trace.sha256.as_str()),
+            output_sha256 = self.output_sha256.as_deref(),
+            prompt_text = trace.text.as_deref(),
+            output_text = self.output_text.as_deref(),
+            "request"
+        );
+    }
+}

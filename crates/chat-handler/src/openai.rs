@@ -1,0 +1,374 @@
+//! `POST /v1/chat/completions`: the OpenAI Chat Completions API, so the official clients
+//! work unmodified. `model` may be a tier, a Bedrock model ID or an inference profile.
+//!
+//! Fields OpenAI clients send by habit and Bedrock has no use for (`seed`,
+//! `presence_penalty`, `frequency_penalty`, `parallel_tool_calls`, `store`, ...) are accepted
+//! and ignored; ones that would change the answer in a way Quarry cannot honour (`n` > 1,
+//! `logprobs`, image parts) are refused with a 400 naming them.
+
+use std::collections::BTreeMap;
+
+use quarry_core::Error;
+use quarry_core::chat::ChatInput;
+use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, StopReason, TokenUsage, ToolChoice, ToolResultContent, ToolSpec};
+use quarry_core::routing::RouteSpec;
+use quarry_core::service::Answer;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::native::{Stop, check_params, check_sizes};
+use crate::state::Options;
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub messages: Vec<OaMessage>,
+    #[serde(default)]
+    pub tools: Vec<OaTool>,
+    pub tool_choice: Option<OaToolChoice>,
+    pub response_format: Option<OaResponseFormat>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Option<Stop>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub n: Option<u32>,
+    pub logprobs: Option<bool>,
+    /// Free-form tags; `feature` is used for cost attribution.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum OaMessage {
+    System { content: OaContent },
+    Developer { content: OaContent },
+    User { content: OaContent },
+    Assistant {
+        #[serde(default)]
+        content: Option<OaContent>,
+        #[serde(default)]
+        tool_calls: Vec<OaToolCall>,
+    },
+    Tool { content: OaContent, tool_call_id: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OaContent {
+    Text(String),
+    Parts(Vec<OaPart>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OaPart {
+    Text { text: String },
+    ImageUrl {},
+    InputAudio {},
+    File {},
+    Refusal { refusal: String },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OaToolCall {
+    pub id: String,
+    pub function: OaFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OaFunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OaTool {
+    pub function: OaFunction,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OaFunction {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OaToolChoice {
+    Mode(String),
+    Function { function: OaNamed },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OaNamed {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OaResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: OaJsonSchema },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OaJsonSchema {
+    #[allow(dead_code)]
+    pub name: Option<String>,
+    pub schema: Option<Value>,
+}
+
+fn text_of(content: OaContent, at: &str) -> Result<String, Error> {
+    match content {
+        OaContent::Text(t) => Ok(t),
+        OaContent::Parts(parts) => {
+            let mut out = String::new();
+            for (j, p) in parts.into_iter().enumerate() {
+                match p {
+                    OaPart::Text { text } => out.push_str(&text),
+                    OaPart::Refusal { refusal } => out.push_str(&refusal),
+                    OaPart::ImageUrl {} | OaPart::InputAudio {} | OaPart::File {} => {
+                        return Err(Error::bad_request(
+                            format!("{at}.content[{j}]"),
+                            "only text content parts are supported",
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn content_chars(c: &OaContent) -> usize {
+    match c {
+        OaContent::Text(t) => t.len(),
+        OaContent::Parts(p) => p
+            .iter()
+            .map(|x| match x {
+                OaPart::Text { text } => text.len(),
+                OaPart::Refusal { refusal } => refusal.len(),
+                _ => 0,
+            })
+            .sum(),
+    }
+}
+
+/// Appends blocks to the conversation, merging into the last message when it has the same
+/// role (Bedrock requires roles to alternate; OpenAI sends one message per tool result).
+fn push(messages: &mut Vec<Message>, role: Role, blocks: Vec<ContentBlock>) {
+    match messages.last_mut() {
+        Some(last) if last.role == role => last.content.extend(blocks),
+        _ => messages.push(Message { role, content: blocks }),
+    }
+}
+
+/// The parsed request: what to answer and how.
+pub struct Parsed {
+    pub input: ChatInput,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+impl CompletionRequest {
+    pub fn into_input(self, options: &Options) -> Result<Parsed, Error> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(Error::bad_request("n", "only n = 1 is supported"));
+        }
+        if self.logprobs == Some(true) {
+            return Err(Error::bad_request("logprobs", "logprobs are not available on Bedrock"));
+        }
+        let chars: usize = self
+            .messages
+            .iter()
+            .map(|m| match m {
+                OaMessage::System { content } | OaMessage::Developer { content } | OaMessage::User { content } => content_chars(content),
+                OaMessage::Tool { content, .. } => content_chars(content),
+                OaMessage::Assistant { content, tool_calls } => {
+                    content.as_ref().map_or(0, content_chars) + tool_calls.iter().map(|c| c.function.arguments.len()).sum::<usize>()
+                }
+            })
+            .sum();
+        check_sizes(options, self.messages.len(), chars)?;
+
+        let mut system = Vec::new();
+        let mut messages: Vec<Message> = Vec::new();
+        for (i, m) in self.messages.into_iter().enumerate() {
+            let at = format!("messages[{i}]");
+            match m {
+                OaMessage::System { content } | OaMessage::Developer { content } => system.push(text_of(content, &at)?),
+                OaMessage::User { content } => push(&mut messages, Role::User, vec![ContentBlock::Text(text_of(content, &at)?)]),
+                OaMessage::Assistant { content, tool_calls } => {
+                    let mut blocks = Vec::new();
+                    if let Some(c) = content {
+                        let t = text_of(c, &at)?;
+                        if !t.is_empty() {
+                            blocks.push(ContentBlock::Text(t));
+                        }
+                    }
+                    for (j, call) in tool_calls.into_iter().enumerate() {
+                        let input: Value = serde_json::from_str(&call.function.arguments).map_err(|e| {
+                            Error::bad_request(format!("{at}.tool_calls[{j}].function.arguments"), format!("arguments must be a JSON object: {e}"))
+                        })?;
+                        blocks.push(ContentBlock::ToolUse { id: call.id, name: call.function.name, input });
+                    }
+                    if blocks.is_empty() {
+                        return Err(Error::bad_request(at, "an assistant message needs content or tool_calls"));
+                    }
+                    push(&mut messages, Role::Assistant, blocks);
+                }
+                OaMessage::Tool { content, tool_call_id } => {
+                    let text = text_of(content, &at)?;
+                    push(
+                        &mut messages,
+                        Role::User,
+                        vec![ContentBlock::ToolResult { tool_use_id: tool_call_id, content: vec![ToolResultContent::Text(text)], is_error: false }],
+                    );
+                }
+            }
+        }
+        if messages.is_empty() {
+            return Err(Error::bad_request("messages", "at least one user message is needed"));
+        }
+
+        let mut tools: Vec<ToolSpec> = self
+            .tools
+            .into_iter()
+            .map(|t| ToolSpec {
+                name: t.function.name,
+                description: t.function.description,
+                input_schema: t.function.parameters.unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            })
+            .collect();
+        let tool_choice = match self.tool_choice {
+            None => (!tools.is_empty()).then_some(ToolChoice::Auto),
+            Some(OaToolChoice::Mode(m)) => match m.as_str() {
+                "auto" => Some(ToolChoice::Auto),
+                "required" => Some(ToolChoice::Any),
+                "none" => {
+                    // Bedrock has no "none": the model is simply not offered the tools.
+                    tools.clear();
+                    None
+                }
+                other => return Err(Error::bad_request("tool_choice", format!("unknown tool_choice '{other}': use none, auto, required or a function"))),
+            },
+            Some(OaToolChoice::Function { function }) => {
+                if !tools.iter().any(|t| t.name == function.name) {
+                    return Err(Error::bad_request("tool_choice", format!("tool_choice names '{}', which is not in tools", function.name)));
+                }
+                Some(ToolChoice::Tool(function.name))
+            }
+        };
+        let output_schema = match self.response_format {
+            None | Some(OaResponseFormat::Text) => None,
+            Some(OaResponseFormat::JsonObject) => Some(json!({"type": "object"})),
+            Some(OaResponseFormat::JsonSchema { json_schema }) => Some(json_schema.schema.unwrap_or_else(|| json!({"type": "object"}))),
+        };
+        let params = InferenceParams {
+            max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            temperature: self.temperature,
+            top_p: self.top_p,
+            stop: self.stop.map(Stop::into_vec).unwrap_or_default(),
+        };
+        check_params(&params)?;
+        Ok(Parsed {
+            input: ChatInput {
+                prompt: None,
+                variables: Default::default(),
+                system,
+                messages,
+                route: Some(RouteSpec::Model(self.model)),
+                params,
+                tools,
+                tool_choice,
+                output_schema,
+                tags: self.metadata.unwrap_or_default(),
+            },
+            stream: self.stream,
+            include_usage: self.stream_options.is_some_and(|o| o.include_usage),
+        })
+    }
+}
+
+pub fn finish_reason(stop: &StopReason) -> &'static str {
+    match stop {
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::GuardrailIntervened | StopReason::ContentFiltered => "content_filter",
+        _ => "stop",
+    }
+}
+
+pub fn usage(u: &TokenUsage) -> Value {
+    let prompt = u.input + u.cache_read + u.cache_write;
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": u.output,
+        "total_tokens": prompt + u.output,
+        "prompt_tokens_details": { "cached_tokens": u.cache_read },
+    })
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn completion_id(request_id: &str) -> String {
+    format!("chatcmpl-{}", request_id.replace(['=', '/', '+'], ""))
+}
+
+/// The `chat.completion` object.
+pub fn response(request_id: &str, answer: &Answer) -> Value {
+    let text = answer.text();
+    let tool_calls: Vec<Value> = answer
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::ToolUse { id, name, input } => Some(json!({
+                "id": id, "type": "function", "function": { "name": name, "arguments": input.to_string() }
+            })),
+            _ => None,
+        })
+        .collect();
+    let mut message = json!({ "role": "assistant", "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) }, "refusal": Value::Null });
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = Value::Array(tool_calls);
+    }
+    json!({
+        "id": completion_id(request_id),
+        "object": "chat.completion",
+        "created": now_secs(),
+        "model": answer.model,
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish_reason(&answer.stop_reason), "logprobs": Value::Null }],
+        "usage": usage(&answer.usage),
+        "system_fingerprint": Value::Null,
+        "quarry": {
+            "cost_usd": answer.cost.map(|c| c.to_usd_string()),
+            "cached": answer.cached,
+            "fallbacks": answer.fallbacks.iter().map(|f| json!({"model": f.model, "reason": f.reason, "attempts": f.attempts})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// One `chat.completion.chunk`.
+pub fn chunk(id: &str, created: u64, model: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": Value::Null }],
+    })
+}

@@ -1,0 +1,49 @@
+//! The usage ledger port: every answered request adds its tokens and cost, exactly once.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::TokenUsage;
+use crate::pricing::MicroUsd;
+
+/// One request's usage. `id` makes recording idempotent: a record replayed (from the spill
+/// queue, or a redelivered batch message) is counted once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub id: String,
+    pub tenant: String,
+    /// Base model ID (what pricing and budgets use).
+    pub model: String,
+    pub feature: Option<String>,
+    pub usage: TokenUsage,
+    /// None: the model has no price (counted as unpriced, never as zero).
+    pub cost: Option<MicroUsd>,
+    /// Served from the response cache (no model call, no cost).
+    pub cached: bool,
+    /// Tokens estimated (the stream ended before Bedrock reported usage).
+    #[serde(default)]
+    pub estimated: bool,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("usage ledger: {0}")]
+pub struct LedgerError(pub String);
+
+#[async_trait]
+pub trait UsageLedger: Send + Sync {
+    /// Adds the record to the tenant's counters. Implementations retry and spill rather
+    /// than lose a record; an error here means it is in neither place.
+    async fn record(&self, record: &UsageRecord) -> Result<(), LedgerError>;
+}
+
+/// Records nothing (unit tests of the core).
+pub struct NoLedger;
+
+#[async_trait]
+impl UsageLedger for NoLedger {
+    async fn record(&self, _: &UsageRecord) -> Result<(), LedgerError> {
+        Ok(())
+    }
+}
