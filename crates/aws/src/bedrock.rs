@@ -99,6 +99,29 @@ where
     }
 }
 
+/// Exceptions inside a stream: the SDK gives them typed, not always with a code.
+fn map_stream_error<R>(e: SdkError<bt::error::ConverseStreamOutputError, R>) -> ModelError
+where
+    R: std::fmt::Debug + 'static,
+{
+    use bt::error::ConverseStreamOutputError as E;
+    if let Some(s) = e.as_service_error() {
+        let kind = match s {
+            E::ModelStreamErrorException(_) => ModelErrorKind::StreamError,
+            E::ThrottlingException(_) => ModelErrorKind::Throttled,
+            E::ServiceUnavailableException(_) => ModelErrorKind::ServiceUnavailable,
+            E::ValidationException(_) => ModelErrorKind::Validation,
+            E::InternalServerException(_) => ModelErrorKind::InternalServer,
+            other => kind_of(other.code()),
+        };
+        return ModelError::new(
+            kind,
+            s.message().unwrap_or("the model stream failed").to_owned(),
+        );
+    }
+    map_sdk_error(e)
+}
+
 fn invalid(e: impl std::fmt::Display) -> ModelError {
     ModelError::new(
         ModelErrorKind::Validation,
@@ -302,7 +325,9 @@ fn stream_event(e: bt::ConverseStreamOutput) -> Option<StreamEvent> {
 }
 
 /// Maps a Converse answer back onto the core's types.
-pub fn model_response(out: &aws_sdk_bedrockruntime::operation::converse::ConverseOutput) -> ModelResponse {
+pub fn model_response(
+    out: &aws_sdk_bedrockruntime::operation::converse::ConverseOutput,
+) -> ModelResponse {
     let content = match out.output() {
         Some(bt::ConverseOutput::Message(m)) => m.content().iter().filter_map(from_block).collect(),
         _ => Vec::new(),
@@ -311,13 +336,15 @@ pub fn model_response(out: &aws_sdk_bedrockruntime::operation::converse::Convers
         content,
         stop_reason: StopReason::from_bedrock(out.stop_reason().as_str()),
         usage: usage_of(out.usage()),
-        latency_ms: out.metrics().map(|m| u64::try_from(m.latency_ms()).unwrap_or(0)).unwrap_or(0),
+        latency_ms: out
+            .metrics()
+            .map(|m| u64::try_from(m.latency_ms()).unwrap_or(0))
+            .unwrap_or(0),
     }
 }
 
 #[async_trait]
 impl ModelClient for BedrockModels {
-
     async fn converse(
         &self,
         model_id: &str,
@@ -349,7 +376,6 @@ impl ModelClient for BedrockModels {
             .map_err(map_sdk_error)?;
         Ok(model_response(&out))
     }
-
 
     async fn converse_stream(
         &self,
@@ -391,7 +417,7 @@ impl ModelClient for BedrockModels {
                         }
                     }
                     Ok(None) => return None,
-                    Err(e) => return Some((Err(map_sdk_error(e)), None)),
+                    Err(e) => return Some((Err(map_stream_error(e)), None)),
                 }
             }
         });
@@ -401,8 +427,15 @@ impl ModelClient for BedrockModels {
 
 #[async_trait]
 impl quarry_core::service::GuardrailApplier for BedrockModels {
-    async fn intervenes(&self, guardrail: &quarry_core::guardrails::BedrockGuardrail, output: &str) -> Result<bool, String> {
-        let text = bt::GuardrailTextBlock::builder().text(output).build().map_err(|e| e.to_string())?;
+    async fn intervenes(
+        &self,
+        guardrail: &quarry_core::guardrails::BedrockGuardrail,
+        output: &str,
+    ) -> Result<bool, String> {
+        let text = bt::GuardrailTextBlock::builder()
+            .text(output)
+            .build()
+            .map_err(|e| e.to_string())?;
         let out = self
             .client
             .apply_guardrail()

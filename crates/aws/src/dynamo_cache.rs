@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
-use quarry_core::cache::{CacheError, CacheKey, CachedAnswer, Claim, IdempotencyStore, ResponseCache};
+use quarry_core::cache::{
+    CacheError, CacheKey, CachedAnswer, Claim, IdempotencyStore, ResponseCache,
+};
 use sha2::{Digest, Sha256};
 
 use crate::provision::CACHE_TENANT_INDEX;
@@ -27,7 +29,10 @@ const MAX_ANSWER_BYTES: usize = 350 * 1024;
 const IN_PROGRESS_LEASE: Duration = Duration::from_secs(300);
 
 fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -43,7 +48,9 @@ fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a s
 }
 
 fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
-    item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn err(e: &(dyn std::error::Error + 'static)) -> CacheError {
@@ -58,11 +65,18 @@ pub struct DynamoCache {
 
 impl DynamoCache {
     pub fn new(sdk: &SdkConfig, table: &str) -> Self {
-        Self { client: Client::new(sdk), table: table.to_owned() }
+        Self {
+            client: Client::new(sdk),
+            table: table.to_owned(),
+        }
     }
 
     /// Cache entries of a tenant (optionally one prompt's): their keys.
-    async fn keys_of(&self, tenant: &str, prompt: Option<&str>) -> Result<Vec<(String, String)>, CacheError> {
+    async fn keys_of(
+        &self,
+        tenant: &str,
+        prompt: Option<&str>,
+    ) -> Result<Vec<(String, String)>, CacheError> {
         let mut keys = Vec::new();
         let mut query = self
             .client
@@ -113,14 +127,21 @@ impl DynamoCache {
                     .send()
                     .await
                     .map_err(|e| err(&e))?;
-                requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
             }
         }
         Ok(keys.len())
     }
 
     /// Entries per prompt for a tenant.
-    pub async fn stats(&self, tenant: &str) -> Result<std::collections::BTreeMap<String, u64>, CacheError> {
+    pub async fn stats(
+        &self,
+        tenant: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, CacheError> {
         let mut by_prompt = std::collections::BTreeMap::new();
         for (_, prompt) in self.keys_of(tenant, None).await? {
             *by_prompt.entry(prompt).or_default() += 1;
@@ -140,8 +161,17 @@ impl DynamoCache {
 #[async_trait]
 impl ResponseCache for DynamoCache {
     async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, CacheError> {
-        let out = self.client.get_item().table_name(&self.table).key("pk", s(&key.hash)).send().await.map_err(|e| err(&e))?;
-        let Some(item) = out.item() else { return Ok(None) };
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.hash))
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
         // TTL deletion is lazy: an expired item is a miss.
         if get_n(item, "expires_at").is_none_or(|t| t <= now_secs()) {
             return Ok(None);
@@ -151,11 +181,20 @@ impl ResponseCache for DynamoCache {
             tracing::error!("cache entry tenant mismatch; ignoring the entry");
             return Ok(None);
         }
-        let Some(answer) = get_s(item, "answer") else { return Ok(None) };
-        serde_json::from_str(answer).map(Some).map_err(|e| CacheError(format!("unreadable cache entry: {e}")))
+        let Some(answer) = get_s(item, "answer") else {
+            return Ok(None);
+        };
+        serde_json::from_str(answer)
+            .map(Some)
+            .map_err(|e| CacheError(format!("unreadable cache entry: {e}")))
     }
 
-    async fn put(&self, key: &CacheKey, answer: &CachedAnswer, ttl: Duration) -> Result<(), CacheError> {
+    async fn put(
+        &self,
+        key: &CacheKey,
+        answer: &CachedAnswer,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         let json = serde_json::to_string(answer).map_err(|e| CacheError(e.to_string()))?;
         if json.len() > MAX_ANSWER_BYTES {
             tracing::info!(bytes = json.len(), "answer too large to cache");
@@ -180,7 +219,13 @@ impl ResponseCache for DynamoCache {
 
 #[async_trait]
 impl IdempotencyStore for DynamoCache {
-    async fn claim(&self, tenant: &str, key: &str, body_hash: &str, _window: Duration) -> Result<Claim, CacheError> {
+    async fn claim(
+        &self,
+        tenant: &str,
+        key: &str,
+        body_hash: &str,
+        _window: Duration,
+    ) -> Result<Claim, CacheError> {
         let pk = Self::idem_pk(tenant, key);
         let now = now_secs();
         let put = self
@@ -197,7 +242,9 @@ impl IdempotencyStore for DynamoCache {
             .await;
         match put {
             Ok(_) => return Ok(Claim::Fresh),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
             Err(e) => return Err(err(&e)),
         }
         let out = self
@@ -216,7 +263,11 @@ impl IdempotencyStore for DynamoCache {
         if get_s(item, "body_hash") != Some(body_hash) {
             return Ok(Claim::Mismatch);
         }
-        match (get_s(item, "state"), get_n(item, "status"), get_s(item, "body")) {
+        match (
+            get_s(item, "state"),
+            get_n(item, "status"),
+            get_s(item, "body"),
+        ) {
             (Some("done"), Some(status), Some(body)) => Ok(Claim::Replay {
                 status: u16::try_from(status).unwrap_or(200),
                 body: serde_json::from_str(body).map_err(|e| CacheError(e.to_string()))?,
@@ -225,7 +276,14 @@ impl IdempotencyStore for DynamoCache {
         }
     }
 
-    async fn complete(&self, tenant: &str, key: &str, status: u16, body: &serde_json::Value, window: Duration) -> Result<(), CacheError> {
+    async fn complete(
+        &self,
+        tenant: &str,
+        key: &str,
+        status: u16,
+        body: &serde_json::Value,
+        window: Duration,
+    ) -> Result<(), CacheError> {
         self.client
             .update_item()
             .table_name(&self.table)

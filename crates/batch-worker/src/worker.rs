@@ -11,13 +11,15 @@ use quarry_aws::ssm::SsmParams;
 use quarry_core::admission::AdmitAll;
 use quarry_core::cache::NoCache;
 use quarry_core::chat::Preparer;
-use quarry_core::service::{AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions};
-use quarry_core::usage::NoLedger;
 use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
 use quarry_core::prompts::PromptStore;
+use quarry_core::service::{
+    AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions,
+};
+use quarry_core::usage::NoLedger;
 use tokio::time::Instant;
 
 use crate::message;

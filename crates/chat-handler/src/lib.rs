@@ -2,10 +2,8 @@
 //! (through lambda_http), on a Function URL with response streaming, and on 127.0.0.1
 //! under `quarry dev`.
 
-pub mod native;
 pub mod observe;
 pub mod openai;
-pub mod request;
 pub mod routes;
 pub mod state;
 
@@ -22,7 +20,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/chat", post(routes::native))
         .route("/v1/chat/completions", post(routes::completions))
         .route("/v1/models", get(routes::models))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .fallback(routes::not_found)
         .with_state(state)
 }

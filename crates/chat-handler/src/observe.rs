@@ -36,7 +36,12 @@ pub struct RequestLog {
 
 impl RequestLog {
     pub fn new(route: &'static str, meta: &RequestMeta) -> Self {
-        Self { route, request_id: meta.request_id.clone(), trace_id: meta.trace_id.clone(), ..Self::default() }
+        Self {
+            route,
+            request_id: meta.request_id.clone(),
+            trace_id: meta.trace_id.clone(),
+            ..Self::default()
+        }
     }
 
     pub fn output(&mut self, text: &str, keep: bool) {
@@ -62,7 +67,15 @@ impl RequestLog {
             telemetry::millis("TimeToFirstToken", t, dims);
         }
         if let Some(e) = error {
-            telemetry::count(if status >= 500 { "ServerErrors" } else { "ClientErrors" }, 1, dims);
+            telemetry::count(
+                if status >= 500 {
+                    "ServerErrors"
+                } else {
+                    "ClientErrors"
+                },
+                1,
+                dims,
+            );
             metrics::counter!("Errors", "ErrorType" => e.error_type()).increment(1);
         }
         let trace = self.prompt_trace.unwrap_or_default();

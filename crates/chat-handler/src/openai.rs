@@ -10,14 +10,17 @@ use std::collections::BTreeMap;
 
 use quarry_core::Error;
 use quarry_core::chat::ChatInput;
-use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, StopReason, TokenUsage, ToolChoice, ToolResultContent, ToolSpec};
+use quarry_core::model::{
+    ContentBlock, InferenceParams, Message, Role, StopReason, TokenUsage, ToolChoice,
+    ToolResultContent, ToolSpec,
+};
 use quarry_core::routing::RouteSpec;
 use quarry_core::service::Answer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::native::{Stop, check_params, check_sizes};
 use crate::state::Options;
+use quarry_http::native::{Stop, check_params, check_sizes};
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
@@ -50,16 +53,25 @@ pub struct StreamOptions {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum OaMessage {
-    System { content: OaContent },
-    Developer { content: OaContent },
-    User { content: OaContent },
+    System {
+        content: OaContent,
+    },
+    Developer {
+        content: OaContent,
+    },
+    User {
+        content: OaContent,
+    },
     Assistant {
         #[serde(default)]
         content: Option<OaContent>,
         #[serde(default)]
         tool_calls: Vec<OaToolCall>,
     },
-    Tool { content: OaContent, tool_call_id: String },
+    Tool {
+        content: OaContent,
+        tool_call_id: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,7 +183,10 @@ fn content_chars(c: &OaContent) -> usize {
 fn push(messages: &mut Vec<Message>, role: Role, blocks: Vec<ContentBlock>) {
     match messages.last_mut() {
         Some(last) if last.role == role => last.content.extend(blocks),
-        _ => messages.push(Message { role, content: blocks }),
+        _ => messages.push(Message {
+            role,
+            content: blocks,
+        }),
     }
 }
 
@@ -188,29 +203,50 @@ impl CompletionRequest {
             return Err(Error::bad_request("n", "only n = 1 is supported"));
         }
         if self.logprobs == Some(true) {
-            return Err(Error::bad_request("logprobs", "logprobs are not available on Bedrock"));
+            return Err(Error::bad_request(
+                "logprobs",
+                "logprobs are not available on Bedrock",
+            ));
         }
         let chars: usize = self
             .messages
             .iter()
             .map(|m| match m {
-                OaMessage::System { content } | OaMessage::Developer { content } | OaMessage::User { content } => content_chars(content),
+                OaMessage::System { content }
+                | OaMessage::Developer { content }
+                | OaMessage::User { content } => content_chars(content),
                 OaMessage::Tool { content, .. } => content_chars(content),
-                OaMessage::Assistant { content, tool_calls } => {
-                    content.as_ref().map_or(0, content_chars) + tool_calls.iter().map(|c| c.function.arguments.len()).sum::<usize>()
+                OaMessage::Assistant {
+                    content,
+                    tool_calls,
+                } => {
+                    content.as_ref().map_or(0, content_chars)
+                        + tool_calls
+                            .iter()
+                            .map(|c| c.function.arguments.len())
+                            .sum::<usize>()
                 }
             })
             .sum();
-        check_sizes(options, self.messages.len(), chars)?;
+        check_sizes(&options.limits(), self.messages.len(), chars)?;
 
         let mut system = Vec::new();
         let mut messages: Vec<Message> = Vec::new();
         for (i, m) in self.messages.into_iter().enumerate() {
             let at = format!("messages[{i}]");
             match m {
-                OaMessage::System { content } | OaMessage::Developer { content } => system.push(text_of(content, &at)?),
-                OaMessage::User { content } => push(&mut messages, Role::User, vec![ContentBlock::Text(text_of(content, &at)?)]),
-                OaMessage::Assistant { content, tool_calls } => {
+                OaMessage::System { content } | OaMessage::Developer { content } => {
+                    system.push(text_of(content, &at)?)
+                }
+                OaMessage::User { content } => push(
+                    &mut messages,
+                    Role::User,
+                    vec![ContentBlock::Text(text_of(content, &at)?)],
+                ),
+                OaMessage::Assistant {
+                    content,
+                    tool_calls,
+                } => {
                     let mut blocks = Vec::new();
                     if let Some(c) = content {
                         let t = text_of(c, &at)?;
@@ -219,28 +255,49 @@ impl CompletionRequest {
                         }
                     }
                     for (j, call) in tool_calls.into_iter().enumerate() {
-                        let input: Value = serde_json::from_str(&call.function.arguments).map_err(|e| {
-                            Error::bad_request(format!("{at}.tool_calls[{j}].function.arguments"), format!("arguments must be a JSON object: {e}"))
-                        })?;
-                        blocks.push(ContentBlock::ToolUse { id: call.id, name: call.function.name, input });
+                        let input: Value =
+                            serde_json::from_str(&call.function.arguments).map_err(|e| {
+                                Error::bad_request(
+                                    format!("{at}.tool_calls[{j}].function.arguments"),
+                                    format!("arguments must be a JSON object: {e}"),
+                                )
+                            })?;
+                        blocks.push(ContentBlock::ToolUse {
+                            id: call.id,
+                            name: call.function.name,
+                            input,
+                        });
                     }
                     if blocks.is_empty() {
-                        return Err(Error::bad_request(at, "an assistant message needs content or tool_calls"));
+                        return Err(Error::bad_request(
+                            at,
+                            "an assistant message needs content or tool_calls",
+                        ));
                     }
                     push(&mut messages, Role::Assistant, blocks);
                 }
-                OaMessage::Tool { content, tool_call_id } => {
+                OaMessage::Tool {
+                    content,
+                    tool_call_id,
+                } => {
                     let text = text_of(content, &at)?;
                     push(
                         &mut messages,
                         Role::User,
-                        vec![ContentBlock::ToolResult { tool_use_id: tool_call_id, content: vec![ToolResultContent::Text(text)], is_error: false }],
+                        vec![ContentBlock::ToolResult {
+                            tool_use_id: tool_call_id,
+                            content: vec![ToolResultContent::Text(text)],
+                            is_error: false,
+                        }],
                     );
                 }
             }
         }
         if messages.is_empty() {
-            return Err(Error::bad_request("messages", "at least one user message is needed"));
+            return Err(Error::bad_request(
+                "messages",
+                "at least one user message is needed",
+            ));
         }
 
         let mut tools: Vec<ToolSpec> = self
@@ -249,7 +306,10 @@ impl CompletionRequest {
             .map(|t| ToolSpec {
                 name: t.function.name,
                 description: t.function.description,
-                input_schema: t.function.parameters.unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                input_schema: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
             })
             .collect();
         let tool_choice = match self.tool_choice {
@@ -262,11 +322,24 @@ impl CompletionRequest {
                     tools.clear();
                     None
                 }
-                other => return Err(Error::bad_request("tool_choice", format!("unknown tool_choice '{other}': use none, auto, required or a function"))),
+                other => {
+                    return Err(Error::bad_request(
+                        "tool_choice",
+                        format!(
+                            "unknown tool_choice '{other}': use none, auto, required or a function"
+                        ),
+                    ));
+                }
             },
             Some(OaToolChoice::Function { function }) => {
                 if !tools.iter().any(|t| t.name == function.name) {
-                    return Err(Error::bad_request("tool_choice", format!("tool_choice names '{}', which is not in tools", function.name)));
+                    return Err(Error::bad_request(
+                        "tool_choice",
+                        format!(
+                            "tool_choice names '{}', which is not in tools",
+                            function.name
+                        ),
+                    ));
                 }
                 Some(ToolChoice::Tool(function.name))
             }
@@ -274,7 +347,11 @@ impl CompletionRequest {
         let output_schema = match self.response_format {
             None | Some(OaResponseFormat::Text) => None,
             Some(OaResponseFormat::JsonObject) => Some(json!({"type": "object"})),
-            Some(OaResponseFormat::JsonSchema { json_schema }) => Some(json_schema.schema.unwrap_or_else(|| json!({"type": "object"}))),
+            Some(OaResponseFormat::JsonSchema { json_schema }) => Some(
+                json_schema
+                    .schema
+                    .unwrap_or_else(|| json!({"type": "object"})),
+            ),
         };
         let params = InferenceParams {
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
@@ -322,7 +399,10 @@ pub fn usage(u: &TokenUsage) -> Value {
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn completion_id(request_id: &str) -> String {

@@ -13,16 +13,17 @@ use http::{HeaderValue, StatusCode, header};
 use quarry_core::Error;
 use quarry_core::cache::Claim;
 use quarry_core::chat::ChatInput;
-use quarry_core::service::{Answer, AnswerRequest, AnswerStream, CacheMode, StreamItem, StreamSummary};
-use quarry_http::{ApiError, RequestMeta, parse_json};
+use quarry_core::service::{
+    Answer, AnswerRequest, AnswerStream, CacheMode, StreamItem, StreamSummary,
+};
+use quarry_http::{ApiError, Incoming, RequestMeta, accept, caller, parse_json};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::native::{self, ChatRequest};
 use crate::observe::RequestLog;
 use crate::openai::{self, CompletionRequest};
-use crate::request::{Incoming, accept, caller};
 use crate::state::{AppState, Options};
+use quarry_http::native::{self, ChatRequest};
 
 pub type Shared = Arc<AppState>;
 
@@ -81,12 +82,22 @@ impl ChatApi for Native {
 
     fn parse(body: &Bytes, options: &Options) -> Result<Parsed, Error> {
         let request: ChatRequest = parse_json(body)?;
-        let (input, cache, stream) = request.into_input(options)?;
-        Ok(Parsed { input, cache, stream, include_usage: true })
+        let (input, cache, stream) = request.into_input(&options.limits())?;
+        Ok(Parsed {
+            input,
+            cache,
+            stream,
+            include_usage: true,
+        })
     }
 
     fn body(meta: &RequestMeta, answer: &Answer) -> Value {
-        serde_json::to_value(native::response(&meta.request_id, answer, meta.elapsed_ms())).unwrap_or(Value::Null)
+        serde_json::to_value(native::response(
+            &meta.request_id,
+            answer,
+            meta.elapsed_ms(),
+        ))
+        .unwrap_or(Value::Null)
     }
 
     fn opening(s: &mut StreamFrames) -> Vec<String> {
@@ -104,7 +115,10 @@ impl ChatApi for Native {
             StreamItem::Text(t) => vec![sse(Some("delta"), &json!({ "text": t }))],
             StreamItem::ToolStart { .. } | StreamItem::ToolDelta { .. } => Vec::new(),
             StreamItem::Done(summary) => vec![sse(Some("done"), &native_done(s, summary))],
-            StreamItem::Error(e) => vec![sse(Some("error"), &ApiError::new(e.clone(), &s.request_id).body())],
+            StreamItem::Error(e) => vec![sse(
+                Some("error"),
+                &ApiError::new(e.clone(), &s.request_id).body(),
+            )],
         }
     }
 }
@@ -133,7 +147,12 @@ impl ChatApi for OpenAi {
     fn parse(body: &Bytes, options: &Options) -> Result<Parsed, Error> {
         let request: CompletionRequest = parse_json(body)?;
         let p = request.into_input(options)?;
-        Ok(Parsed { input: p.input, cache: CacheMode::Auto, stream: p.stream, include_usage: p.include_usage })
+        Ok(Parsed {
+            input: p.input,
+            cache: CacheMode::Auto,
+            stream: p.stream,
+            include_usage: p.include_usage,
+        })
     }
 
     fn body(meta: &RequestMeta, answer: &Answer) -> Value {
@@ -141,11 +160,25 @@ impl ChatApi for OpenAi {
     }
 
     fn opening(s: &mut StreamFrames) -> Vec<String> {
-        vec![sse(None, &openai::chunk(&s.id, s.created, &s.model, json!({"role": "assistant", "content": ""}), None))]
+        vec![sse(
+            None,
+            &openai::chunk(
+                &s.id,
+                s.created,
+                &s.model,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            ),
+        )]
     }
 
     fn stream_frames(s: &mut StreamFrames, item: &StreamItem) -> Vec<String> {
-        let chunk = |delta: Value, finish: Option<&str>| sse(None, &openai::chunk(&s.id, s.created, &s.model, delta, finish));
+        let chunk = |delta: Value, finish: Option<&str>| {
+            sse(
+                None,
+                &openai::chunk(&s.id, s.created, &s.model, delta, finish),
+            )
+        };
         match item {
             StreamItem::Text(t) => vec![chunk(json!({ "content": t }), None)],
             StreamItem::ToolStart { index, id, name } => vec![chunk(
@@ -153,10 +186,16 @@ impl ChatApi for OpenAi {
                 None,
             )],
             StreamItem::ToolDelta { index, json } => {
-                vec![chunk(json!({ "tool_calls": [{ "index": index, "function": { "arguments": json } }] }), None)]
+                vec![chunk(
+                    json!({ "tool_calls": [{ "index": index, "function": { "arguments": json } }] }),
+                    None,
+                )]
             }
             StreamItem::Done(summary) => {
-                let mut frames = vec![chunk(json!({}), Some(openai::finish_reason(&summary.stop_reason)))];
+                let mut frames = vec![chunk(
+                    json!({}),
+                    Some(openai::finish_reason(&summary.stop_reason)),
+                )];
                 if s.include_usage {
                     let mut last = openai::chunk(&s.id, s.created, &s.model, json!({}), None);
                     last["choices"] = json!([]);
@@ -166,7 +205,10 @@ impl ChatApi for OpenAi {
                 frames.push("data: [DONE]\n\n".to_owned());
                 frames
             }
-            StreamItem::Error(e) => vec![sse(None, &ApiError::new(e.clone(), &s.request_id).body()), "data: [DONE]\n\n".to_owned()],
+            StreamItem::Error(e) => vec![
+                sse(None, &ApiError::new(e.clone(), &s.request_id).body()),
+                "data: [DONE]\n\n".to_owned(),
+            ],
         }
     }
 }
@@ -194,11 +236,18 @@ fn error_response(state: &AppState, log: RequestLog, meta: &RequestMeta, error: 
 }
 
 async fn chat<A: ChatApi>(state: Shared, request: http::Request<Body>) -> Response {
-    let incoming = match accept(&state, request).await {
+    let incoming = match accept(request, &state.options.accept(), state.service.configs()).await {
         Ok(i) => i,
-        Err((e, meta)) => return error_response(&state, RequestLog::new(A::ROUTE, &meta), &meta, e),
+        Err((e, meta)) => {
+            return error_response(&state, RequestLog::new(A::ROUTE, &meta), &meta, e);
+        }
     };
-    let Incoming { meta, caller, parts, body } = incoming;
+    let Incoming {
+        meta,
+        caller,
+        parts,
+        body,
+    } = incoming;
     let mut log = RequestLog::new(A::ROUTE, &meta);
     log.tenant = Some(caller.tenant.clone());
     let parsed = match A::parse(&body, &state.options) {
@@ -207,11 +256,19 @@ async fn chat<A: ChatApi>(state: Shared, request: http::Request<Body>) -> Respon
     };
     log.feature = parsed.input.tags.get("feature").cloned();
     log.stream = parsed.stream;
-    let answer_request = AnswerRequest { id: meta.request_id.clone(), input: parsed.input, cache: parsed.cache, deadline: meta.deadline };
+    let answer_request = AnswerRequest {
+        id: meta.request_id.clone(),
+        input: parsed.input,
+        cache: parsed.cache,
+        deadline: meta.deadline,
+    };
 
     if parsed.stream {
         if parts.headers.contains_key("idempotency-key") {
-            let e = Error::bad_request("Idempotency-Key", "Idempotency-Key applies to non-streaming requests; retry a stream without it");
+            let e = Error::bad_request(
+                "Idempotency-Key",
+                "Idempotency-Key applies to non-streaming requests; retry a stream without it",
+            );
             return error_response(&state, log, &meta, e);
         }
         return match state.service.answer_stream(&caller, answer_request).await {
@@ -221,32 +278,81 @@ async fn chat<A: ChatApi>(state: Shared, request: http::Request<Body>) -> Respon
     }
 
     // Idempotency: a retried request with the same key and body gets the first response.
-    let idempotency_key = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let idempotency_key = parts
+        .headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if let Some(key) = &idempotency_key {
         if key.is_empty() || key.len() > 255 {
-            return error_response(&state, log, &meta, Error::bad_request("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters"));
+            return error_response(
+                &state,
+                log,
+                &meta,
+                Error::bad_request(
+                    "Idempotency-Key",
+                    "Idempotency-Key must be 1 to 255 characters",
+                ),
+            );
         }
         let body_hash = hex::encode(Sha256::digest(&body));
-        match state.idempotency.claim(&caller.tenant, key, &body_hash, state.options.idempotency_window).await {
+        match state
+            .idempotency
+            .claim(
+                &caller.tenant,
+                key,
+                &body_hash,
+                state.options.idempotency_window,
+            )
+            .await
+        {
             Ok(Claim::Fresh) => {}
             Ok(Claim::Replay { status, body }) => {
                 log.cached = true;
                 log.finish(&meta, None);
                 flush(&state);
-                let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), axum::Json(body)).into_response();
-                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                let mut response = (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    axum::Json(body),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
                 return response;
             }
             Ok(Claim::InProgress) => {
-                return error_response(&state, log, &meta, Error::InProgress("a request with this Idempotency-Key is still running; retry shortly".into()));
+                return error_response(
+                    &state,
+                    log,
+                    &meta,
+                    Error::InProgress(
+                        "a request with this Idempotency-Key is still running; retry shortly"
+                            .into(),
+                    ),
+                );
             }
             Ok(Claim::Mismatch) => {
-                return error_response(&state, log, &meta, Error::IdempotencyMismatch("this Idempotency-Key was used with a different request body".into()));
+                return error_response(
+                    &state,
+                    log,
+                    &meta,
+                    Error::IdempotencyMismatch(
+                        "this Idempotency-Key was used with a different request body".into(),
+                    ),
+                );
             }
             Err(e) => {
                 // Without the record a retry could be charged twice: refuse rather than guess.
                 tracing::error!(error = %e, "idempotency store unavailable");
-                return error_response(&state, log, &meta, Error::Config(quarry_core::params::ParamError::Unavailable("idempotency store unavailable".into())));
+                return error_response(
+                    &state,
+                    log,
+                    &meta,
+                    Error::Config(quarry_core::params::ParamError::Unavailable(
+                        "idempotency store unavailable".into(),
+                    )),
+                );
             }
         }
     }
@@ -256,12 +362,24 @@ async fn chat<A: ChatApi>(state: Shared, request: http::Request<Body>) -> Respon
         Ok(answer) => {
             let body = A::body(&meta, &answer);
             if let Some(key) = &idempotency_key
-                && let Err(e) = state.idempotency.complete(&caller.tenant, key, 200, &body, state.options.idempotency_window).await
+                && let Err(e) = state
+                    .idempotency
+                    .complete(
+                        &caller.tenant,
+                        key,
+                        200,
+                        &body,
+                        state.options.idempotency_window,
+                    )
+                    .await
             {
                 tracing::error!(error = %e, "idempotency record not completed; a retry may run again");
             }
             log.model = Some(answer.base_model.clone());
-            log.prompt = answer.prompt.as_ref().map(|p| format!("{}@{}", p.name, p.version));
+            log.prompt = answer
+                .prompt
+                .as_ref()
+                .map(|p| format!("{}@{}", p.name, p.version));
             log.fallbacks = answer.fallbacks.len();
             log.usage = answer.usage;
             log.cost = answer.cost;
@@ -284,7 +402,16 @@ async fn chat<A: ChatApi>(state: Shared, request: http::Request<Body>) -> Respon
                     state.idempotency.abandon(&caller.tenant, key).await
                 } else {
                     let body = ApiError::new(e.clone(), &meta.request_id).body();
-                    state.idempotency.complete(&caller.tenant, key, e.status_code(), &body, state.options.idempotency_window).await
+                    state
+                        .idempotency
+                        .complete(
+                            &caller.tenant,
+                            key,
+                            e.status_code(),
+                            &body,
+                            state.options.idempotency_window,
+                        )
+                        .await
                 };
                 if let Err(err) = stored {
                     tracing::error!(error = %err, "idempotency record not updated");
@@ -296,9 +423,18 @@ async fn chat<A: ChatApi>(state: Shared, request: http::Request<Body>) -> Respon
 }
 
 /// Server-Sent Events: the first frame leaves with the first token; usage comes last.
-fn stream_response<A: ChatApi>(state: Shared, meta: RequestMeta, mut log: RequestLog, s: AnswerStream, include_usage: bool) -> Response {
+fn stream_response<A: ChatApi>(
+    state: Shared,
+    meta: RequestMeta,
+    mut log: RequestLog,
+    s: AnswerStream,
+    include_usage: bool,
+) -> Response {
     log.model = Some(s.model.clone());
-    log.prompt = s.prompt.as_ref().map(|p| format!("{}@{}", p.name, p.version));
+    log.prompt = s
+        .prompt
+        .as_ref()
+        .map(|p| format!("{}@{}", p.name, p.version));
     log.fallbacks = s.fallbacks.len();
     log.cached = s.cached;
     log.ttft_ms = Some(s.ttft_ms);
@@ -331,58 +467,71 @@ fn stream_response<A: ChatApi>(state: Shared, meta: RequestMeta, mut log: Reques
         done: bool,
         _api: std::marker::PhantomData<A>,
     }
-    let run = Run::<A> { state, meta, log: Some(log), frames, events: s.events, keep, done: false, _api: std::marker::PhantomData };
-    let body = futures::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(Bytes::from(opening)) }).chain(
-        futures::stream::unfold(run, |mut run| async move {
-            if run.done {
+    let run = Run::<A> {
+        state,
+        meta,
+        log: Some(log),
+        frames,
+        events: s.events,
+        keep,
+        done: false,
+        _api: std::marker::PhantomData,
+    };
+    let body = futures::stream::once(async move {
+        Ok::<Bytes, std::convert::Infallible>(Bytes::from(opening))
+    })
+    .chain(futures::stream::unfold(run, |mut run| async move {
+        if run.done {
+            return None;
+        }
+        let item = match run.events.next().await {
+            Some(item) => item,
+            None => {
+                // The producer ended without a summary: the client left or the task died.
+                run.done = true;
+                if let Some(log) = run.log.take() {
+                    let e = Error::Internal("the stream ended early".into());
+                    log.finish(&run.meta, Some(&e));
+                    flush(&run.state);
+                    let frames = A::stream_frames(&mut run.frames, &StreamItem::Error(e));
+                    return Some((Ok(Bytes::from(frames.concat())), run));
+                }
                 return None;
             }
-            let item = match run.events.next().await {
-                Some(item) => item,
-                None => {
-                    // The producer ended without a summary: the client left or the task died.
-                    run.done = true;
-                    if let Some(log) = run.log.take() {
-                        let e = Error::Internal("the stream ended early".into());
-                        log.finish(&run.meta, Some(&e));
-                        flush(&run.state);
-                        let frames = A::stream_frames(&mut run.frames, &StreamItem::Error(e));
-                        return Some((Ok(Bytes::from(frames.concat())), run));
-                    }
-                    return None;
+        };
+        match &item {
+            StreamItem::Text(t) => run.frames.text.push_str(t),
+            StreamItem::Done(summary) => {
+                run.done = true;
+                run.frames.started_ms = run.meta.elapsed_ms();
+                if let Some(mut log) = run.log.take() {
+                    log.usage = summary.usage;
+                    log.cost = summary.cost;
+                    log.guardrail_actions = summary.guardrails.actions();
+                    log.output(&run.frames.text, run.keep);
+                    log.finish(&run.meta, None);
+                    flush(&run.state);
                 }
-            };
-            match &item {
-                StreamItem::Text(t) => run.frames.text.push_str(t),
-                StreamItem::Done(summary) => {
-                    run.done = true;
-                    run.frames.started_ms = run.meta.elapsed_ms();
-                    if let Some(mut log) = run.log.take() {
-                        log.usage = summary.usage;
-                        log.cost = summary.cost;
-                        log.guardrail_actions = summary.guardrails.actions();
-                        log.output(&run.frames.text, run.keep);
-                        log.finish(&run.meta, None);
-                        flush(&run.state);
-                    }
-                }
-                StreamItem::Error(e) => {
-                    run.done = true;
-                    if let Some(mut log) = run.log.take() {
-                        log.output(&run.frames.text, run.keep);
-                        log.finish(&run.meta, Some(e));
-                        flush(&run.state);
-                    }
-                }
-                _ => {}
             }
-            let frames = A::stream_frames(&mut run.frames, &item);
-            Some((Ok(Bytes::from(frames.concat())), run))
-        }),
-    );
+            StreamItem::Error(e) => {
+                run.done = true;
+                if let Some(mut log) = run.log.take() {
+                    log.output(&run.frames.text, run.keep);
+                    log.finish(&run.meta, Some(e));
+                    flush(&run.state);
+                }
+            }
+            _ => {}
+        }
+        let frames = A::stream_frames(&mut run.frames, &item);
+        Some((Ok(Bytes::from(frames.concat())), run))
+    }));
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -394,9 +543,13 @@ fn stream_response<A: ChatApi>(state: Shared, meta: RequestMeta, mut log: Reques
 /// `GET /v1/models`: the tiers and models this caller may use (OpenAI list shape).
 pub async fn models(State(state): State<Shared>, request: http::Request<Body>) -> Response {
     let (parts, _) = request.into_parts();
-    let meta = RequestMeta::from_parts(&parts, state.options.request_timeout, state.options.deadline_margin);
+    let meta = RequestMeta::from_parts(
+        &parts,
+        state.options.request_timeout,
+        state.options.deadline_margin,
+    );
     let result = async {
-        let caller = caller(&state, &parts).await?;
+        let caller = caller(&parts, &state.options.auth, state.service.configs()).await?;
         let routing = state.service.configs().routing().await?;
         let mut data = Vec::new();
         for (tier, chain) in &routing.tiers {
@@ -420,6 +573,10 @@ pub async fn models(State(state): State<Shared>, request: http::Request<Body>) -
 
 /// Unknown routes get the envelope too.
 pub async fn not_found(request: http::Request<Body>) -> Response {
-    let meta = RequestMeta::from_parts(&request.into_parts().0, std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let meta = RequestMeta::from_parts(
+        &request.into_parts().0,
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+    );
     ApiError::new(Error::NotFound("no such route".into()), &meta.request_id).into_response()
 }

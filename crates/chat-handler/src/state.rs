@@ -63,6 +63,22 @@ impl Default for Options {
 }
 
 impl Options {
+    pub fn accept(&self) -> quarry_http::AcceptOptions {
+        quarry_http::AcceptOptions {
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: self.request_timeout,
+            deadline_margin: self.deadline_margin,
+            auth: self.auth.clone(),
+        }
+    }
+
+    pub fn limits(&self) -> quarry_http::native::Limits {
+        quarry_http::native::Limits {
+            max_messages: self.max_messages,
+            max_total_chars: self.max_total_chars,
+        }
+    }
+
     /// `QUARRY_MAX_BODY_BYTES`, `QUARRY_MAX_MESSAGES`, `QUARRY_MAX_TOTAL_CHARS`,
     /// `QUARRY_REQUEST_TIMEOUT_MS`, `QUARRY_DEADLINE_MARGIN_MS`, `QUARRY_CONFIG_MAX_AGE_SECS`,
     /// `QUARRY_CACHE_TTL_SECS`, `QUARRY_IDEMPOTENCY_WINDOW_SECS`, `QUARRY_LOG_CONTENT`,
@@ -72,20 +88,34 @@ impl Options {
         let num = |key: &str, default: u64| -> Result<u64, String> {
             match get(key) {
                 None => Ok(default),
-                Some(v) => v.parse().map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
             }
         };
         Ok(Self {
             max_body_bytes: num("QUARRY_MAX_BODY_BYTES", d.max_body_bytes as u64)? as usize,
             max_messages: num("QUARRY_MAX_MESSAGES", d.max_messages as u64)? as usize,
             max_total_chars: num("QUARRY_MAX_TOTAL_CHARS", d.max_total_chars as u64)? as usize,
-            request_timeout: Duration::from_millis(num("QUARRY_REQUEST_TIMEOUT_MS", d.request_timeout.as_millis() as u64)?),
-            deadline_margin: Duration::from_millis(num("QUARRY_DEADLINE_MARGIN_MS", d.deadline_margin.as_millis() as u64)?),
-            config_max_age: Duration::from_secs(num("QUARRY_CONFIG_MAX_AGE_SECS", d.config_max_age.as_secs())?),
+            request_timeout: Duration::from_millis(num(
+                "QUARRY_REQUEST_TIMEOUT_MS",
+                d.request_timeout.as_millis() as u64,
+            )?),
+            deadline_margin: Duration::from_millis(num(
+                "QUARRY_DEADLINE_MARGIN_MS",
+                d.deadline_margin.as_millis() as u64,
+            )?),
+            config_max_age: Duration::from_secs(num(
+                "QUARRY_CONFIG_MAX_AGE_SECS",
+                d.config_max_age.as_secs(),
+            )?),
             auth: AuthMode::from_lookup(&get)?,
             retry: d.retry,
             cache_ttl: Duration::from_secs(num("QUARRY_CACHE_TTL_SECS", d.cache_ttl.as_secs())?),
-            idempotency_window: Duration::from_secs(num("QUARRY_IDEMPOTENCY_WINDOW_SECS", d.idempotency_window.as_secs())?),
+            idempotency_window: Duration::from_secs(num(
+                "QUARRY_IDEMPOTENCY_WINDOW_SECS",
+                d.idempotency_window.as_secs(),
+            )?),
             log_content: get("QUARRY_LOG_CONTENT").is_some_and(|v| v == "true" || v == "1"),
         })
     }
@@ -130,8 +160,16 @@ impl AppState {
 
     /// Wiring from explicit ports (in-memory ones in benchmarks).
     pub fn with_ports(ports: HandlerPorts, settings: Settings, options: Options) -> Self {
-        let configs = Arc::new(Configs::new(ports.params.clone(), &settings.param_prefix, options.config_max_age));
-        let prompts = Arc::new(PromptStore::new(ports.params, &settings.param_prefix, options.config_max_age));
+        let configs = Arc::new(Configs::new(
+            ports.params.clone(),
+            &settings.param_prefix,
+            options.config_max_age,
+        ));
+        let prompts = Arc::new(PromptStore::new(
+            ports.params,
+            &settings.param_prefix,
+            options.config_max_age,
+        ));
         let invoker = Arc::new(Invoker::new(ports.models, options.retry.clone()));
         let service = ChatService::new(
             Ports {
@@ -142,8 +180,17 @@ impl AppState {
                 ledger: ports.ledger,
                 applier: ports.applier,
             },
-            ServiceOptions { default_cache_ttl: options.cache_ttl, log_content: options.log_content },
+            ServiceOptions {
+                default_cache_ttl: options.cache_ttl,
+                log_content: options.log_content,
+            },
         );
-        Self { options, settings, service, idempotency: ports.idempotency, flush_metrics: None }
+        Self {
+            options,
+            settings,
+            service,
+            idempotency: ports.idempotency,
+            flush_metrics: None,
+        }
     }
 }

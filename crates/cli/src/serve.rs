@@ -42,7 +42,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         settings.clone(),
         chat_options,
     ));
-    let app = chat_handler::app(chat).merge(cache_lookup::app());
+    let cache_options = cache_lookup::CacheOptions::from_lookup(env_lookup)?;
+    let cache = Arc::new(cache_lookup::CacheState::from_sdk(
+        &sdk,
+        &settings,
+        cache_options,
+    ));
+    let app = chat_handler::app(chat).merge(cache_lookup::app(cache));
 
     let mut tasks = Vec::new();
     if !args.no_batch {

@@ -49,15 +49,34 @@ impl CacheKey {
             prompt_system_blocks: _,
             tags: _,
         } = prepared;
-        let ModelRequest { system, messages, params, tools, tool_choice, guardrail } = request;
-        let InferenceParams { max_tokens, temperature, top_p, stop } = params;
+        let ModelRequest {
+            system,
+            messages,
+            params,
+            tools,
+            tool_choice,
+            guardrail,
+        } = request;
+        let InferenceParams {
+            max_tokens,
+            temperature,
+            top_p,
+            stop,
+        } = params;
         let Route { tier, chain } = route;
         let mut h = Sha256::new();
         feed(&mut h, "version", &KEY_VERSION);
         feed(&mut h, "tenant", &tenant);
         // The chain, not the tier name: a re-routed tier must not serve the old models' answers.
         let _ = tier;
-        feed(&mut h, "chain", &chain.iter().map(|t| t.invoke_id.as_str()).collect::<Vec<_>>());
+        feed(
+            &mut h,
+            "chain",
+            &chain
+                .iter()
+                .map(|t| t.invoke_id.as_str())
+                .collect::<Vec<_>>(),
+        );
         feed(&mut h, "system", system);
         feed(&mut h, "messages", messages);
         feed(&mut h, "max_tokens", max_tokens);
@@ -66,16 +85,31 @@ impl CacheKey {
         feed(&mut h, "stop", stop);
         feed(&mut h, "tools", tools);
         feed(&mut h, "tool_choice", tool_choice);
-        feed(&mut h, "guardrail", &guardrail.as_ref().map(|GuardrailRef { id, version }| (id, version)));
+        feed(
+            &mut h,
+            "guardrail",
+            &guardrail
+                .as_ref()
+                .map(|GuardrailRef { id, version }| (id, version)),
+        );
         feed(&mut h, "output_schema", output_schema);
         // A stricter guardrail must not serve answers cached under a laxer one.
         feed(&mut h, "guardrails", guardrails);
-        let prompt_id = prompt.as_ref().map(|PromptUsed { name, version, label: _ }| (name, version));
+        let prompt_id = prompt.as_ref().map(
+            |PromptUsed {
+                 name,
+                 version,
+                 label: _,
+             }| (name, version),
+        );
         feed(&mut h, "prompt", &prompt_id);
         Self {
             hash: hex::encode(h.finalize()),
             tenant: tenant.to_owned(),
-            prompt: prompt.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| "-".into()),
+            prompt: prompt
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| "-".into()),
         }
     }
 }
@@ -101,7 +135,12 @@ pub struct CacheError(pub String);
 #[async_trait]
 pub trait ResponseCache: Send + Sync {
     async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, CacheError>;
-    async fn put(&self, key: &CacheKey, answer: &CachedAnswer, ttl: Duration) -> Result<(), CacheError>;
+    async fn put(
+        &self,
+        key: &CacheKey,
+        answer: &CachedAnswer,
+        ttl: Duration,
+    ) -> Result<(), CacheError>;
 }
 
 /// A disabled cache: never hits, stores nothing.
@@ -123,7 +162,10 @@ pub enum Claim {
     /// First use: go ahead, then complete or abandon.
     Fresh,
     /// Done before with the same body: this is the stored response (status, body).
-    Replay { status: u16, body: serde_json::Value },
+    Replay {
+        status: u16,
+        body: serde_json::Value,
+    },
     /// The first request with this key is still running.
     InProgress,
     /// The key was used with a different body.
@@ -134,8 +176,21 @@ pub enum Claim {
 /// response, without a second model call or charge.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    async fn claim(&self, tenant: &str, key: &str, body_hash: &str, window: Duration) -> Result<Claim, CacheError>;
-    async fn complete(&self, tenant: &str, key: &str, status: u16, body: &serde_json::Value, window: Duration) -> Result<(), CacheError>;
+    async fn claim(
+        &self,
+        tenant: &str,
+        key: &str,
+        body_hash: &str,
+        window: Duration,
+    ) -> Result<Claim, CacheError>;
+    async fn complete(
+        &self,
+        tenant: &str,
+        key: &str,
+        status: u16,
+        body: &serde_json::Value,
+        window: Duration,
+    ) -> Result<(), CacheError>;
     /// Releases a claim whose request failed, so a retry can run.
     async fn abandon(&self, tenant: &str, key: &str) -> Result<(), CacheError>;
 }
@@ -148,10 +203,17 @@ mod tests {
 
     fn prepared(text: &str) -> Prepared {
         Prepared {
-            request: ModelRequest { messages: vec![Message::user(text)], ..Default::default() },
+            request: ModelRequest {
+                messages: vec![Message::user(text)],
+                ..Default::default()
+            },
             route: Route {
                 tier: Some("fast".into()),
-                chain: vec![ModelTarget { invoke_id: "m".into(), base_id: "m".into(), prompt_caching: false }],
+                chain: vec![ModelTarget {
+                    invoke_id: "m".into(),
+                    base_id: "m".into(),
+                    prompt_caching: false,
+                }],
             },
             prompt: None,
             output_schema: None,

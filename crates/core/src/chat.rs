@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use crate::config::Configs;
 use crate::error::Error;
 use crate::guardrails::GuardrailConfig;
-use crate::model::{ContentBlock, InferenceParams, Message, ModelRequest, Role, SystemBlock, ToolChoice, ToolSpec};
+use crate::model::{
+    ContentBlock, InferenceParams, Message, ModelRequest, Role, SystemBlock, ToolChoice, ToolSpec,
+};
 use crate::prompts::{PromptSelector, PromptStore, choose_label};
 use crate::routing::{Route, RouteSpec};
 use crate::tenancy::Caller;
@@ -121,7 +123,10 @@ impl Preparer {
                 (Some(s), _) => s.clone(),
                 (None, Some(key)) => {
                     let experiments = self.configs.experiments().await?;
-                    match experiments.get(&p.name).and_then(|w| choose_label(&p.name, key, w)) {
+                    match experiments
+                        .get(&p.name)
+                        .and_then(|w| choose_label(&p.name, key, w))
+                    {
                         Some(label) => PromptSelector::Label(label),
                         None => PromptSelector::Default,
                     }
@@ -136,7 +141,9 @@ impl Preparer {
             }
             // The rendered template is this turn's user message, after any history.
             match messages.last_mut() {
-                Some(last) if last.role == Role::User => last.content.push(ContentBlock::Text(rendered.user)),
+                Some(last) if last.role == Role::User => {
+                    last.content.push(ContentBlock::Text(rendered.user))
+                }
                 _ => messages.push(Message::user(rendered.user)),
             }
             params = spec.parameters.clone();
@@ -150,12 +157,22 @@ impl Preparer {
             cacheable = spec.cache.enabled;
             ttl = spec.cache.ttl_seconds;
             guardrails = spec.guardrails.clone();
-            prompt_used = Some(PromptUsed { name: version.name.clone(), version: version.version, label: version.label.clone() });
+            prompt_used = Some(PromptUsed {
+                name: version.name.clone(),
+                version: version.version,
+                label: version.label.clone(),
+            });
         } else if !input.variables.is_empty() {
-            return Err(Error::bad_request("variables", "variables need a prompt: name one with 'prompt'"));
+            return Err(Error::bad_request(
+                "variables",
+                "variables need a prompt: name one with 'prompt'",
+            ));
         }
         if messages.is_empty() {
-            return Err(Error::bad_request("messages", "give 'messages' or a 'prompt'"));
+            return Err(Error::bad_request(
+                "messages",
+                "give 'messages' or a 'prompt'",
+            ));
         }
 
         let prompt_system_blocks = system.len();
@@ -167,12 +184,17 @@ impl Preparer {
                 None => format!(
                     "tenant '{}' may not use model '{}'",
                     caller.tenant,
-                    route.chain.first().map(|t| t.invoke_id.as_str()).unwrap_or_default()
+                    route
+                        .chain
+                        .first()
+                        .map(|t| t.invoke_id.as_str())
+                        .unwrap_or_default()
                 ),
             }));
         }
 
-        let mut system_blocks: Vec<SystemBlock> = system.iter().cloned().map(SystemBlock::Text).collect();
+        let mut system_blocks: Vec<SystemBlock> =
+            system.iter().cloned().map(SystemBlock::Text).collect();
         if prompt_caching
             && let Some(first) = route.chain.first()
             && let Some(caps) = routing.capabilities(&first.base_id)

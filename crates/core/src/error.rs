@@ -35,7 +35,10 @@ pub enum Error {
     #[error("{0}")]
     BudgetExceeded(String),
     #[error("{message}")]
-    RateLimited { message: String, retry_after: Duration },
+    RateLimited {
+        message: String,
+        retry_after: Duration,
+    },
     /// A guardrail refused the request or the answer.
     #[error("{0}")]
     GuardrailBlocked(String),
@@ -43,6 +46,9 @@ pub enum Error {
     /// repair attempt.
     #[error("{0}")]
     InvalidOutput(String),
+    /// A stream failed after its first token (no fallback is possible then).
+    #[error("{0}")]
+    StreamInterrupted(String),
     /// An Idempotency-Key reused with a different body.
     #[error("{0}")]
     IdempotencyMismatch(String),
@@ -99,6 +105,7 @@ impl Error {
             Self::RateLimited { .. } => 429,
             Self::GuardrailBlocked(_) => 400,
             Self::InvalidOutput(_) => 502,
+            Self::StreamInterrupted(_) => 502,
             Self::IdempotencyMismatch(_) => 422,
             Self::InProgress(_) => 409,
             Self::Internal(_) => 500,
@@ -128,6 +135,7 @@ impl Error {
             Self::RateLimited { .. } => "rate_limited",
             Self::GuardrailBlocked(_) => "guardrail_blocked",
             Self::InvalidOutput(_) => "invalid_model_output",
+            Self::StreamInterrupted(_) => "stream_interrupted",
             Self::IdempotencyMismatch(_) => "idempotency_key_reused",
             Self::InProgress(_) => "request_in_progress",
             Self::Internal(_) => "internal_error",
@@ -141,6 +149,7 @@ impl Error {
             Self::Config(ParamError::Unavailable(_)) => true,
             Self::Internal(_) => true,
             Self::RateLimited { .. } | Self::InProgress(_) | Self::InvalidOutput(_) => true,
+            Self::StreamInterrupted(_) => true,
 
             _ => false,
         }
@@ -156,7 +165,6 @@ impl Error {
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::InProgress(_) => Some(Duration::from_secs(1)),
             _ => None,
-
         }
     }
 

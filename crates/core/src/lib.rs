@@ -21,5 +21,4 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod usage;
 
-
 pub use error::Error;

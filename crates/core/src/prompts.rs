@@ -147,7 +147,6 @@ pub struct PromptSpec {
     /// Guardrail settings for this prompt (see the chat handler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<crate::guardrails::GuardrailConfig>,
-
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

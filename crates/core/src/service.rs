@@ -25,11 +25,13 @@ use crate::cache::{CacheKey, CachedAnswer, ResponseCache};
 use crate::chat::{ChatInput, Prepared, Preparer, PromptUsed, estimate_tokens};
 use crate::config::Configs;
 use crate::error::Error;
-use crate::guardrails::{BedrockGuardrail, Findings, GuardrailConfig, PiiAction, StreamRedactor, check};
+use crate::guardrails::{
+    BedrockGuardrail, Findings, GuardrailConfig, PiiAction, StreamRedactor, check,
+};
 use crate::invoke::{Attempt, AttemptOutcome, Fallback, Invoker, fallbacks};
 use crate::model::{
-    ContentBlock, GuardrailRef, Message, ModelErrorKind, ModelRequest, ModelResponse, Role, StopReason, StreamEvent,
-    SystemBlock, TokenUsage, ToolChoice, ToolResultContent, ToolSpec,
+    ContentBlock, GuardrailRef, Message, ModelErrorKind, ModelRequest, ModelResponse, Role,
+    StopReason, StreamEvent, SystemBlock, TokenUsage, ToolChoice, ToolResultContent, ToolSpec,
 };
 use crate::pricing::{MicroUsd, Priced};
 use crate::routing::{ModelTarget, RouteSpec};
@@ -78,7 +80,10 @@ pub struct ServiceOptions {
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { default_cache_ttl: Duration::from_secs(3600), log_content: false }
+        Self {
+            default_cache_ttl: Duration::from_secs(3600),
+            log_content: false,
+        }
     }
 }
 
@@ -152,8 +157,15 @@ impl Answer {
 #[derive(Debug)]
 pub enum StreamItem {
     Text(String),
-    ToolStart { index: u32, id: String, name: String },
-    ToolDelta { index: u32, json: String },
+    ToolStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    ToolDelta {
+        index: u32,
+        json: String,
+    },
     Done(Box<StreamSummary>),
     Error(Error),
 }
@@ -189,14 +201,23 @@ struct Charges {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn throttles(attempts: &[Attempt]) -> u64 {
     attempts
         .iter()
         .filter(|a| {
-            matches!(a.outcome, AttemptOutcome::Failed { error: ModelErrorKind::Throttled, .. } | AttemptOutcome::CircuitOpen)
+            matches!(
+                a.outcome,
+                AttemptOutcome::Failed {
+                    error: ModelErrorKind::Throttled,
+                    ..
+                } | AttemptOutcome::CircuitOpen
+            )
         })
         .count() as u64
 }
@@ -208,7 +229,9 @@ fn extract_json(response: &ModelResponse, via_tool: bool) -> Result<Value, Strin
             .content
             .iter()
             .find_map(|b| match b {
-                ContentBlock::ToolUse { name, input, .. } if name == RESPOND_TOOL => Some(input.clone()),
+                ContentBlock::ToolUse { name, input, .. } if name == RESPOND_TOOL => {
+                    Some(input.clone())
+                }
                 _ => None,
             })
             .ok_or_else(|| "the model did not call the respond tool".to_owned());
@@ -230,10 +253,18 @@ fn validate(validator: &jsonschema::Validator, value: &Value) -> Result<(), Stri
         .take(10)
         .map(|e| {
             let at = e.instance_path().to_string();
-            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// Applies input guardrails to the caller's text (not the prompt's own system text).
@@ -317,7 +348,11 @@ impl ChatService {
             ttl: options.default_cache_ttl,
             log_content: options.log_content,
         });
-        Self { preparer: ports.preparer, invoker: ports.invoker, shared }
+        Self {
+            preparer: ports.preparer,
+            invoker: ports.invoker,
+            shared,
+        }
     }
 
     pub fn configs(&self) -> &Arc<Configs> {
@@ -328,30 +363,29 @@ impl ChatService {
         &self.preparer
     }
 
-    fn tenant_guardrails(caller: &Caller) -> Result<GuardrailConfig, Error> {
-        match caller.policy.extra.get("guardrails") {
-            None => Ok(GuardrailConfig::default()),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Config(crate::params::ParamError::Invalid {
-                    name: format!("tenants/{}/guardrails", caller.tenant),
-                    message: e.to_string(),
-                })
-            }),
-        }
-    }
-
-    /// Prepare, guard, admit, and decide the cache key.
-    async fn admit(&self, caller: &Caller, input: ChatInput, cache: CacheMode, streaming: bool) -> Result<Admitted, Error> {
+    /// Prepare, guard, admit, and decide the cache key. `peek` decides routing as admission
+    /// would but counts nothing and refuses nothing (cache lookups).
+    async fn admit(
+        &self,
+        caller: &Caller,
+        input: ChatInput,
+        cache: CacheMode,
+        streaming: bool,
+        peek: bool,
+    ) -> Result<Admitted, Error> {
         let mut prepared = self.preparer.prepare(caller, input).await?;
-        let tenant = Self::tenant_guardrails(caller)?;
+        let tenant = caller.policy.guardrails.clone().unwrap_or_default();
         let guard = match &prepared.guardrails {
             Some(p) => tenant.combine(p),
             None => tenant,
         };
         let feature = prepared.feature().unwrap_or("-").to_owned();
-        let dims = Dims { tenant: &caller.tenant, model: "-", feature: &feature };
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: "-",
+            feature: &feature,
+        };
         let findings = match guard_input(&guard, &mut prepared) {
-
             Ok(f) => f,
             Err(e) => {
                 telemetry::count("GuardrailActions", 1, dims);
@@ -362,9 +396,23 @@ impl ChatService {
         if let Some(b) = &guard.bedrock
             && !streaming
         {
-            prepared.request.guardrail = Some(GuardrailRef { id: b.id.clone(), version: b.version.clone() });
+            prepared.request.guardrail = Some(GuardrailRef {
+                id: b.id.clone(),
+                version: b.version.clone(),
+            });
         }
-        let degraded_to = match self.shared.admission.admit(caller, prepared.feature(), &prepared.route).await? {
+        let admission = if peek {
+            self.shared
+                .admission
+                .peek(caller, prepared.feature(), &prepared.route)
+                .await
+        } else {
+            self.shared
+                .admission
+                .admit(caller, prepared.feature(), &prepared.route)
+                .await?
+        };
+        let degraded_to = match admission {
             Admission::Proceed => None,
             Admission::Degrade { tier, reason } => {
                 let routing = self.configs().routing().await?;
@@ -374,18 +422,99 @@ impl ChatService {
             }
         };
         let safe = prepared.request.params.temperature == Some(0.0) || prepared.prompt_cacheable;
-        let key = (cache != CacheMode::Bypass && safe).then(|| CacheKey::new(&caller.tenant, &prepared));
+        let key =
+            (cache != CacheMode::Bypass && safe).then(|| CacheKey::new(&caller.tenant, &prepared));
         let trace = trace(&prepared.request, self.shared.log_content);
-        Ok(Admitted { prepared, guard, findings, key, degraded_to, trace })
+        Ok(Admitted {
+            prepared,
+            guard,
+            findings,
+            key,
+            degraded_to,
+            trace,
+        })
+    }
+
+    /// The cached answer to a request, if there is one; never calls a model. `Ok(None)`:
+    /// no entry; `Err(NotFound)`: the request is not one the cache would hold.
+    pub async fn lookup(&self, caller: &Caller, input: ChatInput) -> Result<Option<Answer>, Error> {
+        let Admitted {
+            prepared,
+            findings,
+            key,
+            degraded_to,
+            trace,
+            ..
+        } = self
+            .admit(caller, input, CacheMode::Auto, false, true)
+            .await?;
+        let Some(key) = key else {
+            return Err(Error::NotFound(
+                "this request is never cached: set temperature to 0, or use a prompt marked cacheable".into(),
+            ));
+        };
+        let feature = prepared.feature().unwrap_or("-").to_owned();
+        let first_base = prepared
+            .route
+            .chain
+            .first()
+            .map(|t| t.base_id.clone())
+            .unwrap_or_default();
+        let Some(hit) = self
+            .shared
+            .cached(
+                &key,
+                Dims {
+                    tenant: &caller.tenant,
+                    model: &first_base,
+                    feature: &feature,
+                },
+            )
+            .await
+        else {
+            return Ok(None);
+        };
+        let base = self
+            .configs()
+            .routing()
+            .await
+            .ok()
+            .and_then(|r| r.base_model(&hit.model))
+            .unwrap_or_else(|| hit.model.clone());
+        Ok(Some(from_cache(
+            hit,
+            base,
+            prepared.prompt.clone(),
+            findings,
+            degraded_to,
+            trace,
+        )))
     }
 
     /// Answers a request.
     pub async fn answer(&self, caller: &Caller, req: AnswerRequest) -> Result<Answer, Error> {
-        let Admitted { prepared, guard, mut findings, key, degraded_to, trace } =
-            self.admit(caller, req.input, req.cache, false).await?;
+        let Admitted {
+            prepared,
+            guard,
+            mut findings,
+            key,
+            degraded_to,
+            trace,
+        } = self
+            .admit(caller, req.input, req.cache, false, false)
+            .await?;
         let feature = prepared.feature().unwrap_or("-").to_owned();
-        let first_base = prepared.route.chain.first().map(|t| t.base_id.clone()).unwrap_or_default();
-        let dims = Dims { tenant: &caller.tenant, model: &first_base, feature: &feature };
+        let first_base = prepared
+            .route
+            .chain
+            .first()
+            .map(|t| t.base_id.clone())
+            .unwrap_or_default();
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &first_base,
+            feature: &feature,
+        };
 
         if let (Some(k), CacheMode::Auto) = (&key, req.cache)
             && let Some(hit) = self.shared.cached(k, dims).await
@@ -397,38 +526,42 @@ impl ChatService {
                 .ok()
                 .and_then(|r| r.base_model(&hit.model))
                 .unwrap_or_else(|| hit.model.clone());
-            self.shared.charge_cache_hit(caller, &prepared, &req.id, &base).await;
-            return Ok(Answer {
-                content: hit.response.content,
-                json: hit.json,
-                stop_reason: hit.response.stop_reason,
-                usage: TokenUsage::default(),
-                model: hit.model,
-                base_model: base,
-                fallbacks: Vec::new(),
-                cost: Some(MicroUsd::ZERO),
-                cached: true,
-                prompt: prepared.prompt.clone(),
-                model_latency_ms: 0,
-                guardrails: findings,
+            self.shared
+                .charge_cache_hit(caller, &prepared, &req.id, &base)
+                .await;
+            return Ok(from_cache(
+                hit,
+                base,
+                prepared.prompt.clone(),
+                findings,
                 degraded_to,
-                model_calls: 0,
-                prompt_trace: trace,
-            });
+                trace,
+            ));
         }
 
         let mut charges = Charges::default();
-        let result = self.invoke_structured(&prepared, req.deadline, &mut charges).await;
-        let cost = self.shared.charge(caller, &prepared, &req.id, &charges).await;
+        let result = self
+            .invoke_structured(&prepared, req.deadline, &mut charges)
+            .await;
+        let cost = self
+            .shared
+            .charge(caller, &prepared, &req.id, &charges)
+            .await;
         let (mut response, target, attempts, json) = result?;
         let fallback_list = fallbacks(&attempts, Some(&target.invoke_id));
-        let dims = Dims { tenant: &caller.tenant, model: &target.base_id, feature: &feature };
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature: &feature,
+        };
         telemetry::count("Fallbacks", fallback_list.len() as u64, dims);
         telemetry::count("Throttles", throttles(&attempts), dims);
 
         if response.stop_reason == StopReason::GuardrailIntervened {
             telemetry::count("GuardrailActions", 1, dims);
-            return Err(Error::GuardrailBlocked("the Bedrock guardrail intervened on this request".into()));
+            return Err(Error::GuardrailBlocked(
+                "the Bedrock guardrail intervened on this request".into(),
+            ));
         }
         // Output guardrails: PII masked or refused, denied words refused.
         if guard.is_active() {
@@ -455,13 +588,21 @@ impl ChatService {
             let entry = CachedAnswer {
                 response: response.clone(),
                 model: target.invoke_id.clone(),
-                prompt: prepared.prompt.as_ref().map(|p| (p.name.clone(), p.version)),
+                prompt: prepared
+                    .prompt
+                    .as_ref()
+                    .map(|p| (p.name.clone(), p.version)),
                 json: json.clone(),
                 created_at: now_ms() / 1000,
             };
-            self.shared.store(k, entry, self.shared.ttl(&prepared), dims).await;
+            self.shared
+                .store(k, entry, self.shared.ttl(&prepared), dims)
+                .await;
         }
-        let usage = charges.calls.iter().fold(TokenUsage::default(), |a, (_, u, _)| a + *u);
+        let usage = charges
+            .calls
+            .iter()
+            .fold(TokenUsage::default(), |a, (_, u, _)| a + *u);
         Ok(Answer {
             content: response.content,
             json,
@@ -490,15 +631,26 @@ impl ChatService {
         charges: &mut Charges,
     ) -> Result<(ModelResponse, ModelTarget, Vec<Attempt>, Option<Value>), Error> {
         let Some(schema) = &prepared.output_schema else {
-            let inv = self.invoker.invoke(&prepared.route.chain, &prepared.request, deadline).await.map_err(Error::Invoke)?;
-            charges.calls.push((inv.target.clone(), inv.response.usage, false));
+            let inv = self
+                .invoker
+                .invoke(&prepared.route.chain, &prepared.request, deadline)
+                .await
+                .map_err(Error::Invoke)?;
+            charges
+                .calls
+                .push((inv.target.clone(), inv.response.usage, false));
             return Ok((inv.response, inv.target, inv.attempts, None));
         };
-        let validator = jsonschema::validator_for(schema)
-            .map_err(|e| Error::bad_request("response_format", format!("not a valid JSON Schema: {e}")))?;
+        let validator = jsonschema::validator_for(schema).map_err(|e| {
+            Error::bad_request("response_format", format!("not a valid JSON Schema: {e}"))
+        })?;
         let routing = self.configs().routing().await?;
         let via_tool = prepared.request.tools.is_empty()
-            && prepared.route.chain.iter().all(|t| routing.capabilities(&t.base_id).is_some_and(|c| c.tool_use));
+            && prepared
+                .route
+                .chain
+                .iter()
+                .all(|t| routing.capabilities(&t.base_id).is_some_and(|c| c.tool_use));
         let mut request = prepared.request.clone();
         if via_tool {
             request.tools = vec![ToolSpec {
@@ -513,10 +665,25 @@ impl ChatService {
             )));
         }
 
-        let first = self.invoker.invoke(&prepared.route.chain, &request, deadline).await.map_err(Error::Invoke)?;
-        charges.calls.push((first.target.clone(), first.response.usage, false));
-        let problem = match extract_json(&first.response, via_tool).and_then(|v| validate(&validator, &v).map(|()| v)) {
-            Ok(value) => return Ok((json_answer(first.response, &value, via_tool), first.target, first.attempts, Some(value))),
+        let first = self
+            .invoker
+            .invoke(&prepared.route.chain, &request, deadline)
+            .await
+            .map_err(Error::Invoke)?;
+        charges
+            .calls
+            .push((first.target.clone(), first.response.usage, false));
+        let problem = match extract_json(&first.response, via_tool)
+            .and_then(|v| validate(&validator, &v).map(|()| v))
+        {
+            Ok(value) => {
+                return Ok((
+                    json_answer(first.response, &value, via_tool),
+                    first.target,
+                    first.attempts,
+                    Some(value),
+                ));
+            }
             Err(problem) => problem,
         };
         tracing::info!(model = %first.target.invoke_id, %problem, "structured output invalid; one repair attempt");
@@ -526,8 +693,13 @@ impl ChatService {
         if said.is_empty() {
             said.push(ContentBlock::Text("(no output)".into()));
         }
-        repair.messages.push(Message { role: Role::Assistant, content: said });
-        let correction = format!("That output does not match the required JSON Schema: {problem}. Answer again with corrected JSON.");
+        repair.messages.push(Message {
+            role: Role::Assistant,
+            content: said,
+        });
+        let correction = format!(
+            "That output does not match the required JSON Schema: {problem}. Answer again with corrected JSON."
+        );
         let tool_id = first.response.content.iter().find_map(|b| match b {
             ContentBlock::ToolUse { id, name, .. } if name == RESPOND_TOOL => Some(id.clone()),
             _ => None,
@@ -544,11 +716,24 @@ impl ChatService {
             _ => Message::user(correction),
         });
         let mut attempts = first.attempts;
-        let second = self.invoker.invoke(&prepared.route.chain, &repair, deadline).await.map_err(Error::Invoke)?;
-        charges.calls.push((second.target.clone(), second.response.usage, false));
+        let second = self
+            .invoker
+            .invoke(&prepared.route.chain, &repair, deadline)
+            .await
+            .map_err(Error::Invoke)?;
+        charges
+            .calls
+            .push((second.target.clone(), second.response.usage, false));
         attempts.extend(second.attempts);
-        match extract_json(&second.response, via_tool).and_then(|v| validate(&validator, &v).map(|()| v)) {
-            Ok(value) => Ok((json_answer(second.response, &value, via_tool), second.target, attempts, Some(value))),
+        match extract_json(&second.response, via_tool)
+            .and_then(|v| validate(&validator, &v).map(|()| v))
+        {
+            Ok(value) => Ok((
+                json_answer(second.response, &value, via_tool),
+                second.target,
+                attempts,
+                Some(value),
+            )),
             Err(e) => Err(Error::InvalidOutput(format!(
                 "the model's output does not match the requested schema after one repair attempt: {e}"
             ))),
@@ -557,19 +742,60 @@ impl ChatService {
 
     /// Answers a request as a stream. Errors before the first token are returned here;
     /// after it, they end the stream as an `Error` item.
-    pub async fn answer_stream(&self, caller: &Caller, req: AnswerRequest) -> Result<AnswerStream, Error> {
+    pub async fn answer_stream(
+        &self,
+        caller: &Caller,
+        req: AnswerRequest,
+    ) -> Result<AnswerStream, Error> {
         let started = Instant::now();
-        let Admitted { mut prepared, guard, findings, key, degraded_to, trace } =
-            self.admit(caller, req.input, req.cache, true).await?;
+        let Admitted {
+            mut prepared,
+            guard,
+            findings,
+            key,
+            degraded_to,
+            trace,
+        } = self
+            .admit(caller, req.input, req.cache, true, false)
+            .await?;
         let feature = prepared.feature().unwrap_or("-").to_owned();
-        let first_base = prepared.route.chain.first().map(|t| t.base_id.clone()).unwrap_or_default();
+        let first_base = prepared
+            .route
+            .chain
+            .first()
+            .map(|t| t.base_id.clone())
+            .unwrap_or_default();
 
         if let (Some(k), CacheMode::Auto) = (&key, req.cache)
-            && let Some(hit) = self.shared.cached(k, Dims { tenant: &caller.tenant, model: &first_base, feature: &feature }).await
+            && let Some(hit) = self
+                .shared
+                .cached(
+                    k,
+                    Dims {
+                        tenant: &caller.tenant,
+                        model: &first_base,
+                        feature: &feature,
+                    },
+                )
+                .await
         {
-            let base = self.configs().routing().await.ok().and_then(|r| r.base_model(&hit.model)).unwrap_or_else(|| hit.model.clone());
-            self.shared.charge_cache_hit(caller, &prepared, &req.id, &base).await;
-            return Ok(replay(hit, prepared.prompt.clone(), findings, degraded_to, trace));
+            let base = self
+                .configs()
+                .routing()
+                .await
+                .ok()
+                .and_then(|r| r.base_model(&hit.model))
+                .unwrap_or_else(|| hit.model.clone());
+            self.shared
+                .charge_cache_hit(caller, &prepared, &req.id, &base)
+                .await;
+            return Ok(replay(
+                hit,
+                prepared.prompt.clone(),
+                findings,
+                degraded_to,
+                trace,
+            ));
         }
 
         let via_tool = prepared.output_schema.is_some() && prepared.request.tools.is_empty();
@@ -581,12 +807,20 @@ impl ChatService {
             }];
             prepared.request.tool_choice = Some(ToolChoice::Tool(RESPOND_TOOL.into()));
         }
-        let invocation = match self.invoker.invoke_stream(&prepared.route.chain, &prepared.request, req.deadline).await {
+        let invocation = match self
+            .invoker
+            .invoke_stream(&prepared.route.chain, &prepared.request, req.deadline)
+            .await
+        {
             Ok(s) => s,
             Err(e) => return Err(Error::Invoke(e)),
         };
         let ttft_ms = started.elapsed().as_millis() as u64;
-        let dims = Dims { tenant: &caller.tenant, model: &invocation.target.base_id, feature: &feature };
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &invocation.target.base_id,
+            feature: &feature,
+        };
         telemetry::count("Fallbacks", invocation.fallbacks().len() as u64, dims);
         telemetry::count("Throttles", throttles(&invocation.attempts), dims);
 
@@ -600,7 +834,10 @@ impl ChatService {
             guardrails: findings.clone(),
             ttft_ms,
             prompt_trace: trace,
-            events: futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed(),
+            events: futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|i| (i, rx))
+            })
+            .boxed(),
         };
         let run = StreamRun {
             service: self.shared.clone(),
@@ -614,6 +851,34 @@ impl ChatService {
         };
         tokio::spawn(run.drive(invocation.target, invocation.head, invocation.rest, tx));
         Ok(info)
+    }
+}
+
+/// An answer served from the cache: no model call, nothing charged.
+fn from_cache(
+    hit: CachedAnswer,
+    base_model: String,
+    prompt: Option<PromptUsed>,
+    guardrails: Findings,
+    degraded_to: Option<String>,
+    prompt_trace: PromptTrace,
+) -> Answer {
+    Answer {
+        content: hit.response.content,
+        json: hit.json,
+        stop_reason: hit.response.stop_reason,
+        usage: TokenUsage::default(),
+        model: hit.model,
+        base_model,
+        fallbacks: Vec::new(),
+        cost: Some(MicroUsd::ZERO),
+        cached: true,
+        prompt,
+        model_latency_ms: 0,
+        guardrails,
+        degraded_to,
+        model_calls: 0,
+        prompt_trace,
     }
 }
 
@@ -645,8 +910,15 @@ fn replay(
     for (i, block) in hit.response.content.iter().enumerate() {
         if let ContentBlock::ToolUse { id, name, input } = block {
             let index = i as u32;
-            items.push(StreamItem::ToolStart { index, id: id.clone(), name: name.clone() });
-            items.push(StreamItem::ToolDelta { index, json: input.to_string() });
+            items.push(StreamItem::ToolStart {
+                index,
+                id: id.clone(),
+                name: name.clone(),
+            });
+            items.push(StreamItem::ToolDelta {
+                index,
+                json: input.to_string(),
+            });
         }
     }
     items.push(StreamItem::Done(Box::new(StreamSummary {
@@ -691,7 +963,11 @@ impl Shared {
     }
 
     fn ttl(&self, prepared: &Prepared) -> Duration {
-        if prepared.cache_ttl_seconds > 0 { Duration::from_secs(prepared.cache_ttl_seconds) } else { self.ttl }
+        if prepared.cache_ttl_seconds > 0 {
+            Duration::from_secs(prepared.cache_ttl_seconds)
+        } else {
+            self.ttl
+        }
     }
 
     async fn store(&self, key: &CacheKey, answer: CachedAnswer, ttl: Duration, dims: Dims<'_>) {
@@ -722,11 +998,23 @@ impl Shared {
     }
 
     /// Writes one usage record per model call; returns the request's total cost.
-    async fn charge(&self, caller: &Caller, prepared: &Prepared, id: &str, charges: &Charges) -> Option<MicroUsd> {
+    async fn charge(
+        &self,
+        caller: &Caller,
+        prepared: &Prepared,
+        id: &str,
+        charges: &Charges,
+    ) -> Option<MicroUsd> {
         let mut total = Some(MicroUsd::ZERO);
         for (n, (target, usage, estimated)) in charges.calls.iter().enumerate() {
-            let id = if n == 0 { id.to_owned() } else { format!("{id}#{n}") };
-            let cost = self.record_call(caller, prepared, id, target, *usage, *estimated).await;
+            let id = if n == 0 {
+                id.to_owned()
+            } else {
+                format!("{id}#{n}")
+            };
+            let cost = self
+                .record_call(caller, prepared, id, target, *usage, *estimated)
+                .await;
             total = match (total, cost) {
                 (Some(t), Some(c)) => Some(t + c),
                 _ => None,
@@ -760,8 +1048,16 @@ impl Shared {
         if let Err(e) = self.ledger.record(&record).await {
             tracing::error!(error = %e, record = ?record, "USAGE NOT RECORDED: ledger and spill both failed");
         }
-        let dims = Dims { tenant: &caller.tenant, model: &target.base_id, feature: prepared.feature().unwrap_or("-") };
-        telemetry::count("InputTokens", usage.input + usage.cache_read + usage.cache_write, dims);
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature: prepared.feature().unwrap_or("-"),
+        };
+        telemetry::count(
+            "InputTokens",
+            usage.input + usage.cache_read + usage.cache_write,
+            dims,
+        );
         telemetry::count("OutputTokens", usage.output, dims);
         if let Some(c) = cost {
             telemetry::count("CostMicroUSD", c.0, dims);
@@ -770,7 +1066,13 @@ impl Shared {
         cost
     }
 
-    async fn charge_cache_hit(&self, caller: &Caller, prepared: &Prepared, id: &str, base_model: &str) {
+    async fn charge_cache_hit(
+        &self,
+        caller: &Caller,
+        prepared: &Prepared,
+        id: &str,
+        base_model: &str,
+    ) {
         let record = UsageRecord {
             id: id.to_owned(),
             tenant: caller.tenant.clone(),
@@ -786,7 +1088,6 @@ impl Shared {
             tracing::error!(error = %e, "cache hit not recorded in the ledger");
         }
     }
-
 }
 
 /// The ports shared by a service and the tasks that drive its streams.
@@ -825,8 +1126,18 @@ impl StreamRun {
         rest: crate::model::ModelStream,
         tx: mpsc::Sender<StreamItem>,
     ) {
-        let StreamRun { service, caller, prepared, guard, mut findings, key, request_id, via_tool } = self;
-        let mut redactor = (guard.pii == PiiAction::Redact).then(|| StreamRedactor::new(guard.clone()));
+        let StreamRun {
+            service,
+            caller,
+            prepared,
+            guard,
+            mut findings,
+            key,
+            request_id,
+            via_tool,
+        } = self;
+        let mut redactor =
+            (guard.pii == PiiAction::Redact).then(|| StreamRedactor::new(guard.clone()));
         let mut text = String::new();
         let mut tool_json = String::new();
         let mut content: Vec<ContentBlock> = Vec::new();
@@ -844,16 +1155,12 @@ impl StreamRun {
             let event = match item {
                 Ok(e) => e,
                 Err(e) => {
-                    failure = Some(Error::Invoke(crate::invoke::InvokeFailure {
-                        kind: crate::invoke::FailureKind::Exhausted,
-                        attempts: vec![Attempt {
-                            model: target.invoke_id.clone(),
-                            outcome: AttemptOutcome::Failed { error: e.kind, message: e.message.clone() },
-                            elapsed_ms: 0,
-                        }],
-                        last_error: Some(e),
-                        budget: Duration::ZERO,
-                    }));
+                    failure = Some(Error::StreamInterrupted(format!(
+                        "the model stream of {} failed after the first token ({}): {}",
+                        target.invoke_id,
+                        e.kind.as_str(),
+                        e.message
+                    )));
                     break;
                 }
             };
@@ -884,7 +1191,10 @@ impl StreamRun {
                         if let Some(t) = tools.iter_mut().find(|t| t.0 == index) {
                             t.3.push_str(&input_json);
                         }
-                        Some(StreamItem::ToolDelta { index, json: input_json })
+                        Some(StreamItem::ToolDelta {
+                            index,
+                            json: input_json,
+                        })
                     }
                 }
                 StreamEvent::BlockStop { .. } => None,
@@ -892,7 +1202,10 @@ impl StreamRun {
                     stop = stop_reason;
                     None
                 }
-                StreamEvent::Metadata { usage: u, latency_ms } => {
+                StreamEvent::Metadata {
+                    usage: u,
+                    latency_ms,
+                } => {
                     usage = Some(u);
                     latency = latency_ms;
                     None
@@ -912,7 +1225,9 @@ impl StreamRun {
             {
                 checked_up_to = text.len();
                 if service.applier.intervenes(b, &text).await.unwrap_or(false) {
-                    failure = Some(Error::GuardrailBlocked("the Bedrock guardrail intervened on the answer".into()));
+                    failure = Some(Error::GuardrailBlocked(
+                        "the Bedrock guardrail intervened on the answer".into(),
+                    ));
                     break;
                 }
             }
@@ -927,9 +1242,15 @@ impl StreamRun {
             cache_read: 0,
             cache_write: 0,
         });
-        let cost = service.record_call(&caller, &prepared, request_id, &target, usage, estimated).await;
+        let cost = service
+            .record_call(&caller, &prepared, request_id, &target, usage, estimated)
+            .await;
         let feature = prepared.feature().unwrap_or("-").to_owned();
-        let dims = Dims { tenant: &caller.tenant, model: &target.base_id, feature: &feature };
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature: &feature,
+        };
         if gone {
             tracing::info!(tenant = %caller.tenant, "client left mid-stream; usage so far charged");
             return;
@@ -958,7 +1279,11 @@ impl StreamRun {
         if let Some(b) = &guard.bedrock
             && service.applier.intervenes(b, &text).await.unwrap_or(false)
         {
-            let _ = tx.send(StreamItem::Error(Error::GuardrailBlocked("the Bedrock guardrail intervened on the answer".into()))).await;
+            let _ = tx
+                .send(StreamItem::Error(Error::GuardrailBlocked(
+                    "the Bedrock guardrail intervened on the answer".into(),
+                )))
+                .await;
             return;
         }
         telemetry::count("GuardrailActions", u64::from(findings.actions()), dims);
@@ -967,7 +1292,8 @@ impl StreamRun {
             let parsed: Result<Value, String> = if via_tool {
                 serde_json::from_str(&tool_json).map_err(|e| format!("the output is not JSON: {e}"))
             } else {
-                serde_json::from_str(text.trim()).map_err(|e| format!("the output is not JSON: {e}"))
+                serde_json::from_str(text.trim())
+                    .map_err(|e| format!("the output is not JSON: {e}"))
             };
             let checked = match jsonschema::validator_for(schema) {
                 Ok(v) => parsed.and_then(|value| validate(&v, &value).map(|()| value)),
@@ -989,16 +1315,32 @@ impl StreamRun {
             }
         }
         if !text.is_empty() {
-            content.push(ContentBlock::Text(if guard.pii == PiiAction::Redact { check(&guard, &text, false).0 } else { text }));
+            content.push(ContentBlock::Text(if guard.pii == PiiAction::Redact {
+                check(&guard, &text, false).0
+            } else {
+                text
+            }));
         }
         for (_, id, name, input) in tools {
-            content.push(ContentBlock::ToolUse { id, name, input: serde_json::from_str(&input).unwrap_or(Value::Null) });
+            content.push(ContentBlock::ToolUse {
+                id,
+                name,
+                input: serde_json::from_str(&input).unwrap_or(Value::Null),
+            });
         }
         if let Some(k) = &key {
             let entry = CachedAnswer {
-                response: ModelResponse { content, stop_reason: stop.clone(), usage, latency_ms: latency },
+                response: ModelResponse {
+                    content,
+                    stop_reason: stop.clone(),
+                    usage,
+                    latency_ms: latency,
+                },
                 model: target.invoke_id.clone(),
-                prompt: prepared.prompt.as_ref().map(|p| (p.name.clone(), p.version)),
+                prompt: prepared
+                    .prompt
+                    .as_ref()
+                    .map(|p| (p.name.clone(), p.version)),
                 json: json.clone(),
                 created_at: now_ms() / 1000,
             };
@@ -1030,6 +1372,10 @@ fn request_tokens(request: &ModelRequest) -> u32 {
             SystemBlock::CachePoint => 0,
         })
         .sum();
-    let messages: u32 = request.messages.iter().map(|m| estimate_tokens(&m.text()) + 4).sum();
+    let messages: u32 = request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.text()) + 4)
+        .sum();
     system + messages
 }

@@ -21,10 +21,9 @@ pub struct TenantPolicy {
     /// for all the routing configuration knows.
     #[serde(default)]
     pub allowed_models: Vec<String>,
-    /// Free-form settings later features read (guardrails, rate limits), kept as JSON so a
-    /// directory written by a newer version still loads.
-    #[serde(default, flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Guardrails for every request of this tenant (prompts may add stricter ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrails: Option<crate::guardrails::GuardrailConfig>,
 }
 
 fn all() -> Vec<String> {

@@ -6,11 +6,14 @@ pub mod auth;
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod native;
+pub mod request;
 
 pub use auth::{AuthMode, authenticate};
 pub use body::parse_json;
 pub use context::RequestMeta;
 pub use error::ApiError;
+pub use request::{AcceptOptions, Incoming, accept, caller};
 
 /// JSON logs on stderr (what CloudWatch and the Lambda JSON log format expect), filtered by
 /// `RUST_LOG` (default `info`).
@@ -25,4 +28,30 @@ pub fn init_tracing() {
         .without_time()
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Flushes the metrics collected since the last flush.
+pub type MetricsFlush = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// Installs the CloudWatch EMF recorder (namespace `Quarry`, dimension `Stage`); the
+/// returned function writes what was collected to stdout as EMF documents, which CloudWatch
+/// Logs turns into metrics. Call it at the end of each request or invocation.
+pub fn init_metrics(stage: &str) -> Option<MetricsFlush> {
+    match metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace("Quarry")
+        .with_dimension("Stage", stage.to_owned())
+        .init()
+    {
+        Ok(collector) => Some(std::sync::Arc::new(move || {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            if let Err(e) = collector.flush(&mut lock) {
+                tracing::warn!(error = %e, "metrics flush failed");
+            }
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
 }

@@ -32,3 +32,26 @@ async fn boto3_speaks_to_the_emulator_unmodified() {
     );
     assert!(stdout.contains("boto3 OK"));
 }
+
+mod common;
+
+#[tokio::test]
+async fn the_official_openai_client_works_unmodified() {
+    let stack = quarry_testkit::Stack::start().await;
+    let url = common::serve(common::state(&stack, common::options())).await;
+    let script = workspace_root().join("crates/integration-tests/python/openai_client.py");
+    let output = tokio::process::Command::new(python())
+        .arg(&script)
+        .env("QUARRY_URL", &url)
+        .env("QUARRY_KEY", stack.key("acme"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "openai script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("openai OK"));
+}

@@ -85,3 +85,111 @@ pub fn fault(stack: &Stack, model: &str, f: impl FnOnce(&mut bedrock_emulator::F
         .state()
         .update_faults(|faults| f(faults.entry(model.to_owned()).or_default()));
 }
+
+/// The tenant directory as stored.
+pub async fn directory(stack: &Stack) -> quarry_core::tenancy::TenantDirectory {
+    use quarry_core::params::ParameterStore;
+    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+    let p = ssm
+        .get(&stack.settings.param("tenants"), true)
+        .await
+        .unwrap();
+    serde_json::from_str(&p.value).unwrap()
+}
+
+/// Adds (or replaces) a tenant with its own key; returns the key.
+pub async fn add_tenant(stack: &Stack, tenant: &str, policy: serde_json::Value) -> String {
+    let mut dir = directory(stack).await;
+    dir.tenants
+        .insert(tenant.to_owned(), serde_json::from_value(policy).unwrap());
+    let key = quarry_aws::tenants::new_api_key();
+    dir.keys.insert(
+        quarry_core::tenancy::hash_key(&key),
+        quarry_core::tenancy::KeyEntry {
+            tenant: tenant.to_owned(),
+            admin: false,
+            label: None,
+        },
+    );
+    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+    quarry_aws::tenants::write(&ssm, &stack.settings, &dir)
+        .await
+        .unwrap();
+    key
+}
+
+/// Log lines written while the guard lives (this thread: tokio tests run on one).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The `request` lines, parsed.
+    pub fn requests(&self) -> Vec<Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "request")
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    (tracing::subscriber::set_default(subscriber), logs)
+}
+
+/// Serves the chat API on a free loopback port (for streaming, timed from outside).
+pub async fn serve(state: Arc<AppState>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app(state)).await;
+    });
+    url
+}
+
+/// Server-Sent Events of a response: (event name or "", data) in order, with arrival times.
+pub async fn sse_events(
+    mut response: reqwest::Response,
+) -> Vec<(std::time::Instant, String, String)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        let now = std::time::Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = d.to_owned();
+                }
+            }
+            out.push((now, event, data));
+        }
+    }
+    out
+}

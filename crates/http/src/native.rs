@@ -1,4 +1,5 @@
-//! `POST /v1/chat`: Quarry's native chat API.
+//! Quarry's native chat API (`POST /v1/chat`, and `POST /v1/cache/lookup`, which takes the
+//! same body): request and response types.
 //!
 //! Request: `prompt`, `version` | `label`, `ab_key`, `variables`, `messages`, `system`,
 //! `model` | `tier`, `max_tokens`, `temperature`, `top_p`, `stop`, `response_format` (a JSON
@@ -11,15 +12,13 @@ use std::collections::BTreeMap;
 use quarry_core::Error;
 use quarry_core::chat::{ChatInput, PromptRef};
 use quarry_core::guardrails::Findings;
-use quarry_core::service::{Answer, CacheMode};
 use quarry_core::invoke::Fallback;
 use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, TokenUsage};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::routing::RouteSpec;
+use quarry_core::service::{Answer, CacheMode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-use crate::state::Options;
 
 /// `cache`: `auto` (the default: cached when safe), `bypass`, `refresh`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -136,6 +135,13 @@ pub struct ChatRequest {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Request size limits (configurable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_messages: usize,
+    pub max_total_chars: usize,
+}
+
 /// Checks shared by both chat APIs: parameter ranges and size limits.
 pub fn check_params(params: &InferenceParams) -> Result<(), Error> {
     if let Some(t) = params.temperature
@@ -169,7 +175,7 @@ pub fn check_params(params: &InferenceParams) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn check_sizes(options: &Options, messages: usize, chars: usize) -> Result<(), Error> {
+pub fn check_sizes(options: &Limits, messages: usize, chars: usize) -> Result<(), Error> {
     if messages > options.max_messages {
         return Err(Error::bad_request(
             "messages",
@@ -190,7 +196,7 @@ pub fn check_sizes(options: &Options, messages: usize, chars: usize) -> Result<(
 
 impl ChatRequest {
     /// The domain input, after the checks that need no configuration.
-    pub fn into_input(self, options: &Options) -> Result<(ChatInput, CacheMode, bool), Error> {
+    pub fn into_input(self, options: &Limits) -> Result<(ChatInput, CacheMode, bool), Error> {
         if self.version.is_some() && self.label.is_some() {
             return Err(Error::bad_request(
                 "version",
@@ -361,7 +367,10 @@ impl From<&Fallback> for FallbackOut {
 pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
     ChatResponse {
         id: id.to_owned(),
-        output: Output { text: answer.text(), json: answer.json.clone() },
+        output: Output {
+            text: answer.text(),
+            json: answer.json.clone(),
+        },
         model: answer.model.clone(),
         stop_reason: answer.stop_reason.as_str().to_owned(),
         fallbacks: answer.fallbacks.iter().map(FallbackOut::from).collect(),
@@ -369,8 +378,15 @@ pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
         cost_usd: answer.cost.map(|c| c.to_usd_string()),
         cost_status: answer.cost.is_none().then(|| "unpriced".to_owned()),
         cached: answer.cached,
-        prompt: answer.prompt.as_ref().map(|p| PromptInfo { name: p.name.clone(), version: p.version, label: p.label.clone() }),
-        latency_ms: Latency { model: answer.model_latency_ms, total: total_ms },
+        prompt: answer.prompt.as_ref().map(|p| PromptInfo {
+            name: p.name.clone(),
+            version: p.version,
+            label: p.label.clone(),
+        }),
+        latency_ms: Latency {
+            model: answer.model_latency_ms,
+            total: total_ms,
+        },
         guardrails: (!answer.guardrails.is_empty()).then(|| answer.guardrails.clone()),
         degraded_to: answer.degraded_to.clone(),
     }
