@@ -343,6 +343,33 @@ pub fn model_response(
     }
 }
 
+/// Fills and sends a Converse or ConverseStream call: their fluent builders are distinct
+/// types with the same methods (and different guardrail configuration types).
+macro_rules! converse_call {
+    ($builder:expr, $model:expr, $parts:expr, $guardrail:ty, $timeout:expr) => {{
+        let p = $parts;
+        let mut call = $builder
+            .model_id($model)
+            .set_system((!p.system.is_empty()).then_some(p.system))
+            .set_messages(Some(p.messages))
+            .inference_config(p.inference)
+            .set_tool_config(p.tools);
+        if let Some((id, version)) = p.guardrail {
+            call = call.guardrail_config(
+                <$guardrail>::builder()
+                    .guardrail_identifier(id)
+                    .guardrail_version(version)
+                    .build(),
+            );
+        }
+        call.customize()
+            .config_override(timeout_override($timeout))
+            .send()
+            .await
+            .map_err(map_sdk_error)?
+    }};
+}
+
 #[async_trait]
 impl ModelClient for BedrockModels {
     async fn converse(
@@ -352,28 +379,13 @@ impl ModelClient for BedrockModels {
         timeout: Duration,
     ) -> Result<ModelResponse, ModelError> {
         let p = parts(request)?;
-        let mut call = self
-            .client
-            .converse()
-            .model_id(model_id)
-            .set_system((!p.system.is_empty()).then_some(p.system))
-            .set_messages(Some(p.messages))
-            .inference_config(p.inference)
-            .set_tool_config(p.tools);
-        if let Some((id, version)) = p.guardrail {
-            call = call.guardrail_config(
-                bt::GuardrailConfiguration::builder()
-                    .guardrail_identifier(id)
-                    .guardrail_version(version)
-                    .build(),
-            );
-        }
-        let out = call
-            .customize()
-            .config_override(timeout_override(timeout))
-            .send()
-            .await
-            .map_err(map_sdk_error)?;
+        let out = converse_call!(
+            self.client.converse(),
+            model_id,
+            p,
+            bt::GuardrailConfiguration,
+            timeout
+        );
         Ok(model_response(&out))
     }
 
@@ -384,28 +396,13 @@ impl ModelClient for BedrockModels {
         timeout: Duration,
     ) -> Result<ModelStream, ModelError> {
         let p = parts(request)?;
-        let mut call = self
-            .client
-            .converse_stream()
-            .model_id(model_id)
-            .set_system((!p.system.is_empty()).then_some(p.system))
-            .set_messages(Some(p.messages))
-            .inference_config(p.inference)
-            .set_tool_config(p.tools);
-        if let Some((id, version)) = p.guardrail {
-            call = call.guardrail_config(
-                bt::GuardrailStreamConfiguration::builder()
-                    .guardrail_identifier(id)
-                    .guardrail_version(version)
-                    .build(),
-            );
-        }
-        let out = call
-            .customize()
-            .config_override(timeout_override(timeout))
-            .send()
-            .await
-            .map_err(map_sdk_error)?;
+        let out = converse_call!(
+            self.client.converse_stream(),
+            model_id,
+            p,
+            bt::GuardrailStreamConfiguration,
+            timeout
+        );
         let receiver = out.stream;
         let stream = futures::stream::unfold(Some(receiver), |state| async move {
             let mut receiver = state?;

@@ -1,6 +1,21 @@
 //! Resource names. In AWS the template passes them as environment variables; locally they
 //! derive from the stage, so `quarry dev`, the tests and the Lambdas agree.
 
+/// A non-negative integer setting from the environment (`get`), or its default.
+pub fn env_u64(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: u64,
+) -> Result<u64, String> {
+    match get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
+    }
+}
+
 /// Names of every resource a stage has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

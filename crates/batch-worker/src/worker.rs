@@ -49,14 +49,7 @@ impl Default for WorkerOptions {
 impl WorkerOptions {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
-        let num = |key: &str, default: u64| -> Result<u64, String> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
-            }
-        };
+        let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
         Ok(Self {
             concurrency: num("QUARRY_BATCH_CONCURRENCY", d.concurrency as u64)?.max(1) as usize,
             deadline_margin: Duration::from_millis(num(

@@ -138,13 +138,16 @@ pub fn generate(prompt: &Prompt, model_id: &str, malformed: bool) -> Output {
 /// The tool the model calls: forced by toolChoice, or, with `auto`, a tool the last user
 /// message names (so callers can steer the deterministic model into a tool call).
 fn chosen_tool(prompt: &Prompt) -> Option<&ToolDef> {
-    if prompt.tools.is_empty() || prompt.answering_tool_result {
+    if prompt.tools.is_empty() {
         return None;
     }
+    // A forced choice calls a tool whatever the conversation; `auto` answers a tool result
+    // in text.
     match &prompt.tool_choice {
         ToolChoice::None => None,
         ToolChoice::Any => prompt.tools.first(),
         ToolChoice::Tool(name) => prompt.tools.iter().find(|t| &t.name == name),
+        ToolChoice::Auto if prompt.answering_tool_result => None,
         ToolChoice::Auto => {
             let text = prompt.last_user_text.to_lowercase();
             prompt

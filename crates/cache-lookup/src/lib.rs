@@ -75,14 +75,7 @@ pub struct CacheOptions {
 
 impl CacheOptions {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let num = |key: &str, default: u64| -> Result<u64, String> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
-            }
-        };
+        let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
         Ok(Self {
             accept: AcceptOptions {
                 max_body_bytes: num("QUARRY_MAX_BODY_BYTES", 1024 * 1024)? as usize,
@@ -183,66 +176,67 @@ struct PurgeQuery {
     tenant: Option<String>,
 }
 
-async fn purge(
-    State(state): State<Shared>,
-    Query(q): Query<PurgeQuery>,
-    request: http::Request<Body>,
-) -> Response {
+/// Runs a body-less route: authenticates, then `f` with the caller; errors get the envelope.
+async fn with_caller<F, Fut>(state: &CacheState, request: http::Request<Body>, f: F) -> Response
+where
+    F: FnOnce(quarry_core::tenancy::Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, Error>>,
+{
     let (parts, _) = request.into_parts();
     let meta = RequestMeta::from_parts(
         &parts,
         state.options.accept.request_timeout,
         state.options.accept.deadline_margin,
     );
-    let result = async {
-        let caller =
-            quarry_http::caller(&parts, &state.options.accept.auth, state.service.configs())
-                .await?;
-        if !caller.admin {
-            return Err(Error::Forbidden(
-                "purging the cache needs an admin key".into(),
-            ));
-        }
-        let tenant = q.tenant.unwrap_or(caller.tenant);
-        let deleted = state
-            .store
-            .purge(&tenant, q.prompt.as_deref())
-            .await
-            .map_err(|e| {
-                Error::Config(quarry_core::params::ParamError::Unavailable(e.to_string()))
-            })?;
-        tracing::info!(%tenant, prompt = q.prompt.as_deref(), deleted, "cache purged");
-        Ok::<_, Error>(json!({ "tenant": tenant, "prompt": q.prompt, "deleted": deleted }))
-    }
-    .await;
+    let result = match quarry_http::caller(
+        &parts,
+        &state.options.accept.auth,
+        state.service.configs(),
+    )
+    .await
+    {
+        Ok(caller) => f(caller).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(body) => axum::Json(body).into_response(),
         Err(e) => ApiError::new(e, &meta.request_id).into_response(),
     }
 }
 
+fn store_error(e: quarry_core::cache::CacheError) -> Error {
+    Error::Config(quarry_core::params::ParamError::Unavailable(e.to_string()))
+}
+
+async fn purge(
+    State(state): State<Shared>,
+    Query(q): Query<PurgeQuery>,
+    request: http::Request<Body>,
+) -> Response {
+    let store = state.store.clone();
+    with_caller(&state, request, move |caller| async move {
+        if !caller.admin {
+            return Err(Error::Forbidden(
+                "purging the cache needs an admin key".into(),
+            ));
+        }
+        let tenant = q.tenant.unwrap_or(caller.tenant);
+        let deleted = store
+            .purge(&tenant, q.prompt.as_deref())
+            .await
+            .map_err(store_error)?;
+        tracing::info!(%tenant, prompt = q.prompt.as_deref(), deleted, "cache purged");
+        Ok(json!({ "tenant": tenant, "prompt": q.prompt, "deleted": deleted }))
+    })
+    .await
+}
+
 async fn stats(State(state): State<Shared>, request: http::Request<Body>) -> Response {
-    let (parts, _) = request.into_parts();
-    let meta = RequestMeta::from_parts(
-        &parts,
-        state.options.accept.request_timeout,
-        state.options.accept.deadline_margin,
-    );
-    let result = async {
-        let caller =
-            quarry_http::caller(&parts, &state.options.accept.auth, state.service.configs())
-                .await?;
-        let by_prompt = state.store.stats(&caller.tenant).await.map_err(|e| {
-            Error::Config(quarry_core::params::ParamError::Unavailable(e.to_string()))
-        })?;
+    let store = state.store.clone();
+    with_caller(&state, request, move |caller| async move {
+        let by_prompt = store.stats(&caller.tenant).await.map_err(store_error)?;
         let entries: u64 = by_prompt.values().sum();
-        Ok::<_, Error>(
-            json!({ "tenant": caller.tenant, "entries": entries, "by_prompt": by_prompt }),
-        )
-    }
-    .await;
-    match result {
-        Ok(body) => axum::Json(body).into_response(),
-        Err(e) => ApiError::new(e, &meta.request_id).into_response(),
-    }
+        Ok(json!({ "tenant": caller.tenant, "entries": entries, "by_prompt": by_prompt }))
+    })
+    .await
 }

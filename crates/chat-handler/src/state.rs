@@ -85,14 +85,7 @@ impl Options {
     /// `QUARRY_AUTH_MODE` (with `QUARRY_TENANT_CLAIM`, `QUARRY_ADMIN_CLAIM`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
-        let num = |key: &str, default: u64| -> Result<u64, String> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("{key} must be a non-negative integer, not '{v}'")),
-            }
-        };
+        let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
         Ok(Self {
             max_body_bytes: num("QUARRY_MAX_BODY_BYTES", d.max_body_bytes as u64)? as usize,
             max_messages: num("QUARRY_MAX_MESSAGES", d.max_messages as u64)? as usize,

@@ -288,6 +288,18 @@ impl StreamInvocation {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Converse,
+    Stream,
+}
+
+/// What a successful attempt produced.
+enum Answered {
+    Response(ModelResponse),
+    Stream(Vec<StreamEvent>, ModelStream),
+}
+
 /// The request as `target` may receive it: prompt-cache checkpoints are removed for models
 /// that do not support them (a fallback model may not), rather than failing validation.
 pub fn request_for<'a>(
@@ -399,107 +411,20 @@ impl Invoker {
         request: &ModelRequest,
         deadline: Instant,
     ) -> Result<Invocation, InvokeFailure> {
-        let started = Instant::now();
-        let mut attempts = Vec::new();
-        let mut last_error = None;
-        for target in chain {
-            if self.breakers.is_open(&target.invoke_id, Instant::now()) {
-                attempts.push(Attempt {
-                    model: target.invoke_id.clone(),
-                    outcome: AttemptOutcome::CircuitOpen,
-                    elapsed_ms: 0,
-                });
-                continue;
-            }
-            let mut attempt_no = 0;
-            loop {
-                let now = Instant::now();
-                let remaining = deadline.saturating_duration_since(now);
-                if remaining < self.policy.min_attempt_time {
-                    attempts.push(Attempt {
-                        model: target.invoke_id.clone(),
-                        outcome: AttemptOutcome::NoTimeLeft,
-                        elapsed_ms: 0,
-                    });
-                    return Err(self.failure(
-                        FailureKind::DeadlineExceeded,
-                        attempts,
-                        last_error,
-                        started,
-                        deadline,
-                    ));
-                }
-                // The adapter bounds the call with `remaining`; the outer timeout is the
-                // guarantee, whatever the adapter does.
-                let result = match tokio::time::timeout_at(
-                    deadline,
-                    self.client.converse(
-                        &target.invoke_id,
-                        &request_for(target, request),
-                        remaining,
-                    ),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(ModelError::new(
-                        ModelErrorKind::Timeout,
-                        "the attempt ran into the deadline",
-                    )),
-                };
-                let elapsed_ms = now.elapsed().as_millis() as u64;
-                match result {
-                    Ok(response) => {
-                        self.breakers.success(&target.invoke_id);
-                        attempts.push(Attempt {
-                            model: target.invoke_id.clone(),
-                            outcome: AttemptOutcome::Success,
-                            elapsed_ms,
-                        });
-                        return Ok(Invocation {
-                            response,
-                            target: target.clone(),
-                            attempts,
-                        });
-                    }
-                    Err(error) => {
-                        tracing::info!(model = %target.invoke_id, error = error.kind.as_str(), attempt = attempt_no + 1, "model attempt failed");
-                        attempts.push(Attempt {
-                            model: target.invoke_id.clone(),
-                            outcome: AttemptOutcome::Failed {
-                                error: error.kind,
-                                message: error.message.clone(),
-                            },
-                            elapsed_ms,
-                        });
-                        let next = self.after_failure(target, &error, attempt_no, deadline);
-                        last_error = Some(error);
-                        match next {
-                            AfterFailure::Stop => {
-                                return Err(self.failure(
-                                    FailureKind::Rejected,
-                                    attempts,
-                                    last_error,
-                                    started,
-                                    deadline,
-                                ));
-                            }
-                            AfterFailure::Fallback => break,
-                            AfterFailure::Retry(delay) => {
-                                tokio::time::sleep(delay).await;
-                                attempt_no += 1;
-                            }
-                        }
-                    }
-                }
-            }
+        let (answer, target, attempts) = self.run(chain, request, deadline, Mode::Converse).await?;
+        match answer {
+            Answered::Response(response) => Ok(Invocation {
+                response,
+                target,
+                attempts,
+            }),
+            Answered::Stream(..) => Err(InvokeFailure {
+                kind: FailureKind::Exhausted,
+                attempts,
+                last_error: None,
+                budget: Duration::ZERO,
+            }),
         }
-        let kind = if Instant::now() + self.policy.min_attempt_time > deadline {
-            FailureKind::DeadlineExceeded
-        } else {
-            FailureKind::Exhausted
-        };
-        Err(self.failure(kind, attempts, last_error, started, deadline))
     }
 
     /// Opens a stream on the first model that produces a first token; falls back only
@@ -510,6 +435,64 @@ impl Invoker {
         request: &ModelRequest,
         deadline: Instant,
     ) -> Result<StreamInvocation, InvokeFailure> {
+        let (answer, target, attempts) = self.run(chain, request, deadline, Mode::Stream).await?;
+        match answer {
+            Answered::Stream(head, rest) => Ok(StreamInvocation {
+                target,
+                attempts,
+                head,
+                rest: until_deadline(rest, deadline),
+            }),
+            Answered::Response(_) => Err(InvokeFailure {
+                kind: FailureKind::Exhausted,
+                attempts,
+                last_error: None,
+                budget: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// One attempt on one model.
+    async fn attempt(
+        &self,
+        mode: Mode,
+        target: &ModelTarget,
+        request: &ModelRequest,
+        remaining: Duration,
+        deadline: Instant,
+    ) -> Result<Answered, ModelError> {
+        // The adapter bounds the call with `remaining`; the outer timeout is the guarantee,
+        // whatever the adapter does.
+        let call = async {
+            match mode {
+                Mode::Converse => self
+                    .client
+                    .converse(&target.invoke_id, &request_for(target, request), remaining)
+                    .await
+                    .map(Answered::Response),
+                Mode::Stream => self
+                    .open_until_first_token(target, request, remaining)
+                    .await
+                    .map(|(head, rest)| Answered::Stream(head, rest)),
+            }
+        };
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(r) => r,
+            Err(_) => Err(ModelError::new(
+                ModelErrorKind::Timeout,
+                "the attempt ran into the deadline",
+            )),
+        }
+    }
+
+    /// The retry, fallback, breaker and deadline loop shared by both modes.
+    async fn run(
+        &self,
+        chain: &[ModelTarget],
+        request: &ModelRequest,
+        deadline: Instant,
+        mode: Mode,
+    ) -> Result<(Answered, ModelTarget, Vec<Attempt>), InvokeFailure> {
         let started = Instant::now();
         let mut attempts = Vec::new();
         let mut last_error = None;
@@ -540,35 +523,22 @@ impl Invoker {
                         deadline,
                     ));
                 }
-                let result = tokio::time::timeout_at(
-                    deadline,
-                    self.open_until_first_token(target, request, remaining),
-                )
-                .await;
-                let result = result.unwrap_or_else(|_| {
-                    Err(ModelError::new(
-                        ModelErrorKind::Timeout,
-                        "no first token before the deadline",
-                    ))
-                });
+                let result = self
+                    .attempt(mode, target, request, remaining, deadline)
+                    .await;
                 let elapsed_ms = now.elapsed().as_millis() as u64;
                 match result {
-                    Ok((head, rest)) => {
+                    Ok(answer) => {
                         self.breakers.success(&target.invoke_id);
                         attempts.push(Attempt {
                             model: target.invoke_id.clone(),
                             outcome: AttemptOutcome::Success,
                             elapsed_ms,
                         });
-                        return Ok(StreamInvocation {
-                            target: target.clone(),
-                            attempts,
-                            head,
-                            rest: until_deadline(rest, deadline),
-                        });
+                        return Ok((answer, target.clone(), attempts));
                     }
                     Err(error) => {
-                        tracing::info!(model = %target.invoke_id, error = error.kind.as_str(), attempt = attempt_no + 1, "stream attempt failed before the first token");
+                        tracing::info!(model = %target.invoke_id, error = error.kind.as_str(), attempt = attempt_no + 1, "model attempt failed");
                         attempts.push(Attempt {
                             model: target.invoke_id.clone(),
                             outcome: AttemptOutcome::Failed {

@@ -45,6 +45,17 @@ pub enum ToolResultContent {
     Json(Value),
 }
 
+/// The text blocks of some content, concatenated.
+pub fn text_of(blocks: &[ContentBlock]) -> String {
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
@@ -68,13 +79,7 @@ impl Message {
 
     /// The message's text blocks, concatenated.
     pub fn text(&self) -> String {
-        self.content
-            .iter()
-            .filter_map(|b| match b {
-                ContentBlock::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect()
+        text_of(&self.content)
     }
 }
 
@@ -210,13 +215,7 @@ pub struct ModelResponse {
 
 impl ModelResponse {
     pub fn text(&self) -> String {
-        self.content
-            .iter()
-            .filter_map(|b| match b {
-                ContentBlock::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect()
+        text_of(&self.content)
     }
 }
 

@@ -143,13 +143,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn text(&self) -> String {
-        self.content
-            .iter()
-            .filter_map(|b| match b {
-                ContentBlock::Text(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect()
+        crate::model::text_of(&self.content)
     }
 }
 
@@ -435,6 +429,36 @@ impl ChatService {
         })
     }
 
+    /// The cached answer to an admitted request, with the base model that produced it.
+    async fn hit(
+        &self,
+        caller: &Caller,
+        prepared: &Prepared,
+        key: &CacheKey,
+    ) -> Option<(CachedAnswer, String)> {
+        let feature = prepared.feature().unwrap_or("-");
+        let first_base = prepared
+            .route
+            .chain
+            .first()
+            .map(|t| t.base_id.as_str())
+            .unwrap_or_default();
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: first_base,
+            feature,
+        };
+        let hit = self.shared.cached(key, dims).await?;
+        let base = self
+            .configs()
+            .routing()
+            .await
+            .ok()
+            .and_then(|r| r.base_model(&hit.model))
+            .unwrap_or_else(|| hit.model.clone());
+        Some((hit, base))
+    }
+
     /// The cached answer to a request, if there is one; never calls a model. `Ok(None)`:
     /// no entry; `Err(NotFound)`: the request is not one the cache would hold.
     pub async fn lookup(&self, caller: &Caller, input: ChatInput) -> Result<Option<Answer>, Error> {
@@ -453,34 +477,9 @@ impl ChatService {
                 "this request is never cached: set temperature to 0, or use a prompt marked cacheable".into(),
             ));
         };
-        let feature = prepared.feature().unwrap_or("-").to_owned();
-        let first_base = prepared
-            .route
-            .chain
-            .first()
-            .map(|t| t.base_id.clone())
-            .unwrap_or_default();
-        let Some(hit) = self
-            .shared
-            .cached(
-                &key,
-                Dims {
-                    tenant: &caller.tenant,
-                    model: &first_base,
-                    feature: &feature,
-                },
-            )
-            .await
-        else {
+        let Some((hit, base)) = self.hit(caller, &prepared, &key).await else {
             return Ok(None);
         };
-        let base = self
-            .configs()
-            .routing()
-            .await
-            .ok()
-            .and_then(|r| r.base_model(&hit.model))
-            .unwrap_or_else(|| hit.model.clone());
         Ok(Some(from_cache(
             hit,
             base,
@@ -504,28 +503,10 @@ impl ChatService {
             .admit(caller, req.input, req.cache, false, false)
             .await?;
         let feature = prepared.feature().unwrap_or("-").to_owned();
-        let first_base = prepared
-            .route
-            .chain
-            .first()
-            .map(|t| t.base_id.clone())
-            .unwrap_or_default();
-        let dims = Dims {
-            tenant: &caller.tenant,
-            model: &first_base,
-            feature: &feature,
-        };
 
         if let (Some(k), CacheMode::Auto) = (&key, req.cache)
-            && let Some(hit) = self.shared.cached(k, dims).await
+            && let Some((hit, base)) = self.hit(caller, &prepared, k).await
         {
-            let base = self
-                .configs()
-                .routing()
-                .await
-                .ok()
-                .and_then(|r| r.base_model(&hit.model))
-                .unwrap_or_else(|| hit.model.clone());
             self.shared
                 .charge_cache_hit(caller, &prepared, &req.id, &base)
                 .await;
@@ -759,33 +740,10 @@ impl ChatService {
             .admit(caller, req.input, req.cache, true, false)
             .await?;
         let feature = prepared.feature().unwrap_or("-").to_owned();
-        let first_base = prepared
-            .route
-            .chain
-            .first()
-            .map(|t| t.base_id.clone())
-            .unwrap_or_default();
 
         if let (Some(k), CacheMode::Auto) = (&key, req.cache)
-            && let Some(hit) = self
-                .shared
-                .cached(
-                    k,
-                    Dims {
-                        tenant: &caller.tenant,
-                        model: &first_base,
-                        feature: &feature,
-                    },
-                )
-                .await
+            && let Some((hit, base)) = self.hit(caller, &prepared, k).await
         {
-            let base = self
-                .configs()
-                .routing()
-                .await
-                .ok()
-                .and_then(|r| r.base_model(&hit.model))
-                .unwrap_or_else(|| hit.model.clone());
             self.shared
                 .charge_cache_hit(caller, &prepared, &req.id, &base)
                 .await;

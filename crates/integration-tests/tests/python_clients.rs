@@ -1,57 +1,59 @@
-//! Unmodified Python clients against Quarry's parts: boto3 against the Bedrock emulator.
+//! Unmodified Python clients against Quarry's parts: boto3 against the Bedrock emulator,
+//! the official openai client against the chat API.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use bedrock_emulator::EmulatorConfig;
 use quarry_testkit::{python, workspace_root};
+
+/// Runs a script of `python/` with the given environment; asserts it printed `expect`.
+async fn run_script(name: &str, env: &[(&str, &str)], expect: &str) {
+    let script = workspace_root()
+        .join("crates/integration-tests/python")
+        .join(name);
+    let mut command = tokio::process::Command::new(python());
+    command.arg(&script).env_remove("AWS_PROFILE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(expect), "{stdout}");
+}
 
 #[tokio::test]
 async fn boto3_speaks_to_the_emulator_unmodified() {
     let emulator = bedrock_emulator::start(EmulatorConfig::builtin(), "127.0.0.1:0")
         .await
         .unwrap();
-    let script = workspace_root().join("crates/integration-tests/python/boto3_emulator.py");
-    let output = tokio::process::Command::new(python())
-        .arg(&script)
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", emulator.url())
-        .env("EMULATOR_URL", emulator.url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env("AWS_RETRY_MODE", "standard")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "boto3 script failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("boto3 OK"));
+    let url = emulator.url();
+    let env = [
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url.as_str()),
+        ("EMULATOR_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+        ("AWS_RETRY_MODE", "standard"),
+    ];
+    run_script("boto3_emulator.py", &env, "boto3 OK").await;
 }
-
-mod common;
 
 #[tokio::test]
 async fn the_official_openai_client_works_unmodified() {
     let stack = quarry_testkit::Stack::start().await;
     let url = common::serve(common::state(&stack, common::options())).await;
-    let script = workspace_root().join("crates/integration-tests/python/openai_client.py");
-    let output = tokio::process::Command::new(python())
-        .arg(&script)
-        .env("QUARRY_URL", &url)
-        .env("QUARRY_KEY", stack.key("acme"))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "openai script failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("openai OK"));
+    run_script(
+        "openai_client.py",
+        &[("QUARRY_URL", &url), ("QUARRY_KEY", stack.key("acme"))],
+        "openai OK",
+    )
+    .await;
 }
