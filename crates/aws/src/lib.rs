@@ -7,8 +7,11 @@ pub mod document;
 pub mod dynamo_cache;
 
 pub mod infra;
+pub mod jobs;
+
 pub mod prompt_admin;
 pub mod provision;
+pub mod results;
 
 pub mod sdk;
 pub mod settings;

@@ -35,6 +35,7 @@ pub async fn seed(
             TenantPolicy {
                 allowed_tiers: vec!["*".into()],
                 allowed_models: vec!["*".into()],
+                batch_senders: vec!["*".into()],
                 ..TenantPolicy::default()
             },
         );

@@ -1,25 +1,39 @@
-//! The worker: each message through the shared chat pipeline.
+//! The worker: each SQS message is one batch item, run through the shared chat service.
+//!
+//! * Invalid messages are poison: recorded as failed items with the reason, acknowledged.
+//! * Each item is claimed in the jobs table before it runs (the idempotency record): a
+//!   finished item is never run or charged again; one running elsewhere is left alone.
+//! * Items run concurrently up to a bound; once Bedrock throttles, no new item starts and
+//!   the unstarted ones go back to the queue; nothing starts too close to the deadline.
+//! * Only retryable failures return to the queue (partial batch response).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
+use quarry_aws::dynamo_cache::DynamoCache;
+use quarry_aws::jobs::DynamoJobs;
+use quarry_aws::results::{ResultsSink, SqsResults};
 use quarry_aws::ssm::SsmParams;
-use quarry_core::admission::AdmitAll;
-use quarry_core::cache::NoCache;
+use quarry_core::Error;
+use quarry_core::admission::{AdmissionControl, AdmitAll};
+use quarry_core::cache::ResponseCache;
 use quarry_core::chat::Preparer;
 use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
+use quarry_core::jobs::{ItemClaim, ItemRef, ItemResult, JobError, JobStore};
 use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
 use quarry_core::prompts::PromptStore;
 use quarry_core::service::{
     AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions,
 };
-use quarry_core::usage::NoLedger;
+use quarry_core::usage::{NoLedger, UsageLedger};
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::message;
@@ -31,8 +45,15 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Kept back from the Lambda deadline.
     pub deadline_margin: Duration,
+    /// No item starts with less time than this left.
+    pub min_item_time: Duration,
+    /// How long a claim holds an item: longer than the function timeout, so only a crashed
+    /// invocation's items are ever taken over.
+    pub lease: Duration,
     pub config_max_age: Duration,
     pub retry: RetryPolicy,
+    /// The results queue (URL), when one is configured.
+    pub results_queue: Option<String>,
 }
 
 impl Default for WorkerOptions {
@@ -40,13 +61,18 @@ impl Default for WorkerOptions {
         Self {
             concurrency: 8,
             deadline_margin: Duration::from_secs(3),
+            min_item_time: Duration::from_secs(2),
+            lease: Duration::from_secs(90),
             config_max_age: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            results_queue: None,
         }
     }
 }
 
 impl WorkerOptions {
+    /// `QUARRY_BATCH_CONCURRENCY`, `QUARRY_DEADLINE_MARGIN_MS`, `QUARRY_BATCH_LEASE_SECS`,
+    /// `QUARRY_CONFIG_MAX_AGE_SECS`, `QUARRY_RESULTS_QUEUE_URL`.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
         let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
@@ -56,47 +82,97 @@ impl WorkerOptions {
                 "QUARRY_DEADLINE_MARGIN_MS",
                 d.deadline_margin.as_millis() as u64,
             )?),
+            min_item_time: d.min_item_time,
+            lease: Duration::from_secs(num("QUARRY_BATCH_LEASE_SECS", d.lease.as_secs())?),
             config_max_age: Duration::from_secs(num(
                 "QUARRY_CONFIG_MAX_AGE_SECS",
                 d.config_max_age.as_secs(),
             )?),
             retry: d.retry,
+            results_queue: get("QUARRY_RESULTS_QUEUE_URL").filter(|v| !v.is_empty()),
         })
     }
+}
+
+/// The ports a worker runs on.
+pub struct WorkerPorts {
+    pub params: Arc<dyn ParameterStore>,
+    pub models: Arc<dyn ModelClient>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub jobs: Arc<dyn JobStore>,
+    pub admission: Arc<dyn AdmissionControl>,
+    pub ledger: Arc<dyn UsageLedger>,
+    pub results: Option<Arc<dyn ResultsSink>>,
 }
 
 pub struct Worker {
     options: WorkerOptions,
     service: ChatService,
+    jobs: Arc<dyn JobStore>,
+    results: Option<Arc<dyn ResultsSink>>,
+    /// Who holds leases taken by this process.
+    owner: String,
+}
+
+/// Per-batch state shared by its items.
+struct Batch {
+    deadline: Instant,
+    throttled: AtomicBool,
 }
 
 impl Worker {
+    /// Production wiring: SSM, Bedrock, DynamoDB, SQS.
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings, options: WorkerOptions) -> Self {
-        let params: Arc<dyn ParameterStore> = Arc::new(SsmParams::new(sdk));
-        let models: Arc<dyn ModelClient> = Arc::new(BedrockModels::new(sdk));
+        let results: Option<Arc<dyn ResultsSink>> = options
+            .results_queue
+            .as_deref()
+            .map(|url| Arc::new(SqsResults::new(sdk, url)) as Arc<dyn ResultsSink>);
+        let ports = WorkerPorts {
+            params: Arc::new(SsmParams::new(sdk)),
+            models: Arc::new(BedrockModels::new(sdk)),
+            cache: Arc::new(DynamoCache::new(sdk, &settings.cache_table)),
+            jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
+            admission: Arc::new(AdmitAll),
+            ledger: Arc::new(NoLedger),
+            results,
+        };
+        Self::with_ports(ports, settings, options)
+    }
+
+    pub fn with_ports(ports: WorkerPorts, settings: &Settings, options: WorkerOptions) -> Self {
         let configs = Arc::new(Configs::new(
-            params.clone(),
+            ports.params.clone(),
             &settings.param_prefix,
             options.config_max_age,
         ));
         let prompts = Arc::new(PromptStore::new(
-            params,
+            ports.params,
             &settings.param_prefix,
             options.config_max_age,
         ));
-        let invoker = Arc::new(Invoker::new(models, options.retry.clone()));
         let service = ChatService::new(
             Ports {
                 preparer: Preparer::new(configs, prompts),
-                invoker,
-                cache: Arc::new(NoCache),
-                admission: Arc::new(AdmitAll),
-                ledger: Arc::new(NoLedger),
+                invoker: Arc::new(Invoker::new(ports.models, options.retry.clone())),
+                cache: ports.cache,
+                admission: ports.admission,
+                ledger: ports.ledger,
                 applier: Arc::new(NoApplier),
             },
             ServiceOptions::default(),
         );
-        Self { service, options }
+        let owner = format!(
+            "worker-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        Self {
+            options,
+            service,
+            jobs: ports.jobs,
+            results: ports.results,
+            owner,
+        }
     }
 
     pub fn options(&self) -> &WorkerOptions {
@@ -105,22 +181,67 @@ impl Worker {
 
     /// Handles one SQS batch; `deadline` is the Lambda's, before the margin.
     pub async fn handle(&self, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
-        let deadline = deadline
-            .checked_sub(self.options.deadline_margin)
-            .unwrap_or_else(Instant::now);
-        process_batch(event, self.options.concurrency, |m| self.item(m, deadline)).await
+        let batch = Batch {
+            deadline: deadline
+                .checked_sub(self.options.deadline_margin)
+                .unwrap_or_else(Instant::now),
+            throttled: AtomicBool::new(false),
+        };
+        process_batch(event, self.options.concurrency, |m| self.item(m, &batch)).await
     }
 
-    async fn item(&self, m: SqsMessage, deadline: Instant) -> Disposition {
+    async fn notify(&self, message: serde_json::Value) {
+        if let Some(sink) = &self.results
+            && let Err(e) = sink.send(&message).await
+        {
+            tracing::warn!(error = %e, "results queue message not sent");
+        }
+    }
+
+    /// Records a final failure; if the store is down the message returns (nothing lost).
+    async fn poison(&self, item: &ItemRef, reason: &str) -> Disposition {
+        metrics::counter!("PoisonMessages").increment(1);
+        tracing::warn!(tenant = %item.tenant, job = %item.job_id, item = %item.item_id, %reason, "item failed for good");
+        match self.jobs.fail(item, reason, None).await {
+            Ok(()) => {
+                self.notify(json!({"type": "item", "tenant": item.tenant, "job_id": item.job_id, "item_id": item.item_id, "status": "failed", "reason": reason})).await;
+                self.job_finished(item).await;
+                Disposition::Ack
+            }
+            Err(e) => Disposition::Retry(format!("failure not recorded: {e}")),
+        }
+    }
+
+    async fn item(&self, m: SqsMessage, batch: &Batch) -> Disposition {
+        let message_id = m.message_id.clone().unwrap_or_default();
+        let sender = m.attributes.get("SenderId").cloned();
         let body = m.body.unwrap_or_default();
         let msg = match message::parse(&body) {
             Ok(msg) => msg,
             Err(invalid) => {
-                tracing::warn!(reason = %invalid.reason, ids = ?invalid.ids, "poison message acknowledged");
-                return Disposition::Ack;
+                let item = match invalid.ids {
+                    Some(ids) => ItemRef {
+                        tenant: ids.tenant,
+                        job_id: ids.job_id,
+                        item_id: ids.item_id,
+                    },
+                    // Not even its job is known: kept under a job of its own, by message ID.
+                    None => ItemRef {
+                        tenant: "_unknown".into(),
+                        job_id: "_invalid".into(),
+                        item_id: message_id,
+                    },
+                };
+                return self
+                    .poison(&item, &format!("invalid message: {}", invalid.reason))
+                    .await;
             }
         };
-        let (job, item) = (msg.job_id.clone(), msg.item_id.clone());
+        let item = ItemRef {
+            tenant: msg.tenant.clone(),
+            job_id: msg.job_id.clone(),
+            item_id: msg.item_id.clone(),
+        };
         let directory = match self.service.configs().tenants().await {
             Ok(d) => d,
             Err(e) => return Disposition::Retry(e.to_string()),
@@ -128,26 +249,138 @@ impl Worker {
         let caller = match directory.caller(&msg.tenant, false, Some("batch".into())) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(job = %job, item = %item, reason = %e, "poison message acknowledged");
-                return Disposition::Ack;
+                return self
+                    .poison(&item, &format!("tenant_not_allowed: {e}"))
+                    .await;
             }
         };
+        if !caller.policy.allows_sender(sender.as_deref()) {
+            return self
+                .poison(
+                    &item,
+                    &format!(
+                        "tenant_not_allowed: this producer may not submit for tenant '{}'",
+                        msg.tenant
+                    ),
+                )
+                .await;
+        }
+        if batch.throttled.load(Ordering::Relaxed) {
+            return Disposition::Retry("not started: Bedrock is throttling this batch".into());
+        }
+        if Instant::now() + self.options.min_item_time > batch.deadline {
+            return Disposition::Retry(
+                "not started: too little time left in this invocation".into(),
+            );
+        }
+        let attempt = match self
+            .jobs
+            .claim(&item, &self.owner, self.options.lease)
+            .await
+        {
+            Ok(ItemClaim::Run { attempt }) => attempt,
+            Ok(ItemClaim::Done(status)) => {
+                tracing::info!(job = %item.job_id, item = %item.item_id, ?status, "duplicate delivery of a finished item acknowledged");
+                return Disposition::Ack;
+            }
+            Ok(ItemClaim::Busy) => {
+                return Disposition::Retry("running under another invocation's lease".into());
+            }
+            Err(e) => return Disposition::Retry(e.to_string()),
+        };
         let request = AnswerRequest {
-            id: format!("{job}/{item}"),
+            // The ledger counts this ID once, however often the item runs.
+            id: format!("batch:{}:{}:{}", item.tenant, item.job_id, item.item_id),
             input: msg.into_input(),
-            cache: CacheMode::Bypass,
-            deadline,
+            cache: CacheMode::Auto,
+            deadline: batch.deadline,
         };
         match self.service.answer(&caller, request).await {
             Ok(answer) => {
-                tracing::info!(job = %job, item = %item, model = %answer.model, "item succeeded");
-                Disposition::Ack
+                let result = ItemResult {
+                    output: answer.text(),
+                    json: answer.json.clone(),
+                    usage: answer.usage,
+                    cost: answer.cost,
+                    model: answer.model.clone(),
+                    prompt: answer
+                        .prompt
+                        .as_ref()
+                        .map(|p| format!("{}@{}", p.name, p.version)),
+                };
+                match self.record_success(&item, &result).await {
+                    Ok(()) => {
+                        tracing::info!(job = %item.job_id, item = %item.item_id, attempt, model = %answer.model, "item succeeded");
+                        self.notify(json!({
+                            "type": "item", "tenant": item.tenant, "job_id": item.job_id, "item_id": item.item_id,
+                            "status": "succeeded", "model": answer.model,
+                            "cost_usd": answer.cost.map(|c| c.to_usd_string()),
+                        }))
+                        .await;
+                        self.job_finished(&item).await;
+                        Disposition::Ack
+                    }
+                    // Another invocation took the item over: it records the outcome.
+                    Err(JobError::LeaseLost(_)) => Disposition::Ack,
+                    Err(e) => Disposition::Retry(format!("result not recorded: {e}")),
+                }
             }
-            Err(e) if e.is_retryable() => Disposition::Retry(e.to_string()),
+            Err(Error::BudgetExceeded(_)) => self.poison(&item, "budget_blocked").await,
+            Err(e) if e.is_retryable() => {
+                if let Error::Invoke(f) = &e
+                    && f.was_throttled()
+                {
+                    batch.throttled.store(true, Ordering::Relaxed);
+                }
+                let reason = format!("{}: {e}", e.error_type());
+                if let Err(err) = self.jobs.release(&item, &self.owner, &reason).await {
+                    tracing::warn!(error = %err, "claim not released; it expires with its lease");
+                }
+                Disposition::Retry(reason)
+            }
             Err(e) => {
-                tracing::warn!(job = %job, item = %item, reason = %e, "item failed for good");
-                Disposition::Ack
+                self.poison(&item, &format!("{}: {e}", e.error_type()))
+                    .await
             }
+        }
+    }
+
+    /// The result write, retried briefly: the answer is paid for, so losing it would mean
+    /// running (and paying for) the item again.
+    async fn record_success(&self, item: &ItemRef, result: &ItemResult) -> Result<(), JobError> {
+        let mut last = None;
+        for delay_ms in [0u64, 100, 400] {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            match self.jobs.succeed(item, &self.owner, result).await {
+                Ok(()) => return Ok(()),
+                Err(e @ JobError::LeaseLost(_)) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| JobError::Store("unknown".into())))
+    }
+
+    /// Sends the job's completion message once, when every announced item has an outcome.
+    async fn job_finished(&self, item: &ItemRef) {
+        if self.results.is_none() {
+            return;
+        }
+        let Ok(Some(counts)) = self.jobs.counts(&item.tenant, &item.job_id).await else {
+            return;
+        };
+        if counts.finished()
+            && self
+                .jobs
+                .mark_notified(&item.tenant, &item.job_id)
+                .await
+                .unwrap_or(false)
+        {
+            self.notify(json!({
+                "type": "job", "tenant": item.tenant, "job_id": item.job_id,
+                "counts": {"submitted": counts.submitted, "succeeded": counts.succeeded, "failed": counts.failed, "in_flight": counts.in_flight()},
+                "cost_usd": counts.cost.to_usd_string(),
+            }))
+            .await;
         }
     }
 }

@@ -27,6 +27,7 @@ fn deadline() -> tokio::time::Instant {
 
 #[tokio::test]
 async fn sqs_event_good_item_answered_and_poison_acknowledged() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let stack = Stack::start().await;
     let worker = Worker::from_sdk(&stack.sdk, &stack.settings, fast_options());
     let event: SqsEvent = serde_json::from_str(&event("sqs-batch.json")).unwrap();

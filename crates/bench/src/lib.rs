@@ -140,8 +140,18 @@ impl Server {
     /// Runs `program args`, waiting for a stdout line starting with `ready_prefix` followed
     /// by the URL.
     pub async fn start(program: &str, args: &[&str], ready_prefix: &str) -> Result<Server, String> {
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args);
+        Self::start_command(cmd, ready_prefix).await
+    }
+
+    /// The same with a prepared command (environment, arguments).
+    pub async fn start_command(
+        mut cmd: tokio::process::Command,
+        ready_prefix: &str,
+    ) -> Result<Server, String> {
+        let program = format!("{:?}", cmd.as_std().get_program());
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -11,6 +11,8 @@ pub mod error;
 pub mod guardrails;
 
 pub mod invoke;
+pub mod jobs;
+
 pub mod model;
 pub mod params;
 pub mod pricing;

@@ -24,6 +24,12 @@ pub struct TenantPolicy {
     /// Guardrails for every request of this tenant (prompts may add stricter ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<crate::guardrails::GuardrailConfig>,
+    /// Batch producers allowed to submit for this tenant: the SQS `SenderId` of each
+    /// (an IAM user or role ID, with or without `:session`), or `*` for any. A batch message
+    /// naming this tenant from another sender is refused: the tenant of a message is only
+    /// trusted when its producer may speak for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch_senders: Vec<String>,
 }
 
 fn all() -> Vec<String> {
@@ -31,6 +37,15 @@ fn all() -> Vec<String> {
 }
 
 impl TenantPolicy {
+    /// Whether a batch message from `sender` (SQS SenderId) may speak for this tenant.
+    pub fn allows_sender(&self, sender: Option<&str>) -> bool {
+        self.batch_senders.iter().any(|allowed| {
+            allowed == "*"
+                || sender
+                    .is_some_and(|s| s == allowed || s.split(':').next() == Some(allowed.as_str()))
+        })
+    }
+
     pub fn allows_tier(&self, tier: &str) -> bool {
         self.allowed_tiers.iter().any(|t| t == "*" || t == tier)
     }

@@ -1,0 +1,136 @@
+//! Batch jobs: one header per job (counts, cost) and one record per item, which is also the
+//! idempotency record that makes at-least-once delivery safe.
+//!
+//! An item is claimed before it runs, under a lease: a second delivery of a finished item
+//! is acknowledged without a model call; one of an item running under a live lease waits
+//! for redelivery; one whose lease expired (its invocation crashed) runs again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::TokenUsage;
+use crate::pricing::MicroUsd;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    InProgress,
+    /// Failed for now; the next delivery runs it again.
+    Retry,
+    Succeeded,
+    Failed,
+}
+
+/// Which item: jobs are scoped to their tenant by construction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItemRef {
+    pub tenant: String,
+    pub job_id: String,
+    pub item_id: String,
+}
+
+/// The outcome of claiming an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemClaim {
+    /// Run it (`attempt` counts from 1).
+    Run { attempt: u32 },
+    /// Already succeeded or failed for good: acknowledge, do nothing.
+    Done(ItemStatus),
+    /// Running elsewhere under a live lease: leave it for redelivery.
+    Busy,
+}
+
+/// What a succeeded item produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub output: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    pub usage: TokenUsage,
+    pub cost: Option<MicroUsd>,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+/// An item as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub item_id: String,
+    pub status: ItemStatus,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ItemResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The stored output was cut to fit DynamoDB's item limit.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// A job's header.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub submitted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Items the submitter announced (`quarry batch submit` does), if known.
+    pub expected: Option<u64>,
+    pub cost: MicroUsd,
+}
+
+impl JobCounts {
+    pub fn in_flight(&self) -> u64 {
+        self.submitted.saturating_sub(self.succeeded + self.failed)
+    }
+
+    /// Every announced item has an outcome.
+    pub fn finished(&self) -> bool {
+        self.expected
+            .is_some_and(|e| e > 0 && self.succeeded + self.failed >= e)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The item's lease was taken over (this invocation ran past it).
+    #[error("lost the lease on {0}")]
+    LeaseLost(String),
+    #[error("jobs store: {0}")]
+    Store(String),
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Claims an item for `owner` for `lease`.
+    async fn claim(
+        &self,
+        item: &ItemRef,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<ItemClaim, JobError>;
+    /// Records success and updates the header's counts and cost in one transaction.
+    async fn succeed(
+        &self,
+        item: &ItemRef,
+        owner: &str,
+        result: &ItemResult,
+    ) -> Result<(), JobError>;
+    /// Records a final failure (counted once, whatever state the item was in).
+    async fn fail(
+        &self,
+        item: &ItemRef,
+        reason: &str,
+        cost: Option<MicroUsd>,
+    ) -> Result<(), JobError>;
+    /// Gives the item back for a later delivery.
+    async fn release(&self, item: &ItemRef, owner: &str, reason: &str) -> Result<(), JobError>;
+    /// Announces how many items a job has.
+    async fn expect(&self, tenant: &str, job_id: &str, items: u64) -> Result<(), JobError>;
+    async fn counts(&self, tenant: &str, job_id: &str) -> Result<Option<JobCounts>, JobError>;
+    async fn items(&self, tenant: &str, job_id: &str) -> Result<Vec<ItemRecord>, JobError>;
+    /// True the first time it is called for a job (to send its completion message once).
+    async fn mark_notified(&self, tenant: &str, job_id: &str) -> Result<bool, JobError>;
+}
