@@ -231,3 +231,37 @@ mod tests {
         assert!(e.reason.contains("bogus"));
     }
 }
+
+#[cfg(test)]
+mod schema_file {
+    use super::*;
+
+    fn schema() -> jsonschema::Validator {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infra/batch-message.schema.json"
+        ))
+        .unwrap();
+        jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+    }
+
+    /// The published JSON Schema and the worker's parser agree on what is a valid message.
+    #[test]
+    fn the_schema_file_and_the_parser_agree() {
+        let validator = schema();
+        let cases = [
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"summarize","variables":{"text":"x"},"label":"prod","tier":"batch"}"#,
+            r#"{"schema_version":2,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p"}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme"}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","version":1,"label":"x"}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","tier":"a","model":"b"}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","extra":1}"#,
+            r#"{"schema_version":1,"job_id":"has space","item_id":"i","tenant":"acme","prompt":"p"}"#,
+        ];
+        for case in cases {
+            let value: serde_json::Value = serde_json::from_str(case).unwrap();
+            assert_eq!(validator.is_valid(&value), parse(case).is_ok(), "{case}");
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/chat", post(routes::native))
         .route("/v1/chat/completions", post(routes::completions))
         .route("/v1/models", get(routes::models))
+        .route("/v1/batches/{job_id}", get(routes::batch_status))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),

@@ -571,6 +571,62 @@ pub async fn models(State(state): State<Shared>, request: http::Request<Body>) -
     }
 }
 
+/// `GET /v1/batches/{job_id}`: a batch job of the caller's tenant.
+pub async fn batch_status(State(state): State<Shared>, request: http::Request<Body>) -> Response {
+    let (parts, _) = request.into_parts();
+    let meta = RequestMeta::from_parts(
+        &parts,
+        state.options.request_timeout,
+        state.options.deadline_margin,
+    );
+    let result = async {
+        let caller = caller(&parts, &state.options.auth, state.service.configs()).await?;
+        let job_id = parts.uri.path().trim_start_matches("/v1/batches/");
+        let unavailable = |e: quarry_core::jobs::JobError| {
+            Error::Config(quarry_core::params::ParamError::Unavailable(e.to_string()))
+        };
+        // The job is looked up under the caller's tenant: another tenant's job is not found.
+        let counts = state
+            .jobs
+            .counts(&caller.tenant, job_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no batch job '{job_id}' for tenant '{}'",
+                    caller.tenant
+                ))
+            })?;
+        let items = state
+            .jobs
+            .items(&caller.tenant, job_id)
+            .await
+            .map_err(unavailable)?;
+        let failures: Vec<Value> = items
+            .iter()
+            .filter(|i| i.status == quarry_core::jobs::ItemStatus::Failed)
+            .map(|i| json!({ "item_id": i.item_id, "reason": i.reason }))
+            .collect();
+        Ok::<_, Error>(json!({
+            "job_id": job_id,
+            "counts": {
+                "submitted": counts.submitted,
+                "succeeded": counts.succeeded,
+                "failed": counts.failed,
+                "in_flight": counts.in_flight(),
+            },
+            "expected": counts.expected,
+            "cost_usd": counts.cost.to_usd_string(),
+            "failures": failures,
+        }))
+    }
+    .await;
+    match result {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => ApiError::new(e, &meta.request_id).into_response(),
+    }
+}
+
 /// Unknown routes get the envelope too.
 pub async fn not_found(request: http::Request<Body>) -> Response {
     let meta = RequestMeta::from_parts(

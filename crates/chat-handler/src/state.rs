@@ -8,12 +8,14 @@ use aws_config::SdkConfig;
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::dynamo_cache::DynamoCache;
+use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::ssm::SsmParams;
 use quarry_core::admission::{AdmissionControl, AdmitAll};
 use quarry_core::cache::{IdempotencyStore, ResponseCache};
 use quarry_core::chat::Preparer;
 use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
+use quarry_core::jobs::JobStore;
 use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
 use quarry_core::prompts::PromptStore;
@@ -123,6 +125,7 @@ pub struct HandlerPorts {
     pub admission: Arc<dyn AdmissionControl>,
     pub ledger: Arc<dyn UsageLedger>,
     pub applier: Arc<dyn GuardrailApplier>,
+    pub jobs: Arc<dyn JobStore>,
 }
 
 pub struct AppState {
@@ -130,6 +133,8 @@ pub struct AppState {
     pub settings: Settings,
     pub service: ChatService,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Batch jobs, for their status.
+    pub jobs: Arc<dyn JobStore>,
     /// Flushes metrics at the end of a request when the runtime does not (streaming).
     pub flush_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -147,6 +152,7 @@ impl AppState {
             admission: Arc::new(AdmitAll),
             ledger: Arc::new(NoLedger),
             applier: bedrock,
+            jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
         };
         Self::with_ports(ports, settings, options)
     }
@@ -183,6 +189,7 @@ impl AppState {
             settings,
             service,
             idempotency: ports.idempotency,
+            jobs: ports.jobs,
             flush_metrics: None,
         }
     }

@@ -1,6 +1,7 @@
 //! `quarry`: the local stack (`dev`, `serve`) and the operator commands.
 
 mod aws;
+mod batch;
 mod dev;
 mod prompts;
 mod serve;
@@ -30,6 +31,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Prompts in SSM: push, list, show, diff, promote, rollback.
     Prompts(prompts::PromptsArgs),
+    /// Batch jobs: submit a JSONL file, status, results.
+    Batch(batch::BatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => dev::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Prompts(args) => prompts::run(args).await,
+            Command::Batch(args) => batch::run(args).await,
         }
     });
     match result {

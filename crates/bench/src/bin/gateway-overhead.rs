@@ -19,6 +19,11 @@ struct Args {
     gateway: String,
     #[arg(long, default_value_t = 8)]
     seconds: u64,
+    /// The emulator's time to first token: 0 measures the gateway at saturation; a
+    /// realistic model latency measures it with 64 requests waiting on models, as in
+    /// production.
+    #[arg(long, default_value_t = 0)]
+    model_latency_ms: u64,
 }
 
 fn main() {
@@ -29,7 +34,10 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let emulator = Server::start(&args.emulator, &["--port", "0"], "bedrock-emulator listening on ").await.expect("emulator");
+        let ttft = args.model_latency_ms.to_string();
+        let emulator = Server::start(&args.emulator, &["--port", "0", "--ttft-ms", &ttft], "bedrock-emulator listening on ")
+            .await
+            .expect("emulator");
         // The gateway reaches the emulator through the SDK's standard variable only.
         let gateway = {
             let mut cmd = tokio::process::Command::new(&args.gateway);
@@ -61,7 +69,10 @@ fn main() {
             headers: vec![("authorization".into(), "Bearer qk_bench_key".into())],
         };
         println!("Gateway overhead (chat-handler router + Bedrock SDK call vs. direct Converse to the emulator),");
-        println!("cache bypassed, configuration/cache/ledger in memory, {} s per run:", args.seconds);
+        println!(
+            "cache bypassed, configuration/cache/ledger in memory, model latency {} ms, {} s per run:",
+            args.model_latency_ms, args.seconds
+        );
         for concurrency in [1usize, 64] {
             let http = client(concurrency);
             let d = load(&http, &direct, concurrency, Duration::from_secs(1), Duration::from_secs(args.seconds)).await;

@@ -104,6 +104,10 @@ fn main() {
             admission: Arc::new(AdmitAll),
             ledger: Arc::new(NoLedger),
             applier: bedrock,
+            jobs: Arc::new(quarry_aws::jobs::DynamoJobs::new(
+                &sdk,
+                "unused-in-this-benchmark",
+            )),
         };
         let state = Arc::new(AppState::with_ports(ports, settings, Options::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

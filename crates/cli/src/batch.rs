@@ -1,0 +1,282 @@
+//! `quarry batch`: submit a JSONL file of items, follow a job, fetch its results.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use batch_worker::message::{self, SCHEMA_VERSION};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use quarry_aws::jobs::DynamoJobs;
+use quarry_aws::provision::queue_url;
+use quarry_aws::sdk::describe;
+use quarry_core::jobs::{ItemStatus, JobStore};
+use serde_json::{Value, json};
+
+use crate::aws::AwsArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(subcommand)]
+    pub command: BatchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Validate every line of FILE.jsonl, then send them all to the batch queue.
+    Submit {
+        file: PathBuf,
+        /// The job (lines without `job_id` get it; default: a new ID).
+        #[arg(long)]
+        job_id: Option<String>,
+        /// The tenant (lines without `tenant` get it).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The queue (default: the stage's batch queue).
+        #[arg(long)]
+        queue_url: Option<String>,
+    },
+    /// Counts, cost and failures of a job.
+    Status {
+        job_id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Every item of a job as JSON Lines.
+    Results {
+        job_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn new_job_id() -> String {
+    format!("job-{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+/// Reads and validates every line; returns the message bodies, or every problem found.
+fn prepare(
+    file: &PathBuf,
+    job_id: &str,
+    tenant: Option<&str>,
+) -> Result<Vec<(String, String)>, Vec<String>> {
+    let reader = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => return Err(vec![format!("{}: {e}", file.display())]),
+    };
+    let mut bodies = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, line) in reader.lines().enumerate() {
+        let number = n + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(format!("line {number}: {e}"));
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut value: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("line {number}: not JSON: {e}"));
+                continue;
+            }
+        };
+        if let Some(obj) = value.as_object_mut() {
+            obj.entry("schema_version").or_insert(json!(SCHEMA_VERSION));
+            obj.entry("job_id").or_insert(json!(job_id));
+            obj.entry("item_id")
+                .or_insert(json!(format!("line-{number}")));
+            if let Some(t) = tenant {
+                obj.entry("tenant").or_insert(json!(t));
+            }
+        }
+        let body = value.to_string();
+        match message::parse(&body) {
+            Ok(m) => {
+                if m.job_id != job_id {
+                    problems.push(format!(
+                        "line {number}: job_id '{}' differs from the job '{job_id}'",
+                        m.job_id
+                    ));
+                } else if !seen.insert(m.item_id.clone()) {
+                    problems.push(format!(
+                        "line {number}: item_id '{}' is used twice",
+                        m.item_id
+                    ));
+                } else {
+                    bodies.push((m.tenant, body));
+                }
+            }
+            Err(invalid) => problems.push(format!("line {number}: {}", invalid.reason)),
+        }
+    }
+    if problems.is_empty() && bodies.is_empty() {
+        problems.push(format!("{}: no items", file.display()));
+    }
+    if problems.is_empty() {
+        Ok(bodies)
+    } else {
+        Err(problems)
+    }
+}
+
+pub async fn run(args: BatchArgs) -> Result<(), String> {
+    let sdk = args.aws.sdk().await;
+    let settings = args.aws.settings();
+    let jobs = DynamoJobs::new(&sdk, &settings.jobs_table);
+    match args.command {
+        BatchCommand::Submit {
+            file,
+            job_id,
+            tenant,
+            queue_url: queue,
+        } => {
+            let job_id = job_id.unwrap_or_else(new_job_id);
+            let items = prepare(&file, &job_id, tenant.as_deref()).map_err(|problems| {
+                format!(
+                    "nothing sent; fix these lines first:\n  {}",
+                    problems.join("\n  ")
+                )
+            })?;
+            let tenants: std::collections::BTreeSet<&str> =
+                items.iter().map(|(t, _)| t.as_str()).collect();
+            let [tenant] = tenants.into_iter().collect::<Vec<_>>()[..] else {
+                return Err("all items of a job must have the same tenant".into());
+            };
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let url = match queue {
+                Some(u) => u,
+                None => queue_url(&sqs, &settings.batch_queue)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            jobs.expect(tenant, &job_id, items.len() as u64)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bar = ProgressBar::new(items.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} items sent ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            for chunk in items.chunks(10) {
+                let mut pending: Vec<SendMessageBatchRequestEntry> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, body))| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(format!("e{i}"))
+                            .message_body(body)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                for attempt in 0..3 {
+                    let out = sqs
+                        .send_message_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(pending.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    bar.inc(out.successful().len() as u64);
+                    let failed: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
+                    pending.retain(|e| failed.contains(&e.id()));
+                    if pending.is_empty() {
+                        break;
+                    }
+                    if attempt == 2 {
+                        bar.abandon();
+                        return Err(format!(
+                            "{} items of job {job_id} could not be sent; resubmitting is safe",
+                            pending.len()
+                        ));
+                    }
+                }
+            }
+            bar.finish();
+            println!(
+                "job {job_id}: {} items submitted for tenant {tenant}",
+                items.len()
+            );
+        }
+        BatchCommand::Status { job_id, tenant } => {
+            let counts = jobs
+                .counts(&tenant, &job_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no job {job_id} for tenant {tenant}"))?;
+            println!("job        {job_id} (tenant {tenant})");
+            if let Some(e) = counts.expected {
+                println!("expected   {e}");
+            }
+            println!("submitted  {}", counts.submitted);
+            println!("succeeded  {}", counts.succeeded);
+            println!("failed     {}", counts.failed);
+            println!("in flight  {}", counts.in_flight());
+            println!("cost       ${}", counts.cost.to_usd_string());
+            let failures: Vec<_> = jobs
+                .items(&tenant, &job_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|i| i.status == ItemStatus::Failed)
+                .collect();
+            if !failures.is_empty() {
+                println!("failures:");
+                for f in failures {
+                    println!("  {}: {}", f.item_id, f.reason.unwrap_or_default());
+                }
+            }
+        }
+        BatchCommand::Results {
+            job_id,
+            tenant,
+            out,
+        } => {
+            let items = jobs
+                .items(&tenant, &job_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if items.is_empty() {
+                return Err(format!("no items for job {job_id} of tenant {tenant}"));
+            }
+            let mut writer: Box<dyn Write> = match &out {
+                Some(path) => Box::new(
+                    std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            for item in &items {
+                let result = item.result.as_ref();
+                let line = json!({
+                    "item_id": item.item_id,
+                    "status": item.status,
+                    "attempts": item.attempts,
+                    "output": result.map(|r| r.output.clone()),
+                    "json": result.and_then(|r| r.json.clone()),
+                    "usage": result.map(|r| r.usage),
+                    "cost_usd": result.and_then(|r| r.cost).map(|c| c.to_usd_string()),
+                    "model": result.map(|r| r.model.clone()),
+                    "prompt": result.and_then(|r| r.prompt.clone()),
+                    "reason": item.reason,
+                    "truncated": item.truncated,
+                });
+                writeln!(writer, "{line}").map_err(|e| e.to_string())?;
+            }
+            if let Some(path) = out {
+                eprintln!("{} items written to {}", items.len(), path.display());
+            }
+        }
+    }
+    Ok(())
+}

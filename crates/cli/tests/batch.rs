@@ -1,0 +1,175 @@
+//! `quarry batch` as a producer and an operator use it, against moto and the emulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batch_worker::poller::{EventSourceMapping, MappingOptions};
+use batch_worker::{Worker, WorkerOptions};
+use quarry_testkit::{Stack, eventually};
+
+fn quarry(stack: &Stack, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "batch",
+            "--aws-endpoint",
+            &stack.moto_url,
+            "--stage",
+            &stack.settings.stage,
+        ])
+        .args(args)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn queue_depth(stack: &Stack) -> u64 {
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(&stack.provisioned.batch_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    out.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn submit_validates_everything_first_then_status_and_results() {
+    let stack = Stack::start().await;
+    let dir = std::env::temp_dir().join(format!("quarry-batch-{}", stack.settings.stage));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"messages\":[{\"role\":\"user\",\"content\":\"ok\"}]}\n{not json}\n{\"prompt\":\"summarize\",\"tier\":\"a\",\"model\":\"b\"}\n").unwrap();
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "submit",
+            bad.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--job-id",
+            "bad-job",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("line 2: not JSON") && out.contains("line 3: give 'tier' or 'model'"),
+        "{out}"
+    );
+    assert_eq!(
+        queue_depth(&stack).await,
+        0,
+        "nothing is sent when a line is invalid"
+    );
+
+    let good = dir.join("good.jsonl");
+    let lines: Vec<String> = (1..=12)
+        .map(|i| format!("{{\"item_id\":\"doc-{i}\",\"prompt\":\"summarize\",\"variables\":{{\"text\":\"Document number {i}.\"}},\"tags\":{{\"feature\":\"digest\"}}}}"))
+        .chain(std::iter::once("{\"item_id\":\"broken\",\"prompt\":\"summarize\"}".replace("summarize", "nope")))
+        .collect();
+    std::fs::write(&good, lines.join("\n")).unwrap();
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "submit",
+            good.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--job-id",
+            "digest-1",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("job digest-1: 13 items submitted for tenant acme"),
+        "{out}"
+    );
+    assert_eq!(queue_depth(&stack).await, 13);
+
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let arn = quarry_aws::provision::queue_arn(&sqs, &stack.provisioned.batch_queue_url)
+        .await
+        .unwrap();
+    let worker = Arc::new(Worker::from_sdk(
+        &stack.sdk,
+        &stack.settings,
+        WorkerOptions::default(),
+    ));
+    let mapping = EventSourceMapping::new(
+        sqs,
+        stack.provisioned.batch_queue_url.clone(),
+        arn,
+        worker,
+        MappingOptions {
+            wait_seconds: 0,
+            ..MappingOptions::default()
+        },
+    );
+    eventually(Duration::from_secs(30), || async {
+        (mapping.poll_once().await.ok()?.received == 0).then_some(())
+    })
+    .await
+    .unwrap();
+
+    let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "acme"]);
+    assert!(ok, "{out}");
+    for expected in [
+        "expected   13",
+        "submitted  13",
+        "succeeded  12",
+        "failed     1",
+        "in flight  0",
+        "broken: invalid_request: unknown prompt 'nope'",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let results = dir.join("results.jsonl");
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "results",
+            "digest-1",
+            "--tenant",
+            "acme",
+            "--out",
+            results.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}");
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(written.len(), 13);
+    let done: Vec<_> = written
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .collect();
+    assert_eq!(done.len(), 12);
+    assert!(done.iter().all(
+        |r| r["output"].as_str().is_some_and(|o| !o.is_empty()) && r["prompt"] == "summarize@1"
+    ));
+
+    let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "globex"]);
+    assert!(
+        !ok && out.contains("no job digest-1 for tenant globex"),
+        "{out}"
+    );
+}
