@@ -3,11 +3,13 @@
 //! only (see [`sdk::load`]).
 
 pub mod bedrock;
+pub mod budgets;
 pub mod document;
 pub mod dynamo_cache;
 
 pub mod infra;
 pub mod jobs;
+pub mod ledger;
 
 pub mod prompt_admin;
 pub mod provision;
@@ -15,6 +17,7 @@ pub mod results;
 
 pub mod sdk;
 pub mod settings;
+pub mod sns;
 pub mod ssm;
 pub mod tenants;
 

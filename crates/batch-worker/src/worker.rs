@@ -15,12 +15,14 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
+use quarry_aws::budgets::BudgetAdmission;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
+use quarry_aws::ledger::DynamoLedger;
 use quarry_aws::results::{ResultsSink, SqsResults};
 use quarry_aws::ssm::SsmParams;
 use quarry_core::Error;
-use quarry_core::admission::{AdmissionControl, AdmitAll};
+use quarry_core::admission::AdmissionControl;
 use quarry_core::cache::ResponseCache;
 use quarry_core::chat::Preparer;
 use quarry_core::config::Configs;
@@ -32,7 +34,7 @@ use quarry_core::prompts::PromptStore;
 use quarry_core::service::{
     AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions,
 };
-use quarry_core::usage::{NoLedger, UsageLedger};
+use quarry_core::usage::UsageLedger;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -54,6 +56,8 @@ pub struct WorkerOptions {
     pub retry: RetryPolicy,
     /// The results queue (URL), when one is configured.
     pub results_queue: Option<String>,
+    /// How long a tenant's budget state is cached in the warm process.
+    pub budget_max_age: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -66,6 +70,7 @@ impl Default for WorkerOptions {
             config_max_age: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             results_queue: None,
+            budget_max_age: Duration::from_secs(30),
         }
     }
 }
@@ -90,6 +95,10 @@ impl WorkerOptions {
             )?),
             retry: d.retry,
             results_queue: get("QUARRY_RESULTS_QUEUE_URL").filter(|v| !v.is_empty()),
+            budget_max_age: Duration::from_secs(num(
+                "QUARRY_BUDGET_MAX_AGE_SECS",
+                d.budget_max_age.as_secs(),
+            )?),
         })
     }
 }
@@ -132,8 +141,16 @@ impl Worker {
             models: Arc::new(BedrockModels::new(sdk)),
             cache: Arc::new(DynamoCache::new(sdk, &settings.cache_table)),
             jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
-            admission: Arc::new(AdmitAll),
-            ledger: Arc::new(NoLedger),
+            admission: Arc::new(BudgetAdmission::new(
+                sdk,
+                &settings.usage_table,
+                options.budget_max_age,
+            )),
+            ledger: Arc::new(DynamoLedger::new(
+                sdk,
+                &settings.usage_table,
+                &settings.spill_queue,
+            )),
             results,
         };
         Self::with_ports(ports, settings, options)

@@ -7,10 +7,12 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
+use quarry_aws::budgets::BudgetAdmission;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
+use quarry_aws::ledger::DynamoLedger;
 use quarry_aws::ssm::SsmParams;
-use quarry_core::admission::{AdmissionControl, AdmitAll};
+use quarry_core::admission::AdmissionControl;
 use quarry_core::cache::{IdempotencyStore, ResponseCache};
 use quarry_core::chat::Preparer;
 use quarry_core::config::Configs;
@@ -20,7 +22,7 @@ use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
 use quarry_core::prompts::PromptStore;
 use quarry_core::service::{ChatService, GuardrailApplier, Ports, ServiceOptions};
-use quarry_core::usage::{NoLedger, UsageLedger};
+use quarry_core::usage::UsageLedger;
 use quarry_http::AuthMode;
 
 /// Request limits and timing (from the environment, with defaults).
@@ -43,6 +45,8 @@ pub struct Options {
     pub idempotency_window: Duration,
     /// Log request and answer text (debugging only; hashes otherwise).
     pub log_content: bool,
+    /// How long a tenant's budget state is cached in the warm process.
+    pub budget_max_age: Duration,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             cache_ttl: Duration::from_secs(3600),
             idempotency_window: Duration::from_secs(24 * 3600),
             log_content: false,
+            budget_max_age: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +117,10 @@ impl Options {
                 d.idempotency_window.as_secs(),
             )?),
             log_content: get("QUARRY_LOG_CONTENT").is_some_and(|v| v == "true" || v == "1"),
+            budget_max_age: Duration::from_secs(num(
+                "QUARRY_BUDGET_MAX_AGE_SECS",
+                d.budget_max_age.as_secs(),
+            )?),
         })
     }
 }
@@ -149,8 +158,16 @@ impl AppState {
             models: bedrock.clone(),
             cache: cache.clone(),
             idempotency: cache,
-            admission: Arc::new(AdmitAll),
-            ledger: Arc::new(NoLedger),
+            admission: Arc::new(BudgetAdmission::new(
+                sdk,
+                &settings.usage_table,
+                options.budget_max_age,
+            )),
+            ledger: Arc::new(DynamoLedger::new(
+                sdk,
+                &settings.usage_table,
+                &settings.spill_queue,
+            )),
             applier: bedrock,
             jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
         };

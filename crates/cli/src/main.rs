@@ -2,6 +2,7 @@
 
 mod aws;
 mod batch;
+mod cost;
 mod dev;
 mod prompts;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     Prompts(prompts::PromptsArgs),
     /// Batch jobs: submit a JSONL file, status, results.
     Batch(batch::BatchArgs),
+    /// Usage and cost from the ledger.
+    Cost(cost::CostArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Prompts(args) => prompts::run(args).await,
             Command::Batch(args) => batch::run(args).await,
+            Command::Cost(args) => cost::run(args).await,
         }
     });
     match result {

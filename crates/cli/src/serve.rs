@@ -66,16 +66,18 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tasks.push(tokio::spawn(mapping.run()));
     }
     let interval = Duration::from_secs(args.cost_alarm_interval.max(1));
+    let alarm = cost_alarm::CostAlarm::from_sdk(&sdk, &settings);
     tasks.push(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         loop {
             ticks.tick().await;
+            let now = chrono::Utc::now();
             let event = serde_json::json!({
                 "version": "0", "id": "local", "detail-type": "Scheduled Event", "source": "aws.events",
                 "account": "000000000000", "region": "us-east-1", "resources": [], "detail": {},
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             });
-            cost_alarm::handle(&event).await;
+            alarm.handle(&event, now).await;
         }
     }));
 

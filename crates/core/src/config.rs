@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget::Budgets;
 use crate::error::Error;
 use crate::params::{CachedParams, ParamError, ParameterStore, parse_json};
 use crate::pricing::PricingTable;
@@ -18,6 +19,7 @@ pub struct Configs {
     pricing: CachedParams<PricingTable>,
     tenants: CachedParams<TenantDirectory>,
     experiments: CachedParams<Experiments>,
+    budgets: CachedParams<Budgets>,
 }
 
 fn parse_routing(p: &crate::params::Parameter) -> Result<RoutingConfig, ParamError> {
@@ -38,7 +40,8 @@ impl Configs {
             pricing: CachedParams::new(store.clone(), max_age, false, parse_json),
             // The directory holds key hashes: a SecureString.
             tenants: CachedParams::new(store.clone(), max_age, true, parse_json),
-            experiments: CachedParams::new(store, max_age, false, parse_json),
+            experiments: CachedParams::new(store.clone(), max_age, false, parse_json),
+            budgets: CachedParams::new(store, max_age, false, parse_json),
         }
     }
 
@@ -56,6 +59,15 @@ impl Configs {
 
     pub async fn tenants(&self) -> Result<Arc<TenantDirectory>, Error> {
         Ok(self.tenants.get(&self.name("tenants")).await?.0)
+    }
+
+    /// Budgets are optional: none configured means no limits.
+    pub async fn budgets(&self) -> Result<Option<Arc<Budgets>>, Error> {
+        match self.budgets.get(&self.name("budgets")).await {
+            Ok((b, _)) => Ok(Some(b)),
+            Err(ParamError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Experiments are optional: none configured means no A/B.

@@ -4,6 +4,7 @@
 //! handlers in the Lambda crates.
 
 pub mod admission;
+pub mod budget;
 pub mod cache;
 pub mod chat;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod invoke;
 pub mod jobs;
 
 pub mod model;
+pub mod notify;
 pub mod params;
 pub mod pricing;
 pub mod prompts;

@@ -30,6 +30,9 @@ pub struct TenantPolicy {
     /// trusted when its producer may speak for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch_senders: Vec<String>,
+    /// Requests and tokens per minute (DynamoDB counters); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
 }
 
 fn all() -> Vec<String> {
@@ -66,6 +69,15 @@ impl TenantPolicy {
                 .all(|t| self.allows_model(&t.invoke_id, &t.base_id)),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,29 +1,249 @@
-//! cost-alarm: runs on an EventBridge schedule and on SNS alarm notifications; compares
-//! month-to-date spend with budgets and notifies. Never fails an invocation on a malformed
-//! event: it logs it and carries on.
+//! cost-alarm: runs on an EventBridge schedule (every 5 minutes) and on SNS messages
+//! carrying CloudWatch alarm state changes. Each run:
+//!
+//! 1. replays the ledger spill (usage whose DynamoDB write failed), each record once;
+//! 2. computes every tenant's month-to-date spend from the ledger and writes its budget
+//!    state (`ok`, `warning`, `degraded`, `blocked`) with the reason;
+//! 3. notifies once per threshold crossing per month, and once per hour of runaway spend
+//!    (the last hour above N times the trailing hourly average).
+//!
+//! A malformed event never fails the invocation: it is logged and the run goes on.
 
 pub mod trigger;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, Duration as Span, Utc};
+use quarry_aws::Settings;
+use quarry_aws::budgets::DynamoBudgets;
+use quarry_aws::ledger::{Buckets, DynamoLedger, LedgerReader, hour_pk, month_pk};
+use quarry_aws::sns::SnsNotifier;
+use quarry_aws::ssm::SsmParams;
+use quarry_core::budget::{BudgetLevel, Budgets, evaluate, reached};
+use quarry_core::config::Configs;
+use quarry_core::notify::Notifier;
+use quarry_core::pricing::MicroUsd;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use trigger::{Trigger, classify};
 
 /// What one invocation did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub triggers: Vec<Trigger>,
+    pub replayed: usize,
+    pub replay_duplicates: usize,
+    pub replay_left: usize,
+    pub tenants: Vec<TenantReport>,
+    pub notifications: Vec<String>,
+    pub errors: Vec<String>,
 }
 
-/// Handles one invocation's event.
-pub async fn handle(event: &Value) -> Summary {
-    let triggers = classify(event);
-    for t in &triggers {
-        match t {
-            Trigger::Malformed { reason } => tracing::warn!(%reason, "malformed event ignored"),
-            Trigger::Unknown => tracing::warn!("unrecognised event ignored"),
-            other => tracing::info!(trigger = ?other, "cost-alarm triggered"),
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantReport {
+    pub tenant: String,
+    pub level: BudgetLevel,
+    pub spend_usd: String,
+    pub reason: String,
+}
+
+pub struct CostAlarm {
+    configs: Configs,
+    reader: LedgerReader,
+    ledger: DynamoLedger,
+    budgets: DynamoBudgets,
+    notifier: Arc<dyn Notifier>,
+    stage: String,
+}
+
+/// Notices are kept past the month they concern.
+const NOTICE_RETENTION: Duration = Duration::from_secs(40 * 24 * 3600);
+
+impl CostAlarm {
+    pub fn from_sdk(sdk: &SdkConfig, settings: &Settings) -> Self {
+        Self {
+            configs: Configs::new(
+                Arc::new(SsmParams::new(sdk)),
+                &settings.param_prefix,
+                Duration::ZERO,
+            ),
+            reader: LedgerReader::new(sdk, &settings.usage_table),
+            ledger: DynamoLedger::new(sdk, &settings.usage_table, &settings.spill_queue),
+            budgets: DynamoBudgets::new(sdk, &settings.usage_table),
+            notifier: Arc::new(SnsNotifier::new(sdk, &settings.alerts_topic)),
+            stage: settings.stage.clone(),
         }
     }
-    Summary { triggers }
+
+    /// Handles one invocation's event, at `now`.
+    pub async fn handle(&self, event: &Value, now: DateTime<Utc>) -> Summary {
+        let mut summary = Summary {
+            triggers: classify(event),
+            ..Summary::default()
+        };
+        for t in &summary.triggers {
+            match t {
+                Trigger::Malformed { reason } => tracing::warn!(%reason, "malformed event ignored"),
+                Trigger::Unknown => tracing::warn!("unrecognised event ignored"),
+                Trigger::Alarm(a) => {
+                    tracing::info!(alarm = %a.alarm_name, state = %a.new_state, "alarm state change")
+                }
+                Trigger::Schedule { .. } => tracing::info!("scheduled run"),
+            }
+        }
+        match self.ledger.replay_spill(20).await {
+            Ok((counted, duplicates, left)) => {
+                summary.replayed = counted;
+                summary.replay_duplicates = duplicates;
+                summary.replay_left = left;
+            }
+            Err(e) => summary.errors.push(format!("spill replay: {e}")),
+        }
+        if let Err(e) = self.evaluate(now, &mut summary).await {
+            summary.errors.push(e);
+        }
+        for e in &summary.errors {
+            tracing::error!(error = %e, "cost-alarm step failed");
+        }
+        summary
+    }
+
+    async fn evaluate(&self, now: DateTime<Utc>, summary: &mut Summary) -> Result<(), String> {
+        let Some(budgets) = self.configs.budgets().await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let month = Buckets::of(now.timestamp_millis()).month;
+        let mut tenants: BTreeSet<String> = budgets.tenants.keys().cloned().collect();
+        if let Ok(directory) = self.configs.tenants().await {
+            tenants.extend(directory.tenants.keys().cloned());
+        }
+        let mut spend: BTreeMap<String, MicroUsd> = BTreeMap::new();
+        for t in &tenants {
+            let totals = self
+                .reader
+                .get(&month_pk(t, &month), "TOTAL")
+                .await
+                .map_err(|e| e.to_string())?;
+            spend.insert(t.clone(), MicroUsd(totals.cost_micro));
+        }
+        let global: MicroUsd = spend.values().copied().sum();
+        for tenant in &tenants {
+            let tenant_spend = spend.get(tenant).copied().unwrap_or_default();
+            let features: BTreeMap<String, MicroUsd> = self
+                .reader
+                .list(&month_pk(tenant, &month), "FEATURE#")
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(f, t)| (f, MicroUsd(t.cost_micro)))
+                .collect();
+            let state = evaluate(&budgets, tenant, &month, tenant_spend, &features, global);
+            self.budgets.set_state(tenant, &state).await?;
+            if let Some(b) = budgets.tenants.get(tenant) {
+                for threshold in reached(b, tenant_spend) {
+                    let key = format!("{month}#threshold#{threshold}");
+                    if self
+                        .budgets
+                        .first_notice(tenant, &key, NOTICE_RETENTION)
+                        .await?
+                    {
+                        let subject = format!(
+                            "Quarry {}: {tenant} reached {threshold}% of its budget",
+                            self.stage
+                        );
+                        let message = json!({
+                            "type": "budget_threshold", "stage": self.stage, "tenant": tenant, "month": month,
+                            "threshold_percent": threshold, "spend_usd": tenant_spend.to_usd_string(),
+                            "limit_usd": b.monthly_usd.0.to_usd_string(), "state": state.level, "reason": state.reason,
+                        });
+                        self.send(tenant, &key, &subject, &message, summary).await;
+                    }
+                }
+            }
+            self.runaway(&budgets, tenant, now, summary).await?;
+            summary.tenants.push(TenantReport {
+                tenant: tenant.clone(),
+                level: state.level,
+                spend_usd: tenant_spend.to_usd_string(),
+                reason: state.reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// The last complete hour against the average of the 24 before it.
+    async fn runaway(
+        &self,
+        budgets: &Budgets,
+        tenant: &str,
+        now: DateTime<Utc>,
+        summary: &mut Summary,
+    ) -> Result<(), String> {
+        let hour = |back: i64| Buckets::of((now - Span::hours(back)).timestamp_millis()).hour;
+        let last_hour = hour(1);
+        let last = self
+            .reader
+            .get(&hour_pk(tenant, &last_hour), "TOTAL")
+            .await
+            .map_err(|e| e.to_string())?
+            .cost_micro;
+        if last < budgets.runaway_min_usd.0.0 {
+            return Ok(());
+        }
+        let mut trailing = 0u64;
+        for back in 2..=25 {
+            trailing += self
+                .reader
+                .get(&hour_pk(tenant, &hour(back)), "TOTAL")
+                .await
+                .map_err(|e| e.to_string())?
+                .cost_micro;
+        }
+        let average = trailing / 24;
+        let key = format!("runaway#{last_hour}");
+        if last > average.saturating_mul(u64::from(budgets.runaway_factor))
+            && self
+                .budgets
+                .first_notice(tenant, &key, NOTICE_RETENTION)
+                .await?
+        {
+            let message = json!({
+                "type": "runaway_spend", "stage": self.stage, "tenant": tenant, "hour": last_hour,
+                "last_hour_usd": MicroUsd(last).to_usd_string(), "trailing_hourly_average_usd": MicroUsd(average).to_usd_string(),
+                "factor": budgets.runaway_factor,
+            });
+            let subject = format!("Quarry {}: runaway spend for {tenant}", self.stage);
+            self.send(tenant, &key, &subject, &message, summary).await;
+        }
+        Ok(())
+    }
+
+    /// Sends a notification whose notice was just taken; if sending fails the notice is
+    /// given back, so the next run tries again rather than the alert being lost.
+    async fn send(
+        &self,
+        tenant: &str,
+        key: &str,
+        subject: &str,
+        message: &Value,
+        summary: &mut Summary,
+    ) {
+        match self.notifier.notify(subject, message).await {
+            Ok(()) => summary.notifications.push(subject.to_owned()),
+            Err(e) => {
+                if let Err(forget) = self.budgets.forget_notice(tenant, key).await {
+                    summary
+                        .errors
+                        .push(format!("notice '{key}' not released: {forget}"));
+                }
+                summary
+                    .errors
+                    .push(format!("notification '{subject}' not sent: {e}"));
+            }
+        }
+    }
 }

@@ -184,12 +184,26 @@ impl Stack {
     }
 
     pub async fn start_with(moto_url: &str, emulator: EmulatorConfig) -> Stack {
+        Self::start_custom(moto_url, emulator, &[]).await
+    }
+
+    /// With extra standard variables (e.g. `AWS_ENDPOINT_URL_DYNAMODB` through a proxy).
+    pub async fn start_custom(
+        moto_url: &str,
+        emulator: EmulatorConfig,
+        extra_env: &[(&str, &str)],
+    ) -> Stack {
         let emulator = bedrock_emulator::start(emulator, "127.0.0.1:0")
             .await
             .expect("emulator");
         let settings = Settings::for_stage(&unique_stage());
         let mut env = aws_env(moto_url, &emulator.url());
         env.push(("QUARRY_STAGE".into(), settings.stage.clone()));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let sdk = sdk_config(&env).await;
         let provisioned = quarry_aws::provision::provision(&sdk, &settings)
             .await
@@ -255,5 +269,52 @@ where
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP proxy that can go down and come back, standing in for a service outage while the
+/// service behind it (moto) keeps its state.
+pub struct Proxy {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(target: &str) -> Proxy {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy bind");
+        let url = format!("http://{}", listener.local_addr().expect("proxy addr"));
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let mut down = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        // Going down cuts open connections too.
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { url, up }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
     }
 }
