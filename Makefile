@@ -5,7 +5,13 @@ VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: dev test venv lint fmt clippy bench clean lock
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+STAGE ?= dev
+ARCH ?= arm64
+TOOLS := PATH=$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH SAM_CLI_TELEMETRY=0
+
+.PHONY: dev test venv deploy-tools build lint deploy push-config fmt clippy bench clean lock
 
 ## Python tools of the local stack (moto server, boto3 and openai for the tests), pinned.
 venv: $(VENV_STAMP)
@@ -31,9 +37,43 @@ test: venv
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --workspace --no-fail-fast
 
 ## Benchmarks (release builds); figures go in the README with the command that made them.
-bench:
-	cargo build --release -p bedrock-emulator -p quarry-bench
+bench: venv
+	cargo build --release -p bedrock-emulator -p quarry-bench -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm
 	./target/release/emulator-load --concurrency 32 --seconds 10
+	cargo bench -p quarry-bench --bench layer
+	./target/release/gateway-overhead
+	./target/release/gateway-overhead --model-latency-ms 50
+	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/batch-drain
+	./target/release/cold-start
+
+## SAM, cfn-lint, cargo-lambda and zig, pinned (no Docker: cargo-lambda cross-compiles).
+deploy-tools: $(DEPLOY_STAMP)
+$(DEPLOY_STAMP): infra/deploy/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/deploy/requirements.txt
+	touch $@
+
+## sam build: the four Lambdas with cargo-lambda (arm64 by default; ARCH=x86_64 otherwise),
+## then each bootstrap's size.
+build: deploy-tools
+	@if [ "$(ARCH)" = "arm64" ]; then rustup target add aarch64-unknown-linux-gnu >/dev/null; fi
+	$(TOOLS) sam build --beta-features --parameter-overrides Architecture=$(ARCH)
+	@for f in .aws-sam/build/*/bootstrap; do printf '%-60s %6d KiB\n' "$$f" $$(( $$(stat -c %s "$$f") / 1024 )); done
+
+## sam validate --lint and cfn-lint, both clean.
+lint: deploy-tools
+	$(TOOLS) AWS_DEFAULT_REGION=us-east-1 sam validate --lint
+	$(TOOLS) cfn-lint template.yaml
+
+## sam deploy with infra/samconfig.toml ([$(STAGE)]), then the configuration to SSM.
+deploy: build
+	$(TOOLS) sam deploy --config-file infra/samconfig.toml --config-env $(STAGE)
+	$(MAKE) push-config STAGE=$(STAGE)
+
+## Routing, pricing, budgets, experiments and prompts to /quarry/$(STAGE)/ (changed values
+## only). Uses the environment's AWS credentials; AWS_ENDPOINT_URL for a local stack.
+push-config:
+	cargo run --quiet -p quarry-cli -- config push --stage $(STAGE)
 
 fmt:
 	cargo fmt --all --check
@@ -43,4 +83,4 @@ clippy:
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEPLOY_VENV) .aws-sam

@@ -16,13 +16,24 @@ const STANDARD_LIMIT: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct SsmParams {
     client: Client,
+    /// The KMS key for SecureString writes; SSM's default `aws/ssm` key when unset.
+    kms_key_id: Option<String>,
 }
 
 impl SsmParams {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
             client: Client::new(sdk),
+            kms_key_id: None,
         }
+    }
+
+    /// Encrypts SecureString writes with this key (the stack's customer-managed key, output
+    /// `KmsKeyAlias` of template.yaml), so only the roles its key policy and IAM allow can
+    /// read them.
+    pub fn with_kms_key(mut self, key_id: Option<String>) -> Self {
+        self.kms_key_id = key_id.filter(|k| !k.is_empty());
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -47,6 +58,11 @@ impl SsmParams {
             .name(name)
             .value(value)
             .r#type(kind)
+            .set_key_id(if secure {
+                self.kms_key_id.clone()
+            } else {
+                None
+            })
             .tier(tier)
             .overwrite(true)
             .send()

@@ -6,4 +6,4 @@ pub mod partial;
 pub mod poller;
 pub mod worker;
 
-pub use worker::{Worker, WorkerOptions};
+pub use worker::{Worker, WorkerOptions, WorkerPorts};

@@ -1,5 +1,7 @@
 //! Load generation and latency statistics shared by the benchmark binaries.
 
+pub mod memory_jobs;
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

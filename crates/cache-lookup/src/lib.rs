@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use http::Method;
 use quarry_aws::Settings;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::ssm::SsmParams;
@@ -33,6 +34,7 @@ use quarry_core::prompts::PromptStore;
 use quarry_core::service::{ChatService, NoApplier, Ports, ServiceOptions};
 use quarry_core::usage::NoLedger;
 use quarry_http::native::{ChatRequest, Limits};
+use quarry_http::routes::{Route, router};
 use quarry_http::{AcceptOptions, ApiError, AuthMode, RequestMeta, accept, parse_json};
 use serde::Deserialize;
 use serde_json::json;
@@ -133,13 +135,18 @@ impl CacheState {
 
 type Shared = Arc<CacheState>;
 
-/// The cache API's routes.
+/// Every route of the cache API. template.yaml declares exactly these (a test checks it).
+pub fn routes() -> Vec<Route<Shared>> {
+    vec![
+        (Method::POST, "/v1/cache/lookup", post(lookup)),
+        (Method::DELETE, "/v1/cache", delete(purge)),
+        (Method::GET, "/v1/cache/stats", get(stats)),
+    ]
+}
+
+/// The cache API's router.
 pub fn app(state: Arc<CacheState>) -> Router {
-    Router::new()
-        .route("/v1/cache/lookup", post(lookup))
-        .route("/v1/cache", delete(purge))
-        .route("/v1/cache/stats", get(stats))
-        .with_state(state)
+    router(routes()).with_state(state)
 }
 
 async fn lookup(State(state): State<Shared>, request: http::Request<Body>) -> Response {

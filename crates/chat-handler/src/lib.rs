@@ -11,20 +11,32 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use http::Method;
+use quarry_http::routes::{Route, router};
 
 pub use state::{AppState, HandlerPorts, Options};
 
-/// Every route of the chat API.
+/// Every route of the chat API. template.yaml declares exactly these (a test checks it).
+pub fn routes() -> Vec<Route<Arc<AppState>>> {
+    vec![
+        (Method::POST, "/v1/chat", post(routes::native)),
+        (
+            Method::POST,
+            "/v1/chat/completions",
+            post(routes::completions),
+        ),
+        (Method::GET, "/v1/models", get(routes::models)),
+        (
+            Method::GET,
+            "/v1/batches/{job_id}",
+            get(routes::batch_status),
+        ),
+    ]
+}
+
+/// The chat API's router.
 pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/v1/chat", post(routes::native))
-        .route("/v1/chat/completions", post(routes::completions))
-        .route("/v1/models", get(routes::models))
-        .route("/v1/batches/{job_id}", get(routes::batch_status))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+    router(routes())
         .fallback(routes::not_found)
         .with_state(state)
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chat_handler::{AppState, Options, app};
-use quarry_testkit::{Stack, event};
+use quarry_testkit::{Stack, event, json_reply};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -16,12 +16,7 @@ fn to_axum(request: lambda_http::Request) -> http::Request<axum::body::Body> {
 }
 
 async fn call(state: Arc<AppState>, request: lambda_http::Request) -> (u16, Value) {
-    let response = app(state).oneshot(to_axum(request)).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    json_reply(app(state).oneshot(to_axum(request)).await.unwrap()).await
 }
 
 #[tokio::test]

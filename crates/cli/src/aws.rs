@@ -14,9 +14,18 @@ pub struct AwsArgs {
     /// prints); local test credentials are used when none are set.
     #[arg(long, env = "QUARRY_AWS_ENDPOINT", global = true)]
     pub aws_endpoint: Option<String>,
+    /// The KMS key that encrypts SecureString parameters (the tenant directory): the stack's
+    /// customer-managed key (output `KmsKeyAlias`). SSM's `aws/ssm` key when unset.
+    #[arg(long, env = "QUARRY_KMS_KEY_ID", global = true)]
+    pub kms_key_id: Option<String>,
 }
 
 impl AwsArgs {
+    /// The parameter store, writing SecureStrings with `--kms-key-id`.
+    pub async fn ssm(&self) -> quarry_aws::ssm::SsmParams {
+        quarry_aws::ssm::SsmParams::new(&self.sdk().await).with_kms_key(self.kms_key_id.clone())
+    }
+
     pub fn settings(&self) -> Settings {
         Settings::for_stage(&self.stage)
     }

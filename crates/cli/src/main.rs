@@ -1,5 +1,6 @@
 //! `quarry`: the local stack (`dev`, `serve`) and the operator commands.
 
+mod admin;
 mod aws;
 mod batch;
 mod cost;
@@ -36,6 +37,12 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Usage and cost from the ledger.
     Cost(cost::CostArgs),
+    /// Push infra/ (routing, pricing, budgets, experiments, prompts) to SSM.
+    Config(admin::ConfigArgs),
+    /// Tenants: list, set, remove.
+    Tenants(admin::TenantsArgs),
+    /// API keys: create (shown once), revoke.
+    Keys(admin::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +64,9 @@ fn main() -> ExitCode {
             Command::Prompts(args) => prompts::run(args).await,
             Command::Batch(args) => batch::run(args).await,
             Command::Cost(args) => cost::run(args).await,
+            Command::Config(args) => admin::config(args).await,
+            Command::Tenants(args) => admin::tenants(args).await,
+            Command::Keys(args) => admin::keys(args).await,
         }
     });
     match result {

@@ -48,7 +48,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         &settings,
         cache_options,
     ));
-    let app = chat_handler::app(chat).merge(cache_lookup::app(cache));
+    // `/healthz` exists only here: in AWS, API Gateway and Lambda answer for liveness.
+    let app = chat_handler::app(chat)
+        .merge(cache_lookup::app(cache))
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        );
 
     let mut tasks = Vec::new();
     if !args.no_batch {

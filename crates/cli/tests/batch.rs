@@ -10,28 +10,7 @@ use batch_worker::{Worker, WorkerOptions};
 use quarry_testkit::{Stack, eventually};
 
 fn quarry(stack: &Stack, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "batch",
-            "--aws-endpoint",
-            &stack.moto_url,
-            "--stage",
-            &stack.settings.stage,
-        ])
-        .args(args)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    stack.cli(env!("CARGO_BIN_EXE_quarry"), &["batch"], args)
 }
 
 async fn queue_depth(stack: &Stack) -> u64 {

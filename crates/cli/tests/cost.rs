@@ -4,33 +4,12 @@
 
 use std::sync::Arc;
 
-use quarry_testkit::Stack;
+use quarry_testkit::{Stack, json_reply};
 use tower::ServiceExt;
 
 fn quarry(stack: &Stack, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "cost",
-            "--aws-endpoint",
-            &stack.moto_url,
-            "--stage",
-            &stack.settings.stage,
-            "report",
-        ])
-        .args(args)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let args: Vec<&str> = ["report"].into_iter().chain(args.iter().copied()).collect();
+    stack.cli(env!("CARGO_BIN_EXE_quarry"), &["cost"], &args)
 }
 
 #[tokio::test]
@@ -53,14 +32,13 @@ async fn report_as_table_json_and_csv() {
             .header("content-type", "application/json")
             .body(axum::body::Body::from(body.to_string()))
             .unwrap();
-        let response = chat_handler::app(state.clone())
-            .oneshot(request)
-            .await
-            .unwrap();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let (_, answer) = json_reply(
+            chat_handler::app(state.clone())
+                .oneshot(request)
+                .await
+                .unwrap(),
+        )
+        .await;
         total += quarry_core::pricing::MicroUsd::parse_usd(answer["cost_usd"].as_str().unwrap())
             .unwrap()
             .0;

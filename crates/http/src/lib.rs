@@ -8,6 +8,7 @@ pub mod context;
 pub mod error;
 pub mod native;
 pub mod request;
+pub mod routes;
 
 pub use auth::{AuthMode, authenticate};
 pub use body::parse_json;

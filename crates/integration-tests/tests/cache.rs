@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{call, chat, options, serve, sse_events, state};
-use quarry_testkit::Stack;
+use quarry_testkit::{Stack, json_reply};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -219,15 +219,13 @@ async fn lookup_call(
         }
         None => request.body(axum::body::Body::empty()).unwrap(),
     };
-    let response = cache_lookup::app(state.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    json_reply(
+        cache_lookup::app(state.clone())
+            .oneshot(request)
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -58,15 +58,19 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts a dedicated moto on `port` (0: a free one).
+    /// Starts a dedicated moto on `port` (0: a free one). Its own errors (tracebacks) go to
+    /// the file `QUARRY_MOTO_LOG` names, when set.
     pub fn start_on(port: u16) -> Moto {
         let script = workspace_root().join("infra/local/moto_server.py");
+        let stderr = std::env::var_os("QUARRY_MOTO_LOG")
+            .and_then(|path| std::fs::File::create(path).ok())
+            .map_or_else(Stdio::null, Stdio::from);
         let mut child = Command::new(python())
             .arg(&script)
             .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start moto ({}): {e}", script.display()));
         let stdin = child.stdin.take().expect("moto stdin");
@@ -316,5 +320,48 @@ impl Proxy {
 
     pub fn set_up(&self, up: bool) {
         let _ = self.up.send(up);
+    }
+}
+
+/// The status and JSON body of an in-process router's response (a JSON string when the body is
+/// not JSON, so a failing assertion shows it).
+pub async fn json_reply(response: axum::response::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("response body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+impl Stack {
+    /// Runs the `quarry` binary at `bin` as an operator would against this stack:
+    /// `bin COMMAND.. --aws-endpoint MOTO --stage STAGE ARGS..`, with no ambient AWS identity.
+    /// Returns whether it succeeded and its stdout and stderr together.
+    pub fn cli(&self, bin: &str, command: &[&str], args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(bin)
+            .args(command)
+            .args([
+                "--aws-endpoint",
+                &self.moto_url,
+                "--stage",
+                &self.settings.stage,
+            ])
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_PROFILE")
+            .env_remove("QUARRY_KMS_KEY_ID")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run the quarry binary");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 }

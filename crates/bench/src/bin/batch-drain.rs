@@ -1,7 +1,12 @@
 //! Batch drain rate: items sent to the batch queue (moto), drained by batch-worker through
-//! the local SQS event source mapping, each item a 200 ms model call on the emulator.
-//! Compared with the serial rate (one item at a time), for several batch sizes, item
-//! concurrencies and numbers of concurrent invocations (pollers).
+//! the local SQS event source mapping, each item a 200 ms model call on the emulator, against
+//! the serial rate (one item at a time), for several batch sizes, item concurrencies and
+//! numbers of concurrent invocations (pollers).
+//!
+//! Two set-ups. `worker`: the job store and ledger in process (SQS, SSM and Bedrock still
+//! over the wire), so the rate is the worker's own. `moto`: everything on moto, which bounds
+//! the rate: it is one Python process, and its DynamoDB transactions (three per item: claim,
+//! result, ledger) copy every table, so they slow down as the tables grow.
 //! `cargo build --release -p quarry-bench && ./target/release/batch-drain` (needs `make venv`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -10,10 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batch_worker::poller::{EventSourceMapping, MappingOptions};
-use batch_worker::{Worker, WorkerOptions};
+use batch_worker::{Worker, WorkerOptions, WorkerPorts};
 use bedrock_emulator::{EmulatorConfig, Latency};
 use clap::Parser;
+use quarry_aws::bedrock::BedrockModels;
+use quarry_aws::ssm::SsmParams;
+use quarry_bench::memory_jobs::MemoryJobs;
+use quarry_core::admission::AdmitAll;
+use quarry_core::cache::NoCache;
 use quarry_core::jobs::JobStore;
+use quarry_core::usage::NoLedger;
 use quarry_testkit::{Moto, Stack};
 
 #[derive(Parser)]
@@ -24,11 +35,21 @@ struct Args {
     /// Items of each comparison run.
     #[arg(long, default_value_t = 300)]
     comparison_items: u64,
+    /// Items of the all-moto runs.
+    #[arg(long, default_value_t = 200)]
+    moto_items: u64,
     #[arg(long, default_value_t = 200)]
     model_ms: u64,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Stores {
+    Worker,
+    Moto,
+}
+
 struct Run {
+    stores: Stores,
     batch_size: i32,
     concurrency: usize,
     pollers: usize,
@@ -54,7 +75,11 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
                     "schema_version": 1, "job_id": job, "item_id": format!("i{i}"), "tenant": "acme",
                     "messages": [{"role": "user", "content": format!("item {i}")}], "model": "amazon.nova-micro-v1:0"
                 });
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(format!("e{i}")).message_body(body.to_string()).build().unwrap()
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("e{i}"))
+                    .message_body(body.to_string())
+                    .build()
+                    .unwrap()
             })
             .collect();
         sqs.send_message_batch()
@@ -71,8 +96,29 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
         concurrency: run.concurrency,
         ..WorkerOptions::default()
     };
-    let worker = Arc::new(Worker::from_sdk(&stack.sdk, &stack.settings, options));
-    let jobs = quarry_aws::jobs::DynamoJobs::new(&stack.sdk, &stack.settings.jobs_table);
+    let (worker, jobs): (Worker, Arc<dyn JobStore>) = match run.stores {
+        Stores::Moto => (
+            Worker::from_sdk(&stack.sdk, &stack.settings, options),
+            Arc::new(quarry_aws::jobs::DynamoJobs::new(
+                &stack.sdk,
+                &stack.settings.jobs_table,
+            )),
+        ),
+        Stores::Worker => {
+            let jobs = Arc::new(MemoryJobs::default());
+            let ports = WorkerPorts {
+                params: Arc::new(SsmParams::new(&stack.sdk)),
+                models: Arc::new(BedrockModels::new(&stack.sdk)),
+                cache: Arc::new(NoCache),
+                jobs: jobs.clone(),
+                admission: Arc::new(AdmitAll),
+                ledger: Arc::new(NoLedger),
+                results: None,
+            };
+            (Worker::with_ports(ports, &stack.settings, options), jobs)
+        }
+    };
+    let worker = Arc::new(worker);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..run.pollers {
@@ -91,7 +137,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
         tasks.push(tokio::spawn(mapping.run()));
     }
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let done = jobs
             .counts("acme", job)
             .await
@@ -111,76 +157,63 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
 
 fn main() {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        quarry_http::init_tracing();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
         let moto = Moto::start();
-        let serial = drain(
-            &moto,
-            &Run {
-                batch_size: 1,
-                concurrency: 1,
-                pollers: 1,
-                items: 20,
-            },
-            args.model_ms,
-            "serial",
-        )
-        .await;
         println!(
-            "batch drain, {} ms per model call; serial rate {serial:.2} items/s",
+            "batch drain, {} ms per model call; rate against concurrency x pollers x serial rate",
             args.model_ms
         );
-        let runs = [
-            Run {
-                batch_size: 10,
-                concurrency: 10,
-                pollers: 1,
-                items: args.items,
-            },
-            Run {
-                batch_size: 10,
-                concurrency: 5,
-                pollers: 1,
-                items: args.comparison_items,
-            },
-            Run {
-                batch_size: 5,
-                concurrency: 5,
-                pollers: 1,
-                items: args.comparison_items,
-            },
-            Run {
-                batch_size: 10,
-                concurrency: 10,
-                pollers: 2,
-                items: args.comparison_items,
-            },
-            Run {
-                batch_size: 10,
-                concurrency: 10,
-                pollers: 4,
-                items: args.comparison_items,
-            },
-        ];
-        println!(
-            "  items  batch  concurrency  pollers   items/s   vs concurrency x pollers x serial"
-        );
-        for (n, run) in runs.iter().enumerate() {
-            let rate = drain(&moto, run, args.model_ms, &format!("drain-{n}")).await;
-            let ideal =
-                run.concurrency.min(run.batch_size as usize) as f64 * run.pollers as f64 * serial;
-            println!(
-                "  {:>5}  {:>5}  {:>11}  {:>7}  {:>8.1}   {:.2}",
-                run.items,
-                run.batch_size,
-                run.concurrency,
-                run.pollers,
-                rate,
-                rate / ideal
-            );
+        println!("  stores  items  batch  concurrency  pollers   items/s   serial   ratio");
+        let run = |stores, batch_size, concurrency, pollers, items| Run {
+            stores,
+            batch_size,
+            concurrency,
+            pollers,
+            items,
+        };
+        let (main, comparison, on_moto) = (args.items, args.comparison_items, args.moto_items);
+        for stores in [Stores::Worker, Stores::Moto] {
+            let name = if stores == Stores::Worker {
+                "worker"
+            } else {
+                "moto"
+            };
+            let serial = drain(&moto, &run(stores, 1, 1, 1, 20), args.model_ms, "serial").await;
+            let runs = match stores {
+                Stores::Worker => vec![
+                    run(stores, 10, 10, 1, main),
+                    run(stores, 10, 5, 1, comparison),
+                    run(stores, 5, 5, 1, comparison),
+                    run(stores, 10, 10, 2, comparison),
+                    run(stores, 10, 10, 4, comparison),
+                ],
+                Stores::Moto => vec![
+                    run(stores, 10, 10, 1, on_moto),
+                    run(stores, 10, 10, 2, on_moto),
+                ],
+            };
+            for (n, r) in runs.iter().enumerate() {
+                let rate = drain(&moto, r, args.model_ms, &format!("drain-{n}")).await;
+                let ideal =
+                    r.concurrency.min(r.batch_size as usize) as f64 * r.pollers as f64 * serial;
+                println!(
+                    "  {name:<6}  {:>5}  {:>5}  {:>11}  {:>7}  {:>8.1}  {:>7.2}   {:.2}",
+                    r.items,
+                    r.batch_size,
+                    r.concurrency,
+                    r.pollers,
+                    rate,
+                    serial,
+                    rate / ideal
+                );
+            }
         }
     });
 }

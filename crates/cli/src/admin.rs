@@ -1,0 +1,233 @@
+//! Operator commands on a stage's configuration: `quarry config push` (infra/ to SSM),
+//! `quarry tenants` and `quarry keys` (the tenant directory, a SecureString).
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use quarry_aws::infra::{InfraSources, push_config, push_prompts};
+use quarry_aws::ssm::SsmParams;
+use quarry_aws::tenants::{new_api_key, write};
+use quarry_core::params::{ParamError, ParameterStore};
+use quarry_core::tenancy::{KeyEntry, RateLimits, TenantDirectory, hash_key};
+
+use crate::aws::AwsArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate infra/ and push routing, pricing, budgets, experiments and prompts (only
+    /// changed values get a new version).
+    Push {
+        #[arg(long, default_value = "infra")]
+        infra: PathBuf,
+    },
+}
+
+pub async fn config(args: ConfigArgs) -> Result<(), String> {
+    let ConfigCommand::Push { infra } = args.command;
+    let sources = InfraSources::load(&infra).map_err(|e| e.to_string())?;
+    let settings = args.aws.settings();
+    let ssm = args.aws.ssm().await;
+    let mut pushed = push_config(&ssm, &settings, &sources)
+        .await
+        .map_err(|e| e.to_string())?;
+    pushed.extend(
+        push_prompts(&ssm, &settings, &sources.prompts)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    for p in pushed {
+        let what = if p.changed {
+            format!("version {}", p.version)
+        } else {
+            format!("unchanged (version {})", p.version)
+        };
+        println!("{:<48} {what}", p.name);
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TenantsArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(subcommand)]
+    pub command: TenantsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Tenants and their keys (labels and hash prefixes; keys themselves are never stored).
+    List,
+    /// Create or update a tenant's policy.
+    Set {
+        tenant: String,
+        /// Tiers it may use (`*`: all).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        tiers: Vec<String>,
+        /// Models, profiles or ARNs it may name directly (`*`: all the routing knows).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// SQS SenderIds allowed to submit batch items for it (`*`: any producer).
+        #[arg(long, value_delimiter = ',')]
+        batch_senders: Vec<String>,
+        #[arg(long)]
+        requests_per_minute: Option<u64>,
+        #[arg(long)]
+        tokens_per_minute: Option<u64>,
+    },
+    /// Remove a tenant and every key of it.
+    Remove { tenant: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a tenant; it is printed once and stored only as its SHA-256.
+    Create {
+        tenant: String,
+        /// A name for the key (to revoke it later).
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Revoke keys by label.
+    Revoke { label: String },
+}
+
+async fn load(ssm: &SsmParams, name: &str) -> Result<TenantDirectory, String> {
+    match ssm.get(name, true).await {
+        Ok(p) => serde_json::from_str(&p.value)
+            .map_err(|e| format!("{name} is not a tenant directory: {e}")),
+        Err(ParamError::NotFound(_)) => Ok(TenantDirectory::default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub async fn tenants(args: TenantsArgs) -> Result<(), String> {
+    let settings = args.aws.settings();
+    let ssm = args.aws.ssm().await;
+    let mut dir = load(&ssm, &settings.param("tenants")).await?;
+    match args.command {
+        TenantsCommand::List => {
+            for (tenant, policy) in &dir.tenants {
+                println!(
+                    "{tenant}: tiers {:?}, models {:?}, batch senders {:?}",
+                    policy.allowed_tiers, policy.allowed_models, policy.batch_senders
+                );
+                for (hash, key) in dir.keys.iter().filter(|(_, k)| &k.tenant == tenant) {
+                    let role = if key.admin { "admin" } else { "key" };
+                    println!(
+                        "  {role} {} (sha256 {}...)",
+                        key.label.as_deref().unwrap_or("-"),
+                        hash.get(..12).unwrap_or(hash)
+                    );
+                }
+            }
+            return Ok(());
+        }
+        TenantsCommand::Set {
+            tenant,
+            tiers,
+            models,
+            batch_senders,
+            requests_per_minute,
+            tokens_per_minute,
+        } => {
+            let entry = dir.tenants.entry(tenant.clone()).or_default();
+            entry.allowed_tiers = tiers;
+            entry.allowed_models = models;
+            entry.batch_senders = batch_senders;
+            entry.rate_limits = (requests_per_minute.is_some() || tokens_per_minute.is_some())
+                .then_some(RateLimits {
+                    requests_per_minute,
+                    tokens_per_minute,
+                });
+            println!("tenant {tenant} set");
+        }
+        TenantsCommand::Remove { tenant } => {
+            if dir.tenants.remove(&tenant).is_none() {
+                return Err(format!("no tenant {tenant}"));
+            }
+            dir.keys.retain(|_, k| k.tenant != tenant);
+            println!("tenant {tenant} and its keys removed");
+        }
+    }
+    write(&ssm, &settings, &dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+pub async fn keys(args: KeysArgs) -> Result<(), String> {
+    let settings = args.aws.settings();
+    let ssm = args.aws.ssm().await;
+    let mut dir = load(&ssm, &settings.param("tenants")).await?;
+    match args.command {
+        KeysCommand::Create {
+            tenant,
+            label,
+            admin,
+        } => {
+            if !dir.tenants.contains_key(&tenant) {
+                return Err(format!(
+                    "no tenant {tenant}: create it with `quarry tenants set {tenant}`"
+                ));
+            }
+            if dir
+                .keys
+                .values()
+                .any(|k| k.label.as_deref() == Some(label.as_str()))
+            {
+                return Err(format!(
+                    "a key labelled {label} exists: labels name keys for revocation, use another"
+                ));
+            }
+            let key = new_api_key();
+            dir.keys.insert(
+                hash_key(&key),
+                KeyEntry {
+                    tenant: tenant.clone(),
+                    admin,
+                    label: Some(label.clone()),
+                },
+            );
+            write(&ssm, &settings, &dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("API key (tenant {tenant}, label {label}): {key}");
+            eprintln!("Store it now: only its SHA-256 is kept.");
+        }
+        KeysCommand::Revoke { label } => {
+            let before = dir.keys.len();
+            dir.keys
+                .retain(|_, k| k.label.as_deref() != Some(label.as_str()));
+            if dir.keys.len() == before {
+                return Err(format!("no key labelled {label}"));
+            }
+            write(&ssm, &settings, &dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "revoked {} key(s) labelled {label}",
+                before - dir.keys.len()
+            );
+        }
+    }
+    Ok(())
+}

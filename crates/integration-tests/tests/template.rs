@@ -1,0 +1,370 @@
+//! Invariants of template.yaml that must not regress: least-privilege IAM (no data-plane
+//! action on `*`, Bedrock scoped to the routed models), DLQs and redrive, partial batch
+//! responses, encryption at rest, TTL, JSON logs; and the HTTP routes of the template
+//! are exactly the routes of the axum routers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+
+use serde_yaml_ng::Value;
+
+/// The template with CloudFormation's short tags turned into their long form
+/// (`!Ref X` -> `{Ref: X}`, `!GetAtt A.B` -> `{Fn::GetAtt: A.B}`, ...).
+fn template() -> Value {
+    fn long_form(v: Value) -> Value {
+        match v {
+            Value::Tagged(t) => {
+                let tag = t.tag.to_string();
+                let name = tag.trim_start_matches('!');
+                let key = if name == "Ref" {
+                    "Ref".to_owned()
+                } else {
+                    format!("Fn::{name}")
+                };
+                let mut m = serde_yaml_ng::Mapping::new();
+                m.insert(Value::String(key), long_form(t.value));
+                Value::Mapping(m)
+            }
+            Value::Mapping(m) => {
+                Value::Mapping(m.into_iter().map(|(k, v)| (k, long_form(v))).collect())
+            }
+            Value::Sequence(s) => Value::Sequence(s.into_iter().map(long_form).collect()),
+            other => other,
+        }
+    }
+    let text =
+        std::fs::read_to_string(quarry_testkit::workspace_root().join("template.yaml")).unwrap();
+    long_form(serde_yaml_ng::from_str(&text).unwrap())
+}
+
+fn resources(t: &Value) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+        .collect()
+}
+
+fn of_type(t: &Value, ty: &str) -> Vec<(String, Value)> {
+    resources(t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every IAM statement of a function (inline policies).
+fn statements(function: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for policy in function["Properties"]["Policies"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+    {
+        for st in policy["Statement"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+        {
+            // `!If [cond, statement, !Ref AWS::NoValue]`
+            if let Some(branches) = st.get("Fn::If").and_then(Value::as_sequence) {
+                out.extend(
+                    branches
+                        .iter()
+                        .skip(1)
+                        .filter(|b| b.get("Effect").is_some())
+                        .cloned(),
+                );
+            } else {
+                out.push(st);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn functions_are_custom_runtime_cargo_lambda_with_json_logs() {
+    let t = template();
+    assert_eq!(t["Globals"]["Function"]["Runtime"], "provided.al2023");
+    assert_eq!(t["Globals"]["Function"]["Handler"], "bootstrap");
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    let binaries: BTreeSet<String> = functions
+        .iter()
+        .map(|(_, f)| {
+            f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        binaries,
+        ["batch-worker", "cache-lookup", "chat-handler", "cost-alarm"]
+            .map(String::from)
+            .into()
+    );
+    for (name, f) in &functions {
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        assert_eq!(
+            f["Properties"]["LoggingConfig"]["LogFormat"], "JSON",
+            "{name}"
+        );
+        assert!(
+            f["Properties"]["Timeout"].as_u64().is_some(),
+            "{name} has no explicit timeout"
+        );
+        assert!(
+            f["Properties"]["MemorySize"].as_u64().is_some(),
+            "{name} has no explicit memory"
+        );
+    }
+    assert_eq!(t["Parameters"]["Architecture"]["Default"], "arm64");
+}
+
+#[test]
+fn iam_is_least_privilege() {
+    let t = template();
+    let allowed_dynamodb = [
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "BatchWriteItem",
+        "ConditionCheckItem",
+        "DescribeTable",
+    ];
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        for st in statements(&f) {
+            let actions = strings(&st["Action"]);
+            assert!(
+                !actions.iter().any(|a| a == "*" || a.ends_with(":*")),
+                "{name}: wildcard action {actions:?}"
+            );
+            // No data-plane action on every resource.
+            assert_ne!(
+                st["Resource"],
+                Value::String("*".into()),
+                "{name}: Resource \"*\" for {actions:?}"
+            );
+            for a in &actions {
+                if let Some(op) = a.strip_prefix("dynamodb:") {
+                    assert!(
+                        allowed_dynamodb.contains(&op),
+                        "{name}: unexpected DynamoDB action {a}"
+                    );
+                }
+            }
+            if actions.iter().any(|a| a.starts_with("bedrock:Invoke")) {
+                // Scoped to the routed models and profiles, built from the stack parameters.
+                let text = serde_yaml_ng::to_string(&st["Resource"]).unwrap();
+                assert!(
+                    text.contains("foundation-model/") && text.contains("FoundationModelIds"),
+                    "{name}: {text}"
+                );
+                assert!(
+                    text.contains("inference-profile/") && text.contains("InferenceProfileIds"),
+                    "{name}: {text}"
+                );
+            }
+        }
+    }
+    // The cache API can never call a model.
+    let cache = resources(&t)
+        .into_iter()
+        .find(|(n, _)| n == "CacheLookupFunction")
+        .unwrap()
+        .1;
+    assert!(statements(&cache).iter().all(|st| {
+        !strings(&st["Action"])
+            .iter()
+            .any(|a| a.starts_with("bedrock:"))
+    }));
+    // A customer-managed key with rotation and a key policy; no secret in the template.
+    let keys = of_type(&t, "AWS::KMS::Key");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].1["Properties"]["EnableKeyRotation"], true);
+    assert!(
+        keys[0].1["Properties"]["KeyPolicy"]["Statement"]
+            .as_sequence()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let text =
+        std::fs::read_to_string(quarry_testkit::workspace_root().join("template.yaml")).unwrap();
+    for secret in ["qk_", "AKIA", "aws_secret_access_key"] {
+        assert!(!text.contains(secret), "template mentions {secret}");
+    }
+}
+
+#[test]
+fn queues_have_dlqs_and_the_worker_reports_partial_failures() {
+    let t = template();
+    let all = resources(&t);
+    let get = |n: &str| all.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let batch = get("BatchQueue");
+    let redrive = &batch["Properties"]["RedrivePolicy"];
+    assert_eq!(
+        redrive["deadLetterTargetArn"]["Fn::GetAtt"],
+        "BatchDeadLetterQueue.Arn"
+    );
+    assert!(redrive["maxReceiveCount"].as_u64().unwrap() >= 1);
+    let worker = get("BatchWorkerFunction");
+    let timeout = worker["Properties"]["Timeout"].as_u64().unwrap();
+    assert!(
+        batch["Properties"]["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout,
+        "visibility timeout below 6 x the worker timeout"
+    );
+    let event = &worker["Properties"]["Events"]["BatchQueue"];
+    assert_eq!(event["Type"], "SQS");
+    assert_eq!(
+        strings(&event["Properties"]["FunctionResponseTypes"]),
+        ["ReportBatchItemFailures"]
+    );
+    for p in ["BatchSize", "MaximumBatchingWindowInSeconds"] {
+        assert!(
+            event["Properties"][p].get("Ref").is_some(),
+            "{p} is not a parameter"
+        );
+    }
+    assert!(
+        event["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+            .get("Ref")
+            .is_some()
+    );
+    assert!(
+        get("LedgerSpillQueue")["Properties"]["RedrivePolicy"]["deadLetterTargetArn"].is_mapping()
+    );
+}
+
+#[test]
+fn data_is_encrypted_at_rest_with_ttl_and_point_in_time_recovery() {
+    let t = template();
+    let tables = of_type(&t, "AWS::DynamoDB::Table");
+    assert_eq!(tables.len(), 3);
+    for (name, table) in tables {
+        let p = &table["Properties"];
+        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{name}");
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+            "{name}"
+        );
+        assert_eq!(p["SSESpecification"]["SSEType"], "KMS", "{name}");
+        assert!(
+            p["SSESpecification"]["KMSMasterKeyId"].is_mapping(),
+            "{name}: no customer-managed key"
+        );
+        assert_eq!(
+            p["TimeToLiveSpecification"]["AttributeName"], "expires_at",
+            "{name}"
+        );
+        assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true, "{name}");
+    }
+    for ty in ["AWS::SQS::Queue", "AWS::SNS::Topic"] {
+        for (name, r) in of_type(&t, ty) {
+            assert!(
+                r["Properties"]["KmsMasterKeyId"].is_mapping(),
+                "{name} is not encrypted with the stack's key"
+            );
+        }
+    }
+    for (name, r) in of_type(&t, "AWS::Logs::LogGroup") {
+        assert!(
+            r["Properties"]["KmsKeyId"].is_mapping(),
+            "{name} is not encrypted"
+        );
+        assert!(
+            r["Properties"]["RetentionInDays"].is_mapping(),
+            "{name} keeps logs forever"
+        );
+    }
+}
+
+#[test]
+fn every_router_route_is_in_the_template_and_every_template_route_in_a_router() {
+    let t = template();
+    let mut declared = BTreeSet::new();
+    for (_, f) in of_type(&t, "AWS::Serverless::Function") {
+        for (_, event) in f["Properties"]["Events"]
+            .as_mapping()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if event["Type"] == "HttpApi" {
+                let method = event["Properties"]["Method"]
+                    .as_str()
+                    .unwrap()
+                    .to_uppercase();
+                let path = event["Properties"]["Path"].as_str().unwrap().to_owned();
+                declared.insert((method, path));
+            }
+        }
+    }
+    let mut routed: BTreeSet<(String, String)> =
+        quarry_http::routes::signatures(&chat_handler::routes())
+            .into_iter()
+            .collect();
+    routed.extend(quarry_http::routes::signatures(&cache_lookup::routes()));
+    assert_eq!(declared, routed);
+}
+
+#[test]
+fn the_stack_has_its_alarms_dashboard_schedule_and_outputs() {
+    let t = template();
+    let alarms: BTreeSet<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for a in [
+        "SpendRateAlarm",
+        "ThrottleAlarm",
+        "ErrorRateAlarm",
+        "BatchDlqDepthAlarm",
+        "LedgerSpillDepthAlarm",
+    ] {
+        assert!(alarms.contains(a), "missing {a}");
+    }
+    for (name, a) in of_type(&t, "AWS::CloudWatch::Alarm") {
+        let actions = serde_yaml_ng::to_string(&a["Properties"]["AlarmActions"]).unwrap();
+        assert!(
+            actions.contains("AlarmsTopic"),
+            "{name} does not reach cost-alarm"
+        );
+    }
+    assert_eq!(of_type(&t, "AWS::CloudWatch::Dashboard").len(), 1);
+    let schedule = &resources(&t)
+        .into_iter()
+        .find(|(n, _)| n == "CostAlarmFunction")
+        .unwrap()
+        .1["Properties"]["Events"]["Schedule"];
+    assert_eq!(
+        schedule["Properties"]["ScheduleExpression"],
+        "rate(5 minutes)"
+    );
+    for output in ["ApiUrl", "StreamUrl", "BatchQueueUrl"] {
+        assert!(
+            t["Outputs"].get(output).is_some(),
+            "missing output {output}"
+        );
+    }
+    let params = of_type(&t, "AWS::SSM::Parameter");
+    assert_eq!(params.len(), 3, "routing, pricing, budgets");
+    let stream = resources(&t)
+        .into_iter()
+        .find(|(n, _)| n == "ChatStreamFunction")
+        .unwrap()
+        .1;
+    assert_eq!(
+        stream["Properties"]["FunctionUrlConfig"]["InvokeMode"],
+        "RESPONSE_STREAM"
+    );
+}
