@@ -151,7 +151,18 @@ pub struct AppState {
 impl AppState {
     /// Production wiring: SSM, Bedrock, DynamoDB.
     pub fn from_sdk(sdk: &SdkConfig, settings: Settings, options: Options) -> Self {
-        let bedrock = Arc::new(BedrockModels::new(sdk));
+        Self::from_sdks(sdk, sdk, settings, options)
+    }
+
+    /// Production wiring with Bedrock reached through its own configuration (an operator's
+    /// tool pointing at a local AWS and another Bedrock endpoint).
+    pub fn from_sdks(
+        sdk: &SdkConfig,
+        bedrock: &SdkConfig,
+        settings: Settings,
+        options: Options,
+    ) -> Self {
+        let bedrock = Arc::new(BedrockModels::new(bedrock));
         let cache = Arc::new(DynamoCache::new(sdk, &settings.cache_table));
         let ports = HandlerPorts {
             params: Arc::new(SsmParams::new(sdk)),

@@ -14,6 +14,10 @@ pub struct AwsArgs {
     /// prints); local test credentials are used when none are set.
     #[arg(long, env = "QUARRY_AWS_ENDPOINT", global = true)]
     pub aws_endpoint: Option<String>,
+    /// A Bedrock Runtime endpoint to use instead of the environment's (e.g. the emulator URL
+    /// `make dev` prints); only `quarry eval` and gated promotion call models.
+    #[arg(long, env = "QUARRY_BEDROCK_ENDPOINT", global = true)]
+    pub bedrock_endpoint: Option<String>,
     /// The KMS key that encrypts SecureString parameters (the tenant directory): the stack's
     /// customer-managed key (output `KmsKeyAlias`). SSM's `aws/ssm` key when unset.
     #[arg(long, env = "QUARRY_KMS_KEY_ID", global = true)]
@@ -30,10 +34,25 @@ impl AwsArgs {
         Settings::for_stage(&self.stage)
     }
 
+    /// The SDK configuration of SSM, DynamoDB and SQS: `--aws-endpoint` when given.
     pub async fn sdk(&self) -> SdkConfig {
+        self.load(self.aws_endpoint.as_deref()).await
+    }
+
+    /// The SDK configuration of Bedrock Runtime: `--bedrock-endpoint` when given, else the
+    /// environment's (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, or Bedrock itself). `--aws-endpoint`
+    /// never applies: moto has no Bedrock.
+    pub async fn bedrock_sdk(&self) -> SdkConfig {
+        self.load(self.bedrock_endpoint.as_deref()).await
+    }
+
+    async fn load(&self, endpoint: Option<&str>) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(url) = &self.aws_endpoint {
+        if let Some(url) = endpoint {
             loader = loader.endpoint_url(url);
+        }
+        // A local stack: a region and test credentials unless the environment has them.
+        if self.aws_endpoint.is_some() || endpoint.is_some() {
             if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
             {
                 loader = loader.region(Region::new("us-east-1"));

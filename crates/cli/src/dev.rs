@@ -194,6 +194,10 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     }
     println!("AWS endpoint (moto): {aws_url}");
     println!("Bedrock endpoint: {bedrock_url}");
+    println!(
+        "Evaluate: cargo run -q -p quarry-cli -- eval --aws-endpoint {aws_url} --bedrock-endpoint {bedrock_url} --stage {} run --prompt summarize --set infra/evals/summarize.jsonl",
+        settings.stage
+    );
     if let Some(key) = keys.first().map(|k| &k.key) {
         println!(
             "Try: curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Quarry!\"}}]}}'"

@@ -5,6 +5,7 @@ mod aws;
 mod batch;
 mod cost;
 mod dev;
+mod eval;
 mod prompts;
 mod serve;
 
@@ -43,6 +44,8 @@ enum Command {
     Tenants(admin::TenantsArgs),
     /// API keys: create (shown once), revoke.
     Keys(admin::KeysArgs),
+    /// Evaluate prompts and models on golden sets: run (grid, gate), compare saved runs.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
             Command::Config(args) => admin::config(args).await,
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Keys(args) => admin::keys(args).await,
+            Command::Eval(args) => eval::run_command(args).await,
         }
     });
     match result {

@@ -31,12 +31,18 @@ pub enum PromptsCommand {
     Show { reference: String },
     /// What changed between two versions (or labels) of a prompt.
     Diff { name: String, a: String, b: String },
-    /// Point a label (release channel) at a version.
+    /// Point a label (release channel) at a version; with --gate, only if the version
+    /// passes the golden set.
     Promote {
         name: String,
         version: u64,
         #[arg(long)]
         to: String,
+        /// A golden set (JSONL) the version must pass first.
+        #[arg(long)]
+        gate: Option<PathBuf>,
+        #[command(flatten)]
+        eval: crate::eval::GateArgs,
     },
     /// Move a label back to the version it pointed at before.
     Rollback {
@@ -126,7 +132,16 @@ pub async fn run(args: PromptsArgs) -> Result<(), String> {
                 print!("{out}");
             }
         }
-        PromptsCommand::Promote { name, version, to } => {
+        PromptsCommand::Promote {
+            name,
+            version,
+            to,
+            gate,
+            eval,
+        } => {
+            if let Some(set) = gate {
+                crate::eval::gate_version(&args.aws, &name, version, &set, &eval).await?;
+            }
             let before = admin
                 .promote(&name, version, &to)
                 .await

@@ -155,7 +155,11 @@ pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
         .with_max_level(tracing::Level::INFO)
         .with_writer(move || writer.clone())
         .finish();
-    (tracing::subscriber::set_default(subscriber), logs)
+    let guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run on other threads without a subscriber: a callsite they
+    // registered while this one was being set up can keep a stale "never" interest.
+    tracing::callsite::rebuild_interest_cache();
+    (guard, logs)
 }
 
 /// Serves the chat API on a free loopback port (for streaming, timed from outside).
