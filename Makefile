@@ -11,7 +11,7 @@ STAGE ?= dev
 ARCH ?= arm64
 TOOLS := PATH=$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH SAM_CLI_TELEMETRY=0
 
-.PHONY: dev test venv deploy-tools build lint deploy push-config fmt clippy bench clean lock
+.PHONY: dev test venv deploy-tools build lint deploy push-config fmt clippy bench bench-peer soak soak-fuzz soak-load clean lock
 
 ## Python tools of the local stack (moto server, boto3 and openai for the tests), pinned.
 venv: $(VENV_STAMP)
@@ -45,6 +45,24 @@ bench: venv
 	./target/release/gateway-overhead --model-latency-ms 50
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/batch-drain
 	./target/release/cold-start
+	$(MAKE) bench-peer
+
+## Side by side with a peer gateway (the LiteLLM proxy, pinned), same upstream (the emulator);
+## tables and charts in bench/results/.
+bench-peer: venv
+	./bench/peer/run.sh
+
+## Longer runs (not in CI): every fuzz target for FUZZ_SECONDS each, then 10,000 requests at
+## concurrency 100 through `quarry dev` with 20% throttling.
+FUZZ_SECONDS ?= 60
+soak: soak-fuzz soak-load
+
+soak-fuzz:
+	./crates/fuzz/run.sh $(FUZZ_SECONDS)
+
+soak-load: venv
+	cargo build --release -p quarry-cli -p quarry-bench
+	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/soak-load
 
 ## SAM, cfn-lint, cargo-lambda and zig, pinned (no Docker: cargo-lambda cross-compiles).
 deploy-tools: $(DEPLOY_STAMP)

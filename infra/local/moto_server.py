@@ -7,11 +7,13 @@ its standard input closes, so a parent that dies (or a test that ends) never lea
 pass --no-stdin-watch to keep it running without a parent holding stdin.
 """
 
+import copy
 import logging
 import os
 import signal
 import sys
 import threading
+from collections import defaultdict
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import (
@@ -20,6 +22,63 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
+
+
+# moto's TransactWriteItems deep-copies every table a transaction names, once per item of the
+# transaction, to roll back on failure: O(table size) per write, so a usage ledger that grows
+# with every request slows the local stack down quadratically. The rollback only needs the
+# items the transaction names, so the snapshot copies the table's item index (references) and
+# deep-copies only those items. Same rollback, without the quadratic cost.
+_transaction = threading.local()
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _touched_keys(backend, transact_items):
+    touched = {}
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = backend.tables.get(op.get("TableName"))
+        attrs = op.get("Key") or op.get("Item") or {}
+        if table is None or table.hash_key_attr not in attrs:
+            continue
+        hash_key = DynamoType(attrs[table.hash_key_attr])
+        range_attr = table.range_key_attr
+        range_key = DynamoType(attrs[range_attr]) if range_attr and range_attr in attrs else None
+        touched.setdefault(table.name, []).append((hash_key, range_key))
+    return touched
+
+
+def _transact_write_items_snapshotting_items(self, transact_items):
+    _transaction.touched = _touched_keys(self, transact_items)
+    try:
+        return _transact_write_items(self, transact_items)
+    finally:
+        _transaction.touched = None
+
+
+def _table_snapshot(self, memo):
+    touched = getattr(_transaction, "touched", None)
+    clone = copy.copy(self)
+    if touched is None:
+        clone.items = copy.deepcopy(self.items, memo)
+        return clone
+    items = defaultdict(dict)
+    for hash_key, value in self.items.items():
+        items[hash_key] = dict(value) if isinstance(value, dict) else value
+    for hash_key, range_key in touched.get(self.name, []):
+        if range_key is not None and hash_key in items and range_key in items[hash_key]:
+            items[hash_key][range_key] = copy.deepcopy(items[hash_key][range_key])
+        elif range_key is None and hash_key in items:
+            items[hash_key] = copy.deepcopy(items[hash_key])
+    clone.items = items
+    return clone
+
+
+DynamoDBBackend.transact_write_items = _transact_write_items_snapshotting_items
+Table.__deepcopy__ = _table_snapshot
 
 
 class SerializedDynamoDB:

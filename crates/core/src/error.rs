@@ -22,6 +22,12 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, with other methods (listed in the message and in `Allow`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A body that is not JSON by its `Content-Type`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -91,6 +97,8 @@ impl Error {
             Self::Unauthorized(_) => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
+            Self::MethodNotAllowed(_) => 405,
+            Self::UnsupportedMediaType(_) => 415,
             Self::PayloadTooLarge(_) => 413,
             Self::Routing(RoutingError::Invalid(_)) => 503,
             Self::Routing(_) => 400,
@@ -119,6 +127,8 @@ impl Error {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Routing(RoutingError::UnknownTier(..)) => "unknown_tier",
             Self::Routing(RoutingError::UnknownModel(_)) => "unknown_model",

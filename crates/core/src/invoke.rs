@@ -33,8 +33,11 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// No attempt starts with less time than this left.
     pub min_attempt_time: Duration,
-    /// Consecutive throttles that open a model's circuit.
+    /// Throttles within `breaker_window` that open a model's circuit, provided they are at
+    /// least half of the calls started in that window (so, for one request at a time as on
+    /// Lambda: this many consecutive throttles).
     pub breaker_threshold: u32,
+    pub breaker_window: Duration,
     pub breaker_cooldown: Duration,
 }
 
@@ -46,6 +49,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(5),
             min_attempt_time: Duration::from_millis(500),
             breaker_threshold: 5,
+            breaker_window: Duration::from_secs(10),
             breaker_cooldown: Duration::from_secs(30),
         }
     }
@@ -67,10 +71,29 @@ impl RetryPolicy {
     }
 }
 
+/// A model's circuit. Throttles are weighed against the calls *started* in the window, not
+/// against the answers received: under concurrency a throttle comes back in milliseconds while
+/// a success takes seconds, so counting consecutive throttles in arrival order would open the
+/// circuit on any burst of a modest throttle rate and turn it into a total outage.
 #[derive(Debug, Default)]
 struct Breaker {
-    consecutive_throttles: u32,
+    window_start: Option<Instant>,
+    started: u32,
+    throttled: u32,
     open_until: Option<Instant>,
+}
+
+impl Breaker {
+    fn roll_window(&mut self, now: Instant, window: Duration) {
+        if self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= window)
+        {
+            self.window_start = Some(now);
+            self.started = 0;
+            self.throttled = 0;
+        }
+    }
 }
 
 /// Per-model circuit breakers, shared by every request of a warm Lambda.
@@ -93,17 +116,27 @@ impl CircuitBreakers {
         self.with(model, |b| b.open_until.is_some_and(|until| now < until))
     }
 
+    /// A call to `model` is about to start.
+    fn started(&self, model: &str, now: Instant, policy: &RetryPolicy) {
+        self.with(model, |b| {
+            b.roll_window(now, policy.breaker_window);
+            b.started += 1;
+        });
+    }
+
+    /// A success closes a half-open circuit.
     fn success(&self, model: &str) {
-        self.with(model, |b| *b = Breaker::default());
+        self.with(model, |b| b.open_until = None);
     }
 
     /// Returns true when this throttle opened the circuit.
     fn throttled(&self, model: &str, now: Instant, policy: &RetryPolicy) -> bool {
         self.with(model, |b| {
-            b.consecutive_throttles += 1;
-            if b.consecutive_throttles >= policy.breaker_threshold {
+            b.roll_window(now, policy.breaker_window);
+            b.throttled += 1;
+            if b.throttled >= policy.breaker_threshold && b.throttled * 2 >= b.started {
                 b.open_until = Some(now + policy.breaker_cooldown);
-                b.consecutive_throttles = 0;
+                b.window_start = None;
                 true
             } else {
                 false
@@ -523,6 +556,7 @@ impl Invoker {
                         deadline,
                     ));
                 }
+                self.breakers.started(&target.invoke_id, now, &self.policy);
                 let result = self
                     .attempt(mode, target, request, remaining, deadline)
                     .await;
@@ -619,4 +653,61 @@ fn until_deadline(stream: ModelStream, deadline: Instant) -> ModelStream {
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_early_throttles_among_many_calls_keeps_the_circuit_closed() {
+        let (b, p, now) = (
+            CircuitBreakers::default(),
+            RetryPolicy::default(),
+            Instant::now(),
+        );
+        // 50 calls in flight; the 10 throttled ones come back first.
+        for _ in 0..50 {
+            b.started("m", now, &p);
+        }
+        for _ in 0..10 {
+            assert!(!b.throttled("m", now, &p));
+        }
+        assert!(!b.is_open("m", now));
+    }
+
+    #[test]
+    fn consecutive_throttles_of_one_caller_open_it_until_the_cooldown() {
+        let (b, p, now) = (
+            CircuitBreakers::default(),
+            RetryPolicy::default(),
+            Instant::now(),
+        );
+        for i in 1..=p.breaker_threshold {
+            b.started("m", now, &p);
+            assert_eq!(b.throttled("m", now, &p), i == p.breaker_threshold);
+        }
+        assert!(b.is_open("m", now));
+        assert!(!b.is_open("other", now));
+        assert!(!b.is_open("m", now + p.breaker_cooldown));
+        // Half-open: one more throttle does not reopen it at once; a success closes it.
+        b.started("m", now + p.breaker_cooldown, &p);
+        assert!(!b.throttled("m", now + p.breaker_cooldown, &p));
+        b.success("m");
+        assert!(!b.is_open("m", now + p.breaker_cooldown));
+    }
+
+    #[test]
+    fn most_calls_throttled_opens_it_under_concurrency_too() {
+        let (b, p, now) = (
+            CircuitBreakers::default(),
+            RetryPolicy::default(),
+            Instant::now(),
+        );
+        for _ in 0..20 {
+            b.started("m", now, &p);
+        }
+        let opened = (0..12).any(|_| b.throttled("m", now, &p));
+        assert!(opened && b.is_open("m", now));
+    }
 }

@@ -243,6 +243,9 @@ impl CompiledPrompt {
                 template_vars.extend(t.undeclared_variables(false));
             }
         }
+        // minijinja reports the global functions a template calls (`range`, `namespace`,
+        // `dict`, ...) as undeclared: they are not variables the request must give.
+        template_vars.retain(|v| env.globals().all(|(global, _)| global != v));
         Ok(Self {
             spec,
             env,
@@ -560,6 +563,21 @@ mod tests {
                 .user,
             "x y"
         );
+    }
+
+    #[test]
+    fn global_functions_are_not_required_variables() {
+        let mut s = spec();
+        s.template = "{% for i in range(2) %}{{ i }}{% endfor %}{% set ns = namespace(n=1) %}\
+                      {{ ns.n }} {{ text }}"
+            .into();
+        let p = CompiledPrompt::compile(s).unwrap();
+        assert_eq!(p.render(&vars(json!({"text": "x"}))).unwrap().user, "011 x");
+        let e = p
+            .render(&vars(json!({"text": "x", "range": 3})))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not declared by prompt"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub async fn accept(
 ) -> Result<Incoming, (Error, RequestMeta)> {
     let (parts, body) = request.into_parts();
     let meta = RequestMeta::from_parts(&parts, options.request_timeout, options.deadline_margin);
+    if let Err(e) = json_content_type(&parts.headers) {
+        return Err((e, meta));
+    }
     let caller = match caller(&parts, &options.auth, configs).await {
         Ok(c) => c,
         Err(e) => return Err((e, meta)),
@@ -55,6 +58,30 @@ pub async fn accept(
             )),
             meta,
         )),
+    }
+}
+
+/// Bodies are JSON: a `Content-Type` that says otherwise (a form, plain text, XML) is refused
+/// rather than guessed at. None at all is taken as JSON, as most clients mean it.
+fn json_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "the body must be JSON: send 'Content-Type: application/json' (got {:?})",
+            value.to_str().unwrap_or("non-ASCII")
+        )))
     }
 }
 

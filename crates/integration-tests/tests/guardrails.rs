@@ -5,43 +5,9 @@
 
 mod common;
 
-use common::{add_tenant, capture_logs, chat, options, state};
+use common::{add_tenant, chat, options, state};
 use quarry_testkit::Stack;
 use serde_json::json;
-
-const PII: &str = "Mail jane.roe@example.org or call 415-555-0132; card 4111 1111 1111 1111.";
-
-#[tokio::test]
-async fn redacted_pii_reaches_neither_the_model_nor_the_logs() {
-    let stack = Stack::start().await;
-    let key = add_tenant(&stack, "careful", json!({"guardrails": {"pii": "redact"}})).await;
-    let s = state(&stack, options());
-    let (_guard, logs) = capture_logs();
-    let r = chat(
-        &s,
-        &key,
-        json!({"messages": [{"role": "user", "content": PII}]}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        r.body["guardrails"]["redacted"],
-        json!({"email": 1, "phone": 1, "credit_card": 1})
-    );
-    let sent = stack.emulator.state().recorded(1)[0].body.to_string();
-    for secret in [
-        "jane.roe@example.org",
-        "415-555-0132",
-        "4111 1111 1111 1111",
-    ] {
-        assert!(!sent.contains(secret), "{secret} reached the model: {sent}");
-        assert!(!logs.text().contains(secret), "{secret} reached the logs");
-    }
-    assert!(
-        sent.contains("[EMAIL]") && sent.contains("[CREDIT_CARD]"),
-        "{sent}"
-    );
-}
 
 #[tokio::test]
 async fn blocked_pii_is_a_400_before_any_model_call() {
