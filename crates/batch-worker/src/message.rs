@@ -150,6 +150,17 @@ pub fn parse(body: &str) -> Result<BatchMessage, Invalid> {
     if message.tier.is_some() && message.model.is_some() {
         return invalid("give 'tier' or 'model', not both");
     }
+    // The ranges of the schema file (a number too large for f32 arrives as infinity).
+    let unit = |v: Option<f32>| v.is_none_or(|v| (0.0..=1.0).contains(&v));
+    if !unit(message.temperature) || !unit(message.top_p) {
+        return invalid("temperature and top_p must be between 0 and 1");
+    }
+    if message.max_tokens == Some(0) {
+        return invalid("max_tokens must be at least 1");
+    }
+    if message.stop.iter().any(String::is_empty) {
+        return invalid("stop sequences must not be empty");
+    }
     Ok(message)
 }
 
@@ -258,6 +269,12 @@ mod schema_file {
             r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","tier":"a","model":"b"}"#,
             r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","extra":1}"#,
             r#"{"schema_version":1,"job_id":"has space","item_id":"i","tenant":"acme","prompt":"p"}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","temperature":5.3}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","top_p":1e94}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","temperature":-0.5}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","max_tokens":0}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","stop":[""]}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","temperature":1,"top_p":0,"max_tokens":1,"stop":["x"]}"#,
         ];
         for case in cases {
             let value: serde_json::Value = serde_json::from_str(case).unwrap();

@@ -231,6 +231,9 @@ impl CompiledPrompt {
         }
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A bound on the work of one render: a prompt that loops over what a request sends
+        // cannot keep a Lambda busy until its timeout.
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_template_owned("template", spec.template.clone())
             .map_err(|e| invalid(format!("template: {e}")))?;
         if let Some(system) = &spec.system {
@@ -318,10 +321,26 @@ impl CompiledPrompt {
         }
         let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
         let render = |name: &str| -> Result<String, PromptError> {
-            self.env
-                .get_template(name)
-                .and_then(|t| t.render(&ctx))
-                .map_err(|e| PromptError::Render(e.to_string()))
+            // minijinja can panic on some inputs (see the release profile); a panic here is
+            // this request's error, not the process's.
+            let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.env.get_template(name).and_then(|t| t.render(&ctx))
+            }))
+            .map_err(|_| {
+                PromptError::Render(format!(
+                    "the {name} of prompt '{}' cannot be rendered with these variables",
+                    self.spec.name
+                ))
+            })?
+            .map_err(|e| PromptError::Render(e.to_string()))?;
+            if rendered.len() > MAX_RENDERED_BYTES {
+                return Err(PromptError::Render(format!(
+                    "the {name} of prompt '{}' renders to {} bytes, over the limit of {MAX_RENDERED_BYTES}",
+                    self.spec.name,
+                    rendered.len()
+                )));
+            }
+            Ok(rendered)
         };
         let system = if self.spec.system.is_some() {
             Some(render("system")?)
@@ -334,6 +353,13 @@ impl CompiledPrompt {
         })
     }
 }
+
+/// minijinja instructions one render may execute: ample for any prompt (a loop over a few
+/// hundred items), far below what would hold a Lambda for seconds.
+const RENDER_FUEL: u64 = 1_000_000;
+
+/// The largest rendered system or user text: above any model's context window in characters.
+const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;
 
 /// How a request picks a version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -563,6 +589,33 @@ mod tests {
                 .user,
             "x y"
         );
+    }
+
+    #[test]
+    fn hostile_renders_are_errors_not_panics_or_hangs() {
+        let render = |template: &str, text: &str| {
+            let mut s = spec();
+            s.template = template.into();
+            CompiledPrompt::compile(s)
+                .unwrap()
+                .render(&vars(json!({"text": text})))
+        };
+        // minijinja 3.0.5 panics here; the request gets an error.
+        let e = render("{{ text[::-1] }}", "").unwrap_err().to_string();
+        assert!(e.contains("cannot be rendered"), "{e}");
+        assert_eq!(render("{{ text[::-1] }}", "ab").unwrap().user, "ba");
+        // Out of fuel instead of running for minutes.
+        let e = render(
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            "x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("fuel"), "{e}");
+        let e = render("{{ text * 5000000 }}", "xy")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over the limit"), "{e}");
     }
 
     #[test]

@@ -11,8 +11,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             "the request body is empty: send a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -22,7 +22,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         } else {
             Error::bad_request(path.clone(), format!("invalid field '{path}': {inner}"))
         }
-    })
+    })?;
+    // Only whitespace may follow the value.
+    de.end()
+        .map_err(|e| Error::bad_request("body", format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -52,5 +56,9 @@ mod tests {
         assert!(e.to_string().contains("empty"));
         let e = parse_json::<Req>(br#"{"items": [], "extra": 1}"#).unwrap_err();
         assert!(e.to_string().contains("extra"), "{e}");
+        let e = parse_json::<Req>(br#"{"items": []} {"items": []}"#).unwrap_err();
+        assert_eq!(e.field(), Some("body"));
+        assert!(e.to_string().contains("trailing characters"), "{e}");
+        assert!(parse_json::<Req>(b"{\"items\": []} \n").is_ok());
     }
 }

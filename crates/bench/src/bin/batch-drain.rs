@@ -3,10 +3,12 @@
 //! the serial rate (one item at a time), for several batch sizes, item concurrencies and
 //! numbers of concurrent invocations (pollers).
 //!
-//! Two set-ups. `worker`: the job store and ledger in process (SQS, SSM and Bedrock still
-//! over the wire), so the rate is the worker's own. `moto`: everything on moto, which bounds
-//! the rate: it is one Python process, and its DynamoDB transactions (three per item: claim,
-//! result, ledger) copy every table, so they slow down as the tables grow.
+//! Three set-ups. `lambda`: batches handed to the worker as the Lambda service does (no SQS
+//! polling, which is Lambda's job in AWS), job store and ledger in process, SSM and Bedrock
+//! over the wire: the worker's own rate. `worker`: the same, fed by the local event source
+//! mapping polling SQS on moto, whose receives slow down as the queue grows. `moto`:
+//! everything on moto, which bounds the rate: one Python process serving every DynamoDB
+//! transaction (three per item: claim, result, ledger) one at a time.
 //! `cargo build --release -p quarry-bench && ./target/release/batch-drain` (needs `make venv`).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -14,6 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use batch_worker::poller::{EventSourceMapping, MappingOptions};
 use batch_worker::{Worker, WorkerOptions, WorkerPorts};
 use bedrock_emulator::{EmulatorConfig, Latency};
@@ -44,6 +47,7 @@ struct Args {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Stores {
+    Lambda,
     Worker,
     Moto,
 }
@@ -67,17 +71,25 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
     let stack = Stack::start_with(moto.url(), config).await;
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
     let queue = stack.provisioned.batch_queue_url.clone();
-    for chunk in (0..run.items).collect::<Vec<_>>().chunks(10) {
+    let body = |i: u64| {
+        serde_json::json!({
+            "schema_version": 1, "job_id": job, "item_id": format!("i{i}"), "tenant": "acme",
+            "messages": [{"role": "user", "content": format!("item {i}")}], "model": "amazon.nova-micro-v1:0"
+        })
+        .to_string()
+    };
+    let chunks = if run.stores == Stores::Lambda {
+        Vec::new()
+    } else {
+        (0..run.items).collect::<Vec<_>>()
+    };
+    for chunk in chunks.chunks(10) {
         let entries = chunk
             .iter()
             .map(|i| {
-                let body = serde_json::json!({
-                    "schema_version": 1, "job_id": job, "item_id": format!("i{i}"), "tenant": "acme",
-                    "messages": [{"role": "user", "content": format!("item {i}")}], "model": "amazon.nova-micro-v1:0"
-                });
                 aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(format!("e{i}"))
-                    .message_body(body.to_string())
+                    .message_body(body(*i))
                     .build()
                     .unwrap()
             })
@@ -104,7 +116,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
                 &stack.settings.jobs_table,
             )),
         ),
-        Stores::Worker => {
+        Stores::Worker | Stores::Lambda => {
             let jobs = Arc::new(MemoryJobs::default());
             let ports = WorkerPorts {
                 params: Arc::new(SsmParams::new(&stack.sdk)),
@@ -119,6 +131,9 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
         }
     };
     let worker = Arc::new(worker);
+    if run.stores == Stores::Lambda {
+        return invoke_directly(&worker, run, &body).await;
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..run.pollers {
@@ -155,6 +170,57 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
     run.items as f64 / elapsed.as_secs_f64()
 }
 
+/// `pollers` concurrent "invocations", each handing the worker one batch of `batch_size`
+/// messages at a time, as the Lambda service does; the failures of a batch go back in line.
+async fn invoke_directly(worker: &Arc<Worker>, run: &Run, body: &dyn Fn(u64) -> String) -> f64 {
+    let pending: std::collections::VecDeque<SqsMessage> = (0..run.items)
+        .map(|i| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(body(i));
+            m.attributes
+                .insert("SenderId".into(), "AIDAEXAMPLEPRODUCER".into());
+            m
+        })
+        .collect();
+    let queue = Arc::new(tokio::sync::Mutex::new(pending));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..run.pollers {
+        let (worker, queue, batch) = (worker.clone(), queue.clone(), run.batch_size as usize);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let records: Vec<SqsMessage> = {
+                    let mut q = queue.lock().await;
+                    let n = batch.min(q.len());
+                    q.drain(..n).collect()
+                };
+                if records.is_empty() {
+                    break;
+                }
+                let by_id: Vec<SqsMessage> = records.clone();
+                let mut event = SqsEvent::default();
+                event.records = records;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                let response = worker.handle(event, deadline).await;
+                let mut q = queue.lock().await;
+                for failure in response.batch_item_failures {
+                    if let Some(m) = by_id
+                        .iter()
+                        .find(|m| m.message_id.as_deref() == Some(failure.item_identifier.as_str()))
+                    {
+                        q.push_back(m.clone());
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    run.items as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
@@ -179,14 +245,21 @@ fn main() {
             items,
         };
         let (main, comparison, on_moto) = (args.items, args.comparison_items, args.moto_items);
-        for stores in [Stores::Worker, Stores::Moto] {
-            let name = if stores == Stores::Worker {
-                "worker"
-            } else {
-                "moto"
+        for stores in [Stores::Lambda, Stores::Worker, Stores::Moto] {
+            let name = match stores {
+                Stores::Lambda => "lambda",
+                Stores::Worker => "worker",
+                Stores::Moto => "moto",
             };
             let serial = drain(&moto, &run(stores, 1, 1, 1, 20), args.model_ms, "serial").await;
             let runs = match stores {
+                Stores::Lambda => vec![
+                    run(stores, 10, 10, 1, main),
+                    run(stores, 10, 5, 1, comparison),
+                    run(stores, 5, 5, 1, comparison),
+                    run(stores, 10, 10, 4, main),
+                    run(stores, 10, 10, 10, main),
+                ],
                 Stores::Worker => vec![
                     run(stores, 10, 10, 1, main),
                     run(stores, 10, 5, 1, comparison),

@@ -45,10 +45,12 @@ struct Dev {
 }
 
 async fn start_dev(quarry: &str) -> Dev {
+    // The stack's own logs (moto, the server) go to a file, for a run that goes wrong.
+    let log = std::fs::File::create("target/soak-load-dev.log").expect("target/soak-load-dev.log");
     let mut child = tokio::process::Command::new(quarry)
         .args(["dev", "--port", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .stdin(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -109,7 +111,14 @@ fn ledger(quarry: &str, dev: &Dev) -> (u64, u64) {
         ])
         .output()
         .expect("quarry cost report");
-    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        eprintln!(
+            "quarry cost report: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Value::Null
+    });
     let row = rows
         .as_array()
         .and_then(|r| r.iter().find(|r| r["key"] == "total"))
