@@ -31,62 +31,74 @@ from moto.dynamodb.models.table import Table
 # transaction, to roll back on failure: O(table size) per write, and every copy is kept
 # forever by moto's instance tracking, so a usage ledger that grows with every request slows
 # the local stack down quadratically and exhausts memory (23 GB after 10,000 requests). The
-# rollback only needs the items the transaction names: the snapshot copies the table's item
-# index (references) and deep-copies only those items, as objects moto does not track.
+# rollback only needs the items the transaction names: those are saved before it runs and put
+# back if it fails, and the table snapshot moto asks for is the table itself.
 _transaction = threading.local()
 _transact_write_items = DynamoDBBackend.transact_write_items
 
 
-def _touched_keys(backend, transact_items):
-    touched = {}
-    for entry in transact_items:
-        _, op = next(iter(entry.items()))
-        table = backend.tables.get(op.get("TableName"))
-        attrs = op.get("Key") or op.get("Item") or {}
-        if table is None or table.hash_key_attr not in attrs:
-            continue
-        hash_key = DynamoType(attrs[table.hash_key_attr])
-        range_attr = table.range_key_attr
-        range_key = DynamoType(attrs[range_attr]) if range_attr and range_attr in attrs else None
-        touched.setdefault(table.name, []).append((hash_key, range_key))
-    return touched
-
-
-def _transact_write_items_snapshotting_items(self, transact_items):
-    _transaction.touched = _touched_keys(self, transact_items)
-    try:
-        return _transact_write_items(self, transact_items)
-    finally:
-        _transaction.touched = None
-
-
 def _untracked(obj, attributes):
-    """A copy of a moto model that moto does not track: every model moto constructs is kept in
-    a class-level list until reset, so snapshots made through copy/deepcopy would never be
-    freed (one table's worth of memory per transaction item)."""
+    """A copy of a moto model that moto does not track (moto keeps every model it constructs
+    in a class-level list until reset, so tracked copies would never be freed)."""
     clone = object.__new__(type(obj))
     clone.__dict__.update(attributes)
     return clone
 
 
+def _key(table, attrs):
+    hash_key = DynamoType(attrs[table.hash_key_attr])
+    range_attr = table.range_key_attr
+    return hash_key, (DynamoType(attrs[range_attr]) if range_attr and range_attr in attrs else None)
+
+
+def _current(table, hash_key, range_key):
+    value = table.items.get(hash_key)
+    if range_key is not None:
+        value = value.get(range_key) if isinstance(value, dict) else None
+    return None if value is None else _untracked(value, copy.deepcopy(value.__dict__))
+
+
+def _restore(table, hash_key, range_key, item):
+    if range_key is not None:
+        if item is None:
+            table.items.get(hash_key, {}).pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = item
+    elif item is None:
+        table.items.pop(hash_key, None)
+    else:
+        table.items[hash_key] = item
+
+
+def _transact_write_items_saving_items(self, transact_items):
+    saved = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = self.tables.get(op.get("TableName"))
+        attrs = op.get("Key") or op.get("Item") or {}
+        if table is not None and table.hash_key_attr in attrs:
+            hash_key, range_key = _key(table, attrs)
+            saved.append((table, hash_key, range_key, _current(table, hash_key, range_key)))
+    _transaction.active = True
+    try:
+        return _transact_write_items(self, transact_items)
+    except Exception:
+        # moto "restored" the tables it snapshotted, which are the same objects (see
+        # _table_snapshot): undo the transaction's writes item by item, last first.
+        for table, hash_key, range_key, item in reversed(saved):
+            _restore(table, hash_key, range_key, item)
+        raise
+    finally:
+        _transaction.active = False
+
+
 def _table_snapshot(self, memo):
-    touched = getattr(_transaction, "touched", None)
-    if touched is None:
-        return _untracked(self, copy.deepcopy(self.__dict__, memo))
-    items = defaultdict(dict)
-    for hash_key, value in self.items.items():
-        items[hash_key] = dict(value) if isinstance(value, dict) else value
-    for hash_key, range_key in touched.get(self.name, []):
-        if range_key is not None and hash_key in items and range_key in items[hash_key]:
-            item = items[hash_key][range_key]
-            items[hash_key][range_key] = _untracked(item, copy.deepcopy(item.__dict__))
-        elif range_key is None and hash_key in items:
-            item = items[hash_key]
-            items[hash_key] = _untracked(item, copy.deepcopy(item.__dict__))
-    return _untracked(self, {**self.__dict__, "items": items})
+    if getattr(_transaction, "active", False):
+        return self
+    return _untracked(self, copy.deepcopy(self.__dict__, memo))
 
 
-DynamoDBBackend.transact_write_items = _transact_write_items_snapshotting_items
+DynamoDBBackend.transact_write_items = _transact_write_items_saving_items
 Table.__deepcopy__ = _table_snapshot
 
 
