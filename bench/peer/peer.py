@@ -717,7 +717,7 @@ def markdown(fig):
     w("\nVmHWM from /proc/PID/status, summed over the gateway's process tree (one process each here: LiteLLM with "
       "`--num_workers 1` serves from its main process). Idle CPU: measured over 5 s before any load.\n")
     o = fig["other_work"]
-    w(f"Other work on the machine during the measurement: {f(o['foreign_cpu_s'], 0)} CPU-s over {f(o['wall_s'], 0)} s, "
+    w(f"Other work on the machine during the measurement: {f(max(0.0, o['foreign_cpu_s']), 0)} CPU-s over {f(o['wall_s'], 0)} s, "
       f"{f(100 * o['foreign_share'], 0)}% of the {m['nproc']} cores (all CPU time in /proc/stat minus this benchmark's processes); "
       f"hypervisor steal {f(100 * o['steal_share'], 1)}%. It shows as noise, mostly in p99 and in the rate search.\n")
 

@@ -70,8 +70,8 @@ async fn chat(state: &Arc<AppState>, key: &str, body: &Value) -> (u16, Value, Du
     (status, body, elapsed)
 }
 
-/// p50 (ms) of the first and of the last tenth of the samples: moto's tables grow with every
-/// ledger write, so a drift shows here.
+/// p50 (ms) of the first and of the last tenth of the samples: the usage table grows with every
+/// ledger write, so a drift in moto would show here.
 fn p50_tenths(run: &Run) -> (f64, f64) {
     let n = run.latencies.len();
     let tenth = (n / 10).max(1).min(n);
@@ -265,7 +265,7 @@ fn main() {
         println!();
         let (first, last) = p50_tenths(&hit);
         println!(
-            "The ledger write is a DynamoDB transaction (usage counters and a marker item per record); on moto its cost grows with the usage table: p50 of the hit {first:.3} ms over the first tenth of the samples, {last:.3} ms over the last."
+            "The ledger write is a DynamoDB transaction (usage counters and a marker item per record); p50 of the hit {first:.3} ms over the first tenth of the samples, {last:.3} ms over the last (a drift would come from moto as its usage table grows)."
         );
         println!();
         println!(
