@@ -25,12 +25,10 @@ use quarry_core::Error;
 use quarry_core::admission::AdmissionControl;
 use quarry_core::cache::ResponseCache;
 use quarry_core::chat::Preparer;
-use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::jobs::{ItemClaim, ItemRef, ItemResult, JobError, JobStore};
 use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
-use quarry_core::prompts::PromptStore;
 use quarry_core::service::{
     AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions,
 };
@@ -157,19 +155,11 @@ impl Worker {
     }
 
     pub fn with_ports(ports: WorkerPorts, settings: &Settings, options: WorkerOptions) -> Self {
-        let configs = Arc::new(Configs::new(
-            ports.params.clone(),
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
-        let prompts = Arc::new(PromptStore::new(
-            ports.params,
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
+        let preparer =
+            Preparer::from_params(ports.params, &settings.param_prefix, options.config_max_age);
         let service = ChatService::new(
             Ports {
-                preparer: Preparer::new(configs, prompts),
+                preparer,
                 invoker: Arc::new(Invoker::new(ports.models, options.retry.clone())),
                 cache: ports.cache,
                 admission: ports.admission,

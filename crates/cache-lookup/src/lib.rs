@@ -24,13 +24,11 @@ use quarry_aws::ssm::SsmParams;
 use quarry_core::Error;
 use quarry_core::admission::AdmitAll;
 use quarry_core::chat::Preparer;
-use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::{
     ModelClient, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream,
 };
 use quarry_core::params::ParameterStore;
-use quarry_core::prompts::PromptStore;
 use quarry_core::service::{ChatService, NoApplier, Ports, ServiceOptions};
 use quarry_core::usage::NoLedger;
 use quarry_http::native::{ChatRequest, Limits};
@@ -104,19 +102,11 @@ impl CacheState {
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings, options: CacheOptions) -> Self {
         let params: Arc<dyn ParameterStore> = Arc::new(SsmParams::new(sdk));
         let store = DynamoCache::new(sdk, &settings.cache_table);
-        let configs = Arc::new(Configs::new(
-            params.clone(),
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
-        let prompts = Arc::new(PromptStore::new(
-            params,
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
+        let preparer =
+            Preparer::from_params(params, &settings.param_prefix, options.config_max_age);
         let service = ChatService::new(
             Ports {
-                preparer: Preparer::new(configs, prompts),
+                preparer,
                 invoker: Arc::new(Invoker::new(Arc::new(NoModels), RetryPolicy::default())),
                 cache: Arc::new(store.clone()),
                 admission: Arc::new(AdmitAll),

@@ -15,12 +15,10 @@ use quarry_aws::ssm::SsmParams;
 use quarry_core::admission::AdmissionControl;
 use quarry_core::cache::{IdempotencyStore, ResponseCache};
 use quarry_core::chat::Preparer;
-use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::jobs::JobStore;
 use quarry_core::model::ModelClient;
 use quarry_core::params::ParameterStore;
-use quarry_core::prompts::PromptStore;
 use quarry_core::service::{ChatService, GuardrailApplier, Ports, ServiceOptions};
 use quarry_core::usage::UsageLedger;
 use quarry_http::AuthMode;
@@ -187,20 +185,12 @@ impl AppState {
 
     /// Wiring from explicit ports (in-memory ones in benchmarks).
     pub fn with_ports(ports: HandlerPorts, settings: Settings, options: Options) -> Self {
-        let configs = Arc::new(Configs::new(
-            ports.params.clone(),
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
-        let prompts = Arc::new(PromptStore::new(
-            ports.params,
-            &settings.param_prefix,
-            options.config_max_age,
-        ));
+        let preparer =
+            Preparer::from_params(ports.params, &settings.param_prefix, options.config_max_age);
         let invoker = Arc::new(Invoker::new(ports.models, options.retry.clone()));
         let service = ChatService::new(
             Ports {
-                preparer: Preparer::new(configs, prompts),
+                preparer,
                 invoker,
                 cache: ports.cache,
                 admission: ports.admission,

@@ -100,6 +100,19 @@ impl Preparer {
         Self { configs, prompts }
     }
 
+    /// Configuration and prompts from one parameter store under `prefix`, each cached in the
+    /// warm process for `max_age`: how every handler wires it.
+    pub fn from_params(
+        params: Arc<dyn crate::params::ParameterStore>,
+        prefix: &str,
+        max_age: std::time::Duration,
+    ) -> Self {
+        Self::new(
+            Arc::new(Configs::new(params.clone(), prefix, max_age)),
+            Arc::new(PromptStore::new(params, prefix, max_age)),
+        )
+    }
+
     pub fn configs(&self) -> &Arc<Configs> {
         &self.configs
     }
