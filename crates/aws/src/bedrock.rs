@@ -423,16 +423,17 @@ impl ModelClient for BedrockModels {
 }
 
 #[async_trait]
-impl quarry_core::service::GuardrailApplier for BedrockModels {
+impl quarry_core::ports::GuardrailApplier for BedrockModels {
     async fn intervenes(
         &self,
         guardrail: &quarry_core::guardrails::BedrockGuardrail,
         output: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, quarry_core::ports::StoreError> {
+        use quarry_core::ports::{Dependency, StoreError};
         let text = bt::GuardrailTextBlock::builder()
             .text(output)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| StoreError::invalid(Dependency::Bedrock, "guardrail", e.to_string()))?;
         let out = self
             .client
             .apply_guardrail()
@@ -442,7 +443,7 @@ impl quarry_core::service::GuardrailApplier for BedrockModels {
             .content(bt::GuardrailContentBlock::Text(text))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Bedrock, "guardrail", describe(&e)))?;
         Ok(out.action() == &bt::GuardrailAction::GuardrailIntervened)
     }
 }

@@ -1,5 +1,5 @@
-//! Budget state and rate limits on DynamoDB (the usage table), and the admission control
-//! chat and batch consult before the cache and the model.
+//! The budget store on DynamoDB (the usage table). The policy that reads it is
+//! `quarry_core::admission::BudgetAdmission`; this file only stores.
 //!
 //! * `BUDGET#{tenant}` / `STATE`: the state cost-alarm writes (`ok`, `warning`,
 //!   `degraded`, `blocked`), read by admission and cached briefly in the warm Lambda;
@@ -7,23 +7,20 @@
 //!   month, a runaway hour), so none is sent twice;
 //! * `RATE#{tenant}#{minute}` / `REQ` and `TOK`: per-minute counters (TTL).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use quarry_core::Error;
-use quarry_core::admission::{Admission, AdmissionControl};
-use quarry_core::budget::{BudgetLevel, BudgetState};
-use quarry_core::routing::Route;
-use quarry_core::tenancy::Caller;
-use tokio::time::Instant;
+use quarry_core::admission::{BudgetAdmission, month_of};
+use quarry_core::budget::BudgetState;
+use quarry_core::ports::{BudgetStore, Clock, Dependency, StoreError, SystemClock};
 
-use crate::ledger::Buckets;
 use crate::sdk::describe;
+
+const WHAT: &str = "budget store";
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
@@ -33,33 +30,56 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+fn unavailable(e: &(dyn std::error::Error + 'static)) -> StoreError {
+    StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(e))
 }
 
 /// The current month (`2026-11`, UTC).
 pub fn current_month() -> String {
-    Buckets::of(now_secs() * 1000).month
+    month_of(SystemClock.now_ms())
 }
 
-#[derive(Clone, Debug)]
+/// Budgets and rate limits enforced over the usage table.
+pub fn admission(sdk: &SdkConfig, table: &str, max_age: Duration) -> BudgetAdmission {
+    BudgetAdmission::new(
+        Arc::new(DynamoBudgets::new(sdk, table)),
+        Arc::new(SystemClock),
+        max_age,
+    )
+}
+
+#[derive(Clone)]
 pub struct DynamoBudgets {
     client: Client,
     table: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl DynamoBudgets {
     pub fn new(sdk: &SdkConfig, table: &str) -> Self {
+        Self::with_clock(sdk, table, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(sdk: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
         Self {
             client: Client::new(sdk),
             table: table.to_owned(),
+            clock,
         }
     }
+}
 
-    pub async fn state(&self, tenant: &str) -> Result<Option<BudgetState>, String> {
+fn count_of(item: Option<&std::collections::HashMap<String, AttributeValue>>) -> u64 {
+    item.and_then(|i| i.get("count"))
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|v| v.max(0) as u64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl BudgetStore for DynamoBudgets {
+    async fn state(&self, tenant: &str) -> Result<Option<BudgetState>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -68,16 +88,21 @@ impl DynamoBudgets {
             .key("sk", s("STATE"))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
-        Ok(out
-            .item()
-            .and_then(|i| i.get("state"))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|v| serde_json::from_str(v).ok()))
+            .map_err(|e| unavailable(&e))?;
+        let Some(raw) = out.item().and_then(|i| i.get("state")) else {
+            return Ok(None);
+        };
+        let text = raw.as_s().map_err(|_| {
+            StoreError::invalid(Dependency::DynamoDb, WHAT, "state is not a string")
+        })?;
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StoreError::invalid(Dependency::DynamoDb, WHAT, e.to_string()))
     }
 
-    pub async fn set_state(&self, tenant: &str, state: &BudgetState) -> Result<(), String> {
-        let json = serde_json::to_string(state).map_err(|e| e.to_string())?;
+    async fn set_state(&self, tenant: &str, state: &BudgetState) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state)
+            .map_err(|e| StoreError::invalid(Dependency::DynamoDb, WHAT, e.to_string()))?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -85,27 +110,29 @@ impl DynamoBudgets {
             .item("sk", s("STATE"))
             .item("state", s(&json))
             .item("level", s(&format!("{:?}", state.level).to_lowercase()))
-            .item("updated_at", n(now_secs()))
+            .item("updated_at", n(self.clock.now_secs()))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| unavailable(&e))?;
         Ok(())
     }
 
-    /// True the first time `key` is noticed for `tenant` (the notification is to be sent).
-    pub async fn first_notice(
+    async fn first_notice(
         &self,
         tenant: &str,
         key: &str,
         keep: Duration,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StoreError> {
         let out = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(&format!("NOTICE#{tenant}")))
             .item("sk", s(key))
-            .item("expires_at", n(now_secs() + keep.as_secs() as i64))
+            .item(
+                "expires_at",
+                n(self.clock.now_secs() + keep.as_secs() as i64),
+            )
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -117,12 +144,11 @@ impl DynamoBudgets {
             {
                 Ok(false)
             }
-            Err(e) => Err(describe(&e)),
+            Err(e) => Err(unavailable(&e)),
         }
     }
 
-    /// Releases a notice (its notification could not be sent).
-    pub async fn forget_notice(&self, tenant: &str, key: &str) -> Result<(), String> {
+    async fn forget_notice(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -130,12 +156,11 @@ impl DynamoBudgets {
             .key("sk", s(key))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| unavailable(&e))?;
         Ok(())
     }
 
-    /// A per-minute counter's value.
-    async fn rate(&self, tenant: &str, minute: i64, kind: &str) -> Result<i64, String> {
+    async fn rate(&self, tenant: &str, minute: i64, kind: &str) -> Result<u64, StoreError> {
         let out = self
             .client
             .get_item()
@@ -145,23 +170,17 @@ impl DynamoBudgets {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
-        Ok(out
-            .item()
-            .and_then(|i| i.get("count"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+            .map_err(|e| unavailable(&e))?;
+        Ok(count_of(out.item()))
     }
 
-    /// Adds to a per-minute counter; returns the new value.
     async fn add_rate(
         &self,
         tenant: &str,
         minute: i64,
         kind: &str,
-        amount: i64,
-    ) -> Result<i64, String> {
+        amount: u64,
+    ) -> Result<u64, StoreError> {
         let out = self
             .client
             .update_item()
@@ -170,154 +189,12 @@ impl DynamoBudgets {
             .key("sk", s(kind))
             .update_expression("ADD #c :n SET expires_at = :exp")
             .expression_attribute_names("#c", "count")
-            .expression_attribute_values(":n", n(amount))
+            .expression_attribute_values(":n", n(i64::try_from(amount).unwrap_or(i64::MAX)))
             .expression_attribute_values(":exp", n((minute + 5) * 60))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get("count"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
-    }
-}
-
-/// Budgets and rate limits, enforced.
-pub struct BudgetAdmission {
-    store: DynamoBudgets,
-    max_age: Duration,
-    states: Mutex<HashMap<String, (Option<BudgetState>, Instant)>>,
-}
-
-impl BudgetAdmission {
-    /// `max_age`: how long a tenant's budget state is cached in the warm process.
-    pub fn new(sdk: &SdkConfig, table: &str, max_age: Duration) -> Self {
-        Self {
-            store: DynamoBudgets::new(sdk, table),
-            max_age,
-            states: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn cached(&self, tenant: &str) -> Option<Option<BudgetState>> {
-        let states = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        states
-            .get(tenant)
-            .filter(|(_, at)| at.elapsed() < self.max_age)
-            .map(|(s, _)| s.clone())
-    }
-
-    /// The tenant's state for this month (a state of an earlier month no longer applies).
-    async fn state(&self, tenant: &str) -> Option<BudgetState> {
-        let state = match self.cached(tenant) {
-            Some(s) => s,
-            None => match self.store.state(tenant).await {
-                Ok(s) => {
-                    let mut states = self
-                        .states
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    states.insert(tenant.to_owned(), (s.clone(), Instant::now()));
-                    s
-                }
-                Err(e) => {
-                    // Fail open: an unreadable state must not stop every request.
-                    metrics::counter!("BudgetStateErrors").increment(1);
-                    tracing::warn!(error = %e, %tenant, "budget state unavailable; admitting");
-                    None
-                }
-            },
-        };
-        state.filter(|s| s.month == current_month())
-    }
-
-    fn decision(state: Option<BudgetState>, feature: Option<&str>) -> Result<Admission, Error> {
-        let Some(state) = state else {
-            return Ok(Admission::Proceed);
-        };
-        if state.level == BudgetLevel::Blocked {
-            return Err(Error::BudgetExceeded(format!(
-                "{}; requests are refused until the budget resets next month or is raised",
-                state.reason
-            )));
-        }
-        if let Some(f) = feature
-            && state.blocked_features.iter().any(|b| b == f)
-        {
-            return Err(Error::BudgetExceeded(format!(
-                "the monthly budget of feature '{f}' is spent"
-            )));
-        }
-        match (state.level, state.degrade_to) {
-            (BudgetLevel::Degraded, Some(tier)) => Ok(Admission::Degrade {
-                tier,
-                reason: state.reason,
-            }),
-            _ => Ok(Admission::Proceed),
-        }
-    }
-}
-
-#[async_trait]
-impl AdmissionControl for BudgetAdmission {
-    async fn admit(
-        &self,
-        caller: &Caller,
-        feature: Option<&str>,
-        _route: &Route,
-    ) -> Result<Admission, Error> {
-        let decision = Self::decision(self.state(&caller.tenant).await, feature)?;
-        if let Some(limits) = caller.policy.rate_limits {
-            let now = now_secs();
-            let minute = now / 60;
-            let retry_after = Duration::from_secs((60 - now % 60).max(1) as u64);
-            let refuse = |what: &str, limit: u64| Error::RateLimited {
-                message: format!(
-                    "rate limit of {limit} {what} per minute reached for tenant '{}'",
-                    caller.tenant
-                ),
-                retry_after,
-            };
-            if let Some(limit) = limits.tokens_per_minute {
-                match self.store.rate(&caller.tenant, minute, "TOK").await {
-                    Ok(used) if used as u64 >= limit => return Err(refuse("tokens", limit)),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "rate counter unavailable; admitting"),
-                }
-            }
-            if let Some(limit) = limits.requests_per_minute {
-                match self.store.add_rate(&caller.tenant, minute, "REQ", 1).await {
-                    Ok(count) if count as u64 > limit => return Err(refuse("requests", limit)),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "rate counter unavailable; admitting"),
-                }
-            }
-        }
-        Ok(decision)
-    }
-
-    async fn used(&self, caller: &Caller, tokens: u64) {
-        if caller
-            .policy
-            .rate_limits
-            .and_then(|l| l.tokens_per_minute)
-            .is_some()
-            && let Err(e) = self
-                .store
-                .add_rate(&caller.tenant, now_secs() / 60, "TOK", tokens as i64)
-                .await
-        {
-            tracing::warn!(error = %e, "tokens not counted against the rate limit");
-        }
-    }
-
-    async fn peek(&self, caller: &Caller, feature: Option<&str>, _route: &Route) -> Admission {
-        Self::decision(self.state(&caller.tenant).await, feature).unwrap_or(Admission::Proceed)
+            .map_err(|e| unavailable(&e))?;
+        Ok(count_of(out.attributes()))
     }
 }

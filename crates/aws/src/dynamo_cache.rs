@@ -9,15 +9,15 @@
 //! progress (a crashed request frees its key), the idempotency window once done.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
-use quarry_core::cache::{
-    CacheError, CacheKey, CachedAnswer, Claim, IdempotencyStore, ResponseCache,
-};
+use quarry_core::cache::{CacheKey, CachedAnswer, Claim, IdempotencyStore, ResponseCache};
+use quarry_core::ports::{Clock, Dependency, StoreError, SystemClock};
 use sha2::{Digest, Sha256};
 
 use crate::provision::CACHE_TENANT_INDEX;
@@ -28,12 +28,7 @@ const MAX_ANSWER_BYTES: usize = 350 * 1024;
 /// How long an in-progress idempotency claim holds its key.
 const IN_PROGRESS_LEASE: Duration = Duration::from_secs(300);
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+const WHAT: &str = "response cache";
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
@@ -53,21 +48,28 @@ fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn err(e: &(dyn std::error::Error + 'static)) -> CacheError {
-    CacheError(describe(e))
+fn err(e: &(dyn std::error::Error + 'static)) -> StoreError {
+    StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(e))
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DynamoCache {
     client: Client,
     table: String,
+    /// Expiry is checked on read (DynamoDB's TTL deletes lazily), against this clock.
+    clock: Arc<dyn Clock>,
 }
 
 impl DynamoCache {
     pub fn new(sdk: &SdkConfig, table: &str) -> Self {
+        Self::with_clock(sdk, table, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(sdk: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
         Self {
             client: Client::new(sdk),
             table: table.to_owned(),
+            clock,
         }
     }
 
@@ -76,7 +78,7 @@ impl DynamoCache {
         &self,
         tenant: &str,
         prompt: Option<&str>,
-    ) -> Result<Vec<(String, String)>, CacheError> {
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let mut keys = Vec::new();
         let mut query = self
             .client
@@ -105,7 +107,7 @@ impl DynamoCache {
     }
 
     /// Deletes a tenant's entries (one prompt's, or all); returns how many.
-    pub async fn purge(&self, tenant: &str, prompt: Option<&str>) -> Result<usize, CacheError> {
+    pub async fn purge(&self, tenant: &str, prompt: Option<&str>) -> Result<usize, StoreError> {
         let keys = self.keys_of(tenant, prompt).await?;
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
@@ -141,7 +143,7 @@ impl DynamoCache {
     pub async fn stats(
         &self,
         tenant: &str,
-    ) -> Result<std::collections::BTreeMap<String, u64>, CacheError> {
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
         let mut by_prompt = std::collections::BTreeMap::new();
         for (_, prompt) in self.keys_of(tenant, None).await? {
             *by_prompt.entry(prompt).or_default() += 1;
@@ -160,7 +162,7 @@ impl DynamoCache {
 
 #[async_trait]
 impl ResponseCache for DynamoCache {
-    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, CacheError> {
+    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -173,7 +175,7 @@ impl ResponseCache for DynamoCache {
             return Ok(None);
         };
         // TTL deletion is lazy: an expired item is a miss.
-        if get_n(item, "expires_at").is_none_or(|t| t <= now_secs()) {
+        if get_n(item, "expires_at").is_none_or(|t| t <= self.clock.now_secs()) {
             return Ok(None);
         }
         // The tenant is in the hash already; this check makes a mix-up impossible to miss.
@@ -184,9 +186,13 @@ impl ResponseCache for DynamoCache {
         let Some(answer) = get_s(item, "answer") else {
             return Ok(None);
         };
-        serde_json::from_str(answer)
-            .map(Some)
-            .map_err(|e| CacheError(format!("unreadable cache entry: {e}")))
+        serde_json::from_str(answer).map(Some).map_err(|e| {
+            StoreError::invalid(
+                Dependency::DynamoDb,
+                WHAT,
+                format!("unreadable cache entry: {e}"),
+            )
+        })
     }
 
     async fn put(
@@ -194,13 +200,14 @@ impl ResponseCache for DynamoCache {
         key: &CacheKey,
         answer: &CachedAnswer,
         ttl: Duration,
-    ) -> Result<(), CacheError> {
-        let json = serde_json::to_string(answer).map_err(|e| CacheError(e.to_string()))?;
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(answer)
+            .map_err(|e| StoreError::invalid(Dependency::DynamoDb, WHAT, e.to_string()))?;
         if json.len() > MAX_ANSWER_BYTES {
             tracing::info!(bytes = json.len(), "answer too large to cache");
             return Ok(());
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         self.client
             .put_item()
             .table_name(&self.table)
@@ -225,9 +232,9 @@ impl IdempotencyStore for DynamoCache {
         key: &str,
         body_hash: &str,
         _window: Duration,
-    ) -> Result<Claim, CacheError> {
+    ) -> Result<Claim, StoreError> {
         let pk = Self::idem_pk(tenant, key);
-        let now = now_secs();
+        let now = self.clock.now_secs();
         let put = self
             .client
             .put_item()
@@ -270,7 +277,8 @@ impl IdempotencyStore for DynamoCache {
         ) {
             (Some("done"), Some(status), Some(body)) => Ok(Claim::Replay {
                 status: u16::try_from(status).unwrap_or(200),
-                body: serde_json::from_str(body).map_err(|e| CacheError(e.to_string()))?,
+                body: serde_json::from_str(body)
+                    .map_err(|e| StoreError::invalid(Dependency::DynamoDb, WHAT, e.to_string()))?,
             }),
             _ => Ok(Claim::InProgress),
         }
@@ -283,7 +291,7 @@ impl IdempotencyStore for DynamoCache {
         status: u16,
         body: &serde_json::Value,
         window: Duration,
-    ) -> Result<(), CacheError> {
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -295,14 +303,14 @@ impl IdempotencyStore for DynamoCache {
             .expression_attribute_values(":done", s("done"))
             .expression_attribute_values(":status", n(i64::from(status)))
             .expression_attribute_values(":body", s(&body.to_string()))
-            .expression_attribute_values(":exp", n(now_secs() + window.as_secs() as i64))
+            .expression_attribute_values(":exp", n(self.clock.now_secs() + window.as_secs() as i64))
             .send()
             .await
             .map_err(|e| err(&e))?;
         Ok(())
     }
 
-    async fn abandon(&self, tenant: &str, key: &str) -> Result<(), CacheError> {
+    async fn abandon(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)

@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -15,6 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 use quarry_core::jobs::{
     ItemClaim, ItemRecord, ItemRef, ItemResult, ItemStatus, JobCounts, JobError, JobStore,
 };
+use quarry_core::ports::{Clock, Dependency, StoreError, SystemClock};
 use quarry_core::pricing::MicroUsd;
 
 use crate::sdk::describe;
@@ -25,13 +27,6 @@ const PLAIN_LIMIT: usize = 300 * 1024;
 const COMPRESSED_LIMIT: usize = 350 * 1024;
 /// Job records live this long.
 const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
@@ -52,7 +47,11 @@ fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
 }
 
 fn store(e: &(dyn std::error::Error + 'static)) -> JobError {
-    JobError::Store(describe(e))
+    JobError::Store(StoreError::unavailable(
+        Dependency::DynamoDb,
+        "jobs store",
+        describe(e),
+    ))
 }
 
 fn status_name(s: ItemStatus) -> &'static str {
@@ -89,10 +88,12 @@ fn cancelled_by_condition<E>(
     })
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DynamoJobs {
     client: Client,
     table: String,
+    /// Leases and retention are written from this clock.
+    clock: Arc<dyn Clock>,
 }
 
 /// How an output is stored: text, gzip, or text cut to fit.
@@ -134,9 +135,14 @@ fn unpack(item: &HashMap<String, AttributeValue>) -> Option<String> {
 
 impl DynamoJobs {
     pub fn new(sdk: &SdkConfig, table: &str) -> Self {
+        Self::with_clock(sdk, table, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(sdk: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
         Self {
             client: Client::new(sdk),
             table: table.to_owned(),
+            clock,
         }
     }
 
@@ -167,8 +173,11 @@ impl DynamoJobs {
             .key("sk", s("HEADER"))
             .expression_attribute_values(":tenant", s(tenant))
             .expression_attribute_values(":job", s(job))
-            .expression_attribute_values(":now", n(now_ms()))
-            .expression_attribute_values(":exp", n(now_ms() / 1000 + RETENTION.as_secs() as i64));
+            .expression_attribute_values(":now", n(self.clock.now_ms()))
+            .expression_attribute_values(
+                ":exp",
+                n(self.clock.now_ms() / 1000 + RETENTION.as_secs() as i64),
+            );
         if !adds.is_empty() {
             expr.push_str(" ADD ");
             // Names go through placeholders: several are DynamoDB reserved words.
@@ -200,7 +209,7 @@ impl JobStore for DynamoJobs {
         lease: Duration,
     ) -> Result<ItemClaim, JobError> {
         let (pk, sk) = Self::item_key(item);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let until = now + lease.as_millis() as i64;
         let put = aws_sdk_dynamodb::types::Put::builder()
             .table_name(&self.table)
@@ -297,8 +306,13 @@ impl JobStore for DynamoJobs {
         let (pk, sk) = Self::item_key(item);
         let mut summary = result.clone();
         summary.output = String::new();
-        let summary =
-            serde_json::to_string(&summary).map_err(|e| JobError::Store(e.to_string()))?;
+        let summary = serde_json::to_string(&summary).map_err(|e| {
+            JobError::Store(StoreError::invalid(
+                Dependency::DynamoDb,
+                "jobs store",
+                e.to_string(),
+            ))
+        })?;
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", pk)
@@ -309,7 +323,7 @@ impl JobStore for DynamoJobs {
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":done", s(status_name(ItemStatus::Succeeded)))
             .expression_attribute_values(":result", s(&summary))
-            .expression_attribute_values(":now", n(now_ms()));
+            .expression_attribute_values(":now", n(self.clock.now_ms()));
         let expr = match pack(&result.output) {
             Stored::Text(t) => {
                 update = update
@@ -375,7 +389,7 @@ impl JobStore for DynamoJobs {
             .item("reason", s(reason))
             .item(
                 "expires_at",
-                n(now_ms() / 1000 + RETENTION.as_secs() as i64),
+                n(self.clock.now_ms() / 1000 + RETENTION.as_secs() as i64),
             )
             .condition_expression("attribute_not_exists(pk)")
             .build()
@@ -409,7 +423,7 @@ impl JobStore for DynamoJobs {
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":inprog", s("in_progress"))
             .expression_attribute_values(":retry", s("retry"))
-            .expression_attribute_values(":now", n(now_ms()))
+            .expression_attribute_values(":now", n(self.clock.now_ms()))
             .build()
             .map_err(|e| store(&e))?;
         let marked = self
@@ -447,7 +461,7 @@ impl JobStore for DynamoJobs {
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":inprog", s("in_progress"))
             .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":now", n(now_ms()))
+            .expression_attribute_values(":now", n(self.clock.now_ms()))
             .send()
             .await;
         match out {
@@ -473,8 +487,8 @@ impl JobStore for DynamoJobs {
             .expression_attribute_values(":n", n(items as i64))
             .expression_attribute_values(":tenant", s(tenant))
             .expression_attribute_values(":job", s(job_id))
-            .expression_attribute_values(":now", n(now_ms()))
-            .expression_attribute_values(":exp", n(now_ms() / 1000 + RETENTION.as_secs() as i64))
+            .expression_attribute_values(":now", n(self.clock.now_ms()))
+            .expression_attribute_values(":exp", n(self.clock.now_ms() / 1000 + RETENTION.as_secs() as i64))
             .send()
             .await
             .map_err(|e| store(&e))?;

@@ -16,7 +16,8 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
-use quarry_core::usage::{LedgerError, UsageLedger, UsageRecord};
+use quarry_core::ports::{Dependency, StoreError, UsageLedger};
+use quarry_core::usage::UsageRecord;
 
 use crate::sdk::describe;
 
@@ -53,6 +54,9 @@ pub fn day_pk(tenant: &str, day: &str) -> String {
 pub fn hour_pk(tenant: &str, hour: &str) -> String {
     format!("T#{tenant}#H#{hour}")
 }
+
+const WHAT: &str = "usage ledger";
+const SPILL: &str = "ledger spill";
 
 fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
@@ -96,7 +100,7 @@ impl DynamoLedger {
         sk: &str,
         r: &UsageRecord,
         expires_at: Option<i64>,
-    ) -> Result<TransactWriteItem, LedgerError> {
+    ) -> Result<TransactWriteItem, StoreError> {
         let u = &r.usage;
         let mut expr = String::from(
             "ADD requests :one, input_tokens :in, output_tokens :out, cache_read_tokens :cr, cache_write_tokens :cw, cost_micro :cost",
@@ -127,11 +131,11 @@ impl DynamoLedger {
         let update = update
             .update_expression(expr)
             .build()
-            .map_err(|e| LedgerError(describe(&e)))?;
+            .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn write(&self, r: &UsageRecord) -> Result<Written, LedgerError> {
+    async fn write(&self, r: &UsageRecord) -> Result<Written, StoreError> {
         let b = Buckets::of(r.at_ms);
         let now = r.at_ms / 1000;
         let marker = Put::builder()
@@ -142,7 +146,7 @@ impl DynamoLedger {
             .item("expires_at", n(now + MARKER_RETENTION_SECS))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(|e| LedgerError(describe(&e)))?;
+            .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
         let month = month_pk(&r.tenant, &b.month);
         let day = day_pk(&r.tenant, &b.day);
         let model = format!("MODEL#{}", r.model);
@@ -180,7 +184,11 @@ impl DynamoLedger {
                 if duplicate {
                     Ok(Written::Duplicate)
                 } else {
-                    Err(LedgerError(describe(&e)))
+                    Err(StoreError::unavailable(
+                        Dependency::DynamoDb,
+                        WHAT,
+                        describe(&e),
+                    ))
                 }
             }
         }
@@ -188,7 +196,7 @@ impl DynamoLedger {
 
     /// Writes with retries, without the spill (what the replay uses). Ok(false): the record
     /// was counted before.
-    pub async fn record_direct(&self, r: &UsageRecord) -> Result<bool, LedgerError> {
+    pub async fn record_direct(&self, r: &UsageRecord) -> Result<bool, StoreError> {
         let mut last = None;
         for attempt in 0..self.retries {
             if attempt > 0 {
@@ -200,21 +208,23 @@ impl DynamoLedger {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| LedgerError("no attempt".into())))
+        Err(last
+            .unwrap_or_else(|| StoreError::unavailable(Dependency::DynamoDb, WHAT, "no attempt")))
     }
 
-    async fn spill(&self, r: &UsageRecord) -> Result<(), LedgerError> {
+    async fn spill(&self, r: &UsageRecord) -> Result<(), StoreError> {
         let url = crate::provision::queue_url(&self.sqs, &self.spill_queue)
             .await
-            .map_err(|e| LedgerError(e.to_string()))?;
-        let body = serde_json::to_string(r).map_err(|e| LedgerError(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
+        let body = serde_json::to_string(r)
+            .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
         self.sqs
             .send_message()
             .queue_url(url)
             .message_body(body)
             .send()
             .await
-            .map_err(|e| LedgerError(describe(&e)))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, describe(&e)))?;
         Ok(())
     }
 
@@ -222,10 +232,10 @@ impl DynamoLedger {
     pub async fn replay_spill(
         &self,
         max_batches: usize,
-    ) -> Result<(usize, usize, usize), LedgerError> {
+    ) -> Result<(usize, usize, usize), StoreError> {
         let url = crate::provision::queue_url(&self.sqs, &self.spill_queue)
             .await
-            .map_err(|e| LedgerError(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
         let (mut counted, mut duplicates, mut left) = (0, 0, 0);
         for _ in 0..max_batches {
             let out = self
@@ -236,7 +246,7 @@ impl DynamoLedger {
                 .visibility_timeout(60)
                 .send()
                 .await
-                .map_err(|e| LedgerError(describe(&e)))?;
+                .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, describe(&e)))?;
             if out.messages().is_empty() {
                 break;
             }
@@ -276,15 +286,19 @@ impl DynamoLedger {
 
 #[async_trait]
 impl UsageLedger for DynamoLedger {
-    async fn record(&self, r: &UsageRecord) -> Result<(), LedgerError> {
+    async fn record(&self, r: &UsageRecord) -> Result<(), StoreError> {
         match self.record_direct(r).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, id = %r.id, "ledger write failed; spilling the record");
                 metrics::counter!("LedgerSpills").increment(1);
-                self.spill(r)
-                    .await
-                    .map_err(|spill| LedgerError(format!("ledger: {e}; spill: {spill}")))
+                self.spill(r).await.map_err(|spill| {
+                    StoreError::unavailable(
+                        Dependency::DynamoDb,
+                        WHAT,
+                        format!("{e}; and the spill failed: {spill}"),
+                    )
+                })
             }
         }
     }
@@ -339,7 +353,7 @@ impl LedgerReader {
         }
     }
 
-    pub async fn get(&self, pk: &str, sk: &str) -> Result<Totals, LedgerError> {
+    pub async fn get(&self, pk: &str, sk: &str) -> Result<Totals, StoreError> {
         let out = self
             .client
             .get_item()
@@ -349,12 +363,12 @@ impl LedgerReader {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| LedgerError(describe(&e)))?;
+            .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
         Ok(out.item().map(Totals::from_item).unwrap_or_default())
     }
 
     /// Every counter of a partition whose sort key starts with `prefix`: (rest of the key, totals).
-    pub async fn list(&self, pk: &str, prefix: &str) -> Result<Vec<(String, Totals)>, LedgerError> {
+    pub async fn list(&self, pk: &str, prefix: &str) -> Result<Vec<(String, Totals)>, StoreError> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -367,7 +381,8 @@ impl LedgerReader {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| LedgerError(describe(&e)))?;
+            let page = page
+                .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
             for item in page.items() {
                 if let Some(sk) = item.get("sk").and_then(|v| v.as_s().ok()) {
                     out.push((

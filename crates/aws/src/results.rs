@@ -3,13 +3,10 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+pub use quarry_core::ports::ResultsSink;
+use quarry_core::ports::{Dependency, StoreError};
 
 use crate::sdk::describe;
-
-#[async_trait]
-pub trait ResultsSink: Send + Sync {
-    async fn send(&self, message: &serde_json::Value) -> Result<(), String>;
-}
 
 #[derive(Clone, Debug)]
 pub struct SqsResults {
@@ -28,14 +25,14 @@ impl SqsResults {
 
 #[async_trait]
 impl ResultsSink for SqsResults {
-    async fn send(&self, message: &serde_json::Value) -> Result<(), String> {
+    async fn send(&self, message: &serde_json::Value) -> Result<(), StoreError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(message.to_string())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Sqs, "results queue", describe(&e)))?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use quarry_core::notify::Notifier;
+use quarry_core::ports::{Dependency, Notifier, StoreError};
 
 use crate::sdk::describe;
 
@@ -21,7 +21,7 @@ impl SnsNotifier {
         }
     }
 
-    async fn arn(&self) -> Result<String, String> {
+    async fn arn(&self) -> Result<String, StoreError> {
         if self.topic.starts_with("arn:") {
             return Ok(self.topic.clone());
         }
@@ -32,14 +32,14 @@ impl SnsNotifier {
             .name(&self.topic)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Sns, "alerts topic", describe(&e)))?;
         Ok(out.topic_arn().unwrap_or_default().to_owned())
     }
 }
 
 #[async_trait]
 impl Notifier for SnsNotifier {
-    async fn notify(&self, subject: &str, message: &serde_json::Value) -> Result<(), String> {
+    async fn notify(&self, subject: &str, message: &serde_json::Value) -> Result<(), StoreError> {
         let arn = self.arn().await?;
         // SNS subjects are at most 100 ASCII characters.
         let subject: String = subject.chars().filter(char::is_ascii).take(100).collect();
@@ -50,7 +50,7 @@ impl Notifier for SnsNotifier {
             .message(message.to_string())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| StoreError::unavailable(Dependency::Sns, "alerts topic", describe(&e)))?;
         Ok(())
     }
 }

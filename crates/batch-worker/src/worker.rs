@@ -15,7 +15,6 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::budgets::BudgetAdmission;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::ledger::DynamoLedger;
@@ -139,7 +138,7 @@ impl Worker {
             models: Arc::new(BedrockModels::new(sdk)),
             cache: Arc::new(DynamoCache::new(sdk, &settings.cache_table)),
             jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
-            admission: Arc::new(BudgetAdmission::new(
+            admission: Arc::new(quarry_aws::budgets::admission(
                 sdk,
                 &settings.usage_table,
                 options.budget_max_age,
@@ -364,7 +363,13 @@ impl Worker {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| JobError::Store("unknown".into())))
+        Err(last.unwrap_or_else(|| {
+            JobError::Store(quarry_core::ports::StoreError::unavailable(
+                quarry_core::ports::Dependency::DynamoDb,
+                "jobs store",
+                "no attempt was made",
+            ))
+        }))
     }
 
     /// Sends the job's completion message once, when every announced item has an outcome.

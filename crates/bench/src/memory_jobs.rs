@@ -35,7 +35,7 @@ impl MemoryJobs {
         let mut jobs = self
             .jobs
             .lock()
-            .map_err(|_| JobError::Store("poisoned".into()))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(f(&mut jobs))
     }
 }

@@ -201,10 +201,6 @@ where
     }
 }
 
-fn store_error(e: quarry_core::cache::CacheError) -> Error {
-    Error::Config(quarry_core::params::ParamError::Unavailable(e.to_string()))
-}
-
 async fn purge(
     State(state): State<Shared>,
     Query(q): Query<PurgeQuery>,
@@ -221,7 +217,7 @@ async fn purge(
         let deleted = store
             .purge(&tenant, q.prompt.as_deref())
             .await
-            .map_err(store_error)?;
+            .map_err(Error::from)?;
         tracing::info!(%tenant, prompt = q.prompt.as_deref(), deleted, "cache purged");
         Ok(json!({ "tenant": tenant, "prompt": q.prompt, "deleted": deleted }))
     })
@@ -231,7 +227,7 @@ async fn purge(
 async fn stats(State(state): State<Shared>, request: http::Request<Body>) -> Response {
     let store = state.store.clone();
     with_caller(&state, request, move |caller| async move {
-        let by_prompt = store.stats(&caller.tenant).await.map_err(store_error)?;
+        let by_prompt = store.stats(&caller.tenant).await.map_err(Error::from)?;
         let entries: u64 = by_prompt.values().sum();
         Ok(json!({ "tenant": caller.tenant, "entries": entries, "by_prompt": by_prompt }))
     })

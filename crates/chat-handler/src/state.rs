@@ -7,7 +7,6 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::budgets::BudgetAdmission;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::ledger::DynamoLedger;
@@ -167,7 +166,7 @@ impl AppState {
             models: bedrock.clone(),
             cache: cache.clone(),
             idempotency: cache,
-            admission: Arc::new(BudgetAdmission::new(
+            admission: Arc::new(quarry_aws::budgets::admission(
                 sdk,
                 &settings.usage_table,
                 options.budget_max_age,

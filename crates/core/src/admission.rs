@@ -1,9 +1,21 @@
-//! The admission port, consulted before the cache and the model: budgets (a blocked tenant
-//! is refused, a degraded one switched to a cheaper tier) and rate limits.
+//! Admission: the budget and rate-limit decision taken before the cache and the model.
+//!
+//! The policy lives here, over the [`BudgetStore`] port, so it is unit-tested without a
+//! database: a blocked tenant (or feature) is refused with 402, a degraded one is switched to
+//! a cheaper tier, and per-minute request and token limits refuse with 429. Budget state is
+//! cached per tenant in the warm process for `max_age`, so the request path reads it at
+//! most once per tenant per `max_age`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::budget::{BudgetLevel, BudgetState};
 use crate::error::Error;
+pub use crate::ports::AdmissionControl;
+use crate::ports::{BudgetStore, Clock};
 use crate::routing::Route;
 use crate::tenancy::Caller;
 
@@ -17,26 +29,6 @@ pub enum Admission {
     },
 }
 
-#[async_trait]
-pub trait AdmissionControl: Send + Sync {
-    /// `Err(Error::BudgetExceeded)` (402) or `Err(Error::RateLimited)` (429) to refuse.
-    async fn admit(
-        &self,
-        caller: &Caller,
-        feature: Option<&str>,
-        route: &Route,
-    ) -> Result<Admission, Error>;
-
-    /// Tokens actually used, for tokens-per-minute limits.
-    async fn used(&self, _caller: &Caller, _tokens: u64) {}
-
-    /// The decision `admit` would take on routing (degrade or not), without counting the
-    /// request against any limit or refusing it: for cache lookups, which cost nothing.
-    async fn peek(&self, _caller: &Caller, _feature: Option<&str>, _route: &Route) -> Admission {
-        Admission::Proceed
-    }
-}
-
 /// Admits everything.
 pub struct AdmitAll;
 
@@ -44,5 +36,342 @@ pub struct AdmitAll;
 impl AdmissionControl for AdmitAll {
     async fn admit(&self, _: &Caller, _: Option<&str>, _: &Route) -> Result<Admission, Error> {
         Ok(Admission::Proceed)
+    }
+}
+
+/// The month a budget state applies to (`2026-11`, UTC).
+pub fn month_of(at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at_ms)
+        .unwrap_or_default()
+        .format("%Y-%m")
+        .to_string()
+}
+
+/// Budgets and rate limits, enforced.
+pub struct BudgetAdmission {
+    store: Arc<dyn BudgetStore>,
+    clock: Arc<dyn Clock>,
+    max_age: Duration,
+    /// Tenant -> (state, read at ms). Keyed by tenants that passed authentication only.
+    states: Mutex<HashMap<String, (Option<BudgetState>, i64)>>,
+}
+
+impl BudgetAdmission {
+    /// `max_age`: how long a tenant's budget state is cached in the warm process.
+    pub fn new(store: Arc<dyn BudgetStore>, clock: Arc<dyn Clock>, max_age: Duration) -> Self {
+        Self {
+            store,
+            clock,
+            max_age,
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, tenant: &str, now_ms: i64) -> Option<Option<BudgetState>> {
+        let max_age = i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX);
+        let states = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states
+            .get(tenant)
+            .filter(|(_, at)| now_ms.saturating_sub(*at) < max_age)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// The tenant's state for this month (a state of an earlier month no longer applies).
+    async fn state(&self, tenant: &str) -> Option<BudgetState> {
+        let now = self.clock.now_ms();
+        let state = match self.cached(tenant, now) {
+            Some(s) => s,
+            None => match self.store.state(tenant).await {
+                Ok(s) => {
+                    let mut states = self
+                        .states
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    states.insert(tenant.to_owned(), (s.clone(), now));
+                    s
+                }
+                Err(e) => {
+                    // Fail open: an unreadable state must not stop every request.
+                    metrics::counter!("BudgetStateErrors").increment(1);
+                    tracing::warn!(error = %e, %tenant, "budget state unavailable; admitting");
+                    None
+                }
+            },
+        };
+        state.filter(|s| s.month == month_of(now))
+    }
+
+    fn decision(state: Option<BudgetState>, feature: Option<&str>) -> Result<Admission, Error> {
+        let Some(state) = state else {
+            return Ok(Admission::Proceed);
+        };
+        if state.level == BudgetLevel::Blocked {
+            return Err(Error::BudgetExceeded(format!(
+                "{}; requests are refused until the budget resets next month or is raised",
+                state.reason
+            )));
+        }
+        if let Some(f) = feature
+            && state.blocked_features.iter().any(|b| b == f)
+        {
+            return Err(Error::BudgetExceeded(format!(
+                "the monthly budget of feature '{f}' is spent"
+            )));
+        }
+        match (state.level, state.degrade_to) {
+            (BudgetLevel::Degraded, Some(tier)) => Ok(Admission::Degrade {
+                tier,
+                reason: state.reason,
+            }),
+            _ => Ok(Admission::Proceed),
+        }
+    }
+}
+
+#[async_trait]
+impl AdmissionControl for BudgetAdmission {
+    async fn admit(
+        &self,
+        caller: &Caller,
+        feature: Option<&str>,
+        _route: &Route,
+    ) -> Result<Admission, Error> {
+        let decision = Self::decision(self.state(&caller.tenant).await, feature)?;
+        let Some(limits) = caller.policy.rate_limits else {
+            return Ok(decision);
+        };
+        let now = self.clock.now_secs();
+        let minute = now.div_euclid(60);
+        let retry_after = Duration::from_secs((60 - now.rem_euclid(60)).max(1) as u64);
+        let refuse = |what: &str, limit: u64| Error::RateLimited {
+            message: format!(
+                "rate limit of {limit} {what} per minute reached for tenant '{}'",
+                caller.tenant
+            ),
+            retry_after,
+        };
+        if let Some(limit) = limits.tokens_per_minute {
+            match self.store.rate(&caller.tenant, minute, "TOK").await {
+                Ok(used) if used >= limit => return Err(refuse("tokens", limit)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rate counter unavailable; admitting"),
+            }
+        }
+        if let Some(limit) = limits.requests_per_minute {
+            match self.store.add_rate(&caller.tenant, minute, "REQ", 1).await {
+                Ok(count) if count > limit => return Err(refuse("requests", limit)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rate counter unavailable; admitting"),
+            }
+        }
+        Ok(decision)
+    }
+
+    async fn used(&self, caller: &Caller, tokens: u64) {
+        if caller
+            .policy
+            .rate_limits
+            .and_then(|l| l.tokens_per_minute)
+            .is_some()
+            && let Err(e) = self
+                .store
+                .add_rate(
+                    &caller.tenant,
+                    self.clock.now_secs().div_euclid(60),
+                    "TOK",
+                    tokens,
+                )
+                .await
+        {
+            tracing::warn!(error = %e, "tokens not counted against the rate limit");
+        }
+    }
+
+    async fn peek(&self, caller: &Caller, feature: Option<&str>, _route: &Route) -> Admission {
+        Self::decision(self.state(&caller.tenant).await, feature).unwrap_or(Admission::Proceed)
+    }
+}
+
+/// Budget state and counters in memory (unit tests, benchmarks).
+#[derive(Default)]
+pub struct MemoryBudgets {
+    states: Mutex<HashMap<String, BudgetState>>,
+    notices: Mutex<std::collections::HashSet<(String, String)>>,
+    rates: Mutex<HashMap<(String, i64, String), u64>>,
+    /// Reads of the budget state (to show the warm cache works).
+    pub state_reads: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl BudgetStore for MemoryBudgets {
+    async fn state(&self, tenant: &str) -> Result<Option<BudgetState>, crate::ports::StoreError> {
+        self.state_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(lock(&self.states).get(tenant).cloned())
+    }
+
+    async fn set_state(
+        &self,
+        tenant: &str,
+        state: &BudgetState,
+    ) -> Result<(), crate::ports::StoreError> {
+        lock(&self.states).insert(tenant.to_owned(), state.clone());
+        Ok(())
+    }
+
+    async fn first_notice(
+        &self,
+        tenant: &str,
+        key: &str,
+        _keep: Duration,
+    ) -> Result<bool, crate::ports::StoreError> {
+        Ok(lock(&self.notices).insert((tenant.to_owned(), key.to_owned())))
+    }
+
+    async fn forget_notice(&self, tenant: &str, key: &str) -> Result<(), crate::ports::StoreError> {
+        lock(&self.notices).remove(&(tenant.to_owned(), key.to_owned()));
+        Ok(())
+    }
+
+    async fn rate(
+        &self,
+        tenant: &str,
+        minute: i64,
+        kind: &str,
+    ) -> Result<u64, crate::ports::StoreError> {
+        Ok(lock(&self.rates)
+            .get(&(tenant.to_owned(), minute, kind.to_owned()))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn add_rate(
+        &self,
+        tenant: &str,
+        minute: i64,
+        kind: &str,
+        amount: u64,
+    ) -> Result<u64, crate::ports::StoreError> {
+        let mut rates = lock(&self.rates);
+        let v = rates
+            .entry((tenant.to_owned(), minute, kind.to_owned()))
+            .or_default();
+        *v = v.saturating_add(amount);
+        Ok(*v)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::ManualClock;
+    use crate::tenancy::{RateLimits, TenantPolicy};
+
+    fn caller(limits: Option<RateLimits>) -> Caller {
+        Caller {
+            tenant: "acme".into(),
+            admin: false,
+            key_label: None,
+            policy: TenantPolicy {
+                rate_limits: limits,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn state(level: BudgetLevel, month: &str) -> BudgetState {
+        BudgetState {
+            level,
+            degrade_to: Some("cheap".into()),
+            reason: "over budget".into(),
+            ..BudgetState::ok(month)
+        }
+    }
+
+    fn route() -> Route {
+        Route {
+            tier: None,
+            chain: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn blocked_refuses_degraded_switches_and_an_old_month_no_longer_applies() {
+        let clock = Arc::new(ManualClock::new());
+        let month = month_of(clock.now_ms());
+        let store = Arc::new(MemoryBudgets::default());
+        let admission = BudgetAdmission::new(store.clone(), clock.clone(), Duration::ZERO);
+        let c = caller(None);
+        store
+            .set_state("acme", &state(BudgetLevel::Blocked, &month))
+            .await
+            .unwrap();
+        let e = admission.admit(&c, None, &route()).await.unwrap_err();
+        assert_eq!(e.status_code(), 402);
+        store
+            .set_state("acme", &state(BudgetLevel::Degraded, &month))
+            .await
+            .unwrap();
+        assert!(matches!(
+            admission.admit(&c, None, &route()).await.unwrap(),
+            Admission::Degrade { tier, .. } if tier == "cheap"
+        ));
+        store
+            .set_state("acme", &state(BudgetLevel::Blocked, "2001-01"))
+            .await
+            .unwrap();
+        assert_eq!(
+            admission.admit(&c, None, &route()).await.unwrap(),
+            Admission::Proceed
+        );
+    }
+
+    #[tokio::test]
+    async fn budget_state_is_read_once_per_max_age() {
+        let clock = Arc::new(ManualClock::new());
+        let store = Arc::new(MemoryBudgets::default());
+        let admission = BudgetAdmission::new(store.clone(), clock.clone(), Duration::from_secs(30));
+        let c = caller(None);
+        for _ in 0..5 {
+            admission.admit(&c, None, &route()).await.unwrap();
+        }
+        assert_eq!(
+            store.state_reads.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        clock.advance(Duration::from_secs(31));
+        admission.admit(&c, None, &route()).await.unwrap();
+        assert_eq!(
+            store.state_reads.load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limits_refuse_within_the_minute_and_reset_with_the_next() {
+        let clock = Arc::new(ManualClock::at(60_000 * 1_000));
+        let store = Arc::new(MemoryBudgets::default());
+        let admission = BudgetAdmission::new(store, clock.clone(), Duration::from_secs(30));
+        let c = caller(Some(RateLimits {
+            requests_per_minute: Some(2),
+            tokens_per_minute: Some(100),
+        }));
+        admission.admit(&c, None, &route()).await.unwrap();
+        admission.admit(&c, None, &route()).await.unwrap();
+        let e = admission.admit(&c, None, &route()).await.unwrap_err();
+        assert_eq!(e.status_code(), 429);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
+        clock.advance(Duration::from_secs(60));
+        admission.admit(&c, None, &route()).await.unwrap();
+        admission.used(&c, 100).await;
+        let e = admission.admit(&c, None, &route()).await.unwrap_err();
+        assert!(e.to_string().contains("tokens"), "{e}");
     }
 }

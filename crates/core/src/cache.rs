@@ -40,6 +40,8 @@ impl CacheKey {
         let Prepared {
             request,
             route,
+            // The chain below is what the routing decided; the snapshot itself is not.
+            routing: _,
             prompt,
             output_schema,
             guardrails,
@@ -127,31 +129,18 @@ pub struct CachedAnswer {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("response cache: {0}")]
-pub struct CacheError(pub String);
-
-/// The response cache port. Errors fail open: callers log, count and carry on.
-#[async_trait]
-pub trait ResponseCache: Send + Sync {
-    async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, CacheError>;
-    async fn put(
-        &self,
-        key: &CacheKey,
-        answer: &CachedAnswer,
-        ttl: Duration,
-    ) -> Result<(), CacheError>;
-}
+use crate::ports::StoreError;
+pub use crate::ports::{IdempotencyStore, ResponseCache};
 
 /// A disabled cache: never hits, stores nothing.
 pub struct NoCache;
 
 #[async_trait]
 impl ResponseCache for NoCache {
-    async fn get(&self, _: &CacheKey) -> Result<Option<CachedAnswer>, CacheError> {
+    async fn get(&self, _: &CacheKey) -> Result<Option<CachedAnswer>, StoreError> {
         Ok(None)
     }
-    async fn put(&self, _: &CacheKey, _: &CachedAnswer, _: Duration) -> Result<(), CacheError> {
+    async fn put(&self, _: &CacheKey, _: &CachedAnswer, _: Duration) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -172,34 +161,12 @@ pub enum Claim {
     Mismatch,
 }
 
-/// The idempotency port: a retried request with the same key and body gets the first
-/// response, without a second model call or charge.
-#[async_trait]
-pub trait IdempotencyStore: Send + Sync {
-    async fn claim(
-        &self,
-        tenant: &str,
-        key: &str,
-        body_hash: &str,
-        window: Duration,
-    ) -> Result<Claim, CacheError>;
-    async fn complete(
-        &self,
-        tenant: &str,
-        key: &str,
-        status: u16,
-        body: &serde_json::Value,
-        window: Duration,
-    ) -> Result<(), CacheError>;
-    /// Releases a claim whose request failed, so a retry can run.
-    async fn abandon(&self, tenant: &str, key: &str) -> Result<(), CacheError>;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Message;
-    use crate::routing::ModelTarget;
+    use crate::routing::{ModelTarget, RoutingConfig};
+    use std::sync::Arc;
 
     fn prepared(text: &str) -> Prepared {
         Prepared {
@@ -209,12 +176,15 @@ mod tests {
             },
             route: Route {
                 tier: Some("fast".into()),
-                chain: vec![ModelTarget {
-                    invoke_id: "m".into(),
-                    base_id: "m".into(),
-                    prompt_caching: false,
-                }],
+                chain: vec![ModelTarget::new("m", "m", Default::default())],
             },
+            routing: Arc::new(RoutingConfig {
+                default_tier: "fast".into(),
+                tiers: Default::default(),
+                models: Default::default(),
+                application_inference_profiles: Default::default(),
+                inference_profile_prefixes: vec![],
+            }),
             prompt: None,
             output_schema: None,
             guardrails: None,

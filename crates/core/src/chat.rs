@@ -18,7 +18,7 @@ use crate::model::{
     ContentBlock, InferenceParams, Message, ModelRequest, Role, SystemBlock, ToolChoice, ToolSpec,
 };
 use crate::prompts::{PromptSelector, PromptStore, choose_label};
-use crate::routing::{Route, RouteSpec};
+use crate::routing::{Route, RouteSpec, RoutingConfig};
 use crate::tenancy::Caller;
 
 /// A prompt chosen by the caller.
@@ -63,6 +63,9 @@ pub struct PromptUsed {
 pub struct Prepared {
     pub request: ModelRequest,
     pub route: Route,
+    /// The routing configuration this request was routed with: later steps (a budget's
+    /// degrade, the cache's base model) use this snapshot rather than reading it again.
+    pub routing: Arc<RoutingConfig>,
     pub prompt: Option<PromptUsed>,
     pub output_schema: Option<Value>,
     /// The prompt is marked cacheable (`cache: auto` may cache at any temperature).
@@ -210,7 +213,7 @@ impl Preparer {
             system.iter().cloned().map(SystemBlock::Text).collect();
         if prompt_caching
             && let Some(first) = route.chain.first()
-            && let Some(caps) = routing.capabilities(&first.base_id)
+            && let caps = &first.capabilities
             && caps.prompt_caching
             && system.iter().map(|s| estimate_tokens(s)).sum::<u32>() >= caps.cache_min_tokens
         {
@@ -234,6 +237,7 @@ impl Preparer {
                 guardrail: None,
             },
             route,
+            routing,
             prompt: prompt_used,
             output_schema: input.output_schema.or(output_schema),
             prompt_cacheable: cacheable,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::invoke::{FailureKind, InvokeFailure, describe_attempts};
 use crate::params::ParamError;
+use crate::ports::{StoreError, StoreErrorKind};
 use crate::routing::RoutingError;
 use crate::tenancy::AuthError;
 
@@ -37,6 +38,10 @@ pub enum Error {
     /// Configuration (routing, pricing, tenants, prompts) could not be read.
     #[error("{0}")]
     Config(#[from] ParamError),
+    /// A dependency other than configuration failed: DynamoDB (cache, idempotency, jobs,
+    /// ledger), SQS, SNS, Bedrock's guardrail API. The message names which.
+    #[error("{0}")]
+    Dependency(#[from] StoreError),
     /// Over budget with the `block` action (HTTP 402).
     #[error("{0}")]
     BudgetExceeded(String),
@@ -109,6 +114,11 @@ impl Error {
                 FailureKind::Exhausted => 502,
             },
             Self::Config(_) => 503,
+            Self::Dependency(e) => match e.kind {
+                StoreErrorKind::Unavailable => 503,
+                StoreErrorKind::Conflict => 409,
+                StoreErrorKind::Invalid => 502,
+            },
             Self::BudgetExceeded(_) => 402,
             Self::RateLimited { .. } => 429,
             Self::GuardrailBlocked(_) => 400,
@@ -141,6 +151,11 @@ impl Error {
             },
             Self::Config(ParamError::Unavailable(_)) => "configuration_unavailable",
             Self::Config(_) => "configuration_error",
+            Self::Dependency(e) => match e.kind {
+                StoreErrorKind::Unavailable => "dependency_unavailable",
+                StoreErrorKind::Conflict => "dependency_conflict",
+                StoreErrorKind::Invalid => "dependency_error",
+            },
             Self::BudgetExceeded(_) => "budget_exceeded",
             Self::RateLimited { .. } => "rate_limited",
             Self::GuardrailBlocked(_) => "guardrail_blocked",
@@ -157,11 +172,22 @@ impl Error {
         match self {
             Self::Invoke(f) => f.is_transient(),
             Self::Config(ParamError::Unavailable(_)) => true,
+            Self::Config(ParamError::NotFound(_) | ParamError::Invalid { .. }) => false,
+            Self::Dependency(e) => e.is_retryable(),
             Self::Internal(_) => true,
             Self::RateLimited { .. } | Self::InProgress(_) | Self::InvalidOutput(_) => true,
             Self::StreamInterrupted(_) => true,
-
-            _ => false,
+            Self::BadRequest { .. }
+            | Self::Unauthorized(_)
+            | Self::Forbidden(_)
+            | Self::NotFound(_)
+            | Self::MethodNotAllowed(_)
+            | Self::UnsupportedMediaType(_)
+            | Self::PayloadTooLarge(_)
+            | Self::Routing(_)
+            | Self::BudgetExceeded(_)
+            | Self::GuardrailBlocked(_)
+            | Self::IdempotencyMismatch(_) => false,
         }
     }
 
@@ -172,6 +198,12 @@ impl Error {
                 Some(Duration::from_secs(if f.was_throttled() { 5 } else { 1 }))
             }
             Self::Config(ParamError::Unavailable(_)) => Some(Duration::from_secs(5)),
+            Self::Dependency(e) if e.kind == StoreErrorKind::Unavailable => {
+                Some(Duration::from_secs(2))
+            }
+            Self::Dependency(e) if e.kind == StoreErrorKind::Conflict => {
+                Some(Duration::from_secs(1))
+            }
             Self::RateLimited { retry_after, .. } => Some(*retry_after),
             Self::InProgress(_) => Some(Duration::from_secs(1)),
             _ => None,
@@ -183,5 +215,31 @@ impl Error {
             Self::BadRequest { field, .. } => field.as_deref(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Dependency;
+
+    #[test]
+    fn a_dynamodb_outage_is_a_dependency_error_naming_dynamodb_not_configuration() {
+        let e = Error::from(StoreError::unavailable(
+            Dependency::DynamoDb,
+            "idempotency store",
+            "connection refused",
+        ));
+        assert_eq!(e.status_code(), 503);
+        assert_eq!(e.error_type(), "dependency_unavailable");
+        assert!(e.is_retryable());
+        assert!(e.retry_after().is_some());
+        assert!(e.to_string().contains("DynamoDB"), "{e}");
+        assert!(e.to_string().contains("idempotency store"), "{e}");
+        let corrupt = Error::from(StoreError::invalid(Dependency::DynamoDb, "jobs store", "x"));
+        assert_eq!(
+            (corrupt.status_code(), corrupt.is_retryable()),
+            (502, false)
+        );
     }
 }

@@ -350,7 +350,7 @@ pub fn request_for<'a>(
                 .iter()
                 .any(|b| matches!(b, ContentBlock::CachePoint))
         });
-    if target.prompt_caching || !has_points {
+    if target.capabilities.prompt_caching || !has_points {
         return std::borrow::Cow::Borrowed(request);
     }
     let mut stripped = request.clone();
@@ -620,7 +620,7 @@ impl Invoker {
     ) -> Result<(Vec<StreamEvent>, ModelStream), ModelError> {
         let mut stream = self
             .client
-            .converse_stream(&target.invoke_id, request, timeout)
+            .converse_stream(&target.invoke_id, &request_for(target, request), timeout)
             .await?;
         let mut head = Vec::new();
         while let Some(item) = stream.next().await {

@@ -5,9 +5,6 @@
 //! is acknowledged without a model call; one of an item running under a live lease waits
 //! for redelivery; one whose lease expired (its invocation crashed) runs again.
 
-use std::time::Duration;
-
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::model::TokenUsage;
@@ -98,39 +95,8 @@ pub enum JobError {
     /// The item's lease was taken over (this invocation ran past it).
     #[error("lost the lease on {0}")]
     LeaseLost(String),
-    #[error("jobs store: {0}")]
-    Store(String),
+    #[error("{0}")]
+    Store(#[from] crate::ports::StoreError),
 }
 
-#[async_trait]
-pub trait JobStore: Send + Sync {
-    /// Claims an item for `owner` for `lease`.
-    async fn claim(
-        &self,
-        item: &ItemRef,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<ItemClaim, JobError>;
-    /// Records success and updates the header's counts and cost in one transaction.
-    async fn succeed(
-        &self,
-        item: &ItemRef,
-        owner: &str,
-        result: &ItemResult,
-    ) -> Result<(), JobError>;
-    /// Records a final failure (counted once, whatever state the item was in).
-    async fn fail(
-        &self,
-        item: &ItemRef,
-        reason: &str,
-        cost: Option<MicroUsd>,
-    ) -> Result<(), JobError>;
-    /// Gives the item back for a later delivery.
-    async fn release(&self, item: &ItemRef, owner: &str, reason: &str) -> Result<(), JobError>;
-    /// Announces how many items a job has.
-    async fn expect(&self, tenant: &str, job_id: &str, items: u64) -> Result<(), JobError>;
-    async fn counts(&self, tenant: &str, job_id: &str) -> Result<Option<JobCounts>, JobError>;
-    async fn items(&self, tenant: &str, job_id: &str) -> Result<Vec<ItemRecord>, JobError>;
-    /// True the first time it is called for a job (to send its completion message once).
-    async fn mark_notified(&self, tenant: &str, job_id: &str) -> Result<bool, JobError>;
-}
+pub use crate::ports::JobStore;

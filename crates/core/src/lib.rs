@@ -16,8 +16,8 @@ pub mod invoke;
 pub mod jobs;
 
 pub mod model;
-pub mod notify;
 pub mod params;
+pub mod ports;
 pub mod pricing;
 pub mod prompts;
 pub mod routing;

@@ -5,9 +5,7 @@
 //! depending on the SDK.
 
 use std::pin::Pin;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -333,23 +331,4 @@ impl ModelError {
     }
 }
 
-/// The model port. `model_id` is what Bedrock is called with: a model ID, an inference
-/// profile ID or an ARN. `timeout` bounds this one attempt; retries are the caller's.
-#[async_trait]
-pub trait ModelClient: Send + Sync {
-    async fn converse(
-        &self,
-        model_id: &str,
-        request: &ModelRequest,
-        timeout: Duration,
-    ) -> Result<ModelResponse, ModelError>;
-
-    /// Starts a streamed answer. Errors before the stream opens are returned here; errors
-    /// after it opened arrive as `Err` items of the stream.
-    async fn converse_stream(
-        &self,
-        model_id: &str,
-        request: &ModelRequest,
-        timeout: Duration,
-    ) -> Result<ModelStream, ModelError>;
-}
+pub use crate::ports::ModelClient;

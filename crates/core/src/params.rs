@@ -28,11 +28,7 @@ pub enum ParamError {
     Invalid { name: String, message: String },
 }
 
-#[async_trait]
-pub trait ParameterStore: Send + Sync {
-    /// `name` may end in a selector: `NAME:VERSION` or `NAME:LABEL`, as SSM accepts.
-    async fn get(&self, name: &str, decrypt: bool) -> Result<Parameter, ParamError>;
-}
+pub use crate::ports::ParameterStore;
 
 /// Parses a parameter holding JSON.
 pub fn parse_json<T: DeserializeOwned>(p: &Parameter) -> Result<T, ParamError> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// What a base model can do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCapabilities {
     pub context_window: u32,
@@ -24,6 +24,20 @@ pub struct ModelCapabilities {
     /// Fewest tokens a prompt-cache checkpoint must cover.
     #[serde(default = "default_cache_min")]
     pub cache_min_tokens: u32,
+}
+
+impl Default for ModelCapabilities {
+    /// A model known only by name: text in, text out, tools, no prompt caching.
+    fn default() -> Self {
+        Self {
+            context_window: 0,
+            max_output_tokens: 0,
+            tool_use: true,
+            streaming: true,
+            prompt_caching: false,
+            cache_min_tokens: default_cache_min(),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -58,14 +72,24 @@ fn default_prefixes() -> Vec<String> {
         .collect()
 }
 
-/// One model to call: the identifier sent to Bedrock and the base model behind it.
+/// One model to call: the identifier sent to Bedrock, the base model behind it, and what
+/// that model can do (so no step after routing reads the routing configuration again).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ModelTarget {
     pub invoke_id: String,
     pub base_id: String,
-    /// The base model accepts Bedrock prompt-cache checkpoints (`cachePoint`).
     #[serde(default)]
-    pub prompt_caching: bool,
+    pub capabilities: ModelCapabilities,
+}
+
+impl ModelTarget {
+    pub fn new(invoke_id: &str, base_id: &str, capabilities: ModelCapabilities) -> Self {
+        Self {
+            invoke_id: invoke_id.to_owned(),
+            base_id: base_id.to_owned(),
+            capabilities,
+        }
+    }
 }
 
 /// What the caller asked for.
@@ -166,11 +190,11 @@ impl RoutingConfig {
         let base = self
             .base_model(id)
             .ok_or_else(|| RoutingError::UnknownModel(id.to_owned()))?;
-        let prompt_caching = self.models.get(&base).is_some_and(|c| c.prompt_caching);
+        let capabilities = self.models.get(&base).cloned().unwrap_or_default();
         Ok(ModelTarget {
             invoke_id: id.to_owned(),
             base_id: base,
-            prompt_caching,
+            capabilities,
         })
     }
 

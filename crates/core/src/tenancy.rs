@@ -218,11 +218,7 @@ mod tests {
         assert!(!p.allows(&tier("smart")));
         let model = |id: &str, base: &str| Route {
             tier: None,
-            chain: vec![ModelTarget {
-                invoke_id: id.into(),
-                base_id: base.into(),
-                prompt_caching: false,
-            }],
+            chain: vec![ModelTarget::new(id, base, Default::default())],
         };
         assert!(p.allows(&model("us.amazon.nova-lite-v1:0", "amazon.nova-lite-v1:0")));
         assert!(!p.allows(&model("amazon.nova-pro-v1:0", "amazon.nova-pro-v1:0")));

@@ -27,23 +27,15 @@ pub struct UsageRecord {
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("usage ledger: {0}")]
-pub struct LedgerError(pub String);
-
-#[async_trait]
-pub trait UsageLedger: Send + Sync {
-    /// Adds the record to the tenant's counters. Implementations retry and spill rather
-    /// than lose a record; an error here means it is in neither place.
-    async fn record(&self, record: &UsageRecord) -> Result<(), LedgerError>;
-}
+use crate::ports::StoreError;
+pub use crate::ports::UsageLedger;
 
 /// Records nothing (unit tests of the core).
 pub struct NoLedger;
 
 #[async_trait]
 impl UsageLedger for NoLedger {
-    async fn record(&self, _: &UsageRecord) -> Result<(), LedgerError> {
+    async fn record(&self, _: &UsageRecord) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -57,6 +57,21 @@ impl Scripted {
     }
 }
 
+/// As Bedrock does: a model without prompt caching rejects `cachePoint` blocks.
+fn strict_about_cache_points(model: &str, request: &ModelRequest) -> Result<(), ModelError> {
+    let has_points = request
+        .system
+        .iter()
+        .any(|b| matches!(b, SystemBlock::CachePoint));
+    if model.starts_with("nocache") && has_points {
+        return Err(ModelError::new(
+            ModelErrorKind::Validation,
+            "this model does not support prompt caching",
+        ));
+    }
+    Ok(())
+}
+
 fn answer(model: &str) -> ModelResponse {
     ModelResponse {
         content: vec![ContentBlock::Text(format!("from {model}"))],
@@ -75,9 +90,10 @@ impl ModelClient for Scripted {
     async fn converse(
         &self,
         model: &str,
-        _: &ModelRequest,
+        request: &ModelRequest,
         _: Duration,
     ) -> Result<ModelResponse, ModelError> {
+        strict_about_cache_points(model, request)?;
         match self.next(model) {
             Step::Fail(kind) => Err(ModelError::new(kind, "scripted")),
             Step::Hang => {
@@ -91,9 +107,10 @@ impl ModelClient for Scripted {
     async fn converse_stream(
         &self,
         model: &str,
-        _: &ModelRequest,
+        request: &ModelRequest,
         _: Duration,
     ) -> Result<ModelStream, ModelError> {
+        strict_about_cache_points(model, request)?;
         let events = |n: usize, fail: bool| {
             let mut v: Vec<Result<StreamEvent, ModelError>> = Vec::new();
             for i in 0..n {
@@ -124,11 +141,7 @@ impl ModelClient for Scripted {
 
 fn chain(ids: &[&str]) -> Vec<ModelTarget> {
     ids.iter()
-        .map(|i| ModelTarget {
-            invoke_id: (*i).into(),
-            base_id: (*i).into(),
-            prompt_caching: false,
-        })
+        .map(|i| ModelTarget::new(i, i, Default::default()))
         .collect()
 }
 
@@ -334,4 +347,32 @@ async fn stream_falls_back_before_the_first_token_only() {
     }
     assert!(matches!(rest.last(), Some(Err(e)) if e.kind == ModelErrorKind::StreamError));
     assert_eq!(client.calls(), ["a", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_falling_back_to_a_model_without_prompt_caching_drops_the_cache_points() {
+    let client =
+        Arc::new(Scripted::default().on("cache", &[Step::Fail(ModelErrorKind::Throttled)]));
+    let inv = invoker(client.clone());
+    let caching = quarry_core::routing::ModelCapabilities {
+        prompt_caching: true,
+        ..Default::default()
+    };
+    let chain = vec![
+        ModelTarget::new("cache", "cache", caching),
+        ModelTarget::new("nocache-b", "nocache-b", Default::default()),
+    ];
+    let mut req = request();
+    req.system = vec![SystemBlock::Text("long".into()), SystemBlock::CachePoint];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stream = inv
+        .invoke_stream(&chain, &req, deadline)
+        .await
+        .expect("the fallback answers");
+    assert_eq!(stream.target.invoke_id, "nocache-b");
+    let whole = inv
+        .invoke(&chain, &req, deadline)
+        .await
+        .expect("the fallback answers");
+    assert_eq!(whole.target.invoke_id, "nocache-b");
 }

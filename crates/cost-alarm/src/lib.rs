@@ -24,7 +24,7 @@ use quarry_aws::sns::SnsNotifier;
 use quarry_aws::ssm::SsmParams;
 use quarry_core::budget::{BudgetLevel, Budgets, evaluate, reached};
 use quarry_core::config::Configs;
-use quarry_core::notify::Notifier;
+use quarry_core::ports::{BudgetStore, Notifier};
 use quarry_core::pricing::MicroUsd;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -142,14 +142,18 @@ impl CostAlarm {
                 .map(|(f, t)| (f, MicroUsd(t.cost_micro)))
                 .collect();
             let state = evaluate(&budgets, tenant, &month, tenant_spend, &features, global);
-            self.budgets.set_state(tenant, &state).await?;
+            self.budgets
+                .set_state(tenant, &state)
+                .await
+                .map_err(|e| e.to_string())?;
             if let Some(b) = budgets.tenants.get(tenant) {
                 for threshold in reached(b, tenant_spend) {
                     let key = format!("{month}#threshold#{threshold}");
                     if self
                         .budgets
                         .first_notice(tenant, &key, NOTICE_RETENTION)
-                        .await?
+                        .await
+                        .map_err(|e| e.to_string())?
                     {
                         let subject = format!(
                             "Quarry {}: {tenant} reached {threshold}% of its budget",
@@ -209,7 +213,8 @@ impl CostAlarm {
             && self
                 .budgets
                 .first_notice(tenant, &key, NOTICE_RETENTION)
-                .await?
+                .await
+                .map_err(|e| e.to_string())?
         {
             let message = json!({
                 "type": "runaway_spend", "stage": self.stage, "tenant": tenant, "hour": last_hour,

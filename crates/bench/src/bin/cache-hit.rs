@@ -26,7 +26,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chat_handler::{AppState, HandlerPorts, Options};
 use clap::Parser;
 use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::budgets::BudgetAdmission;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::ssm::SsmParams;
@@ -128,7 +127,7 @@ fn main() {
                 models: bedrock.clone(),
                 cache: cache.clone(),
                 idempotency: cache,
-                admission: Arc::new(BudgetAdmission::new(
+                admission: Arc::new(quarry_aws::budgets::admission(
                     sdk,
                     &settings.usage_table,
                     options.budget_max_age,

@@ -14,8 +14,9 @@ use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::infra::InfraSources;
 use quarry_core::admission::AdmitAll;
-use quarry_core::cache::{CacheError, Claim, IdempotencyStore, NoCache};
+use quarry_core::cache::{Claim, IdempotencyStore, NoCache};
 use quarry_core::params::MemoryParams;
+use quarry_core::ports::StoreError;
 use quarry_core::tenancy::{KeyEntry, TenantDirectory, TenantPolicy, hash_key};
 use quarry_core::usage::NoLedger;
 
@@ -29,7 +30,7 @@ impl IdempotencyStore for NoIdempotency {
         _: &str,
         _: &str,
         _: std::time::Duration,
-    ) -> Result<Claim, CacheError> {
+    ) -> Result<Claim, StoreError> {
         Ok(Claim::Fresh)
     }
     async fn complete(
@@ -39,10 +40,10 @@ impl IdempotencyStore for NoIdempotency {
         _: u16,
         _: &serde_json::Value,
         _: std::time::Duration,
-    ) -> Result<(), CacheError> {
+    ) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn abandon(&self, _: &str, _: &str) -> Result<(), CacheError> {
+    async fn abandon(&self, _: &str, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
 }

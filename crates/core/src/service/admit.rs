@@ -1,0 +1,125 @@
+//! Everything before the model: prepare (prompt, render, route, policy), input guardrails,
+//! admission (budget and rate limits, which may degrade the route), and the cache key.
+
+use sha2::Digest;
+
+use super::{CacheMode, ChatService, PromptTrace, guard};
+use crate::admission::Admission;
+use crate::cache::CacheKey;
+use crate::chat::{ChatInput, Prepared};
+use crate::error::Error;
+use crate::guardrails::{Findings, GuardrailConfig};
+use crate::model::{GuardrailRef, ModelRequest};
+use crate::routing::RouteSpec;
+use crate::telemetry::{self, Dims};
+use crate::tenancy::Caller;
+
+/// How the request will be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Whole,
+    Stream,
+    /// A cache lookup: decide routing as admission would, but count nothing and refuse
+    /// nothing.
+    Peek,
+}
+
+/// A request after everything that happens before the model.
+pub(crate) struct Admitted {
+    pub(crate) prepared: Prepared,
+    /// The tenant's and the prompt's guardrails, the stricter of each.
+    pub(crate) guard: GuardrailConfig,
+    /// What the input guardrails found (redactions, flags).
+    pub(crate) findings: Findings,
+    /// Set when the answer may come from, and go to, the cache.
+    pub(crate) key: Option<CacheKey>,
+    pub(crate) degraded_to: Option<String>,
+    pub(crate) trace: PromptTrace,
+}
+
+fn trace(request: &ModelRequest, keep: bool) -> PromptTrace {
+    let bytes = serde_json::to_vec(&(&request.system, &request.messages)).unwrap_or_default();
+    PromptTrace {
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        text: keep.then(|| String::from_utf8_lossy(&bytes).into_owned()),
+    }
+}
+
+impl ChatService {
+    pub(crate) async fn admit(
+        &self,
+        caller: &Caller,
+        input: ChatInput,
+        cache: CacheMode,
+        mode: Mode,
+    ) -> Result<Admitted, Error> {
+        let mut prepared = self.preparer.prepare(caller, input).await?;
+        let tenant = caller.policy.guardrails.clone().unwrap_or_default();
+        let guard = match &prepared.guardrails {
+            Some(p) => tenant.combine(p),
+            None => tenant,
+        };
+        let feature = prepared.feature().unwrap_or("-").to_owned();
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: "-",
+            feature: &feature,
+        };
+        let findings = match guard::input(&guard, &mut prepared) {
+            Ok(f) => f,
+            Err(e) => {
+                telemetry::count("GuardrailActions", 1, dims);
+                return Err(e);
+            }
+        };
+        telemetry::count("GuardrailActions", u64::from(findings.actions()), dims);
+        // Converse applies the Bedrock guardrail to whole answers; streamed output is checked
+        // by the stream driver.
+        if let Some(b) = &guard.bedrock
+            && mode != Mode::Stream
+        {
+            prepared.request.guardrail = Some(GuardrailRef {
+                id: b.id.clone(),
+                version: b.version.clone(),
+            });
+        }
+        let shared = &self.shared;
+        let admission = match mode {
+            Mode::Peek => {
+                shared
+                    .admission
+                    .peek(caller, prepared.feature(), &prepared.route)
+                    .await
+            }
+            Mode::Whole | Mode::Stream => {
+                shared
+                    .admission
+                    .admit(caller, prepared.feature(), &prepared.route)
+                    .await?
+            }
+        };
+        let degraded_to = match admission {
+            Admission::Proceed => None,
+            Admission::Degrade { tier, reason } => {
+                // The same routing snapshot the request was prepared with.
+                prepared.route = prepared
+                    .routing
+                    .route(Some(&RouteSpec::Tier(tier.clone())))?;
+                tracing::info!(tenant = %caller.tenant, %tier, %reason, "budget: request degraded");
+                Some(tier)
+            }
+        };
+        let safe = prepared.request.params.temperature == Some(0.0) || prepared.prompt_cacheable;
+        let key =
+            (cache != CacheMode::Bypass && safe).then(|| CacheKey::new(&caller.tenant, &prepared));
+        let trace = trace(&prepared.request, shared.log_content);
+        Ok(Admitted {
+            prepared,
+            guard,
+            findings,
+            key,
+            degraded_to,
+            trace,
+        })
+    }
+}

@@ -1,0 +1,196 @@
+//! Charging: every model call is priced (integer micro-USD) and written to the usage ledger
+//! once, under an ID derived from the request's, before anything after the call can fail.
+//! A cache hit is recorded too, at no cost. An unpriced model is logged and counted loudly,
+//! never recorded as zero.
+
+use super::Shared;
+use crate::chat::Prepared;
+use crate::invoke::{Attempt, AttemptOutcome};
+use crate::model::{ModelErrorKind, TokenUsage};
+use crate::ports::{Clock, SystemClock};
+use crate::pricing::{MicroUsd, Priced};
+use crate::routing::ModelTarget;
+use crate::telemetry::{self, Dims};
+use crate::tenancy::Caller;
+use crate::usage::UsageRecord;
+
+/// Model calls made for one request, charged once each.
+#[derive(Default)]
+pub(crate) struct Charges {
+    calls: Vec<Call>,
+}
+
+struct Call {
+    target: ModelTarget,
+    usage: TokenUsage,
+    /// Bedrock never reported usage (a stream cut short): tokens were estimated.
+    estimated: bool,
+}
+
+impl Charges {
+    pub(crate) fn push(&mut self, target: &ModelTarget, usage: TokenUsage) {
+        self.calls.push(Call {
+            target: target.clone(),
+            usage,
+            estimated: false,
+        });
+    }
+
+    pub(crate) fn push_estimated(&mut self, target: &ModelTarget, usage: TokenUsage) {
+        self.calls.push(Call {
+            target: target.clone(),
+            usage,
+            estimated: true,
+        });
+    }
+
+    pub(crate) fn usage(&self) -> TokenUsage {
+        self.calls
+            .iter()
+            .fold(TokenUsage::default(), |a, c| a + c.usage)
+    }
+
+    pub(crate) fn count(&self) -> u32 {
+        u32::try_from(self.calls.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// Throttles and open circuits among the attempts (the `Throttles` metric).
+pub(crate) fn throttles(attempts: &[Attempt]) -> u64 {
+    attempts
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.outcome,
+                AttemptOutcome::Failed {
+                    error: ModelErrorKind::Throttled,
+                    ..
+                } | AttemptOutcome::CircuitOpen
+            )
+        })
+        .count() as u64
+}
+
+impl Shared {
+    /// Writes one usage record per model call; returns the request's total cost (`None`
+    /// when any call is unpriced).
+    pub(crate) async fn charge(
+        &self,
+        caller: &Caller,
+        prepared: &Prepared,
+        id: &str,
+        charges: &Charges,
+    ) -> Option<MicroUsd> {
+        let mut total = Some(MicroUsd::ZERO);
+        for (n, call) in charges.calls.iter().enumerate() {
+            // The first call carries the request's ID, a repair `ID#1`: a replayed record
+            // (spill, redelivery) is counted once.
+            let id = if n == 0 {
+                id.to_owned()
+            } else {
+                format!("{id}#{n}")
+            };
+            let cost = self.record_call(caller, prepared, id, call).await;
+            total = match (total, cost) {
+                (Some(t), Some(c)) => Some(t + c),
+                _ => None,
+            };
+        }
+        total
+    }
+
+    /// Prices one call; `None` when unpriced (logged and counted loudly).
+    async fn price(&self, target: &ModelTarget, usage: &TokenUsage) -> Option<MicroUsd> {
+        let pricing = match self.configs.pricing().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, model = %target.base_id, "pricing unavailable: cost not computed");
+                return None;
+            }
+        };
+        match pricing.cost(&target.base_id, usage) {
+            Priced::Cost(c) => Some(c),
+            Priced::Unpriced => {
+                tracing::warn!(model = %target.base_id, invoke_id = %target.invoke_id, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
+                metrics::counter!("UnpricedCalls").increment(1);
+                // Base model IDs come from the routing configuration: a bounded label set.
+                metrics::counter!("UnpricedCalls", "Model" => target.base_id.clone()).increment(1);
+                None
+            }
+        }
+    }
+
+    /// Prices one model call, writes its usage record and metrics; returns its cost.
+    async fn record_call(
+        &self,
+        caller: &Caller,
+        prepared: &Prepared,
+        id: String,
+        call: &Call,
+    ) -> Option<MicroUsd> {
+        let Call {
+            target,
+            usage,
+            estimated,
+        } = call;
+        let cost = self.price(target, usage).await;
+        let record = UsageRecord {
+            id,
+            tenant: caller.tenant.clone(),
+            model: target.base_id.clone(),
+            feature: prepared.feature().map(str::to_owned),
+            usage: *usage,
+            cost,
+            cached: false,
+            estimated: *estimated,
+            at_ms: SystemClock.now_ms(),
+        };
+        self.write(&record).await;
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature: prepared.feature().unwrap_or("-"),
+        };
+        telemetry::count(
+            "InputTokens",
+            usage.input + usage.cache_read + usage.cache_write,
+            dims,
+        );
+        telemetry::count("OutputTokens", usage.output, dims);
+        if let Some(c) = cost {
+            telemetry::count("CostMicroUSD", c.0, dims);
+        }
+        self.admission.used(caller, usage.total()).await;
+        cost
+    }
+
+    /// Records a cache hit: a request served, at no cost.
+    pub(crate) async fn charge_cache_hit(
+        &self,
+        caller: &Caller,
+        prepared: &Prepared,
+        id: &str,
+        base_model: &str,
+    ) {
+        let record = UsageRecord {
+            id: id.to_owned(),
+            tenant: caller.tenant.clone(),
+            model: base_model.to_owned(),
+            feature: prepared.feature().map(str::to_owned),
+            usage: TokenUsage::default(),
+            cost: Some(MicroUsd::ZERO),
+            cached: true,
+            estimated: false,
+            at_ms: SystemClock.now_ms(),
+        };
+        self.write(&record).await;
+    }
+
+    async fn write(&self, record: &UsageRecord) {
+        if let Err(e) = self.ledger.record(record).await {
+            // The ledger retries and spills; reaching here means both failed.
+            metrics::counter!("UsageNotRecorded").increment(1);
+            tracing::error!(error = %e, record = ?record, "USAGE NOT RECORDED: ledger and spill both failed");
+        }
+    }
+}

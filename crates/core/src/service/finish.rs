@@ -1,0 +1,61 @@
+//! The steps after the model, the same for whole and streamed answers: Bedrock's guardrail
+//! on streamed output (Converse applied it to whole answers), output guardrails on text and
+//! JSON, then the cache write. Structured output was checked before (with a repair on whole
+//! answers): what reaches here is the answer the client will get.
+
+use serde_json::Value;
+
+use super::admit::Admitted;
+use super::{Shared, guard};
+use crate::error::Error;
+use crate::guardrails::Findings;
+use crate::model::ModelResponse;
+use crate::routing::ModelTarget;
+use crate::telemetry::Dims;
+use crate::tenancy::Caller;
+
+pub(crate) struct Finished {
+    pub(crate) response: ModelResponse,
+    pub(crate) json: Option<Value>,
+    /// Input and output findings together.
+    pub(crate) findings: Findings,
+}
+
+/// How the answer reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    Whole,
+    Streamed,
+}
+
+impl Shared {
+    pub(crate) async fn finish(
+        &self,
+        caller: &Caller,
+        admitted: &Admitted,
+        target: &ModelTarget,
+        mut response: ModelResponse,
+        mut json: Option<Value>,
+        arrival: Arrival,
+    ) -> Result<Finished, Error> {
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature: admitted.prepared.feature().unwrap_or("-"),
+        };
+        if arrival == Arrival::Streamed
+            && let Some(b) = &admitted.guard.bedrock
+        {
+            guard::bedrock_allows(self.applier.as_ref(), b, &response.text(), dims).await?;
+        }
+        let out = guard::output(&admitted.guard, &mut response, &mut json, dims)?;
+        let mut findings = admitted.findings.clone();
+        findings.merge(out);
+        self.store(admitted, target, &response, &json, dims).await;
+        Ok(Finished {
+            response,
+            json,
+            findings,
+        })
+    }
+}

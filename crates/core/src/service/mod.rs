@@ -1,0 +1,329 @@
+//! The answer pipeline: one request from a prepared input to an answer, shared by the chat
+//! handler (every API, streamed or not) and the batch worker.
+//!
+//! ## Overview
+//!
+//! ```text
+//! admit:   prepare -> input guardrails -> budget + rate (may degrade the route) -> cache key
+//! cache:   a hit is answered (and recorded at no cost) without a model call
+//! invoke:  the output plan shapes the request (respond tool or instruction), the chain runs
+//! charge:  every model call is recorded once, whatever happens next
+//! output:  structured output (validated; one repair on whole answers) -> output guardrails
+//!          -> cache write
+//! ```
+//!
+//! Streamed and whole answers run the same steps. A stream differs only in how its answer
+//! arrives: [`stream::Accumulator`] folds the model's events into the same
+//! [`ModelResponse`] a whole answer has, while the driver forwards (redacted) deltas to the
+//! client; then the same output steps run on it. A stream cannot be repaired (its text has
+//! left), so an invalid structured output ends it with an error instead.
+//!
+//! Files: [`admit`] (everything before the model), [`output`] (the structured-output plan),
+//! [`guard`] (guardrails on input and output), [`charge`] (pricing and the ledger),
+//! [`caching`] (the response cache), [`finish`] (the steps after the model, shared),
+//! [`stream`] (accumulator and driver).
+
+mod admit;
+mod caching;
+mod charge;
+mod finish;
+mod guard;
+mod output;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use self::charge::Charges;
+pub use self::output::{OutputPlan, RESPOND_TOOL, Validators};
+pub use self::stream::{AnswerStream, StreamItem, StreamSummary};
+use crate::admission::AdmissionControl;
+use crate::chat::{ChatInput, Preparer, PromptUsed};
+use crate::config::Configs;
+use crate::error::Error;
+use crate::guardrails::Findings;
+use crate::invoke::{Fallback, Invoker, fallbacks};
+use crate::model::{ContentBlock, StopReason, TokenUsage};
+pub use crate::ports::GuardrailApplier;
+use crate::ports::{ResponseCache, StoreError, UsageLedger};
+use crate::pricing::MicroUsd;
+use crate::telemetry::{self, Dims};
+use crate::tenancy::Caller;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Use the cache when it is safe: temperature 0, or a prompt marked cacheable.
+    #[default]
+    Auto,
+    /// Neither read nor write.
+    Bypass,
+    /// Skip the read, call the model, write the answer.
+    Refresh,
+}
+
+/// No Bedrock guardrail applier (unit tests; deployments without one).
+pub struct NoApplier;
+
+#[async_trait::async_trait]
+impl GuardrailApplier for NoApplier {
+    async fn intervenes(
+        &self,
+        _: &crate::guardrails::BedrockGuardrail,
+        _: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Cache lifetime when the prompt gives none.
+    pub default_cache_ttl: Duration,
+    /// Keep the request's text for the request log (debug only: content is never logged
+    /// by default, only its SHA-256).
+    pub log_content: bool,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            default_cache_ttl: Duration::from_secs(3600),
+            log_content: false,
+        }
+    }
+}
+
+/// What the request log says about the text sent to the model.
+#[derive(Debug, Clone, Default)]
+pub struct PromptTrace {
+    /// SHA-256 of the system and messages as sent (after redaction).
+    pub sha256: String,
+    /// The text itself, only with `log_content`.
+    pub text: Option<String>,
+}
+
+/// One request to answer.
+#[derive(Debug, Clone)]
+pub struct AnswerRequest {
+    /// The request ID: usage records derive their idempotent IDs from it.
+    pub id: String,
+    pub input: ChatInput,
+    pub cache: CacheMode,
+    pub deadline: Instant,
+}
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Text and tool calls (the structured-output tool is not among them).
+    pub content: Vec<ContentBlock>,
+    pub json: Option<Value>,
+    pub stop_reason: StopReason,
+    /// Tokens charged for this request (zero when served from the cache).
+    pub usage: TokenUsage,
+    /// The model that answered (as invoked).
+    pub model: String,
+    pub base_model: String,
+    pub fallbacks: Vec<Fallback>,
+    /// None when a model used has no price.
+    pub cost: Option<MicroUsd>,
+    pub cached: bool,
+    pub prompt: Option<PromptUsed>,
+    pub model_latency_ms: u64,
+    pub guardrails: Findings,
+    /// The tier a budget degraded this request to.
+    pub degraded_to: Option<String>,
+    /// Model calls made (a structured-output repair is a second one).
+    pub model_calls: u32,
+    pub prompt_trace: PromptTrace,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        crate::model::text_of(&self.content)
+    }
+}
+
+/// The ports a service runs on.
+pub struct Ports {
+    pub preparer: Preparer,
+    pub invoker: Arc<Invoker>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub admission: Arc<dyn AdmissionControl>,
+    pub ledger: Arc<dyn UsageLedger>,
+    pub applier: Arc<dyn GuardrailApplier>,
+}
+
+/// What a service and the tasks driving its streams share.
+pub(crate) struct Shared {
+    pub(crate) cache: Arc<dyn ResponseCache>,
+    pub(crate) ledger: Arc<dyn UsageLedger>,
+    pub(crate) admission: Arc<dyn AdmissionControl>,
+    pub(crate) applier: Arc<dyn GuardrailApplier>,
+    pub(crate) configs: Arc<Configs>,
+    pub(crate) validators: Validators,
+    pub(crate) ttl: Duration,
+    pub(crate) log_content: bool,
+}
+
+pub struct ChatService {
+    preparer: Preparer,
+    invoker: Arc<Invoker>,
+    shared: Arc<Shared>,
+}
+
+impl ChatService {
+    pub fn new(ports: Ports, options: ServiceOptions) -> Self {
+        let shared = Arc::new(Shared {
+            cache: ports.cache,
+            ledger: ports.ledger,
+            admission: ports.admission,
+            applier: ports.applier,
+            configs: ports.preparer.configs().clone(),
+            validators: Validators::default(),
+            ttl: options.default_cache_ttl,
+            log_content: options.log_content,
+        });
+        Self {
+            preparer: ports.preparer,
+            invoker: ports.invoker,
+            shared,
+        }
+    }
+
+    pub fn configs(&self) -> &Arc<Configs> {
+        self.preparer.configs()
+    }
+
+    pub fn preparer(&self) -> &Preparer {
+        &self.preparer
+    }
+
+    /// The cached answer to a request, if there is one; never calls a model. `Ok(None)`:
+    /// no entry; `Err(NotFound)`: the request is not one the cache would hold.
+    pub async fn lookup(&self, caller: &Caller, input: ChatInput) -> Result<Option<Answer>, Error> {
+        let admitted = self
+            .admit(caller, input, CacheMode::Auto, admit::Mode::Peek)
+            .await?;
+        let Some(key) = &admitted.key else {
+            return Err(Error::NotFound(
+                "this request is never cached: set temperature to 0, or use a prompt marked cacheable".into(),
+            ));
+        };
+        let Some(hit) = self.shared.hit(caller, &admitted.prepared, key).await else {
+            return Ok(None);
+        };
+        Ok(Some(caching::from_cache(hit, admitted)))
+    }
+
+    /// Answers a request.
+    pub async fn answer(&self, caller: &Caller, req: AnswerRequest) -> Result<Answer, Error> {
+        let admitted = self
+            .admit(caller, req.input, req.cache, admit::Mode::Whole)
+            .await?;
+        if let Some(hit) = self
+            .shared
+            .try_cache(caller, &admitted, req.cache, &req.id)
+            .await
+        {
+            return Ok(caching::from_cache(hit, admitted));
+        }
+
+        let plan = self.shared.plan(&admitted.prepared)?;
+        let mut charges = Charges::default();
+        let result = self
+            .invoke_planned(&admitted, plan.as_ref(), req.deadline, &mut charges)
+            .await;
+        // Charged before anything else can fail: every call that may be billed is recorded.
+        let cost = self
+            .shared
+            .charge(caller, &admitted.prepared, &req.id, &charges)
+            .await;
+        let (response, target, attempts, json) = result?;
+        let fallback_list = fallbacks(&attempts, Some(&target.invoke_id));
+        let feature = admitted.prepared.feature().unwrap_or("-");
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature,
+        };
+        telemetry::count("Fallbacks", fallback_list.len() as u64, dims);
+        telemetry::count("Throttles", charge::throttles(&attempts), dims);
+
+        let finished = self
+            .shared
+            .finish(
+                caller,
+                &admitted,
+                &target,
+                response,
+                json,
+                finish::Arrival::Whole,
+            )
+            .await?;
+        Ok(Answer {
+            content: finished.response.content,
+            json: finished.json,
+            stop_reason: finished.response.stop_reason,
+            usage: charges.usage(),
+            model: target.invoke_id.clone(),
+            base_model: target.base_id.clone(),
+            fallbacks: fallback_list,
+            cost,
+            cached: false,
+            prompt: admitted.prepared.prompt.clone(),
+            model_latency_ms: finished.response.latency_ms,
+            guardrails: finished.findings,
+            degraded_to: admitted.degraded_to,
+            model_calls: charges.count(),
+            prompt_trace: admitted.trace,
+        })
+    }
+
+    /// Answers a request as a stream. Errors before the first token are returned here;
+    /// after it, they end the stream as an `Error` item.
+    pub async fn answer_stream(
+        &self,
+        caller: &Caller,
+        req: AnswerRequest,
+    ) -> Result<AnswerStream, Error> {
+        let started = Instant::now();
+        let admitted = self
+            .admit(caller, req.input, req.cache, admit::Mode::Stream)
+            .await?;
+        if let Some(hit) = self
+            .shared
+            .try_cache(caller, &admitted, req.cache, &req.id)
+            .await
+        {
+            return Ok(caching::replay(hit, admitted));
+        }
+        let plan = self.shared.plan(&admitted.prepared)?;
+        let request = output::shaped(&admitted.prepared.request, plan.as_ref());
+        let invocation = self
+            .invoker
+            .invoke_stream(&admitted.prepared.route.chain, &request, req.deadline)
+            .await
+            .map_err(Error::Invoke)?;
+        let feature = admitted.prepared.feature().unwrap_or("-");
+        let dims = Dims {
+            tenant: &caller.tenant,
+            model: &invocation.target.base_id,
+            feature,
+        };
+        telemetry::count("Fallbacks", invocation.fallbacks().len() as u64, dims);
+        telemetry::count("Throttles", charge::throttles(&invocation.attempts), dims);
+        Ok(stream::start(
+            self.shared.clone(),
+            caller.clone(),
+            admitted,
+            plan,
+            req.id,
+            started.elapsed().as_millis() as u64,
+            invocation,
+        ))
+    }
+}

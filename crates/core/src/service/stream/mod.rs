@@ -1,0 +1,294 @@
+//! Streamed answers: the [`Accumulator`] (a pure fold of the model's events) and a thin
+//! driver that forwards redacted deltas to the client, charges what was used once, and then
+//! runs the same output steps as a whole answer on the accumulated response.
+//!
+//! If the client goes away, the model stream is dropped and the tokens so far are charged
+//! (estimated, and marked so, when Bedrock never reported them).
+
+mod accumulator;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+pub use self::accumulator::Accumulator;
+use super::admit::Admitted;
+use super::charge::Charges;
+use super::finish::Arrival;
+use super::{OutputPlan, PromptTrace, Shared, guard};
+use crate::chat::{PromptUsed, estimate_tokens};
+use crate::error::Error;
+use crate::guardrails::{Findings, PiiAction, StreamRedactor};
+use crate::invoke::{Fallback, StreamInvocation};
+use crate::model::{ModelRequest, StopReason, SystemBlock, TokenUsage};
+use crate::pricing::MicroUsd;
+use crate::telemetry::Dims;
+use crate::tenancy::Caller;
+
+/// One event of a streamed answer.
+#[derive(Debug)]
+pub enum StreamItem {
+    Text(String),
+    ToolStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    ToolDelta {
+        index: u32,
+        json: String,
+    },
+    Done(Box<StreamSummary>),
+    Error(Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    pub stop_reason: StopReason,
+    pub usage: TokenUsage,
+    pub cost: Option<MicroUsd>,
+    pub json: Option<Value>,
+    pub guardrails: Findings,
+    pub model_latency_ms: u64,
+}
+
+/// A streamed answer: what is known when the first token arrives, and the events.
+pub struct AnswerStream {
+    pub model: String,
+    pub fallbacks: Vec<Fallback>,
+    pub prompt: Option<PromptUsed>,
+    pub cached: bool,
+    pub degraded_to: Option<String>,
+    pub guardrails: Findings,
+    /// From the call to the first token.
+    pub ttft_ms: u64,
+    pub prompt_trace: PromptTrace,
+    pub events: BoxStream<'static, StreamItem>,
+}
+
+/// Checks Bedrock's guardrail on streamed output every this many new characters.
+const APPLY_EVERY_CHARS: usize = 800;
+
+/// Hands the stream to a task that drives it, and returns what the client sees first.
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    caller: Caller,
+    admitted: Admitted,
+    plan: Option<OutputPlan>,
+    request_id: String,
+    ttft_ms: u64,
+    invocation: StreamInvocation,
+) -> AnswerStream {
+    let (tx, rx) = mpsc::channel::<StreamItem>(64);
+    let info = AnswerStream {
+        model: invocation.target.invoke_id.clone(),
+        fallbacks: invocation.fallbacks(),
+        prompt: admitted.prepared.prompt.clone(),
+        cached: false,
+        degraded_to: admitted.degraded_to.clone(),
+        guardrails: admitted.findings.clone(),
+        ttft_ms,
+        prompt_trace: admitted.trace.clone(),
+        events: futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
+        )
+        .boxed(),
+    };
+    let run = Run {
+        shared,
+        caller,
+        admitted,
+        plan,
+        request_id,
+    };
+    tokio::spawn(run.drive(invocation, tx));
+    info
+}
+
+struct Run {
+    shared: Arc<Shared>,
+    caller: Caller,
+    admitted: Admitted,
+    plan: Option<OutputPlan>,
+    request_id: String,
+}
+
+/// How the forwarding loop ended.
+enum Ended {
+    Complete,
+    ClientGone,
+    Failed(Error),
+}
+
+impl Run {
+    async fn drive(self, invocation: StreamInvocation, tx: mpsc::Sender<StreamItem>) {
+        let StreamInvocation {
+            target, head, rest, ..
+        } = invocation;
+        let mut acc = Accumulator::new(self.plan.as_ref().is_some_and(|p| p.via_tool));
+        let ended = self
+            .forward(
+                &mut acc,
+                &target.invoke_id,
+                &target.base_id,
+                head,
+                rest,
+                &tx,
+            )
+            .await;
+
+        // Charge what was used, exactly once, whatever happens next.
+        let mut charges = Charges::default();
+        match acc.usage() {
+            Some(usage) => charges.push(&target, usage),
+            None => charges.push_estimated(
+                &target,
+                TokenUsage {
+                    input: u64::from(request_tokens(&self.admitted.prepared.request)),
+                    output: acc.deltas(),
+                    cache_read: 0,
+                    cache_write: 0,
+                },
+            ),
+        }
+        let prepared = &self.admitted.prepared;
+        let cost = self
+            .shared
+            .charge(&self.caller, prepared, &self.request_id, &charges)
+            .await;
+        match ended {
+            Ended::Complete => {}
+            Ended::ClientGone => {
+                tracing::info!(tenant = %self.caller.tenant, request_id = %self.request_id, cost_usd = ?cost.map(MicroUsd::to_usd_string), "client left mid-stream; usage so far charged");
+                return;
+            }
+            Ended::Failed(e) => {
+                let _ = tx.send(StreamItem::Error(e)).await;
+                return;
+            }
+        }
+
+        let usage = charges.usage();
+        let response = acc.into_response(usage);
+        let (response, json) = match &self.plan {
+            None => (response, None),
+            Some(plan) => match plan.check(&response) {
+                Ok(value) => (plan.answer(response, &value), Some(value)),
+                Err(e) => {
+                    let e = Error::InvalidOutput(format!(
+                        "the streamed output does not match the requested schema: {e}"
+                    ));
+                    let _ = tx.send(StreamItem::Error(e)).await;
+                    return;
+                }
+            },
+        };
+        let item = match self
+            .shared
+            .finish(
+                &self.caller,
+                &self.admitted,
+                &target,
+                response,
+                json,
+                Arrival::Streamed,
+            )
+            .await
+        {
+            Ok(done) => StreamItem::Done(Box::new(StreamSummary {
+                stop_reason: done.response.stop_reason,
+                usage,
+                cost,
+                json: done.json,
+                guardrails: done.findings,
+                model_latency_ms: done.response.latency_ms,
+            })),
+            Err(e) => StreamItem::Error(e),
+        };
+        let _ = tx.send(item).await;
+    }
+
+    /// Forwards the model's events to the client (text through the redactor), checking
+    /// Bedrock's guardrail as the text grows.
+    async fn forward(
+        &self,
+        acc: &mut Accumulator,
+        invoke_id: &str,
+        base_id: &str,
+        head: Vec<crate::model::StreamEvent>,
+        rest: crate::model::ModelStream,
+        tx: &mpsc::Sender<StreamItem>,
+    ) -> Ended {
+        let guard = &self.admitted.guard;
+        let dims = Dims {
+            tenant: &self.caller.tenant,
+            model: base_id,
+            feature: self.admitted.prepared.feature().unwrap_or("-"),
+        };
+        let mut redactor =
+            (guard.pii == PiiAction::Redact).then(|| StreamRedactor::new(guard.clone()));
+        let mut checked_up_to = 0usize;
+        let mut events = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
+        while let Some(item) = events.next().await {
+            let event = match item {
+                Ok(e) => e,
+                Err(e) => {
+                    return Ended::Failed(Error::StreamInterrupted(format!(
+                        "the model stream of {invoke_id} failed after the first token ({}): {}",
+                        e.kind.as_str(),
+                        e.message
+                    )));
+                }
+            };
+            let out = match (acc.push(event), redactor.as_mut()) {
+                (Some(StreamItem::Text(t)), Some(r)) => Some(StreamItem::Text(r.push(&t))),
+                (out, _) => out,
+            };
+            if let Some(item) = out
+                && !matches!(&item, StreamItem::Text(t) if t.is_empty())
+                && tx.send(item).await.is_err()
+            {
+                return Ended::ClientGone;
+            }
+            if let Some(b) = &guard.bedrock
+                && acc.text().len() >= checked_up_to + APPLY_EVERY_CHARS
+            {
+                checked_up_to = acc.text().len();
+                let applier = self.shared.applier.as_ref();
+                if let Err(e) = guard::bedrock_allows(applier, b, acc.text(), dims).await {
+                    return Ended::Failed(e);
+                }
+            }
+        }
+        // What the redactor still holds back (it never releases a prefix of a possible match).
+        if let Some(mut r) = redactor {
+            let tail = r.finish();
+            if !tail.is_empty() && tx.send(StreamItem::Text(tail)).await.is_err() {
+                return Ended::ClientGone;
+            }
+        }
+        Ended::Complete
+    }
+}
+
+/// Input tokens of a request, estimated (about four characters a token).
+fn request_tokens(request: &ModelRequest) -> u32 {
+    let system: u32 = request
+        .system
+        .iter()
+        .map(|b| match b {
+            SystemBlock::Text(t) => estimate_tokens(t),
+            SystemBlock::CachePoint => 0,
+        })
+        .sum();
+    let messages: u32 = request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.text()) + 4)
+        .sum();
+    system.saturating_add(messages)
+}
