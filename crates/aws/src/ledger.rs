@@ -204,7 +204,7 @@ impl DynamoLedger {
     }
 
     async fn spill(&self, r: &UsageRecord) -> Result<(), LedgerError> {
-        let url = crate::provision::queue_url(&self.sqs, &self.spill_queue)
+        let url = crate::queues::queue_url(&self.sqs, &self.spill_queue)
             .await
             .map_err(|e| LedgerError(e.to_string()))?;
         let body = serde_json::to_string(r).map_err(|e| LedgerError(e.to_string()))?;
@@ -223,7 +223,7 @@ impl DynamoLedger {
         &self,
         max_batches: usize,
     ) -> Result<(usize, usize, usize), LedgerError> {
-        let url = crate::provision::queue_url(&self.sqs, &self.spill_queue)
+        let url = crate::queues::queue_url(&self.sqs, &self.spill_queue)
             .await
             .map_err(|e| LedgerError(e.to_string()))?;
         let (mut counted, mut duplicates, mut left) = (0, 0, 0);

@@ -9,7 +9,6 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
-pub mod eval;
 pub mod guardrails;
 
 pub mod invoke;
