@@ -20,8 +20,8 @@ use quarry_core::cache::{CacheKey, CachedAnswer, Claim, IdempotencyStore, Respon
 use quarry_core::ports::{Clock, Dependency, StoreError, SystemClock};
 use sha2::{Digest, Sha256};
 
-use crate::provision::CACHE_TENANT_INDEX;
 use crate::sdk::describe;
+use crate::settings::CACHE_TENANT_INDEX;
 
 /// DynamoDB items hold 400 KB; answers near that are not cached (they still return).
 const MAX_ANSWER_BYTES: usize = 350 * 1024;

@@ -213,7 +213,7 @@ impl DynamoLedger {
     }
 
     async fn spill(&self, r: &UsageRecord) -> Result<(), StoreError> {
-        let url = crate::provision::queue_url(&self.sqs, &self.spill_queue)
+        let url = crate::queues::queue_url(&self.sqs, &self.spill_queue)
             .await
             .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
         let body = serde_json::to_string(r)
@@ -233,7 +233,7 @@ impl DynamoLedger {
         &self,
         max_batches: usize,
     ) -> Result<(usize, usize, usize), StoreError> {
-        let url = crate::provision::queue_url(&self.sqs, &self.spill_queue)
+        let url = crate::queues::queue_url(&self.sqs, &self.spill_queue)
             .await
             .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
         let (mut counted, mut duplicates, mut left) = (0, 0, 0);

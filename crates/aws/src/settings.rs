@@ -16,6 +16,10 @@ pub fn env_u64(
     }
 }
 
+/// The cache table's index of entries by tenant and prompt (purge and stats): read by the
+/// cache adapter, created by provisioning.
+pub const CACHE_TENANT_INDEX: &str = "by_tenant";
+
 /// Names of every resource a stage has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

@@ -199,7 +199,7 @@ async fn a_tenant_the_producer_may_not_speak_for_is_refused() {
     )
     .unwrap();
     dir.tenants.get_mut("acme").unwrap().batch_senders = vec!["AIDAONLYTHISONE".into()];
-    quarry_aws::tenants::write(&ssm, &stack.settings, &dir)
+    quarry_admin::tenants::write(&ssm, &stack.settings, &dir)
         .await
         .unwrap();
     let worker = Worker::from_sdk(&stack.sdk, &stack.settings, options());
@@ -308,9 +308,7 @@ async fn thirty_percent_throttling_every_item_succeeds_once_with_exact_counts_an
             ..options()
         },
     ));
-    let arn = quarry_aws::provision::queue_arn(&sqs, &queue)
-        .await
-        .unwrap();
+    let arn = quarry_aws::queues::queue_arn(&sqs, &queue).await.unwrap();
     let mapping = EventSourceMapping::new(
         sqs,
         queue,

@@ -62,9 +62,7 @@ async fn failures_return_to_the_queue_and_end_in_the_dlq() {
         ..WorkerOptions::default()
     };
     let worker = Arc::new(Worker::from_sdk(&stack.sdk, &stack.settings, options));
-    let arn = quarry_aws::provision::queue_arn(&sqs, &queue)
-        .await
-        .unwrap();
+    let arn = quarry_aws::queues::queue_arn(&sqs, &queue).await.unwrap();
     let mapping = EventSourceMapping::new(
         sqs.clone(),
         queue.clone(),

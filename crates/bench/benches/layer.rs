@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::types as bt;
 use criterion::{Criterion, criterion_group, criterion_main};
-use quarry_aws::infra::InfraSources;
+use quarry_admin::infra::InfraSources;
 use quarry_core::admission::AdmitAll;
 use quarry_core::cache::NoCache;
 use quarry_core::chat::{ChatInput, Preparer, PromptRef};

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use quarry_aws::infra::{InfraSources, push_config, push_prompts};
+use quarry_admin::infra::{InfraSources, push_config, push_prompts};
+use quarry_admin::tenants::{new_api_key, write};
 use quarry_aws::ssm::SsmParams;
-use quarry_aws::tenants::{new_api_key, write};
 use quarry_core::params::{ParamError, ParameterStore};
 use quarry_core::tenancy::{KeyEntry, RateLimits, TenantDirectory, hash_key};
 

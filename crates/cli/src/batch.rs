@@ -8,7 +8,7 @@ use batch_worker::message::{self, SCHEMA_VERSION};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use quarry_aws::jobs::DynamoJobs;
-use quarry_aws::provision::queue_url;
+use quarry_aws::queues::queue_url;
 use quarry_aws::sdk::describe;
 use quarry_core::jobs::{ItemStatus, JobStore};
 use serde_json::{Value, json};

@@ -16,8 +16,8 @@ use std::process::Stdio;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssm::config::Credentials;
 use bedrock_emulator::{EmulatorConfig, RunningEmulator};
+use quarry_admin::infra::{InfraSources, push_config, push_prompts};
 use quarry_aws::Settings;
-use quarry_aws::infra::{InfraSources, push_config, push_prompts};
 use quarry_aws::ssm::SsmParams;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -123,7 +123,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         ))
         .load()
         .await;
-    quarry_aws::provision::provision(&sdk, &settings)
+    quarry_admin::provision::provision(&sdk, &settings)
         .await
         .map_err(|e| e.to_string())?;
     let ssm = SsmParams::new(&sdk);
@@ -133,7 +133,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     push_prompts(&ssm, &settings, &sources.prompts)
         .await
         .map_err(|e| e.to_string())?;
-    let keys = quarry_aws::tenants::seed(&ssm, &settings, &DEMO_TENANTS)
+    let keys = quarry_admin::tenants::seed(&ssm, &settings, &DEMO_TENANTS)
         .await
         .map_err(|e| e.to_string())?;
 

@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use quarry_core::eval::golden::{GoldenCase, parse_set};
-use quarry_core::eval::grid::{
-    CellSummary, Comparison, EvalRun, Gate, compare, recommend, summarize,
-};
-use quarry_core::eval::runner::{
-    CaseResult, CellResult, Combination, EvalOptions, Outcome, Progress, run,
-};
 use quarry_core::pricing::MicroUsd;
 use quarry_core::prompts::PromptSelector;
+use quarry_eval::golden::{GoldenCase, parse_set};
+use quarry_eval::grid::{CellSummary, Comparison, EvalRun, Gate, compare, recommend, summarize};
+use quarry_eval::runner::{
+    CaseResult, CellResult, Combination, EvalOptions, Outcome, Progress, run,
+};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

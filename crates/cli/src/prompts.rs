@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use quarry_aws::infra::{load_prompts, push_prompts};
-use quarry_aws::prompt_admin::{PromptAdmin, diff, to_yaml};
+use quarry_admin::infra::{load_prompts, push_prompts};
+use quarry_admin::prompt_admin::{PromptAdmin, diff, to_yaml};
 use quarry_aws::ssm::SsmParams;
 use quarry_core::prompts::{PromptSelector, parse_reference};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use batch_worker::poller::{EventSourceMapping, MappingOptions};
 use batch_worker::{Worker, WorkerOptions};
 use quarry_aws::Settings;
-use quarry_aws::provision::{queue_arn, queue_url};
+use quarry_aws::queues::{queue_arn, queue_url};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {

@@ -82,7 +82,7 @@ async fn submit_validates_everything_first_then_status_and_results() {
     assert_eq!(queue_depth(&stack).await, 13);
 
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let arn = quarry_aws::provision::queue_arn(&sqs, &stack.provisioned.batch_queue_url)
+    let arn = quarry_aws::queues::queue_arn(&sqs, &stack.provisioned.batch_queue_url)
         .await
         .unwrap();
     let worker = Arc::new(Worker::from_sdk(

@@ -423,7 +423,7 @@ fn the_golden_sets_in_infra_are_valid_and_name_real_prompts() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let cases = quarry_core::eval::golden::parse_set(&path.display().to_string(), &text)
+        let cases = quarry_eval::golden::parse_set(&path.display().to_string(), &text)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(cases.len() >= 3, "{}", path.display());
         let prompt = root

@@ -1,7 +1,19 @@
-//! Quarry's domain: the model port, routing, invocation (retries, fallback, circuit
-//! breakers, deadlines), pricing in integer micro-USD, tenants, and configuration read from
-//! a parameter store. No AWS SDK and no Lambda crates here: adapters live in `quarry-aws`,
-//! handlers in the Lambda crates.
+//! Quarry's domain: everything between a request that passed authentication and the answer,
+//! with no AWS SDK and no Lambda crate. Adapters of the ports live in `quarry-aws`; handlers
+//! in the Lambda crates.
+//!
+//! ## Overview
+//!
+//! * [`ports`]: every port trait, and [`ports::StoreError`], the one way a dependency fails.
+//! * [`chat`]: a request from any API prepared for the model (prompt, render, one routing
+//!   snapshot, tenant policy).
+//! * [`service`]: the answer pipeline ([`ChatService`]), one path for streamed and whole
+//!   answers.
+//! * [`invoke`]: retries, fallback, circuit breakers and the deadline.
+//! * [`admission`]: budget and rate-limit policy over the budget-store port.
+//! * Configuration and its types: [`config`], [`params`], [`routing`], [`pricing`],
+//!   [`prompts`], [`tenancy`], [`budget`], [`guardrails`]; records: [`usage`], [`jobs`],
+//!   [`cache`]; [`telemetry`] for metrics.
 
 pub mod admission;
 pub mod budget;
@@ -9,12 +21,9 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
-pub mod eval;
 pub mod guardrails;
-
 pub mod invoke;
 pub mod jobs;
-
 pub mod model;
 pub mod params;
 pub mod ports;
@@ -26,4 +35,6 @@ pub mod telemetry;
 pub mod tenancy;
 pub mod usage;
 
+pub use chat::{ChatInput, Prepared, Preparer};
 pub use error::Error;
+pub use service::{Answer, AnswerRequest, AnswerStream, CacheMode, ChatService, StreamItem};

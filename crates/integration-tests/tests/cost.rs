@@ -224,9 +224,7 @@ async fn degrade_switches_the_model_and_each_crossing_notifies_once() {
         .queue_url()
         .unwrap()
         .to_owned();
-    let inbox_arn = quarry_aws::provision::queue_arn(&sqs, &inbox)
-        .await
-        .unwrap();
+    let inbox_arn = quarry_aws::queues::queue_arn(&sqs, &inbox).await.unwrap();
     let sns = aws_sdk_sns::Client::new(&stack.sdk);
     sns.subscribe()
         .topic_arn(&stack.provisioned.alerts_topic_arn)

@@ -93,7 +93,7 @@ async fn injection_denied_topics_and_words_are_refused() {
         "guardrails": {"pii": "redact"}
     }))
     .unwrap();
-    quarry_aws::infra::push_prompts(
+    quarry_admin::infra::push_prompts(
         &quarry_aws::ssm::SsmParams::new(&stack.sdk),
         &stack.settings,
         &[spec],

@@ -172,7 +172,7 @@ async fn cost_is_tokens_times_prices_to_the_micro_dollar_with_cache_tokens() {
     }))
     .unwrap();
     let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
-    quarry_aws::infra::push_prompts(&ssm, &stack.settings, &[spec])
+    quarry_admin::infra::push_prompts(&ssm, &stack.settings, &[spec])
         .await
         .unwrap();
     let s = state(&stack, options());

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{chat, options, state};
-use quarry_aws::infra::push_prompts;
-use quarry_aws::prompt_admin::PromptAdmin;
+use quarry_admin::infra::push_prompts;
+use quarry_admin::prompt_admin::PromptAdmin;
 use quarry_aws::ssm::SsmParams;
 use quarry_core::prompts::PromptSpec;
 use quarry_testkit::{Moto, Stack};

@@ -18,8 +18,8 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_types::os_shim_internal::{Env, Fs};
 use bedrock_emulator::{EmulatorConfig, RunningEmulator};
+use quarry_admin::provision::Provisioned;
 use quarry_aws::Settings;
-use quarry_aws::provision::Provisioned;
 
 /// A sample event of `events/` (the shapes AWS sends), as text.
 pub fn event(name: &str) -> String {
@@ -179,7 +179,7 @@ pub struct Stack {
     pub env: Vec<(String, String)>,
     pub sdk: SdkConfig,
     /// API keys of the demo tenants `acme` and `globex` (and an admin key for `acme`).
-    pub keys: Vec<quarry_aws::tenants::IssuedKey>,
+    pub keys: Vec<quarry_admin::tenants::IssuedKey>,
 }
 
 impl Stack {
@@ -209,19 +209,19 @@ impl Stack {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         let sdk = sdk_config(&env).await;
-        let provisioned = quarry_aws::provision::provision(&sdk, &settings)
+        let provisioned = quarry_admin::provision::provision(&sdk, &settings)
             .await
             .expect("provision");
         let ssm = quarry_aws::ssm::SsmParams::new(&sdk);
-        let sources =
-            quarry_aws::infra::InfraSources::load(&workspace_root().join("infra")).expect("infra");
-        quarry_aws::infra::push_config(&ssm, &settings, &sources)
+        let sources = quarry_admin::infra::InfraSources::load(&workspace_root().join("infra"))
+            .expect("infra");
+        quarry_admin::infra::push_config(&ssm, &settings, &sources)
             .await
             .expect("push config");
-        quarry_aws::infra::push_prompts(&ssm, &settings, &sources.prompts)
+        quarry_admin::infra::push_prompts(&ssm, &settings, &sources.prompts)
             .await
             .expect("push prompts");
-        let keys = quarry_aws::tenants::seed(&ssm, &settings, &["acme", "globex"])
+        let keys = quarry_admin::tenants::seed(&ssm, &settings, &["acme", "globex"])
             .await
             .expect("tenants");
         Stack {

@@ -101,9 +101,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
             .await
             .unwrap();
     }
-    let arn = quarry_aws::provision::queue_arn(&sqs, &queue)
-        .await
-        .unwrap();
+    let arn = quarry_aws::queues::queue_arn(&sqs, &queue).await.unwrap();
     let options = WorkerOptions {
         concurrency: run.concurrency,
         ..WorkerOptions::default()

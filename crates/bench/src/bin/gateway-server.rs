@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chat_handler::{AppState, HandlerPorts, Options};
+use quarry_admin::infra::InfraSources;
 use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::infra::InfraSources;
 use quarry_core::admission::AdmitAll;
 use quarry_core::cache::{Claim, IdempotencyStore, NoCache};
 use quarry_core::params::MemoryParams;

@@ -102,7 +102,7 @@ pub async fn add_tenant(stack: &Stack, tenant: &str, policy: serde_json::Value) 
     let mut dir = directory(stack).await;
     dir.tenants
         .insert(tenant.to_owned(), serde_json::from_value(policy).unwrap());
-    let key = quarry_aws::tenants::new_api_key();
+    let key = quarry_admin::tenants::new_api_key();
     dir.keys.insert(
         quarry_core::tenancy::hash_key(&key),
         quarry_core::tenancy::KeyEntry {
@@ -112,7 +112,7 @@ pub async fn add_tenant(stack: &Stack, tenant: &str, policy: serde_json::Value) 
         },
     );
     let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
-    quarry_aws::tenants::write(&ssm, &stack.settings, &dir)
+    quarry_admin::tenants::write(&ssm, &stack.settings, &dir)
         .await
         .unwrap();
     key

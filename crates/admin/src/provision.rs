@@ -11,9 +11,9 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-
-use crate::sdk::describe;
-use crate::settings::Settings;
+use quarry_aws::queues::{QueueError, queue_arn};
+use quarry_aws::sdk::describe;
+use quarry_aws::settings::{CACHE_TENANT_INDEX, Settings};
 
 /// Receives before a batch message moves to the DLQ (the template's maxReceiveCount).
 pub const MAX_RECEIVE_COUNT: u32 = 3;
@@ -26,6 +26,15 @@ pub const BATCH_VISIBILITY_TIMEOUT_SECS: u32 = 360;
 pub struct ProvisionError {
     pub resource: String,
     pub message: String,
+}
+
+impl From<QueueError> for ProvisionError {
+    fn from(e: QueueError) -> Self {
+        Self {
+            resource: e.queue,
+            message: e.message,
+        }
+    }
 }
 
 fn fail(resource: &str, e: &(dyn std::error::Error + 'static)) -> ProvisionError {
@@ -45,9 +54,6 @@ pub struct Provisioned {
     pub alerts_topic_arn: String,
     pub alarms_topic_arn: String,
 }
-
-/// The cache table's index of entries by tenant and prompt (purge and stats).
-pub const CACHE_TENANT_INDEX: &str = "by_tenant";
 
 /// Tables: (name, has sort key, has the tenant index).
 fn tables(s: &Settings) -> [(&str, bool, bool); 3] {
@@ -209,39 +215,5 @@ async fn create_queue(
         .send()
         .await
         .map_err(|e| fail(name, &e))?;
-    Ok(out.queue_url().unwrap_or_default().to_owned())
-}
-
-pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, ProvisionError> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| fail(url, &e))?;
-    out.attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .cloned()
-        .ok_or_else(|| ProvisionError {
-            resource: url.to_owned(),
-            message: "queue has no ARN".into(),
-        })
-}
-
-/// A queue's URL: the value itself when it is one, else looked up by name.
-pub async fn queue_url(
-    sqs: &aws_sdk_sqs::Client,
-    name_or_url: &str,
-) -> Result<String, ProvisionError> {
-    if name_or_url.starts_with("https://") || name_or_url.starts_with("http://") {
-        return Ok(name_or_url.to_owned());
-    }
-    let out = sqs
-        .get_queue_url()
-        .queue_name(name_or_url)
-        .send()
-        .await
-        .map_err(|e| fail(name_or_url, &e))?;
     Ok(out.queue_url().unwrap_or_default().to_owned())
 }

@@ -4,14 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use quarry_aws::settings::Settings;
+use quarry_aws::ssm::SsmParams;
 use quarry_core::params::{ParamError, ParameterStore};
 use quarry_core::pricing::PricingTable;
 use quarry_core::prompts::{CompiledPrompt, PromptSpec};
 use quarry_core::routing::RoutingConfig;
 use serde_json::Value;
-
-use crate::settings::Settings;
-use crate::ssm::SsmParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {

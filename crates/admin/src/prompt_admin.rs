@@ -6,11 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use quarry_aws::settings::Settings;
+use quarry_aws::ssm::SsmParams;
 use quarry_core::params::{ParamError, ParameterStore};
 use quarry_core::prompts::{PromptSelector, PromptSpec, validate_name};
-
-use crate::settings::Settings;
-use crate::ssm::SsmParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptAdminError {

@@ -1,11 +1,10 @@
 //! The tenant directory in SSM (`/quarry/{stage}/tenants`, a SecureString): tenants, what
 //! they may use, and the SHA-256 of each API key. Keys are shown once, when created.
 
+use quarry_aws::settings::Settings;
+use quarry_aws::ssm::SsmParams;
 use quarry_core::params::ParamError;
 use quarry_core::tenancy::{KeyEntry, TenantDirectory, TenantPolicy, hash_key};
-
-use crate::settings::Settings;
-use crate::ssm::SsmParams;
 
 /// A new random API key (`qk_` and 48 hex digits: 192 bits).
 pub fn new_api_key() -> String {

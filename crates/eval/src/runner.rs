@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use quarry_core::chat::{ChatInput, PromptRef};
+use quarry_core::error::Error;
+use quarry_core::model::{InferenceParams, Message};
+use quarry_core::prompts::PromptSelector;
+use quarry_core::routing::RouteSpec;
+use quarry_core::service::{Answer, AnswerRequest, CacheMode, ChatService};
+use quarry_core::tenancy::{Caller, TenantPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::chat::{ChatInput, PromptRef};
-use crate::error::Error;
-use crate::eval::golden::{CaseRole, GoldenCase, Observed};
-use crate::model::{InferenceParams, Message};
-use crate::prompts::PromptSelector;
-use crate::routing::RouteSpec;
-use crate::service::{Answer, AnswerRequest, CacheMode, ChatService};
-use crate::tenancy::{Caller, TenantPolicy};
+use crate::golden::{CaseRole, GoldenCase, Observed};
 
 /// The `feature` tag of eval requests in the ledger; judge calls use [`JUDGE_FEATURE`].
 pub const EVAL_FEATURE: &str = "eval";
@@ -406,7 +406,7 @@ impl Runner<'_> {
         request_id: &str,
         case: &GoldenCase,
         output: &str,
-        spec: &crate::eval::golden::JudgeSpec,
+        spec: &crate::golden::JudgeSpec,
     ) -> Result<JudgeResult, Unanswered> {
         let case_input = json!({"variables": case.variables, "messages": case.messages});
         let input = ChatInput {

@@ -2,9 +2,10 @@
 //! 1,000 requests; the gate; the cheapest combination that meets it; and what changed
 //! between two saved runs.
 
+use quarry_core::pricing::MicroUsd;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::runner::{CaseResult, CellResult, Outcome};
+use crate::runner::{CaseResult, CellResult, Outcome};
 
 /// A saved eval run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,8 +155,8 @@ impl Gate {
             match s.cost_per_1k_micros {
                 Some(c) if c > max => out.push(format!(
                     "cost per 1,000 requests {} is over {}",
-                    crate::pricing::MicroUsd(c),
-                    crate::pricing::MicroUsd(max)
+                    MicroUsd(c),
+                    MicroUsd(max)
                 )),
                 None => out.push("the cost is unknown (unpriced model)".to_owned()),
                 _ => {}

@@ -1,0 +1,182 @@
+//! Compiling and rendering a prompt: strict minijinja, typed variables, and bounds on what
+//! a render may cost (fuel, output size, panics caught).
+
+use std::collections::BTreeSet;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Map, Value};
+
+use super::spec::*;
+
+/// A prompt version ready to render: the spec with its templates compiled once.
+pub struct CompiledPrompt {
+    pub spec: PromptSpec,
+    env: Environment<'static>,
+    /// Variables the templates use that are not declared.
+    template_vars: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for CompiledPrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPrompt")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rendered prompt: what goes to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub system: Option<String>,
+    pub user: String,
+}
+
+impl CompiledPrompt {
+    pub fn compile(spec: PromptSpec) -> Result<Self, PromptError> {
+        validate_name(&spec.name)?;
+        let invalid = |m: String| PromptError::InvalidSpec(spec.name.clone(), m);
+        if spec.tier.is_some() && spec.model.is_some() {
+            return Err(invalid("give tier or model, not both".into()));
+        }
+        for (name, var) in &spec.variables {
+            if let Some(d) = &var.default
+                && !var.kind.accepts(d)
+            {
+                return Err(invalid(format!(
+                    "default of variable '{name}' is {}, declared {}",
+                    json_type(d),
+                    var.kind.name()
+                )));
+            }
+        }
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // A bound on the work of one render: a prompt that loops over what a request sends
+        // cannot keep a Lambda busy until its timeout.
+        env.set_fuel(Some(RENDER_FUEL));
+        env.add_template_owned("template", spec.template.clone())
+            .map_err(|e| invalid(format!("template: {e}")))?;
+        if let Some(system) = &spec.system {
+            env.add_template_owned("system", system.clone())
+                .map_err(|e| invalid(format!("system: {e}")))?;
+        }
+        let mut template_vars = BTreeSet::new();
+        for name in ["template", "system"] {
+            if let Ok(t) = env.get_template(name) {
+                template_vars.extend(t.undeclared_variables(false));
+            }
+        }
+        // minijinja reports the global functions a template calls (`range`, `namespace`,
+        // `dict`, ...) as undeclared: they are not variables the request must give.
+        template_vars.retain(|v| env.globals().all(|(global, _)| global != v));
+        Ok(Self {
+            spec,
+            env,
+            template_vars,
+        })
+    }
+
+    /// Checks variables against the declarations and the templates, then renders.
+    pub fn render(&self, vars: &Map<String, Value>) -> Result<Rendered, PromptError> {
+        let mut ctx = Map::new();
+        let mut missing = Vec::new();
+        let mut mistyped = Vec::new();
+        for (name, spec) in &self.spec.variables {
+            match vars.get(name) {
+                Some(v) if !spec.kind.accepts(v) => mistyped.push(format!(
+                    "'{name}' must be {}, got {}",
+                    spec.kind.name(),
+                    json_type(v)
+                )),
+                Some(v) => {
+                    ctx.insert(name.clone(), v.clone());
+                }
+                None => match &spec.default {
+                    Some(d) => {
+                        ctx.insert(name.clone(), d.clone());
+                    }
+                    None if spec.is_required() => missing.push(name.clone()),
+                    None => {}
+                },
+            }
+        }
+        let unknown: Vec<&String> = vars
+            .keys()
+            .filter(|k| !self.spec.variables.contains_key(*k) && !self.template_vars.contains(*k))
+            .collect();
+        for name in &self.template_vars {
+            if self.spec.variables.contains_key(name) {
+                continue;
+            }
+            match vars.get(name) {
+                Some(v) => {
+                    ctx.insert(name.clone(), v.clone());
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        if !missing.is_empty() || !mistyped.is_empty() || !unknown.is_empty() {
+            let mut parts = Vec::new();
+            if !missing.is_empty() {
+                missing.sort();
+                missing.dedup();
+                parts.push(format!("missing: {}", missing.join(", ")));
+            }
+            if !mistyped.is_empty() {
+                parts.push(format!("wrong type: {}", mistyped.join("; ")));
+            }
+            if !unknown.is_empty() {
+                let list: Vec<&str> = unknown.iter().map(|s| s.as_str()).collect();
+                parts.push(format!(
+                    "not declared by prompt '{}': {}",
+                    self.spec.name,
+                    list.join(", ")
+                ));
+            }
+            return Err(PromptError::Variables(format!(
+                "variables of prompt '{}' do not fit: {}",
+                self.spec.name,
+                parts.join(" | ")
+            )));
+        }
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&ctx));
+        let render = |name: &str| -> Result<String, PromptError> {
+            // minijinja can panic on some inputs (see the release profile); a panic here is
+            // this request's error, not the process's.
+            let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.env.get_template(name).and_then(|t| t.render(&ctx))
+            }))
+            .map_err(|_| {
+                PromptError::Render(format!(
+                    "the {name} of prompt '{}' cannot be rendered with these variables",
+                    self.spec.name
+                ))
+            })?
+            .map_err(|e| PromptError::Render(e.to_string()))?;
+            if rendered.len() > MAX_RENDERED_BYTES {
+                return Err(PromptError::Render(format!(
+                    "the {name} of prompt '{}' renders to {} bytes, over the limit of {MAX_RENDERED_BYTES}",
+                    self.spec.name,
+                    rendered.len()
+                )));
+            }
+            Ok(rendered)
+        };
+        let system = if self.spec.system.is_some() {
+            Some(render("system")?)
+        } else {
+            None
+        };
+        Ok(Rendered {
+            system,
+            user: render("template")?,
+        })
+    }
+}
+
+/// minijinja instructions one render may execute: ample for any prompt (a loop over a few
+/// hundred items), far below what would hold a Lambda for seconds.
+const RENDER_FUEL: u64 = 1_000_000;
+
+/// The largest rendered system or user text: above any model's context window in characters.
+const MAX_RENDERED_BYTES: usize = 4 * 1024 * 1024;

@@ -1,0 +1,172 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::params::MemoryParams;
+use serde_json::json;
+
+fn spec() -> PromptSpec {
+    serde_json::from_value(json!({
+        "name": "summarize",
+        "system": "You summarize in {{ language }}.",
+        "template": "Summarize in {{ max_words }} words:\n{{ text }}",
+        "variables": {
+            "text": {"type": "string"},
+            "max_words": {"type": "integer", "default": 50},
+            "language": {"type": "string", "default": "English"}
+        }
+    }))
+    .unwrap()
+}
+
+fn vars(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn renders_with_defaults() {
+    let p = CompiledPrompt::compile(spec()).unwrap();
+    let r = p.render(&vars(json!({"text": "hello"}))).unwrap();
+    assert_eq!(r.user, "Summarize in 50 words:\nhello");
+    assert_eq!(r.system.as_deref(), Some("You summarize in English."));
+}
+
+#[test]
+fn lists_every_problem_at_once() {
+    let p = CompiledPrompt::compile(spec()).unwrap();
+    let e = p
+        .render(&vars(json!({"max_words": "ten", "colour": 1})))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing: text"), "{e}");
+    assert!(e.contains("'max_words' must be integer, got string"), "{e}");
+    assert!(e.contains("colour"), "{e}");
+}
+
+#[test]
+fn undeclared_template_variables_are_required() {
+    let mut s = spec();
+    s.template = "{{ text }} {{ extra }}".into();
+    let p = CompiledPrompt::compile(s).unwrap();
+    let e = p
+        .render(&vars(json!({"text": "x"})))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing: extra"), "{e}");
+    assert_eq!(
+        p.render(&vars(json!({"text": "x", "extra": "y"})))
+            .unwrap()
+            .user,
+        "x y"
+    );
+}
+
+#[test]
+fn hostile_renders_are_errors_not_panics_or_hangs() {
+    let render = |template: &str, text: &str| {
+        let mut s = spec();
+        s.template = template.into();
+        CompiledPrompt::compile(s)
+            .unwrap()
+            .render(&vars(json!({"text": text})))
+    };
+    // minijinja 3.0.5 panics here; the request gets an error.
+    let e = render("{{ text[::-1] }}", "").unwrap_err().to_string();
+    assert!(e.contains("cannot be rendered"), "{e}");
+    assert_eq!(render("{{ text[::-1] }}", "ab").unwrap().user, "ba");
+    // Out of fuel instead of running for minutes.
+    let e = render(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        "x",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("fuel"), "{e}");
+    let e = render("{{ text * 5000000 }}", "xy")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("over the limit"), "{e}");
+}
+
+#[test]
+fn global_functions_are_not_required_variables() {
+    let mut s = spec();
+    s.template = "{% for i in range(2) %}{{ i }}{% endfor %}{% set ns = namespace(n=1) %}\
+                  {{ ns.n }} {{ text }}"
+        .into();
+    let p = CompiledPrompt::compile(s).unwrap();
+    assert_eq!(p.render(&vars(json!({"text": "x"}))).unwrap().user, "011 x");
+    let e = p
+        .render(&vars(json!({"text": "x", "range": 3})))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not declared by prompt"), "{e}");
+}
+
+#[test]
+fn invalid_specs_are_refused() {
+    let mut s = spec();
+    s.template = "{{ unclosed".into();
+    assert!(CompiledPrompt::compile(s).is_err());
+    let mut s = spec();
+    s.name = "../etc".into();
+    assert!(CompiledPrompt::compile(s).is_err());
+    let mut s = spec();
+    s.variables.get_mut("max_words").unwrap().default = Some(json!("x"));
+    assert!(CompiledPrompt::compile(s).is_err());
+}
+
+#[test]
+fn references_parse() {
+    assert_eq!(
+        parse_reference("a@3").unwrap(),
+        ("a".into(), PromptSelector::Version(3))
+    );
+    assert_eq!(
+        parse_reference("a:prod").unwrap(),
+        ("a".into(), PromptSelector::Label("prod".into()))
+    );
+    assert_eq!(
+        parse_reference("a").unwrap(),
+        ("a".into(), PromptSelector::Latest)
+    );
+    assert!(parse_reference("a@x").is_err());
+}
+
+#[test]
+fn ab_split_is_stable_and_weighted() {
+    let weights: BTreeMap<String, u32> = [("prod".into(), 90), ("canary".into(), 10)].into();
+    let first = choose_label("p", "user-1", &weights);
+    assert_eq!(first, choose_label("p", "user-1", &weights));
+    let canary = (0..2000)
+        .filter(|i| choose_label("p", &format!("u{i}"), &weights).as_deref() == Some("canary"))
+        .count();
+    assert!(
+        (120..=280).contains(&canary),
+        "{canary} of 2000 on canary at 10%"
+    );
+}
+
+#[tokio::test]
+async fn default_selector_falls_back_to_latest() {
+    let params = Arc::new(MemoryParams::default());
+    params.put(
+        "/q/prompts/summarize",
+        &serde_json::to_string(&spec()).unwrap(),
+    );
+    let store = PromptStore::new(params.clone(), "/q", Duration::from_secs(60));
+    let v = store
+        .get("summarize", &PromptSelector::Default)
+        .await
+        .unwrap();
+    assert_eq!(v.version, 1);
+    let e = store
+        .get("nope", &PromptSelector::Default)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status_code(), 400);
+    assert!(e.to_string().contains("unknown prompt 'nope'"));
+}
