@@ -6,16 +6,19 @@
 //! * `DELETE /v1/cache?prompt=P&tenant=T`: purge (admin keys only; `tenant` defaults to
 //!   the key's own);
 //! * `GET /v1/cache/stats`: the caller's entries, by prompt.
+//!
+//! Every error, including an unknown route or another method on a known one, is the JSON
+//! envelope (see `quarry_http`); handlers only run for a known caller.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use axum::Json;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use http::Method;
 use quarry_aws::Settings;
@@ -24,6 +27,7 @@ use quarry_aws::ssm::SsmParams;
 use quarry_core::Error;
 use quarry_core::admission::AdmitAll;
 use quarry_core::chat::Preparer;
+use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::{
     ModelClient, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream,
@@ -31,11 +35,13 @@ use quarry_core::model::{
 use quarry_core::params::ParameterStore;
 use quarry_core::service::{ChatService, NoApplier, Ports, ServiceOptions};
 use quarry_core::usage::NoLedger;
-use quarry_http::native::{ChatRequest, Limits};
+use quarry_http::native::{ChatRequest, ChatResponse, Limits};
 use quarry_http::routes::{Route, router};
-use quarry_http::{AcceptOptions, ApiError, AuthMode, RequestMeta, accept, parse_json};
-use serde::Deserialize;
-use serde_json::json;
+use quarry_http::{
+    AcceptOptions, ApiError, ApiState, AuthMode, Caller, JsonBody, RequestMeta, Timing,
+    WithEnvelope, parse_json,
+};
+use serde::{Deserialize, Serialize};
 
 /// The model port of a Lambda that must never call a model.
 pub struct NoModels;
@@ -125,6 +131,24 @@ impl CacheState {
 
 type Shared = Arc<CacheState>;
 
+impl ApiState for CacheState {
+    fn auth(&self) -> &AuthMode {
+        &self.options.accept.auth
+    }
+
+    fn timing(&self) -> Timing {
+        self.options.accept.timing()
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.options.accept.max_body_bytes
+    }
+
+    fn configs(&self) -> &Configs {
+        self.service.configs()
+    }
+}
+
 /// Every route of the cache API. template.yaml declares exactly these (a test checks it).
 pub fn routes() -> Vec<Route<Shared>> {
     vec![
@@ -139,31 +163,29 @@ pub fn app(state: Arc<CacheState>) -> Router {
     router(routes()).with_state(state)
 }
 
-async fn lookup(State(state): State<Shared>, request: http::Request<Body>) -> Response {
-    let incoming = match accept(request, &state.options.accept, state.service.configs()).await {
-        Ok(i) => i,
-        Err((e, meta)) => return ApiError::new(e, &meta.request_id).into_response(),
-    };
-    let meta = incoming.meta;
-    let result = async {
-        let request: ChatRequest = parse_json(&incoming.body)?;
+async fn lookup(
+    State(state): State<Shared>,
+    meta: RequestMeta,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<ChatResponse>, ApiError> {
+    let found = async {
+        let request: ChatRequest = parse_json(&body)?;
         let (input, _, _) = request.into_input(&state.options.limits)?;
-        state.service.lookup(&incoming.caller, input).await
+        state.service.lookup(&caller, input).await
     }
-    .await;
-    match result {
-        Ok(Some(answer)) => axum::Json(quarry_http::native::response(
+    .await
+    .map_err(|e| ApiError::new(e, &meta.request_id))?;
+    match found {
+        Some(answer) => Ok(Json(quarry_http::native::response(
             &meta.request_id,
             &answer,
             meta.elapsed_ms(),
-        ))
-        .into_response(),
-        Ok(None) => ApiError::new(
+        ))),
+        None => Err(ApiError::new(
             Error::NotFound("no cached answer for this request".into()),
             &meta.request_id,
-        )
-        .into_response(),
-        Err(e) => ApiError::new(e, &meta.request_id).into_response(),
+        )),
     }
 }
 
@@ -173,63 +195,59 @@ struct PurgeQuery {
     tenant: Option<String>,
 }
 
-/// Runs a body-less route: authenticates, then `f` with the caller; errors get the envelope.
-async fn with_caller<F, Fut>(state: &CacheState, request: http::Request<Body>, f: F) -> Response
-where
-    F: FnOnce(quarry_core::tenancy::Caller) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, Error>>,
-{
-    let (parts, _) = request.into_parts();
-    let meta = RequestMeta::from_parts(
-        &parts,
-        state.options.accept.request_timeout,
-        state.options.accept.deadline_margin,
-    );
-    let result = match quarry_http::caller(
-        &parts,
-        &state.options.accept.auth,
-        state.service.configs(),
-    )
-    .await
-    {
-        Ok(caller) => f(caller).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(body) => axum::Json(body).into_response(),
-        Err(e) => ApiError::new(e, &meta.request_id).into_response(),
-    }
+#[derive(Debug, Serialize)]
+struct Purged {
+    tenant: String,
+    prompt: Option<String>,
+    deleted: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Stats {
+    tenant: String,
+    entries: u64,
+    by_prompt: BTreeMap<String, u64>,
 }
 
 async fn purge(
     State(state): State<Shared>,
-    Query(q): Query<PurgeQuery>,
-    request: http::Request<Body>,
-) -> Response {
-    let store = state.store.clone();
-    with_caller(&state, request, move |caller| async move {
-        if !caller.admin {
-            return Err(Error::Forbidden(
-                "purging the cache needs an admin key".into(),
-            ));
-        }
-        let tenant = q.tenant.unwrap_or(caller.tenant);
-        let deleted = store
-            .purge(&tenant, q.prompt.as_deref())
-            .await
-            .map_err(Error::from)?;
-        tracing::info!(%tenant, prompt = q.prompt.as_deref(), deleted, "cache purged");
-        Ok(json!({ "tenant": tenant, "prompt": q.prompt, "deleted": deleted }))
-    })
-    .await
+    meta: RequestMeta,
+    Caller(caller): Caller,
+    WithEnvelope(Query(q)): WithEnvelope<Query<PurgeQuery>>,
+) -> Result<Json<Purged>, ApiError> {
+    let refuse = |e: Error| ApiError::new(e, &meta.request_id);
+    if !caller.admin {
+        return Err(refuse(Error::Forbidden(
+            "purging the cache needs an admin key".into(),
+        )));
+    }
+    let tenant = q.tenant.unwrap_or(caller.tenant);
+    let deleted = state
+        .store
+        .purge(&tenant, q.prompt.as_deref())
+        .await
+        .map_err(|e| refuse(Error::from(e)))?;
+    tracing::info!(%tenant, prompt = q.prompt.as_deref(), deleted, "cache purged");
+    Ok(Json(Purged {
+        tenant,
+        prompt: q.prompt,
+        deleted,
+    }))
 }
 
-async fn stats(State(state): State<Shared>, request: http::Request<Body>) -> Response {
-    let store = state.store.clone();
-    with_caller(&state, request, move |caller| async move {
-        let by_prompt = store.stats(&caller.tenant).await.map_err(Error::from)?;
-        let entries: u64 = by_prompt.values().sum();
-        Ok(json!({ "tenant": caller.tenant, "entries": entries, "by_prompt": by_prompt }))
-    })
-    .await
+async fn stats(
+    State(state): State<Shared>,
+    meta: RequestMeta,
+    Caller(caller): Caller,
+) -> Result<Json<Stats>, ApiError> {
+    let by_prompt = state
+        .store
+        .stats(&caller.tenant)
+        .await
+        .map_err(|e| ApiError::new(Error::from(e), &meta.request_id))?;
+    Ok(Json(Stats {
+        entries: by_prompt.values().sum(),
+        tenant: caller.tenant,
+        by_prompt,
+    }))
 }

@@ -1,11 +1,21 @@
 //! chat-handler: the synchronous chat API. The same axum Router runs behind API Gateway
 //! (through lambda_http), on a Function URL with response streaming, and on 127.0.0.1
 //! under `quarry dev`.
+//!
+//! ## Overview
+//!
+//! - [`routes`]: the handlers, one module per API (native, OpenAI, models, batches) and the
+//!   chat flow the two chat APIs share;
+//! - [`stream`]: streamed answers as Server-Sent Events (a fold of the service's events);
+//! - [`idempotency`]: `Idempotency-Key`, replaying a retried request's first response;
+//! - [`observe`]: the request's log line and metrics;
+//! - [`state`]: what a warm instance holds.
 
+pub mod idempotency;
 pub mod observe;
-pub mod openai;
 pub mod routes;
 pub mod state;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -14,22 +24,22 @@ use axum::routing::{get, post};
 use http::Method;
 use quarry_http::routes::{Route, router};
 
+use crate::routes::chat::chat;
+use crate::routes::native::Native;
+use crate::routes::openai::OpenAi;
+
 pub use state::{AppState, HandlerPorts, Options};
 
 /// Every route of the chat API. template.yaml declares exactly these (a test checks it).
 pub fn routes() -> Vec<Route<Arc<AppState>>> {
     vec![
-        (Method::POST, "/v1/chat", post(routes::native)),
-        (
-            Method::POST,
-            "/v1/chat/completions",
-            post(routes::completions),
-        ),
-        (Method::GET, "/v1/models", get(routes::models)),
+        (Method::POST, "/v1/chat", post(chat::<Native>)),
+        (Method::POST, "/v1/chat/completions", post(chat::<OpenAi>)),
+        (Method::GET, "/v1/models", get(routes::models::handler)),
         (
             Method::GET,
             "/v1/batches/{job_id}",
-            get(routes::batch_status),
+            get(routes::batches::handler),
         ),
     ]
 }
@@ -37,6 +47,9 @@ pub fn routes() -> Vec<Route<Arc<AppState>>> {
 /// The chat API's router.
 pub fn app(state: Arc<AppState>) -> Router {
     router(routes())
-        .fallback(routes::not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::log_refusals,
+        ))
         .with_state(state)
 }

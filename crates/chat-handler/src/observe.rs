@@ -3,19 +3,35 @@
 //! The line carries who, what and how it went (tenant, prompt@version, model, fallbacks,
 //! tokens, cost, cache hit, latency) and SHA-256 digests of the prompt and the output,
 //! never their text unless `QUARRY_LOG_CONTENT` is on.
+//!
+//! The chat routes write their line themselves, filling a [`RequestLog`] as the request goes
+//! (a stream writes it when it ends). A request refused before any handler ran (no or
+//! unknown credentials, a body that is not JSON or too large) gets its line from
+//! [`log_refusals`], which sees the refusal on the way out.
 
+use std::borrow::Cow;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use quarry_core::Error;
+use quarry_core::chat::PromptUsed;
+use quarry_core::invoke::Fallback;
 use quarry_core::model::TokenUsage;
 use quarry_core::pricing::MicroUsd;
-use quarry_core::service::PromptTrace;
+use quarry_core::service::{Answer, AnswerStream, PromptTrace, StreamSummary};
 use quarry_core::telemetry::{self, Dims};
-use quarry_http::RequestMeta;
+use quarry_http::{Refused, RequestMeta};
 use sha2::{Digest, Sha256};
+
+use crate::routes::Shared;
+use crate::state::AppState;
 
 /// Everything the request line says; filled in as the request goes.
 #[derive(Debug, Default)]
 pub struct RequestLog {
-    pub route: &'static str,
+    /// `METHOD /path` as routed.
+    pub route: Cow<'static, str>,
     pub request_id: String,
     pub trace_id: Option<String>,
     pub tenant: Option<String>,
@@ -35,9 +51,9 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    pub fn new(route: &'static str, meta: &RequestMeta) -> Self {
+    pub fn new(route: impl Into<Cow<'static, str>>, meta: &RequestMeta) -> Self {
         Self {
-            route,
+            route: route.into(),
             request_id: meta.request_id.clone(),
             trace_id: meta.trace_id.clone(),
             ..Self::default()
@@ -49,6 +65,44 @@ impl RequestLog {
         if keep {
             self.output_text = Some(text.to_owned());
         }
+    }
+
+    /// What a whole answer tells the line.
+    pub fn answered(&mut self, a: &Answer, keep: bool) {
+        self.model = Some(a.base_model.clone());
+        self.served(a.prompt.as_ref(), &a.fallbacks, a.cached, &a.prompt_trace);
+        self.usage = a.usage;
+        self.cost = a.cost;
+        self.guardrail_actions = a.guardrails.actions();
+        self.output(&a.text(), keep);
+    }
+
+    /// What a stream tells the line when its first token arrives.
+    pub fn streaming(&mut self, s: &AnswerStream) {
+        self.model = Some(s.model.clone());
+        self.served(s.prompt.as_ref(), &s.fallbacks, s.cached, &s.prompt_trace);
+        self.ttft_ms = Some(s.ttft_ms);
+    }
+
+    /// What the answer came from: the prompt, the models left, the cache.
+    fn served(
+        &mut self,
+        prompt: Option<&PromptUsed>,
+        fallbacks: &[Fallback],
+        cached: bool,
+        trace: &PromptTrace,
+    ) {
+        self.prompt = prompt.map(|p| format!("{}@{}", p.name, p.version));
+        self.fallbacks = fallbacks.len();
+        self.cached = cached;
+        self.prompt_trace = Some(trace.clone());
+    }
+
+    /// What a stream's summary tells the line.
+    pub fn streamed(&mut self, summary: &StreamSummary) {
+        self.usage = summary.usage;
+        self.cost = summary.cost;
+        self.guardrail_actions = summary.guardrails.actions();
     }
 
     /// Writes the line and the request metrics.
@@ -81,7 +135,7 @@ impl RequestLog {
         let trace = self.prompt_trace.unwrap_or_default();
         tracing::info!(
             target: "request",
-            route = self.route,
+            route = %self.route,
             request_id = %self.request_id,
             trace_id = self.trace_id.as_deref(),
             status,
@@ -108,4 +162,34 @@ impl RequestLog {
             "request"
         );
     }
+
+    /// Writes the line, then flushes the metrics when the runtime does not (streaming).
+    pub fn close(self, state: &AppState, meta: &RequestMeta, error: Option<&Error>) {
+        self.finish(meta, error);
+        if let Some(flush) = &state.flush_metrics {
+            flush();
+        }
+    }
+}
+
+/// Writes the line of a request its handler never saw, refused by an extractor.
+pub async fn log_refusals(
+    State(state): State<Shared>,
+    meta: RequestMeta,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = format!(
+        "{} {}",
+        request.method(),
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(request.uri().path(), MatchedPath::as_str)
+    );
+    let response = next.run(request).await;
+    if let Some(Refused(error)) = response.extensions().get::<Refused>() {
+        RequestLog::new(route, &meta).close(&state, &meta, Some(error));
+    }
+    response
 }

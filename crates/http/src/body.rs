@@ -29,6 +29,30 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     Ok(value)
 }
 
+/// Bodies are JSON: a `Content-Type` that says otherwise (a form, plain text, XML) is refused
+/// rather than guessed at. None at all is taken as JSON, as most clients mean it.
+pub(crate) fn json_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(format!(
+            "the body must be JSON: send 'Content-Type: application/json' (got {:?})",
+            value.to_str().unwrap_or("non-ASCII")
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +84,18 @@ mod tests {
         assert_eq!(e.field(), Some("body"));
         assert!(e.to_string().contains("trailing characters"), "{e}");
         assert!(parse_json::<Req>(b"{\"items\": []} \n").is_ok());
+    }
+
+    #[test]
+    fn json_by_content_type_or_none() {
+        let with = |ct: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+            json_content_type(&h)
+        };
+        assert!(json_content_type(&http::HeaderMap::new()).is_ok());
+        assert!(with("application/json; charset=utf-8").is_ok());
+        assert!(with("application/merge-patch+json").is_ok());
+        assert_eq!(with("text/plain").unwrap_err().status_code(), 415);
     }
 }

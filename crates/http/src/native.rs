@@ -6,17 +6,22 @@
 //! Schema), `cache` (`auto` | `bypass` | `refresh`), `stream`, `tags`.
 //! Response: `id`, `output` (`text`, and `json` when a schema applies), `model`,
 //! `fallbacks`, `usage`, `cost_usd` (decimal string), `cached`, `prompt`, `latency_ms`.
+//!
+//! Streamed (`"stream": true`), the answer is Server-Sent Events: `start` with the first
+//! token ([`StreamStart`]), `delta` per piece of text ([`StreamDelta`]), then `done` with
+//! what the whole response carries ([`StreamDone`]) or `error` with the envelope. Unlike the
+//! whole response, `done` always carries every key, `null` when there is nothing to say.
 
 use std::collections::BTreeMap;
 
 use quarry_core::Error;
-use quarry_core::chat::{ChatInput, PromptRef};
+use quarry_core::chat::{ChatInput, PromptRef, PromptUsed};
 use quarry_core::guardrails::Findings;
 use quarry_core::invoke::Fallback;
 use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, TokenUsage};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::routing::RouteSpec;
-use quarry_core::service::{Answer, CacheMode};
+use quarry_core::service::{Answer, CacheMode, StreamSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -353,6 +358,16 @@ pub struct FallbackOut {
     pub attempts: u32,
 }
 
+impl From<&PromptUsed> for PromptInfo {
+    fn from(p: &PromptUsed) -> Self {
+        Self {
+            name: p.name.clone(),
+            version: p.version,
+            label: p.label.clone(),
+        }
+    }
+}
+
 impl From<&Fallback> for FallbackOut {
     fn from(f: &Fallback) -> Self {
         Self {
@@ -378,16 +393,86 @@ pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
         cost_usd: answer.cost.map(|c| c.to_usd_string()),
         cost_status: answer.cost.is_none().then(|| "unpriced".to_owned()),
         cached: answer.cached,
-        prompt: answer.prompt.as_ref().map(|p| PromptInfo {
-            name: p.name.clone(),
-            version: p.version,
-            label: p.label.clone(),
-        }),
+        prompt: answer.prompt.as_ref().map(PromptInfo::from),
         latency_ms: Latency {
             model: answer.model_latency_ms,
             total: total_ms,
         },
         guardrails: (!answer.guardrails.is_empty()).then(|| answer.guardrails.clone()),
         degraded_to: answer.degraded_to.clone(),
+    }
+}
+
+/// `event: start`: what is known when the first token arrives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamStart<'a> {
+    pub id: &'a str,
+    pub model: &'a str,
+    pub fallbacks: &'a [FallbackOut],
+    pub cached: bool,
+    pub prompt: Option<&'a PromptInfo>,
+    pub degraded_to: Option<&'a str>,
+}
+
+/// `event: delta`: the next piece of text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamDelta<'a> {
+    pub text: &'a str,
+}
+
+/// `event: done`: the whole response's fields, the text being everything the deltas carried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamDone<'a> {
+    pub id: &'a str,
+    pub output: StreamOutput<'a>,
+    pub model: &'a str,
+    pub stop_reason: &'a str,
+    pub fallbacks: &'a [FallbackOut],
+    pub usage: Usage,
+    pub cost_usd: Option<String>,
+    pub cost_status: Option<&'static str>,
+    pub cached: bool,
+    pub prompt: Option<&'a PromptInfo>,
+    pub latency_ms: Latency,
+    pub guardrails: Option<&'a Findings>,
+    pub degraded_to: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamOutput<'a> {
+    pub text: &'a str,
+    pub json: Option<&'a Value>,
+}
+
+impl<'a> StreamDone<'a> {
+    /// `start` is what the stream opened with, `text` all its deltas, `total_ms` the time
+    /// since the request arrived.
+    pub fn new(
+        start: &StreamStart<'a>,
+        text: &'a str,
+        summary: &'a StreamSummary,
+        total_ms: u64,
+    ) -> Self {
+        Self {
+            id: start.id,
+            output: StreamOutput {
+                text,
+                json: summary.json.as_ref(),
+            },
+            model: start.model,
+            stop_reason: summary.stop_reason.as_str(),
+            fallbacks: start.fallbacks,
+            usage: summary.usage.into(),
+            cost_usd: summary.cost.map(|c| c.to_usd_string()),
+            cost_status: summary.cost.is_none().then_some("unpriced"),
+            cached: start.cached,
+            prompt: start.prompt,
+            latency_ms: Latency {
+                model: summary.model_latency_ms,
+                total: total_ms,
+            },
+            guardrails: (!summary.guardrails.is_empty()).then_some(&summary.guardrails),
+            degraded_to: start.degraded_to,
+        }
     }
 }

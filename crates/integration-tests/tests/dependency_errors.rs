@@ -43,9 +43,20 @@ async fn dynamodb_down_is_a_dependency_error_naming_dynamodb() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("DynamoDB"), "{message}");
     assert!(message.contains("idempotency"), "{message}");
-    assert_eq!(stack.model_calls(), 0, "nothing runs without its idempotency claim");
+    assert_eq!(
+        stack.model_calls(),
+        0,
+        "nothing runs without its idempotency claim"
+    );
 
-    let r = call(&s, "GET", "/v1/batches/job-1", Some(stack.key("acme")), None).await;
+    let r = call(
+        &s,
+        "GET",
+        "/v1/batches/job-1",
+        Some(stack.key("acme")),
+        None,
+    )
+    .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.body["error"]["type"], "dependency_unavailable");
     assert!(

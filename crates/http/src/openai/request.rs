@@ -1,5 +1,4 @@
-//! `POST /v1/chat/completions`: the OpenAI Chat Completions API, so the official clients
-//! work unmodified. `model` may be a tier, a Bedrock model ID or an inference profile.
+//! The request of `POST /v1/chat/completions`, and its translation to Quarry's chat input.
 //!
 //! Fields OpenAI clients send by habit and Bedrock has no use for (`seed`,
 //! `presence_penalty`, `frequency_penalty`, `parallel_tool_calls`, `store`, ...) are accepted
@@ -11,16 +10,13 @@ use std::collections::BTreeMap;
 use quarry_core::Error;
 use quarry_core::chat::ChatInput;
 use quarry_core::model::{
-    ContentBlock, InferenceParams, Message, Role, StopReason, TokenUsage, ToolChoice,
-    ToolResultContent, ToolSpec,
+    ContentBlock, InferenceParams, Message, Role, ToolChoice, ToolResultContent, ToolSpec,
 };
 use quarry_core::routing::RouteSpec;
-use quarry_core::service::Answer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::state::Options;
-use quarry_http::native::{Stop, check_params, check_sizes};
+use crate::native::{Limits, Stop, check_params, check_sizes};
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
@@ -198,7 +194,7 @@ pub struct Parsed {
 }
 
 impl CompletionRequest {
-    pub fn into_input(self, options: &Options) -> Result<Parsed, Error> {
+    pub fn into_input(self, limits: &Limits) -> Result<Parsed, Error> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(Error::bad_request("n", "only n = 1 is supported"));
         }
@@ -228,7 +224,7 @@ impl CompletionRequest {
                 }
             })
             .sum();
-        check_sizes(&options.limits(), self.messages.len(), chars)?;
+        check_sizes(limits, self.messages.len(), chars)?;
 
         let mut system = Vec::new();
         let mut messages: Vec<Message> = Vec::new();
@@ -377,78 +373,4 @@ impl CompletionRequest {
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),
         })
     }
-}
-
-pub fn finish_reason(stop: &StopReason) -> &'static str {
-    match stop {
-        StopReason::MaxTokens => "length",
-        StopReason::ToolUse => "tool_calls",
-        StopReason::GuardrailIntervened | StopReason::ContentFiltered => "content_filter",
-        _ => "stop",
-    }
-}
-
-pub fn usage(u: &TokenUsage) -> Value {
-    let prompt = u.input + u.cache_read + u.cache_write;
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": u.output,
-        "total_tokens": prompt + u.output,
-        "prompt_tokens_details": { "cached_tokens": u.cache_read },
-    })
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub fn completion_id(request_id: &str) -> String {
-    format!("chatcmpl-{}", request_id.replace(['=', '/', '+'], ""))
-}
-
-/// The `chat.completion` object.
-pub fn response(request_id: &str, answer: &Answer) -> Value {
-    let text = answer.text();
-    let tool_calls: Vec<Value> = answer
-        .content
-        .iter()
-        .filter_map(|b| match b {
-            ContentBlock::ToolUse { id, name, input } => Some(json!({
-                "id": id, "type": "function", "function": { "name": name, "arguments": input.to_string() }
-            })),
-            _ => None,
-        })
-        .collect();
-    let mut message = json!({ "role": "assistant", "content": if text.is_empty() && !tool_calls.is_empty() { Value::Null } else { Value::String(text) }, "refusal": Value::Null });
-    if !tool_calls.is_empty() {
-        message["tool_calls"] = Value::Array(tool_calls);
-    }
-    json!({
-        "id": completion_id(request_id),
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": answer.model,
-        "choices": [{ "index": 0, "message": message, "finish_reason": finish_reason(&answer.stop_reason), "logprobs": Value::Null }],
-        "usage": usage(&answer.usage),
-        "system_fingerprint": Value::Null,
-        "quarry": {
-            "cost_usd": answer.cost.map(|c| c.to_usd_string()),
-            "cached": answer.cached,
-            "fallbacks": answer.fallbacks.iter().map(|f| json!({"model": f.model, "reason": f.reason, "attempts": f.attempts})).collect::<Vec<_>>(),
-        },
-    })
-}
-
-/// One `chat.completion.chunk`.
-pub fn chunk(id: &str, created: u64, model: &str, delta: Value, finish: Option<&str>) -> Value {
-    json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": Value::Null }],
-    })
 }

@@ -1,0 +1,53 @@
+//! `GET /v1/batches/{job_id}`: the status of a batch job. The four `counts` keys are a
+//! contract scripts rely on; fields may be added, not removed.
+
+use quarry_core::jobs::{ItemRecord, ItemStatus, JobCounts};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchStatus {
+    pub job_id: String,
+    pub counts: Counts,
+    /// Items the submitter announced, when it did.
+    pub expected: Option<u64>,
+    pub cost_usd: String,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Counts {
+    pub submitted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub item_id: String,
+    pub reason: Option<String>,
+}
+
+impl BatchStatus {
+    pub fn new(job_id: &str, counts: &JobCounts, items: &[ItemRecord]) -> Self {
+        Self {
+            job_id: job_id.to_owned(),
+            counts: Counts {
+                submitted: counts.submitted,
+                succeeded: counts.succeeded,
+                failed: counts.failed,
+                in_flight: counts.in_flight(),
+            },
+            expected: counts.expected,
+            cost_usd: counts.cost.to_usd_string(),
+            failures: items
+                .iter()
+                .filter(|i| i.status == ItemStatus::Failed)
+                .map(|i| Failure {
+                    item_id: i.item_id.clone(),
+                    reason: i.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+}

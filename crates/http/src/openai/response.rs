@@ -1,0 +1,517 @@
+//! What `POST /v1/chat/completions` and `GET /v1/models` answer, as the OpenAI clients parse
+//! it: the `chat.completion` object, the `chat.completion.chunk`s of a stream, the model list.
+//!
+//! Keys OpenAI always sends are always sent, `null` when empty (`refusal`, `logprobs`,
+//! `system_fingerprint`, a chunk's `finish_reason`); keys OpenAI leaves out when empty
+//! (`tool_calls`, a chunk's `usage`) are left out. Quarry's own fields sit under `quarry`.
+
+use quarry_core::model::{ContentBlock, StopReason, TokenUsage};
+use quarry_core::service::Answer;
+use serde::Serialize;
+
+use crate::native::FallbackOut;
+
+pub fn finish_reason(stop: &StopReason) -> &'static str {
+    match stop {
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::GuardrailIntervened | StopReason::ContentFiltered => "content_filter",
+        _ => "stop",
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn completion_id(request_id: &str) -> String {
+    format!("chatcmpl-{}", request_id.replace(['=', '/', '+'], ""))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u64,
+}
+
+impl From<&TokenUsage> for Usage {
+    /// OpenAI counts cached prompt tokens (read or written) as prompt tokens.
+    fn from(u: &TokenUsage) -> Self {
+        let prompt = u.input + u.cache_read + u.cache_write;
+        Self {
+            prompt_tokens: prompt,
+            completion_tokens: u.output,
+            total_tokens: prompt + u.output,
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: u.cache_read,
+            },
+        }
+    }
+}
+
+/// The `chat.completion` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Completion<'a> {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [Choice<'a>; 1],
+    pub usage: Usage,
+    pub system_fingerprint: Option<&'static str>,
+    pub quarry: Extras,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Choice<'a> {
+    pub index: u32,
+    pub message: AssistantMessage<'a>,
+    pub finish_reason: &'static str,
+    pub logprobs: Option<()>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssistantMessage<'a> {
+    pub role: &'static str,
+    /// `null` when the model only called tools.
+    pub content: Option<String>,
+    pub refusal: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCall<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCall<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionCall<'a> {
+    pub name: &'a str,
+    /// The arguments as a JSON string, as OpenAI sends them.
+    pub arguments: String,
+}
+
+/// Quarry's own fields on a whole answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extras {
+    pub cost_usd: Option<String>,
+    pub cached: bool,
+    pub fallbacks: Vec<FallbackOut>,
+}
+
+impl<'a> Completion<'a> {
+    pub fn new(request_id: &str, answer: &'a Answer) -> Self {
+        let text = answer.text();
+        let tool_calls: Vec<ToolCall<'a>> = answer
+            .content
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlock::ToolUse { id, name, input } => Some(ToolCall {
+                    id,
+                    kind: "function",
+                    function: FunctionCall {
+                        name,
+                        arguments: input.to_string(),
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+        let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text);
+        Self {
+            id: completion_id(request_id),
+            object: "chat.completion",
+            created: now_secs(),
+            model: &answer.model,
+            choices: [Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content,
+                    refusal: None,
+                    tool_calls,
+                },
+                finish_reason: finish_reason(&answer.stop_reason),
+                logprobs: None,
+            }],
+            usage: (&answer.usage).into(),
+            system_fingerprint: None,
+            quarry: Extras {
+                cost_usd: answer.cost.map(|c| c.to_usd_string()),
+                cached: answer.cached,
+                fallbacks: answer.fallbacks.iter().map(FallbackOut::from).collect(),
+            },
+        }
+    }
+}
+
+/// One `chat.completion.chunk` of a stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<ChunkChoice<'a>>,
+    /// Only on the last chunk, when the client asked for usage (and then `choices` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkChoice<'a> {
+    pub index: u32,
+    pub delta: Delta<'a>,
+    pub finish_reason: Option<&'static str>,
+    pub logprobs: Option<()>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallDelta<'a>>,
+}
+
+/// A tool call as it streams: `id`, `type` and the name come once, with the call's first
+/// chunk; the arguments follow in pieces.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCallDelta<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+impl<'a> Delta<'a> {
+    /// The first chunk's: who speaks, before any content.
+    pub fn opening() -> Self {
+        Self {
+            role: Some("assistant"),
+            content: Some(""),
+            ..Self::default()
+        }
+    }
+
+    pub fn text(text: &'a str) -> Self {
+        Self {
+            content: Some(text),
+            ..Self::default()
+        }
+    }
+
+    pub fn tool_start(index: u32, id: &'a str, name: &'a str) -> Self {
+        Self::tool(ToolCallDelta {
+            index,
+            id: Some(id),
+            kind: Some("function"),
+            function: FunctionDelta {
+                name: Some(name),
+                arguments: "",
+            },
+        })
+    }
+
+    pub fn tool_arguments(index: u32, json: &'a str) -> Self {
+        Self::tool(ToolCallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: FunctionDelta {
+                name: None,
+                arguments: json,
+            },
+        })
+    }
+
+    fn tool(call: ToolCallDelta<'a>) -> Self {
+        Self {
+            tool_calls: vec![call],
+            ..Self::default()
+        }
+    }
+}
+
+/// What every chunk of one stream repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHead<'a> {
+    pub id: &'a str,
+    pub created: u64,
+    pub model: &'a str,
+}
+
+impl<'a> ChunkHead<'a> {
+    pub fn chunk(&self, delta: Delta<'a>, finish_reason: Option<&'static str>) -> Chunk<'a> {
+        self.with(
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
+            None,
+        )
+    }
+
+    /// The last chunk, for a client that asked for usage: no choices, the usage.
+    pub fn usage(&self, usage: &TokenUsage) -> Chunk<'a> {
+        self.with(Vec::new(), Some(usage.into()))
+    }
+
+    fn with(&self, choices: Vec<ChunkChoice<'a>>, usage: Option<Usage>) -> Chunk<'a> {
+        Chunk {
+            id: self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model,
+            choices,
+            usage,
+        }
+    }
+}
+
+/// `GET /v1/models`: OpenAI's list, with Quarry's tiers beside the models.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelList {
+    pub object: &'static str,
+    pub data: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelEntry {
+    pub id: String,
+    pub object: &'static str,
+    pub created: u64,
+    pub owned_by: &'static str,
+    /// `tier` or `model`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A tier's model chain, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+}
+
+impl ModelEntry {
+    pub fn tier(id: &str, chain: &[String]) -> Self {
+        Self {
+            id: id.to_owned(),
+            object: "model",
+            created: 0,
+            owned_by: "quarry",
+            kind: "tier",
+            models: Some(chain.to_vec()),
+        }
+    }
+
+    pub fn model(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            object: "model",
+            created: 0,
+            owned_by: "bedrock",
+            kind: "model",
+            models: None,
+        }
+    }
+}
+
+impl ModelList {
+    pub fn new(data: Vec<ModelEntry>) -> Self {
+        Self {
+            object: "list",
+            data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quarry_core::guardrails::Findings;
+    use quarry_core::invoke::Fallback;
+    use quarry_core::pricing::MicroUsd;
+    use quarry_core::service::PromptTrace;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn answer(content: Vec<ContentBlock>, stop_reason: StopReason) -> Answer {
+        Answer {
+            content,
+            json: None,
+            stop_reason,
+            usage: TokenUsage {
+                input: 10,
+                output: 5,
+                cache_read: 0,
+                cache_write: 0,
+            },
+            model: "us.m".into(),
+            base_model: "m".into(),
+            fallbacks: vec![Fallback {
+                model: "other".into(),
+                reason: "throttled".into(),
+                attempts: 2,
+            }],
+            cost: Some(MicroUsd(1500)),
+            cached: false,
+            prompt: None,
+            model_latency_ms: 3,
+            guardrails: Findings::default(),
+            degraded_to: None,
+            model_calls: 1,
+            prompt_trace: PromptTrace::default(),
+        }
+    }
+
+    /// Everything but `created`, which is the clock's.
+    fn without_created(mut v: Value) -> Value {
+        assert!(v["created"].as_u64().is_some_and(|c| c > 0), "{v}");
+        v["created"] = json!(0);
+        v
+    }
+
+    #[test]
+    fn a_completion_on_the_wire() {
+        let a = answer(
+            vec![ContentBlock::Text("Hello".into())],
+            StopReason::EndTurn,
+        );
+        assert_eq!(
+            without_created(wire(Completion::new("r/1=", &a))),
+            json!({
+                "id": "chatcmpl-r1", "object": "chat.completion", "created": 0, "model": "us.m",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello", "refusal": null},
+                    "finish_reason": "stop", "logprobs": null,
+                }],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 0}},
+                "system_fingerprint": null,
+                "quarry": {"cost_usd": a.cost.map(|c| c.to_usd_string()), "cached": false, "fallbacks": [{"model": "other", "reason": "throttled", "attempts": 2}]},
+            })
+        );
+    }
+
+    #[test]
+    fn tool_calls_leave_content_null() {
+        let a = answer(
+            vec![ContentBlock::ToolUse {
+                id: "t1".into(),
+                name: "get_weather".into(),
+                input: json!({"city": "Oslo"}),
+            }],
+            StopReason::ToolUse,
+        );
+        let v = wire(Completion::new("r", &a));
+        assert_eq!(
+            v["choices"][0]["message"],
+            json!({
+                "role": "assistant", "content": null, "refusal": null,
+                "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}],
+            })
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    fn wire(v: impl Serialize) -> Value {
+        serde_json::to_value(v).unwrap()
+    }
+
+    const HEAD: ChunkHead<'static> = ChunkHead {
+        id: "chatcmpl-1",
+        created: 7,
+        model: "m",
+    };
+
+    fn chunk(delta: Value, finish: Value) -> Value {
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
+        })
+    }
+
+    #[test]
+    fn chunks_on_the_wire() {
+        assert_eq!(
+            wire(HEAD.chunk(Delta::opening(), None)),
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null)
+        );
+        assert_eq!(
+            wire(HEAD.chunk(Delta::text("hi"), None)),
+            chunk(json!({"content": "hi"}), Value::Null)
+        );
+        assert_eq!(
+            wire(HEAD.chunk(Delta::tool_start(1, "t1", "get_weather"), None)),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+                Value::Null
+            )
+        );
+        assert_eq!(
+            wire(HEAD.chunk(Delta::tool_arguments(1, "{\"city\""), None)),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"city\""}}]}),
+                Value::Null
+            )
+        );
+        assert_eq!(
+            wire(HEAD.chunk(Delta::default(), Some("stop"))),
+            chunk(json!({}), json!("stop"))
+        );
+        let usage = TokenUsage {
+            input: 10,
+            output: 5,
+            cache_read: 3,
+            cache_write: 2,
+        };
+        assert_eq!(
+            wire(HEAD.usage(&usage)),
+            json!({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+                "choices": [],
+                "usage": {"prompt_tokens": 15, "completion_tokens": 5, "total_tokens": 20, "prompt_tokens_details": {"cached_tokens": 3}},
+            })
+        );
+    }
+
+    #[test]
+    fn models_on_the_wire() {
+        let list = ModelList::new(vec![
+            ModelEntry::tier("fast", &["a".to_owned(), "b".to_owned()]),
+            ModelEntry::model("a"),
+        ]);
+        assert_eq!(
+            wire(list),
+            json!({"object": "list", "data": [
+                {"id": "fast", "object": "model", "created": 0, "owned_by": "quarry", "type": "tier", "models": ["a", "b"]},
+                {"id": "a", "object": "model", "created": 0, "owned_by": "bedrock", "type": "model"},
+            ]})
+        );
+    }
+}
