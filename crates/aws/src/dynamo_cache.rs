@@ -52,6 +52,13 @@ fn err(e: &(dyn std::error::Error + 'static)) -> StoreError {
     StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(e))
 }
 
+/// The same table keeps idempotency records: their failures say so.
+const IDEMPOTENCY: &str = "idempotency store";
+
+fn idem_err(e: &(dyn std::error::Error + 'static)) -> StoreError {
+    StoreError::unavailable(Dependency::DynamoDb, IDEMPOTENCY, describe(e))
+}
+
 #[derive(Clone)]
 pub struct DynamoCache {
     client: Client,
@@ -252,7 +259,7 @@ impl IdempotencyStore for DynamoCache {
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(err(&e)),
+            Err(e) => return Err(idem_err(&e)),
         }
         let out = self
             .client
@@ -262,7 +269,7 @@ impl IdempotencyStore for DynamoCache {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(|e| idem_err(&e))?;
         let Some(item) = out.item() else {
             // Expired and removed between the two calls: the caller may simply retry.
             return Ok(Claim::InProgress);
@@ -277,8 +284,9 @@ impl IdempotencyStore for DynamoCache {
         ) {
             (Some("done"), Some(status), Some(body)) => Ok(Claim::Replay {
                 status: u16::try_from(status).unwrap_or(200),
-                body: serde_json::from_str(body)
-                    .map_err(|e| StoreError::invalid(Dependency::DynamoDb, WHAT, e.to_string()))?,
+                body: serde_json::from_str(body).map_err(|e| {
+                    StoreError::invalid(Dependency::DynamoDb, IDEMPOTENCY, e.to_string())
+                })?,
             }),
             _ => Ok(Claim::InProgress),
         }
@@ -306,7 +314,7 @@ impl IdempotencyStore for DynamoCache {
             .expression_attribute_values(":exp", n(self.clock.now_secs() + window.as_secs() as i64))
             .send()
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(|e| idem_err(&e))?;
         Ok(())
     }
 
@@ -317,7 +325,7 @@ impl IdempotencyStore for DynamoCache {
             .key("pk", s(&Self::idem_pk(tenant, key)))
             .send()
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(|e| idem_err(&e))?;
         Ok(())
     }
 }
