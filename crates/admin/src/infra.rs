@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use quarry_aws::settings::Settings;
 use quarry_aws::ssm::SsmParams;
-use quarry_core::params::{ParamError, ParameterStore};
+use quarry_core::params::ParamError;
+use quarry_core::ports::ParameterStore;
 use quarry_core::pricing::PricingTable;
 use quarry_core::prompts::{CompiledPrompt, PromptSpec};
 use quarry_core::routing::RoutingConfig;

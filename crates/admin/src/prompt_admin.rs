@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use quarry_aws::settings::Settings;
 use quarry_aws::ssm::SsmParams;
-use quarry_core::params::{ParamError, ParameterStore};
+use quarry_core::params::ParamError;
+use quarry_core::ports::ParameterStore;
 use quarry_core::prompts::{PromptSelector, PromptSpec, validate_name};
 
 #[derive(Debug, thiserror::Error)]

@@ -16,10 +16,10 @@ use aws_sdk_bedrockruntime::config::timeout::TimeoutConfig;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::types as bt;
 use quarry_core::model::{
-    ContentBlock, Message, ModelClient, ModelError, ModelErrorKind, ModelRequest, ModelResponse,
-    ModelStream, Role, StopReason, StreamEvent, SystemBlock, TokenUsage, ToolChoice,
-    ToolResultContent,
+    ContentBlock, Message, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream,
+    Role, StopReason, StreamEvent, SystemBlock, TokenUsage, ToolChoice, ToolResultContent,
 };
+use quarry_core::ports::ModelClient;
 
 use crate::document::{to_document, to_json};
 use crate::sdk::describe;

@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
-use quarry_core::cache::{CacheKey, CachedAnswer, Claim, IdempotencyStore, ResponseCache};
+use quarry_core::cache::{CacheKey, CachedAnswer, Claim};
 use quarry_core::ports::{Clock, Dependency, StoreError, SystemClock};
+use quarry_core::ports::{IdempotencyStore, ResponseCache};
 use sha2::{Digest, Sha256};
 
 use crate::sdk::describe;

@@ -14,8 +14,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 use quarry_core::jobs::{
-    ItemClaim, ItemRecord, ItemRef, ItemResult, ItemStatus, JobCounts, JobError, JobStore,
+    ItemClaim, ItemRecord, ItemRef, ItemResult, ItemStatus, JobCounts, JobError,
 };
+use quarry_core::ports::JobStore;
 use quarry_core::ports::{Clock, Dependency, StoreError, SystemClock};
 use quarry_core::pricing::MicroUsd;
 

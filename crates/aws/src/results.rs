@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-pub use quarry_core::ports::ResultsSink;
 use quarry_core::ports::{Dependency, StoreError};
 
 use crate::sdk::describe;
+use quarry_core::ports::ResultsSink;
 
 #[derive(Clone, Debug)]
 pub struct SqsResults {

@@ -6,7 +6,8 @@ use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::error::SdkError;
 use aws_sdk_ssm::types::{ParameterTier, ParameterType};
-use quarry_core::params::{ParamError, Parameter, ParameterStore};
+use quarry_core::params::{ParamError, Parameter};
+use quarry_core::ports::ParameterStore;
 
 use crate::sdk::describe;
 

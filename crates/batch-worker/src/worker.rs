@@ -18,20 +18,22 @@ use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::ledger::DynamoLedger;
-use quarry_aws::results::{ResultsSink, SqsResults};
+use quarry_aws::results::SqsResults;
 use quarry_aws::ssm::SsmParams;
 use quarry_core::Error;
-use quarry_core::admission::AdmissionControl;
-use quarry_core::cache::ResponseCache;
 use quarry_core::chat::Preparer;
 use quarry_core::invoke::{Invoker, RetryPolicy};
-use quarry_core::jobs::{ItemClaim, ItemRef, ItemResult, JobError, JobStore};
-use quarry_core::model::ModelClient;
-use quarry_core::params::ParameterStore;
+use quarry_core::jobs::{ItemClaim, ItemRef, ItemResult, JobError};
+use quarry_core::ports::AdmissionControl;
+use quarry_core::ports::JobStore;
+use quarry_core::ports::ModelClient;
+use quarry_core::ports::ParameterStore;
+use quarry_core::ports::ResponseCache;
+use quarry_core::ports::ResultsSink;
+use quarry_core::ports::UsageLedger;
 use quarry_core::service::{
     AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions,
 };
-use quarry_core::usage::UsageLedger;
 use serde_json::json;
 use tokio::time::Instant;
 

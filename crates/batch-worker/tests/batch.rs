@@ -11,7 +11,8 @@ use batch_worker::poller::{EventSourceMapping, MappingOptions};
 use batch_worker::{Worker, WorkerOptions};
 use quarry_aws::jobs::DynamoJobs;
 use quarry_core::invoke::RetryPolicy;
-use quarry_core::jobs::{ItemClaim, ItemRef, ItemStatus, JobStore};
+use quarry_core::jobs::{ItemClaim, ItemRef, ItemStatus};
+use quarry_core::ports::JobStore;
 use quarry_testkit::{Stack, eventually};
 use serde_json::{Value, json};
 
@@ -192,7 +193,7 @@ async fn a_tenant_the_producer_may_not_speak_for_is_refused() {
     let stack = Stack::start().await;
     let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
     let mut dir: quarry_core::tenancy::TenantDirectory = serde_json::from_str(
-        &quarry_core::params::ParameterStore::get(&ssm, &stack.settings.param("tenants"), true)
+        &quarry_core::ports::ParameterStore::get(&ssm, &stack.settings.param("tenants"), true)
             .await
             .unwrap()
             .value,

@@ -21,6 +21,7 @@ use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::*;
 use quarry_core::params::MemoryParams;
+use quarry_core::ports::ModelClient;
 use quarry_core::prompts::{CompiledPrompt, PromptStore};
 use quarry_core::routing::RouteSpec;
 use quarry_core::service::{

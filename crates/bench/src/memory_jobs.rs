@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use quarry_core::jobs::{
-    ItemClaim, ItemRecord, ItemRef, ItemResult, ItemStatus, JobCounts, JobError, JobStore,
+    ItemClaim, ItemRecord, ItemRef, ItemResult, ItemStatus, JobCounts, JobError,
 };
+use quarry_core::ports::JobStore;
 use quarry_core::pricing::MicroUsd;
 
 struct Item {

@@ -29,10 +29,9 @@ use quarry_core::admission::AdmitAll;
 use quarry_core::chat::Preparer;
 use quarry_core::config::Configs;
 use quarry_core::invoke::{Invoker, RetryPolicy};
-use quarry_core::model::{
-    ModelClient, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream,
-};
-use quarry_core::params::ParameterStore;
+use quarry_core::model::{ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream};
+use quarry_core::ports::ModelClient;
+use quarry_core::ports::ParameterStore;
 use quarry_core::service::{ChatService, NoApplier, Ports, ServiceOptions};
 use quarry_core::usage::NoLedger;
 use quarry_http::native::{ChatRequest, ChatResponse, Limits};

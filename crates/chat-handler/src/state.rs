@@ -11,15 +11,16 @@ use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::ledger::DynamoLedger;
 use quarry_aws::ssm::SsmParams;
-use quarry_core::admission::AdmissionControl;
-use quarry_core::cache::{IdempotencyStore, ResponseCache};
 use quarry_core::chat::Preparer;
 use quarry_core::invoke::{Invoker, RetryPolicy};
-use quarry_core::jobs::JobStore;
-use quarry_core::model::ModelClient;
-use quarry_core::params::ParameterStore;
-use quarry_core::service::{ChatService, GuardrailApplier, Ports, ServiceOptions};
-use quarry_core::usage::UsageLedger;
+use quarry_core::ports::AdmissionControl;
+use quarry_core::ports::GuardrailApplier;
+use quarry_core::ports::JobStore;
+use quarry_core::ports::ModelClient;
+use quarry_core::ports::ParameterStore;
+use quarry_core::ports::UsageLedger;
+use quarry_core::ports::{IdempotencyStore, ResponseCache};
+use quarry_core::service::{ChatService, Ports, ServiceOptions};
 use quarry_http::AuthMode;
 
 /// Request limits and timing (from the environment, with defaults).

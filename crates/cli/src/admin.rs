@@ -7,7 +7,8 @@ use clap::Subcommand;
 use quarry_admin::infra::{InfraSources, push_config, push_prompts};
 use quarry_admin::tenants::{new_api_key, write};
 use quarry_aws::ssm::SsmParams;
-use quarry_core::params::{ParamError, ParameterStore};
+use quarry_core::params::ParamError;
+use quarry_core::ports::ParameterStore;
 use quarry_core::tenancy::{KeyEntry, RateLimits, TenantDirectory, hash_key};
 
 use crate::aws::AwsArgs;

@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::queues::queue_url;
 use quarry_aws::sdk::describe;
-use quarry_core::jobs::{ItemStatus, JobStore};
+use quarry_core::jobs::ItemStatus;
+use quarry_core::ports::JobStore;
 use serde_json::{Value, json};
 
 use crate::aws::AwsArgs;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::budget::{BudgetLevel, BudgetState};
 use crate::error::Error;
-pub use crate::ports::AdmissionControl;
+use crate::ports::AdmissionControl;
 use crate::ports::{BudgetStore, Clock};
 use crate::routing::Route;
 use crate::tenancy::Caller;

@@ -129,8 +129,8 @@ pub struct CachedAnswer {
     pub created_at: i64,
 }
 
+use crate::ports::ResponseCache;
 use crate::ports::StoreError;
-pub use crate::ports::{IdempotencyStore, ResponseCache};
 
 /// A disabled cache: never hits, stores nothing.
 pub struct NoCache;

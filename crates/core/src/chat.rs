@@ -106,7 +106,7 @@ impl Preparer {
     /// Configuration and prompts from one parameter store under `prefix`, each cached in the
     /// warm process for `max_age`: how every handler wires it.
     pub fn from_params(
-        params: Arc<dyn crate::params::ParameterStore>,
+        params: Arc<dyn crate::ports::ParameterStore>,
         prefix: &str,
         max_age: std::time::Duration,
     ) -> Self {

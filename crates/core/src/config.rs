@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::budget::Budgets;
 use crate::error::Error;
-use crate::params::{CachedParams, ParamError, ParameterStore, parse_json};
+use crate::params::{CachedParams, ParamError, parse_json};
+use crate::ports::ParameterStore;
 use crate::pricing::PricingTable;
 use crate::prompts::Experiments;
 use crate::routing::RoutingConfig;

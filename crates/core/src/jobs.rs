@@ -98,5 +98,3 @@ pub enum JobError {
     #[error("{0}")]
     Store(#[from] crate::ports::StoreError),
 }
-
-pub use crate::ports::JobStore;

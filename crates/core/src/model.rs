@@ -330,5 +330,3 @@ impl ModelError {
         }
     }
 }
-
-pub use crate::ports::ModelClient;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::ports::ParameterStore;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -27,8 +28,6 @@ pub enum ParamError {
     #[error("parameter {name} is invalid: {message}")]
     Invalid { name: String, message: String },
 }
-
-pub use crate::ports::ParameterStore;
 
 /// Parses a parameter holding JSON.
 pub fn parse_json<T: DeserializeOwned>(p: &Parameter) -> Result<T, ParamError> {

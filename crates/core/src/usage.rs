@@ -28,7 +28,7 @@ pub struct UsageRecord {
 }
 
 use crate::ports::StoreError;
-pub use crate::ports::UsageLedger;
+use crate::ports::UsageLedger;
 
 /// Records nothing (unit tests of the core).
 pub struct NoLedger;

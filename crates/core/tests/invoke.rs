@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use quarry_core::invoke::{AttemptOutcome, FailureKind, Invoker, RetryPolicy};
 use quarry_core::model::*;
+use quarry_core::ports::ModelClient;
 use quarry_core::routing::ModelTarget;
 use tokio::time::Instant;
 

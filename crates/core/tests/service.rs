@@ -16,6 +16,7 @@ use quarry_core::guardrails::{BedrockGuardrail, GuardrailConfig};
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::*;
 use quarry_core::params::MemoryParams;
+use quarry_core::ports::ModelClient;
 use quarry_core::ports::{Dependency, GuardrailApplier, StoreError, UsageLedger};
 use quarry_core::routing::RouteSpec;
 use quarry_core::service::{

@@ -165,7 +165,8 @@ mod tests {
     use async_trait::async_trait;
     use axum::Router;
     use axum::routing::{get, post};
-    use quarry_core::params::{MemoryParams, ParamError, Parameter, ParameterStore};
+    use quarry_core::params::{MemoryParams, ParamError, Parameter};
+    use quarry_core::ports::ParameterStore;
     use quarry_core::tenancy::{KeyEntry, TenantDirectory, TenantPolicy, hash_key};
     use serde_json::Value;
     use tower::ServiceExt;

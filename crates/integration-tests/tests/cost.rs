@@ -90,7 +90,7 @@ async fn the_ledger_equals_the_sum_of_reported_costs_after_a_mixed_run() {
         )
         .await;
     let jobs = quarry_aws::jobs::DynamoJobs::new(&stack.sdk, &stack.settings.jobs_table);
-    let counts = quarry_core::jobs::JobStore::counts(&jobs, "acme", "job-cost")
+    let counts = quarry_core::ports::JobStore::counts(&jobs, "acme", "job-cost")
         .await
         .unwrap()
         .unwrap();
@@ -203,7 +203,7 @@ async fn a_tenant_over_budget_is_blocked_within_one_run_and_refused_before_any_m
         .await;
     assert!(response.batch_item_failures.is_empty());
     let jobs = quarry_aws::jobs::DynamoJobs::new(&stack.sdk, &stack.settings.jobs_table);
-    let items = quarry_core::jobs::JobStore::items(&jobs, "globex", "job-cost")
+    let items = quarry_core::ports::JobStore::items(&jobs, "globex", "job-cost")
         .await
         .unwrap();
     assert_eq!(items[0].reason.as_deref(), Some("budget_blocked"));

@@ -10,7 +10,8 @@ use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::ssm::SsmParams;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::{Message, ModelRequest};
-use quarry_core::params::{ParameterStore, parse_json};
+use quarry_core::params::parse_json;
+use quarry_core::ports::ParameterStore;
 use quarry_core::routing::RoutingConfig;
 use quarry_testkit::Stack;
 

@@ -26,7 +26,7 @@ use quarry_aws::ssm::SsmParams;
 use quarry_bench::memory_jobs::MemoryJobs;
 use quarry_core::admission::AdmitAll;
 use quarry_core::cache::NoCache;
-use quarry_core::jobs::JobStore;
+use quarry_core::ports::JobStore;
 use quarry_core::usage::NoLedger;
 use quarry_testkit::{Moto, Stack};
 

@@ -13,7 +13,8 @@ use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::dynamo_cache::DynamoCache;
 use quarry_aws::jobs::DynamoJobs;
 use quarry_core::admission::AdmitAll;
-use quarry_core::params::{MemoryParams, ParamError, Parameter, ParameterStore};
+use quarry_core::params::{MemoryParams, ParamError, Parameter};
+use quarry_core::ports::ParameterStore;
 use quarry_core::usage::NoLedger;
 use quarry_http::AuthMode;
 

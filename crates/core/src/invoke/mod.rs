@@ -28,8 +28,9 @@ pub use self::attempts::{
 pub use self::breaker::CircuitBreakers;
 pub use self::policy::RetryPolicy;
 use crate::model::{
-    ModelClient, ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream, StreamEvent,
+    ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream, StreamEvent,
 };
+use crate::ports::ModelClient;
 use crate::routing::ModelTarget;
 
 #[derive(Debug, Clone)]

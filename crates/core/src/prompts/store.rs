@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
-use crate::params::{CachedParams, ParamError, Parameter, ParameterStore};
+use crate::params::{CachedParams, ParamError, Parameter};
+use crate::ports::ParameterStore;
 
 use super::render::CompiledPrompt;
 use super::spec::*;

@@ -88,7 +88,7 @@ pub fn fault(stack: &Stack, model: &str, f: impl FnOnce(&mut bedrock_emulator::F
 
 /// The tenant directory as stored.
 pub async fn directory(stack: &Stack) -> quarry_core::tenancy::TenantDirectory {
-    use quarry_core::params::ParameterStore;
+    use quarry_core::ports::ParameterStore;
     let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
     let p = ssm
         .get(&stack.settings.param("tenants"), true)
