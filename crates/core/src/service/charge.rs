@@ -55,8 +55,25 @@ impl Charges {
     }
 }
 
+/// The `Fallbacks` and `Throttles` metrics of one invocation.
+pub(crate) fn count_attempts(
+    caller: &Caller,
+    prepared: &Prepared,
+    answered_by: &ModelTarget,
+    attempts: &[Attempt],
+) {
+    let dims = Dims {
+        tenant: &caller.tenant,
+        model: &answered_by.base_id,
+        feature: prepared.feature().unwrap_or("-"),
+    };
+    let fell_back = crate::invoke::fallbacks(attempts, Some(&answered_by.invoke_id)).len();
+    telemetry::count("Fallbacks", fell_back as u64, dims);
+    telemetry::count("Throttles", throttles(attempts), dims);
+}
+
 /// Throttles and open circuits among the attempts (the `Throttles` metric).
-pub(crate) fn throttles(attempts: &[Attempt]) -> u64 {
+fn throttles(attempts: &[Attempt]) -> u64 {
     attempts
         .iter()
         .filter(|a| {

@@ -50,7 +50,6 @@ use crate::ports::AdmissionControl;
 use crate::ports::GuardrailApplier;
 use crate::ports::{ResponseCache, StoreError, UsageLedger};
 use crate::pricing::MicroUsd;
-use crate::telemetry::{self, Dims};
 use crate::tenancy::Caller;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,16 +218,29 @@ impl ChatService {
         Ok(Some(caching::from_cache(hit, admitted)))
     }
 
+    /// Admits a request and, when it reads the cache, looks it up (a hit is recorded).
+    async fn begin(
+        &self,
+        caller: &Caller,
+        input: ChatInput,
+        cache: CacheMode,
+        request_id: &str,
+        mode: admit::Mode,
+    ) -> Result<(admit::Admitted, Option<caching::Hit>), Error> {
+        let admitted = self.admit(caller, input, cache, mode).await?;
+        let hit = self
+            .shared
+            .try_cache(caller, &admitted, cache, request_id)
+            .await;
+        Ok((admitted, hit))
+    }
+
     /// Answers a request.
     pub async fn answer(&self, caller: &Caller, req: AnswerRequest) -> Result<Answer, Error> {
-        let admitted = self
-            .admit(caller, req.input, req.cache, admit::Mode::Whole)
+        let (admitted, hit) = self
+            .begin(caller, req.input, req.cache, &req.id, admit::Mode::Whole)
             .await?;
-        if let Some(hit) = self
-            .shared
-            .try_cache(caller, &admitted, req.cache, &req.id)
-            .await
-        {
+        if let Some(hit) = hit {
             return Ok(caching::from_cache(hit, admitted));
         }
 
@@ -244,14 +256,7 @@ impl ChatService {
             .await;
         let (response, target, attempts, json) = result?;
         let fallback_list = fallbacks(&attempts, Some(&target.invoke_id));
-        let feature = admitted.prepared.feature().unwrap_or("-");
-        let dims = Dims {
-            tenant: &caller.tenant,
-            model: &target.base_id,
-            feature,
-        };
-        telemetry::count("Fallbacks", fallback_list.len() as u64, dims);
-        telemetry::count("Throttles", charge::throttles(&attempts), dims);
+        charge::count_attempts(caller, &admitted.prepared, &target, &attempts);
 
         let finished = self
             .shared
@@ -291,14 +296,10 @@ impl ChatService {
         req: AnswerRequest,
     ) -> Result<AnswerStream, Error> {
         let started = Instant::now();
-        let admitted = self
-            .admit(caller, req.input, req.cache, admit::Mode::Stream)
+        let (admitted, hit) = self
+            .begin(caller, req.input, req.cache, &req.id, admit::Mode::Stream)
             .await?;
-        if let Some(hit) = self
-            .shared
-            .try_cache(caller, &admitted, req.cache, &req.id)
-            .await
-        {
+        if let Some(hit) = hit {
             return Ok(caching::replay(hit, admitted));
         }
         let plan = self.shared.plan(&admitted.prepared)?;
@@ -308,14 +309,12 @@ impl ChatService {
             .invoke_stream(&admitted.prepared.route.chain, &request, req.deadline)
             .await
             .map_err(Error::Invoke)?;
-        let feature = admitted.prepared.feature().unwrap_or("-");
-        let dims = Dims {
-            tenant: &caller.tenant,
-            model: &invocation.target.base_id,
-            feature,
-        };
-        telemetry::count("Fallbacks", invocation.fallbacks().len() as u64, dims);
-        telemetry::count("Throttles", charge::throttles(&invocation.attempts), dims);
+        charge::count_attempts(
+            caller,
+            &admitted.prepared,
+            &invocation.target,
+            &invocation.attempts,
+        );
         Ok(stream::start(
             self.shared.clone(),
             caller.clone(),
