@@ -1,14 +1,17 @@
 //! Quarry's adapters on the AWS SDK: the core's ports implemented with Bedrock Runtime,
 //! SSM, DynamoDB, SQS and SNS. Endpoints come from the SDK's standard environment variables
-//! only (see [`sdk::load`]). This is what the Lambdas link; operator tooling (config push,
-//! prompt admin, tenants, provisioning) lives in `quarry-admin`.
+//! only (see [`sdk::load`]). This is what the Lambdas link: a Lambda starts with
+//! [`bootstrap::init`] and takes its adapters from [`ports_from_sdk`]. Operator tooling
+//! (config push, prompt admin, tenants, provisioning) lives in `quarry-admin`.
 
 pub mod bedrock;
+pub mod bootstrap;
 pub mod budgets;
 pub mod document;
 pub mod dynamo_cache;
 pub mod jobs;
 pub mod ledger;
+pub mod ports;
 pub mod queues;
 pub mod results;
 pub mod sdk;
@@ -16,4 +19,6 @@ pub mod settings;
 pub mod sns;
 pub mod ssm;
 
+pub use bootstrap::Bootstrap;
+pub use ports::{SdkPorts, ports_from_sdk};
 pub use settings::Settings;

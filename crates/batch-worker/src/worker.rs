@@ -9,17 +9,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use quarry_aws::Settings;
-use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::dynamo_cache::DynamoCache;
-use quarry_aws::jobs::DynamoJobs;
-use quarry_aws::ledger::DynamoLedger;
+use lambda_runtime::LambdaEvent;
+use quarry_aws::bootstrap::Metrics;
 use quarry_aws::results::SqsResults;
-use quarry_aws::ssm::SsmParams;
+use quarry_aws::{SdkPorts, Settings, ports_from_sdk};
 use quarry_core::Error;
 use quarry_core::chat::Preparer;
 use quarry_core::invoke::{Invoker, RetryPolicy};
@@ -113,6 +110,23 @@ pub struct WorkerPorts {
     pub results: Option<Arc<dyn ResultsSink>>,
 }
 
+impl WorkerPorts {
+    /// The adapters of the shared bundle a worker runs on, and the results queue when one
+    /// is configured.
+    pub fn from_sdk_ports(ports: &SdkPorts, results_queue: Option<&str>) -> Self {
+        Self {
+            params: ports.params(),
+            models: ports.bedrock(),
+            cache: ports.cache(),
+            jobs: ports.jobs(),
+            admission: ports.admission(),
+            ledger: ports.ledger(),
+            results: results_queue
+                .map(|url| Arc::new(SqsResults::new(ports.sdk(), url)) as Arc<dyn ResultsSink>),
+        }
+    }
+}
+
 pub struct Worker {
     options: WorkerOptions,
     service: ChatService,
@@ -131,27 +145,8 @@ struct Batch {
 impl Worker {
     /// Production wiring: SSM, Bedrock, DynamoDB, SQS.
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings, options: WorkerOptions) -> Self {
-        let results: Option<Arc<dyn ResultsSink>> = options
-            .results_queue
-            .as_deref()
-            .map(|url| Arc::new(SqsResults::new(sdk, url)) as Arc<dyn ResultsSink>);
-        let ports = WorkerPorts {
-            params: Arc::new(SsmParams::new(sdk)),
-            models: Arc::new(BedrockModels::new(sdk)),
-            cache: Arc::new(DynamoCache::new(sdk, &settings.cache_table)),
-            jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
-            admission: Arc::new(quarry_aws::budgets::admission(
-                sdk,
-                &settings.usage_table,
-                options.budget_max_age,
-            )),
-            ledger: Arc::new(DynamoLedger::new(
-                sdk,
-                &settings.usage_table,
-                &settings.spill_queue,
-            )),
-            results,
-        };
+        let shared = ports_from_sdk(sdk, settings).with_budget_max_age(options.budget_max_age);
+        let ports = WorkerPorts::from_sdk_ports(&shared, options.results_queue.as_deref());
         Self::with_ports(ports, settings, options)
     }
 
@@ -185,6 +180,25 @@ impl Worker {
 
     pub fn options(&self) -> &WorkerOptions {
         &self.options
+    }
+
+    /// One Lambda invocation: the batch within the invocation's deadline, then the batch's
+    /// metrics (cost, tokens, throttles) flushed before the response is returned: Lambda may
+    /// freeze the process once it is sent, so unflushed metrics would wait for the next
+    /// invocation, or die with the instance.
+    pub async fn invoke(
+        &self,
+        metrics: &Metrics,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let remaining = event
+            .context
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let response = self.handle(event.payload, Instant::now() + remaining).await;
+        metrics.flush();
+        Ok(response)
     }
 
     /// Handles one SQS batch; `deadline` is the Lambda's, before the margin.

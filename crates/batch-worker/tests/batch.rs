@@ -92,7 +92,10 @@ async fn the_same_message_delivered_twice_is_one_model_call_and_one_charge() {
 #[tokio::test]
 async fn an_item_under_a_live_lease_waits_and_a_crashed_lease_expires() {
     let stack = Stack::start().await;
-    let store = jobs(&stack);
+    // Leases are written and read against this clock: the test moves it instead of sleeping.
+    let clock = Arc::new(quarry_core::ports::ManualClock::new());
+    let ports = quarry_aws::ports_from_sdk(&stack.sdk, &stack.settings).with_clock(clock.clone());
+    let store = ports.jobs();
     let item_ref = ItemRef {
         tenant: "acme".into(),
         job_id: "job-lease".into(),
@@ -106,7 +109,11 @@ async fn an_item_under_a_live_lease_waits_and_a_crashed_lease_expires() {
             .unwrap(),
         ItemClaim::Run { attempt: 1 }
     );
-    let worker = Worker::from_sdk(&stack.sdk, &stack.settings, options());
+    let worker = Worker::with_ports(
+        batch_worker::WorkerPorts::from_sdk_ports(&ports, None),
+        &stack.settings,
+        options(),
+    );
     let e = event(&[("m1", item("job-lease", "i1", "hello"))]);
     assert_eq!(
         failures(&worker.handle(e.clone(), deadline(30)).await),
@@ -114,7 +121,7 @@ async fn an_item_under_a_live_lease_waits_and_a_crashed_lease_expires() {
         "not run twice at once"
     );
     assert_eq!(stack.model_calls(), 0);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_secs(3));
     assert!(
         failures(&worker.handle(e, deadline(30)).await).is_empty(),
         "the expired lease is taken over"

@@ -21,9 +21,9 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::routing::{delete, get, post};
 use http::Method;
-use quarry_aws::Settings;
+use quarry_aws::bootstrap::Metrics;
 use quarry_aws::dynamo_cache::DynamoCache;
-use quarry_aws::ssm::SsmParams;
+use quarry_aws::{Bootstrap, SdkPorts, Settings, ports_from_sdk};
 use quarry_core::Error;
 use quarry_core::admission::AdmitAll;
 use quarry_core::chat::Preparer;
@@ -101,19 +101,39 @@ pub struct CacheState {
     pub options: CacheOptions,
     pub service: ChatService,
     pub store: DynamoCache,
+    /// Flushed after each response.
+    pub metrics: Metrics,
 }
 
 impl CacheState {
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings, options: CacheOptions) -> Self {
-        let params: Arc<dyn ParameterStore> = Arc::new(SsmParams::new(sdk));
-        let store = DynamoCache::new(sdk, &settings.cache_table);
-        let preparer =
-            Preparer::from_params(params, &settings.param_prefix, options.config_max_age);
+        Self::from_sdk_ports(&ports_from_sdk(sdk, settings), options)
+    }
+
+    /// The Lambda's wiring: production ports, and metrics flushed after each response.
+    pub fn from_bootstrap(boot: &Bootstrap, options: CacheOptions) -> Self {
+        Self {
+            metrics: boot.metrics.clone(),
+            ..Self::from_sdk(&boot.sdk, &boot.settings, options)
+        }
+    }
+
+    /// Of the shared bundle, only the parameters and the cache: this Lambda's chat service
+    /// refuses to call a model, admits everything (a lookup costs nothing) and records no
+    /// usage.
+    pub fn from_sdk_ports(ports: &SdkPorts, options: CacheOptions) -> Self {
+        let params: Arc<dyn ParameterStore> = ports.params();
+        let store = ports.cache();
+        let preparer = Preparer::from_params(
+            params,
+            &ports.settings().param_prefix,
+            options.config_max_age,
+        );
         let service = ChatService::new(
             Ports {
                 preparer,
                 invoker: Arc::new(Invoker::new(Arc::new(NoModels), RetryPolicy::default())),
-                cache: Arc::new(store.clone()),
+                cache: store.clone(),
                 admission: Arc::new(AdmitAll),
                 ledger: Arc::new(NoLedger),
                 applier: Arc::new(NoApplier),
@@ -123,7 +143,8 @@ impl CacheState {
         Self {
             options,
             service,
-            store,
+            store: (*store).clone(),
+            metrics: Metrics::disabled(),
         }
     }
 }
@@ -159,7 +180,17 @@ pub fn routes() -> Vec<Route<Shared>> {
 
 /// The cache API's router.
 pub fn app(state: Arc<CacheState>) -> Router {
-    router(routes()).with_state(state)
+    let metrics = state.metrics.clone();
+    router(routes())
+        .with_state(state)
+        .layer(axum::middleware::map_response(
+            move |response: axum::response::Response| {
+                // The answer is whole here (no route of this API streams): its metrics are
+                // complete, and Lambda may freeze the process once it is sent.
+                metrics.flush();
+                std::future::ready(response)
+            },
+        ))
 }
 
 async fn lookup(

@@ -5,12 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use quarry_aws::Settings;
 use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::dynamo_cache::DynamoCache;
-use quarry_aws::jobs::DynamoJobs;
-use quarry_aws::ledger::DynamoLedger;
-use quarry_aws::ssm::SsmParams;
+use quarry_aws::{Bootstrap, SdkPorts, Settings, ports_from_sdk};
 use quarry_core::chat::Preparer;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::ports::AdmissionControl;
@@ -146,10 +142,30 @@ pub struct AppState {
     pub flush_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
+impl HandlerPorts {
+    /// The adapters of the shared bundle this handler runs on: all of them, Bedrock as both
+    /// the model client and the guardrail applier, the cache as the idempotency store too.
+    pub fn from_sdk_ports(ports: &SdkPorts) -> Self {
+        let bedrock = ports.bedrock();
+        let cache = ports.cache();
+        Self {
+            params: ports.params(),
+            models: bedrock.clone(),
+            cache: cache.clone(),
+            idempotency: cache,
+            admission: ports.admission(),
+            ledger: ports.ledger(),
+            applier: bedrock,
+            jobs: ports.jobs(),
+        }
+    }
+}
+
 impl AppState {
     /// Production wiring: SSM, Bedrock, DynamoDB.
     pub fn from_sdk(sdk: &SdkConfig, settings: Settings, options: Options) -> Self {
-        Self::from_sdks(sdk, sdk, settings, options)
+        let ports = HandlerPorts::from_sdk_ports(&Self::sdk_ports(sdk, &settings, &options));
+        Self::with_ports(ports, settings, options)
     }
 
     /// Production wiring with Bedrock reached through its own configuration (an operator's
@@ -161,26 +177,23 @@ impl AppState {
         options: Options,
     ) -> Self {
         let bedrock = Arc::new(BedrockModels::new(bedrock));
-        let cache = Arc::new(DynamoCache::new(sdk, &settings.cache_table));
         let ports = HandlerPorts {
-            params: Arc::new(SsmParams::new(sdk)),
             models: bedrock.clone(),
-            cache: cache.clone(),
-            idempotency: cache,
-            admission: Arc::new(quarry_aws::budgets::admission(
-                sdk,
-                &settings.usage_table,
-                options.budget_max_age,
-            )),
-            ledger: Arc::new(DynamoLedger::new(
-                sdk,
-                &settings.usage_table,
-                &settings.spill_queue,
-            )),
             applier: bedrock,
-            jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
+            ..HandlerPorts::from_sdk_ports(&Self::sdk_ports(sdk, &settings, &options))
         };
         Self::with_ports(ports, settings, options)
+    }
+
+    /// The Lambda's wiring: production ports, and metrics flushed at the end of each request.
+    pub fn from_bootstrap(boot: &Bootstrap, options: Options) -> Self {
+        let mut state = Self::from_sdk(&boot.sdk, boot.settings.clone(), options);
+        state.flush_metrics = boot.metrics.is_installed().then(|| boot.metrics.flush_fn());
+        state
+    }
+
+    fn sdk_ports(sdk: &SdkConfig, settings: &Settings, options: &Options) -> SdkPorts {
+        ports_from_sdk(sdk, settings).with_budget_max_age(options.budget_max_age)
     }
 
     /// Wiring from explicit ports (in-memory ones in benchmarks).

@@ -32,7 +32,7 @@ fn env_lookup(k: &str) -> Option<String> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    quarry_http::init_tracing();
+    quarry_aws::bootstrap::init_tracing();
     let sdk = quarry_aws::sdk::load().await;
     let settings = Settings::from_env();
 

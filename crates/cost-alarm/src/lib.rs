@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Duration as Span, Utc};
-use quarry_aws::Settings;
+use lambda_runtime::LambdaEvent;
+use quarry_aws::bootstrap::Metrics;
 use quarry_aws::budgets::DynamoBudgets;
 use quarry_aws::ledger::{Buckets, DynamoLedger, LedgerReader, hour_pk, month_pk};
-use quarry_aws::sns::SnsNotifier;
-use quarry_aws::ssm::SsmParams;
+use quarry_aws::{SdkPorts, Settings, ports_from_sdk};
 use quarry_core::budget::{BudgetLevel, Budgets, evaluate, reached};
 use quarry_core::config::Configs;
 use quarry_core::ports::{BudgetStore, Notifier};
@@ -53,9 +53,9 @@ pub struct TenantReport {
 
 pub struct CostAlarm {
     configs: Configs,
-    reader: LedgerReader,
-    ledger: DynamoLedger,
-    budgets: DynamoBudgets,
+    reader: Arc<LedgerReader>,
+    ledger: Arc<DynamoLedger>,
+    budgets: Arc<DynamoBudgets>,
     notifier: Arc<dyn Notifier>,
     stage: String,
 }
@@ -65,18 +65,36 @@ const NOTICE_RETENTION: Duration = Duration::from_secs(40 * 24 * 3600);
 
 impl CostAlarm {
     pub fn from_sdk(sdk: &SdkConfig, settings: &Settings) -> Self {
+        Self::from_sdk_ports(&ports_from_sdk(sdk, settings))
+    }
+
+    /// Of the shared bundle: the parameters (read fresh on every run), the ledger and its
+    /// reader, the budget states and the alerts topic.
+    pub fn from_sdk_ports(ports: &SdkPorts) -> Self {
         Self {
             configs: Configs::new(
-                Arc::new(SsmParams::new(sdk)),
-                &settings.param_prefix,
+                ports.params(),
+                &ports.settings().param_prefix,
                 Duration::ZERO,
             ),
-            reader: LedgerReader::new(sdk, &settings.usage_table),
-            ledger: DynamoLedger::new(sdk, &settings.usage_table, &settings.spill_queue),
-            budgets: DynamoBudgets::new(sdk, &settings.usage_table),
-            notifier: Arc::new(SnsNotifier::new(sdk, &settings.alerts_topic)),
-            stage: settings.stage.clone(),
+            reader: ports.ledger_reader(),
+            ledger: ports.ledger(),
+            budgets: ports.budgets(),
+            notifier: ports.alerts(),
+            stage: ports.settings().stage.clone(),
         }
+    }
+
+    /// One Lambda invocation: the run, then its metrics flushed before the summary is
+    /// returned (Lambda may freeze the process once it is sent).
+    pub async fn invoke(
+        &self,
+        metrics: &Metrics,
+        event: LambdaEvent<Value>,
+    ) -> Result<Value, lambda_runtime::Error> {
+        let summary = self.handle(&event.payload, Utc::now()).await;
+        metrics.flush();
+        Ok(serde_json::to_value(summary)?)
     }
 
     /// Handles one invocation's event, at `now`.

@@ -1,24 +1,11 @@
 //! The cost-alarm Lambda: EventBridge schedule and SNS (CloudWatch alarm) triggers.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use quarry_aws::Settings;
-use serde_json::Value;
+use lambda_runtime::{Error, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    quarry_http::init_tracing();
-    let settings = Settings::from_env();
-    let flush = quarry_http::init_metrics(&settings.stage);
-    let sdk = quarry_aws::sdk::load().await;
-    let alarm = cost_alarm::CostAlarm::from_sdk(&sdk, &settings);
-    let alarm = &alarm;
-    let flush = &flush;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let summary = alarm.handle(&event.payload, chrono::Utc::now()).await;
-        if let Some(f) = flush {
-            f();
-        }
-        Ok::<Value, Error>(serde_json::to_value(summary)?)
-    }))
-    .await
+    let boot = quarry_aws::bootstrap::init().await;
+    let alarm = cost_alarm::CostAlarm::from_sdk(&boot.sdk, &boot.settings);
+    let (alarm, metrics) = (&alarm, &boot.metrics);
+    lambda_runtime::run(service_fn(move |event| alarm.invoke(metrics, event))).await
 }

@@ -122,13 +122,18 @@ async fn bypass_refresh_and_cacheable_prompts() {
 #[tokio::test]
 async fn expired_entries_are_misses_even_before_dynamodb_deletes_them() {
     let stack = Stack::start().await;
-    let s = state(
-        &stack,
-        chat_handler::Options {
-            cache_ttl: Duration::from_secs(1),
-            ..options()
-        },
-    );
+    // The cache reads expiry from this clock: the test moves it instead of sleeping.
+    let clock = Arc::new(quarry_core::ports::ManualClock::new());
+    let options = chat_handler::Options {
+        cache_ttl: Duration::from_secs(1),
+        ..options()
+    };
+    let ports = quarry_aws::ports_from_sdk(&stack.sdk, &stack.settings).with_clock(clock.clone());
+    let s = Arc::new(chat_handler::AppState::with_ports(
+        chat_handler::HandlerPorts::from_sdk_ports(&ports),
+        stack.settings.clone(),
+        options,
+    ));
     chat(&s, stack.key("acme"), ask("Short-lived", json!({}))).await;
     assert_eq!(
         chat(&s, stack.key("acme"), ask("Short-lived", json!({})))
@@ -136,7 +141,7 @@ async fn expired_entries_are_misses_even_before_dynamodb_deletes_them() {
             .body["cached"],
         true
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_secs(2));
     assert_eq!(
         chat(&s, stack.key("acme"), ask("Short-lived", json!({})))
             .await

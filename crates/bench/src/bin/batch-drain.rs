@@ -222,7 +222,7 @@ async fn invoke_directly(worker: &Arc<Worker>, run: &Run, body: &dyn Fn(u64) -> 
 fn main() {
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        quarry_http::init_tracing();
+        quarry_aws::bootstrap::init_tracing();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -25,10 +25,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chat_handler::{AppState, HandlerPorts, Options};
 use clap::Parser;
-use quarry_aws::bedrock::BedrockModels;
-use quarry_aws::dynamo_cache::DynamoCache;
-use quarry_aws::jobs::DynamoJobs;
-use quarry_aws::ssm::SsmParams;
+use quarry_aws::ports_from_sdk;
 use quarry_bench::Run;
 use quarry_core::usage::NoLedger;
 use quarry_testkit::Stack;
@@ -115,26 +112,16 @@ fn main() {
             stack.settings.clone(),
             Options::default(),
         ));
-        // The same wiring as `AppState::from_sdks`, with the ledger as a no-op.
+        // The production wiring, with the ledger as a no-op.
         let no_ledger = {
-            let sdk = &stack.sdk;
             let settings = &stack.settings;
-            let bedrock = Arc::new(BedrockModels::new(sdk));
-            let cache = Arc::new(DynamoCache::new(sdk, &settings.cache_table));
             let options = Options::default();
             let ports = HandlerPorts {
-                params: Arc::new(SsmParams::new(sdk)),
-                models: bedrock.clone(),
-                cache: cache.clone(),
-                idempotency: cache,
-                admission: Arc::new(quarry_aws::budgets::admission(
-                    sdk,
-                    &settings.usage_table,
-                    options.budget_max_age,
-                )),
                 ledger: Arc::new(NoLedger),
-                applier: bedrock,
-                jobs: Arc::new(DynamoJobs::new(sdk, &settings.jobs_table)),
+                ..HandlerPorts::from_sdk_ports(
+                    &ports_from_sdk(&stack.sdk, settings)
+                        .with_budget_max_age(options.budget_max_age),
+                )
             };
             Arc::new(AppState::with_ports(ports, settings.clone(), options))
         };

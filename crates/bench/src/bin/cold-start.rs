@@ -1,10 +1,17 @@
 //! Cold start of each Lambda binary under a local Lambda Runtime API: the time from the
-//! process start to its first `GET /runtime/invocation/next` (what Lambda reports as Init
-//! Duration), with the SDK clients built and no network I/O during init (every AWS endpoint
-//! points at a closed port: a call during init would show as an error or a delay). Then one
-//! invocation with the sample event, to show the runtime loop works: it answers (an error,
-//! since no AWS is reachable, after the SDK's own connection retries; its time is not a
-//! figure of interest).
+//! process start (just before `spawn`) to its first `GET /runtime/invocation/next`, which is
+//! what Lambda reports as Init Duration. The process gets the environment Lambda gives a
+//! `provided.al2023` function (see [`lambda_env`]): region and temporary credentials in
+//! `AWS_*` variables, the `AWS_LAMBDA_*` ones, no `HOME`, and the template's own variables.
+//! Then one invocation with the sample event, to show the runtime loop works: it answers (an
+//! error, since no AWS is reachable, after the SDK's own connection retries; its time is not
+//! a figure of interest).
+//!
+//! One variable Lambda does not set: `AWS_ENDPOINT_URL`, pointing every AWS client at a
+//! closed port on loopback, so that the invocation after init sends nothing off this machine
+//! (and any AWS call during init would fail or stall visibly). Endpoints are resolved per
+//! request: init takes the same time with and without it.
+//!
 //! `cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm -p quarry-bench`
 //! `./target/release/cold-start`
 
@@ -125,6 +132,55 @@ async fn serve(api: Arc<Api>) -> SocketAddr {
     addr
 }
 
+/// The environment of a `provided.al2023` function (256 MB, JSON logs) with the template's
+/// variables; the credentials are dummies of the shape Lambda passes (a session token too).
+fn lambda_env(runtime_api: SocketAddr) -> Vec<(&'static str, String)> {
+    [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string().as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),
+        (
+            "AWS_LAMBDA_LOG_STREAM_NAME",
+            "2026/01/01/[$LATEST]0123456789abcdef",
+        ),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "ASIAQUARRYBENCHCOLDSTART"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "quarry/bench/cold/start/secret/access/key0",
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            "IQoJb3JpZ2luX2VjEQARYnVuY2hvZmJ5dGVzdGhhdGxvb2tsaWtlYXRva2Vu",
+        ),
+        ("AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR"),
+        ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000"),
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+        ("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+        ("_HANDLER", "bootstrap"),
+        ("LANG", "en_US.UTF-8"),
+        ("TZ", ":UTC"),
+        ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin"),
+        (
+            "LD_LIBRARY_PATH",
+            "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+        ),
+        // template.yaml's Globals.
+        ("QUARRY_STAGE", "bench"),
+        ("RUST_LOG", "info"),
+        // Not Lambda's: keeps the invocation after init on loopback (see the module doc).
+        ("AWS_ENDPOINT_URL", "https://127.0.0.1:9"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
+}
+
 /// One cold start: its init duration, or what went wrong.
 async fn cold_start(binary: &str, event: &[u8]) -> Result<Duration, String> {
     let api = Arc::new(Api {
@@ -136,20 +192,7 @@ async fn cold_start(binary: &str, event: &[u8]) -> Result<Duration, String> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        // Nothing listens here: any AWS call during init would fail or stall visibly.
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("QUARRY_STAGE", "bench")
-        .env("RUST_LOG", "error")
+        .envs(lambda_env(addr))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -186,7 +229,7 @@ fn main() {
             ("cost-alarm", "eventbridge-schedule.json"),
         ];
         println!(
-            "Cold start under a local Lambda Runtime API ({} runs each; release x86_64 builds):",
+            "Cold start (process start to the first /next) under a local Lambda Runtime API, Lambda's environment ({} runs each; release builds):",
             args.runs
         );
         println!(

@@ -1,0 +1,150 @@
+//! What every Lambda does before its first event, in one call: [`init`].
+//!
+//! ## Overview
+//!
+//! Each Lambda's `main.rs` is the same three steps: [`init`] (logs, metrics, SDK
+//! configuration, resource names), its own state from [`Bootstrap`], its handler handed to the
+//! runtime. Keeping the first step here means no Lambda can forget a part of it: the metrics
+//! recorder in particular, without which the `metrics` facade is a no-op and a Lambda's
+//! traffic never reaches CloudWatch (nor the alarms on `CostMicroUSD` and `Throttles`).
+//!
+//! Init does no I/O: logs and metrics go to stdout/stderr, the SDK configuration comes from
+//! the environment, and the HTTPS client's trust store is compiled in (see [`crate::sdk`]).
+
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+
+use aws_config::SdkConfig;
+use metrics_cloudwatch_embedded::Collector;
+
+use crate::Settings;
+
+/// Everything a Lambda's state is built from.
+pub struct Bootstrap {
+    pub sdk: SdkConfig,
+    pub settings: Settings,
+    /// Flush at the end of each invocation (or request): the recorder only collects.
+    pub metrics: Metrics,
+}
+
+/// Logs, metrics and configuration from the process environment, as a Lambda starts.
+pub async fn init() -> Bootstrap {
+    init_tracing();
+    let settings = Settings::from_env();
+    let metrics = Metrics::install(&settings.stage);
+    let sdk = crate::sdk::load().await;
+    Bootstrap {
+        sdk,
+        settings,
+        metrics,
+    }
+}
+
+/// JSON logs on stderr (what CloudWatch and the Lambda JSON log format expect), filtered by
+/// `RUST_LOG` (default `info`). A second call keeps the first subscriber.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Produces the writer of one flush.
+pub type MetricsWriter = Arc<dyn Fn() -> Box<dyn Write + Send> + Send + Sync>;
+
+/// The process's CloudWatch EMF recorder (namespace `Quarry`, dimension `Stage`), or none.
+///
+/// The recorder collects what the `metrics` facade records; [`Metrics::flush`] writes it as
+/// EMF documents to stdout, which CloudWatch Logs turns into metrics. Without a recorder
+/// (local runs, most tests), flushing does nothing: a disabled capability, not an `Option`.
+#[derive(Clone)]
+pub struct Metrics {
+    collector: Option<&'static Collector>,
+    writer: MetricsWriter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("installed", &self.is_installed())
+            .finish()
+    }
+}
+
+/// The recorder is process-global (`metrics::set_global_recorder` succeeds once), so the
+/// first installation is kept and shared by every later [`Metrics::install`].
+static INSTALLED: OnceLock<Result<&'static Collector, String>> = OnceLock::new();
+
+impl Metrics {
+    /// Installs the recorder as the process's global one (once per process: later calls
+    /// share the first recorder and its `Stage`), flushing to stdout.
+    pub fn install(stage: &str) -> Self {
+        let installed = INSTALLED.get_or_init(|| {
+            metrics_cloudwatch_embedded::Builder::new()
+                .cloudwatch_namespace("Quarry")
+                .with_dimension("Stage", stage.to_owned())
+                .init()
+                .map_err(|e| e.to_string())
+        });
+        let collector = match installed {
+            Ok(collector) => Some(*collector),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; metrics are dropped");
+                None
+            }
+        };
+        Self {
+            collector,
+            writer: stdout_writer(),
+        }
+    }
+
+    /// No recorder: flushing does nothing.
+    pub fn disabled() -> Self {
+        Self {
+            collector: None,
+            writer: stdout_writer(),
+        }
+    }
+
+    /// The same recorder, flushed to the writers `writer` makes (tests read the documents).
+    pub fn writing_to(
+        self,
+        writer: impl Fn() -> Box<dyn Write + Send> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            writer: Arc::new(writer),
+            ..self
+        }
+    }
+
+    pub fn is_installed(&self) -> bool {
+        self.collector.is_some()
+    }
+
+    /// Writes what was collected since the last flush, and resets it.
+    pub fn flush(&self) {
+        if let Some(collector) = self.collector {
+            let mut out = (self.writer)();
+            if let Err(e) = collector.flush(&mut out).and_then(|()| out.flush()) {
+                tracing::warn!(error = %e, "metrics flush failed");
+            }
+        }
+    }
+
+    /// [`Metrics::flush`] as a callback (state that holds a flush hook rather than this type).
+    pub fn flush_fn(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let metrics = self.clone();
+        Arc::new(move || metrics.flush())
+    }
+}
+
+fn stdout_writer() -> MetricsWriter {
+    Arc::new(|| Box::new(std::io::stdout()))
+}
