@@ -37,8 +37,11 @@ test: venv
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python cargo test --workspace --no-fail-fast
 
 ## Benchmarks (release builds); figures go in the README with the command that made them.
+## The Lambdas are built on their own, as deployed (with the benchmarks, the test harness's
+## features would be built into them).
 bench: venv
-	cargo build --release -p bedrock-emulator -p quarry-bench -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm
+	cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm
+	cargo build --release -p bedrock-emulator -p quarry-bench
 	./target/release/emulator-load --concurrency 32 --seconds 10
 	cargo bench -p quarry-bench --bench layer
 	./target/release/gateway-overhead

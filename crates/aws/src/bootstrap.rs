@@ -8,8 +8,10 @@
 //! recorder in particular, without which the `metrics` facade is a no-op and a Lambda's
 //! traffic never reaches CloudWatch (nor the alarms on `CostMicroUSD` and `Throttles`).
 //!
-//! Init does no I/O: logs and metrics go to stdout/stderr, the SDK configuration comes from
-//! the environment, and the HTTPS client's trust store is compiled in (see [`crate::sdk`]).
+//! Init makes no network call and reads no certificate store: logs and metrics go to
+//! stderr/stdout, the SDK configuration comes from the environment (aws-config only looks
+//! for the profile files, which a Lambda does not have), and the HTTPS client's trust roots
+//! are compiled in (see [`crate::sdk`]).
 
 use std::io::Write;
 use std::sync::{Arc, OnceLock};

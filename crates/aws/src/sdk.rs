@@ -8,9 +8,10 @@
 //! with aws-lc, like the SDK's default, but trusting Mozilla's root certificates compiled into
 //! the binary (webpki-root-certs) instead of the system's store. The default parses the
 //! system's store (hundreds of files under `/etc/ssl/certs`) while the first SDK client is
-//! built, which was most of a Lambda's init; the compiled-in roots cost no I/O, and TLS is
+//! built, about half of a Lambda's init; the compiled-in roots cost no I/O, and TLS is
 //! verified against them exactly as against the system's (a certificate no Mozilla root
-//! vouches for is refused).
+//! vouches for is refused). The roots change with the webpki-root-certs version in
+//! `Cargo.lock`, not with the machine.
 
 use std::sync::LazyLock;
 
@@ -60,8 +61,8 @@ pub fn https_client() -> SharedHttpClient {
         TlsContext::default()
     });
     let client = Builder::new().build_with_connector_fn(move |settings, components| {
-        // What the SDK's default client does (aws-smithy-runtime `default_https_client`),
-        // with our trust store.
+        // What the SDK's default client does (aws-smithy-runtime `default_https_client`,
+        // through this same constructor), with our trust store.
         let mut connector = ConnectorBuilder::default()
             .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
             .tls_context(tls.clone());

@@ -1,5 +1,9 @@
 //! The SDK clients verify TLS with the compiled-in roots: a server whose certificate no
 //! Mozilla root vouches for is refused during the handshake, before any request is sent.
+//!
+//! `fixtures/self-signed.{crt,key}`: a certificate for `localhost` and its key, made for this
+//! test only (`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes
+//! -days 36500 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

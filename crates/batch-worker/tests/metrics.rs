@@ -50,7 +50,7 @@ fn document<'a>(documents: &'a [Value], dimensions: &[&str]) -> &'a Value {
 }
 
 #[tokio::test]
-async fn a_batch_has_flushed_its_cost_and_token_metrics_when_the_handler_returns() {
+async fn a_batch_has_flushed_its_cost_and_token_metrics_when_the_invocation_returns() {
     let stack = Stack::start().await;
     let boot = quarry_aws::bootstrap::init().await;
     let emf = Capture::default();

@@ -12,8 +12,9 @@
 //! (and any AWS call during init would fail or stall visibly). Endpoints are resolved per
 //! request: init takes the same time with and without it.
 //!
-//! `cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm -p quarry-bench`
-//! `./target/release/cold-start`
+//! `cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm`, then
+//! `cargo build --release -p quarry-bench --bin cold-start` (separately: built together, the
+//! Lambdas would get the test harness's features), then `./target/release/cold-start`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
