@@ -3,40 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use quarry_testkit::EmfCapture;
 use serde_json::Value;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn documents(&self) -> Vec<Value> {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
 
 #[tokio::test]
 async fn the_bootstrap_installs_the_recorder_and_its_flush_writes_emf() {
     let boot = quarry_aws::bootstrap::init().await;
     assert!(boot.metrics.is_installed());
-    let out = Capture::default();
+    let out = EmfCapture::default();
     let metrics = boot.metrics.clone().writing_to({
         let out = out.clone();
         move || Box::new(out.clone())

@@ -4,40 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use batch_worker::{Worker, WorkerOptions};
 use lambda_runtime::{Context, LambdaEvent};
 use quarry_core::invoke::RetryPolicy;
-use quarry_testkit::{Stack, event};
+use quarry_testkit::{EmfCapture, Stack, event};
 use serde_json::Value;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    /// The EMF documents written so far, one JSON object per line.
-    fn documents(&self) -> Vec<Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
 
 /// The document of the metrics with exactly these dimensions (the alarms use `Stage` alone).
 fn document<'a>(documents: &'a [Value], dimensions: &[&str]) -> &'a Value {
@@ -53,7 +27,7 @@ fn document<'a>(documents: &'a [Value], dimensions: &[&str]) -> &'a Value {
 async fn a_batch_has_flushed_its_cost_and_token_metrics_when_the_invocation_returns() {
     let stack = Stack::start().await;
     let boot = quarry_aws::bootstrap::init().await;
-    let emf = Capture::default();
+    let emf = EmfCapture::default();
     let metrics = boot.metrics.writing_to({
         let emf = emf.clone();
         move || Box::new(emf.clone())

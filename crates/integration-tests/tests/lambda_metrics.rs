@@ -6,39 +6,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::{call, options};
 use quarry_aws::Bootstrap;
-use quarry_testkit::{Stack, json_reply};
+use quarry_testkit::{EmfCapture, Stack, json_reply};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    /// The documents written since the last call, one JSON object per line.
-    fn take(&self) -> Vec<Value> {
-        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
 
 /// The `Stage`-only document (the one the alarms read).
 fn by_stage(documents: &[Value]) -> &Value {
@@ -51,7 +25,7 @@ fn by_stage(documents: &[Value]) -> &Value {
 #[tokio::test]
 async fn chat_and_cache_lookup_flush_each_requests_metrics() {
     let stack = Stack::start().await;
-    let emf = Capture::default();
+    let emf = EmfCapture::default();
     let process = quarry_aws::bootstrap::init().await;
     // The bootstrap's recorder (its `Stage` is the process's), with the stack's SDK
     // configuration and resources.
@@ -79,7 +53,7 @@ async fn chat_and_cache_lookup_flush_each_requests_metrics() {
     let (status, reply) =
         json_reply(cache_lookup::app(lookup).oneshot(request).await.unwrap()).await;
     assert_eq!(status, 404, "{reply}");
-    let documents = emf.take();
+    let documents = emf.documents();
     assert_eq!(by_stage(&documents)["CacheMisses"], 1, "{documents:?}");
 
     let chat = Arc::new(chat_handler::AppState::from_bootstrap(&boot, options()));
@@ -92,7 +66,7 @@ async fn chat_and_cache_lookup_flush_each_requests_metrics() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let documents = emf.take();
+    let documents = emf.documents();
     let alarms = by_stage(&documents);
     assert_eq!(alarms["Stage"], process.settings.stage.as_str());
     assert_eq!(alarms["Requests"], 1, "{alarms}");

@@ -21,6 +21,9 @@ use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use quarry_admin::provision::Provisioned;
 use quarry_aws::Settings;
 
+mod emf;
+pub use emf::EmfCapture;
+
 /// A sample event of `events/` (the shapes AWS sends), as text.
 pub fn event(name: &str) -> String {
     let path = workspace_root().join("events").join(name);
