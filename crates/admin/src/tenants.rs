@@ -44,6 +44,7 @@ pub async fn seed(
             KeyEntry {
                 tenant: (*tenant).to_owned(),
                 admin: false,
+                operator: false,
                 label: Some(format!("{tenant}-key")),
             },
         );
@@ -60,6 +61,7 @@ pub async fn seed(
             KeyEntry {
                 tenant: (*first).to_owned(),
                 admin: true,
+                operator: false,
                 label: Some(format!("{first}-admin")),
             },
         );
@@ -78,6 +80,13 @@ pub async fn write(
     settings: &Settings,
     directory: &TenantDirectory,
 ) -> Result<u64, ParamError> {
+    // The Lambdas refuse a directory with an invalid tenant name: never push one.
+    directory
+        .validate()
+        .map_err(|message| ParamError::Invalid {
+            name: settings.param("tenants"),
+            message,
+        })?;
     let value = serde_json::to_string(directory).map_err(|e| ParamError::Invalid {
         name: settings.param("tenants"),
         message: e.to_string(),

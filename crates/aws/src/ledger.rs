@@ -1,7 +1,7 @@
 //! The usage ledger on DynamoDB (the usage table), with a durable spill.
 //!
-//! Each usage record is one transaction: a marker item (`REC#{id}`, condition: absent) and
-//! ADDs to the tenant's counters: per month (`T#{tenant}#M#{month}`: `TOTAL`, `MODEL#...`,
+//! Each usage record is one transaction: a marker item (`REC#{sha256(tenant, id)}`,
+//! condition: absent) and ADDs to the tenant's counters: per month (`T#{tenant}#M#{month}`: `TOTAL`, `MODEL#...`,
 //! `FEATURE#...`, `DAY#...`), per day (`T#{tenant}#D#{date}`: `TOTAL`, `MODEL#...`,
 //! `FEATURE#...`) and per hour (`T#{tenant}#H#{hour}`: `TOTAL`, for runaway detection).
 //! The marker makes a replayed record count once. Money is integer micro-USD.
@@ -41,6 +41,18 @@ impl Buckets {
             hour: t.format("%Y-%m-%dT%H").to_string(),
         }
     }
+}
+
+/// The marker that makes a record count once: scoped to the tenant and hashed, so no ID
+/// (whatever its length or characters) can reach another tenant's marker or DynamoDB's key
+/// limits.
+pub fn marker_pk(tenant: &str, id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(tenant.as_bytes());
+    h.update([0]);
+    h.update(id.as_bytes());
+    format!("REC#{}", hex::encode(h.finalize()))
 }
 
 pub fn month_pk(tenant: &str, month: &str) -> String {
@@ -140,7 +152,7 @@ impl DynamoLedger {
         let now = r.at_ms / 1000;
         let marker = Put::builder()
             .table_name(&self.table)
-            .item("pk", s(&format!("REC#{}", r.id)))
+            .item("pk", s(&marker_pk(&r.tenant, &r.id)))
             .item("sk", s("REC"))
             .item("tenant", s(&r.tenant))
             .item("expires_at", n(now + MARKER_RETENTION_SECS))

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use quarry_core::chat::{ChatInput, PromptRef};
+use quarry_core::jobs::id_ok;
 use quarry_core::model::{InferenceParams, Message};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::routing::RouteSpec;
@@ -80,13 +81,6 @@ pub struct ItemIds {
 pub struct Invalid {
     pub reason: String,
     pub ids: Option<ItemIds>,
-}
-
-fn id_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 /// Parses and checks a message body. Best effort to recover the IDs of an invalid message,

@@ -204,6 +204,7 @@ fn bench(c: &mut Criterion) {
     let caller = Caller {
         tenant: "acme".into(),
         admin: false,
+        operator: false,
         key_label: None,
         policy: TenantPolicy {
             allowed_tiers: vec!["*".into()],

@@ -246,12 +246,17 @@ async fn purge(
     WithEnvelope(Query(q)): WithEnvelope<Query<PurgeQuery>>,
 ) -> Result<Json<Purged>, ApiError> {
     let refuse = |e: Error| ApiError::new(e, &meta.request_id);
-    if !caller.admin {
-        return Err(refuse(Error::Forbidden(
-            "purging the cache needs an admin key".into(),
-        )));
+    let tenant = q.tenant.unwrap_or_else(|| caller.tenant.clone());
+    if !caller.may_administer(&tenant) {
+        return Err(refuse(Error::Forbidden(if caller.admin {
+            format!(
+                "an admin key administers its own tenant ('{}') only; purging tenant '{tenant}' needs an operator credential",
+                caller.tenant
+            )
+        } else {
+            "purging the cache needs an admin key".into()
+        })));
     }
-    let tenant = q.tenant.unwrap_or(caller.tenant);
     let deleted = state
         .store
         .purge(&tenant, q.prompt.as_deref())

@@ -205,6 +205,7 @@ pub async fn keys(args: KeysArgs) -> Result<(), String> {
                 KeyEntry {
                     tenant: tenant.clone(),
                     admin,
+                    operator: false,
                     label: Some(label.clone()),
                 },
             );

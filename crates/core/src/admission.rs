@@ -278,6 +278,7 @@ mod tests {
         Caller {
             tenant: "acme".into(),
             admin: false,
+            operator: false,
             key_label: None,
             policy: TenantPolicy {
                 rate_limits: limits,

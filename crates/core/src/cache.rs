@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::chat::{Prepared, PromptUsed};
-use crate::model::{GuardrailRef, InferenceParams, ModelRequest, ModelResponse};
+use crate::guardrails::GuardrailConfig;
+use crate::model::{InferenceParams, ModelRequest, ModelResponse};
 use crate::routing::Route;
 
 /// Bumped when the meaning of cached entries changes, so old entries stop matching.
-const KEY_VERSION: &str = "quarry-cache-v1";
+const KEY_VERSION: &str = "quarry-cache-v2";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CacheKey {
@@ -36,7 +37,9 @@ fn feed(hasher: &mut Sha256, label: &str, value: &impl Serialize) {
 }
 
 impl CacheKey {
-    pub fn new(tenant: &str, prepared: &Prepared) -> Self {
+    /// `guard` is the guardrail policy in force (the tenant's and the prompt's combined):
+    /// answers are stored after it ran, so a different policy must not be served them.
+    pub fn new(tenant: &str, prepared: &Prepared, guard: &GuardrailConfig) -> Self {
         let Prepared {
             request,
             route,
@@ -44,11 +47,13 @@ impl CacheKey {
             routing: _,
             prompt,
             output_schema,
-            guardrails,
+            // In `guard`, with the tenant's.
+            guardrails: _,
             prompt_cacheable: _,
             cache_ttl_seconds: _,
             // System text is hashed whole below, whoever wrote it.
             prompt_system_blocks: _,
+            variable_texts: _,
             tags: _,
         } = prepared;
         let ModelRequest {
@@ -57,7 +62,8 @@ impl CacheKey {
             params,
             tools,
             tool_choice,
-            guardrail,
+            // Set from `guard` for whole answers only: `guard` keys both.
+            guardrail: _,
         } = request;
         let InferenceParams {
             max_tokens,
@@ -87,16 +93,9 @@ impl CacheKey {
         feed(&mut h, "stop", stop);
         feed(&mut h, "tools", tools);
         feed(&mut h, "tool_choice", tool_choice);
-        feed(
-            &mut h,
-            "guardrail",
-            &guardrail
-                .as_ref()
-                .map(|GuardrailRef { id, version }| (id, version)),
-        );
         feed(&mut h, "output_schema", output_schema);
         // A stricter guardrail must not serve answers cached under a laxer one.
-        feed(&mut h, "guardrails", guardrails);
+        feed(&mut h, "guardrails", guard);
         let prompt_id = prompt.as_ref().map(
             |PromptUsed {
                  name,
@@ -189,6 +188,7 @@ mod tests {
             output_schema: None,
             guardrails: None,
             prompt_system_blocks: 0,
+            variable_texts: Vec::new(),
             prompt_cacheable: false,
 
             cache_ttl_seconds: 0,
@@ -197,17 +197,25 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_scoped_to_the_tenant_and_the_request() {
-        let a = CacheKey::new("acme", &prepared("hi"));
-        assert_eq!(a, CacheKey::new("acme", &prepared("hi")));
-        assert_ne!(a.hash, CacheKey::new("globex", &prepared("hi")).hash);
-        assert_ne!(a.hash, CacheKey::new("acme", &prepared("hello")).hash);
+    fn keys_are_scoped_to_the_tenant_the_request_and_the_policy() {
+        let none = GuardrailConfig::default();
+        let key = |tenant: &str, p: &Prepared| CacheKey::new(tenant, p, &none);
+        let a = key("acme", &prepared("hi"));
+        assert_eq!(a, key("acme", &prepared("hi")));
+        assert_ne!(a.hash, key("globex", &prepared("hi")).hash);
+        assert_ne!(a.hash, key("acme", &prepared("hello")).hash);
         let mut p = prepared("hi");
         p.request.params.temperature = Some(0.5);
-        assert_ne!(a.hash, CacheKey::new("acme", &p).hash);
+        assert_ne!(a.hash, key("acme", &p).hash);
         // Tags are not part of the answer.
         let mut p = prepared("hi");
         p.tags.insert("feature".into(), "x".into());
-        assert_eq!(a.hash, CacheKey::new("acme", &p).hash);
+        assert_eq!(a.hash, key("acme", &p).hash);
+        // A tenant that turns redaction on is not served answers stored before.
+        let strict = GuardrailConfig {
+            pii: crate::guardrails::PiiAction::Redact,
+            ..Default::default()
+        };
+        assert_ne!(a.hash, CacheKey::new("acme", &prepared("hi"), &strict).hash);
     }
 }

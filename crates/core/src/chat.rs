@@ -77,12 +77,70 @@ pub struct Prepared {
     /// How many leading system blocks are the prompt's (operator text); the rest came with
     /// the request and are checked like user input.
     pub prompt_system_blocks: usize,
+    /// The caller's template variables (their strings), rendered into the prompt's text:
+    /// checked like user input, and masked where they were rendered.
+    pub variable_texts: Vec<String>,
     pub tags: BTreeMap<String, String>,
 }
 
 impl Prepared {
     pub fn feature(&self) -> Option<&str> {
         self.tags.get("feature").map(String::as_str)
+    }
+}
+
+/// Most tags a request may carry.
+pub const MAX_TAGS: usize = 16;
+/// Longest tag key, in bytes.
+pub const MAX_TAG_KEY: usize = 64;
+/// Longest tag value, in bytes.
+pub const MAX_TAG_VALUE: usize = 128;
+
+/// Tags reach the ledger's keys (`FEATURE#{feature}`), metric dimensions and log lines, so
+/// they are bounded: a few, short, in a plain character set (that of AWS resource tags).
+pub fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), Error> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::bad_request(
+            "tags",
+            format!("{} tags given; at most {MAX_TAGS} are allowed", tags.len()),
+        ));
+    }
+    let plain = |s: &str, space: bool| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:/=+@-".contains(c) || (space && c == ' '))
+    };
+    for (key, value) in tags {
+        let field = || format!("tags.{}", key.chars().take(MAX_TAG_KEY).collect::<String>());
+        if key.is_empty() || key.len() > MAX_TAG_KEY || !plain(key, false) {
+            return Err(Error::bad_request(
+                field(),
+                format!(
+                    "a tag key is 1 to {MAX_TAG_KEY} characters of A-Z a-z 0-9 _ . : / = + @ -"
+                ),
+            ));
+        }
+        if value.is_empty() || value.len() > MAX_TAG_VALUE || !plain(value, true) {
+            return Err(Error::bad_request(
+                field(),
+                format!(
+                    "a tag value is 1 to {MAX_TAG_VALUE} characters of A-Z a-z 0-9, space and _ . : / = + @ -"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The strings in a JSON value (keys and values), for the input guardrails.
+fn strings_of(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings_of(v, out)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            out.push(k.clone());
+            strings_of(v, out);
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -122,8 +180,10 @@ impl Preparer {
 
     /// Prompt, render, route and policy.
     pub async fn prepare(&self, caller: &Caller, input: ChatInput) -> Result<Prepared, Error> {
+        check_tags(&input.tags)?;
         let routing = self.configs.routing().await?;
         let mut system: Vec<String> = Vec::new();
+        let mut variable_texts = Vec::new();
         let mut messages = input.messages;
         let mut params = InferenceParams::default();
         let mut route_spec = None;
@@ -152,6 +212,7 @@ impl Preparer {
             let version = self.prompts.get(&p.name, &selector).await?;
             let spec = &version.prompt.spec;
             let rendered = version.prompt.render(&input.variables)?;
+            strings_of(&Value::Object(input.variables.clone()), &mut variable_texts);
             if let Some(s) = rendered.system {
                 system.push(s);
             }
@@ -244,6 +305,7 @@ impl Preparer {
             cache_ttl_seconds: ttl,
             guardrails,
             prompt_system_blocks,
+            variable_texts,
             tags: input.tags,
         })
     }

@@ -32,6 +32,17 @@ fn parse_routing(p: &crate::params::Parameter) -> Result<RoutingConfig, ParamErr
     Ok(routing)
 }
 
+fn parse_tenants(p: &crate::params::Parameter) -> Result<TenantDirectory, ParamError> {
+    let directory: TenantDirectory = parse_json(p)?;
+    directory
+        .validate()
+        .map_err(|message| ParamError::Invalid {
+            name: p.name.clone(),
+            message,
+        })?;
+    Ok(directory)
+}
+
 impl Configs {
     /// `prefix` is the stage's parameter prefix (`/quarry/dev`).
     pub fn new(store: Arc<dyn ParameterStore>, prefix: &str, max_age: Duration) -> Self {
@@ -40,7 +51,7 @@ impl Configs {
             routing: CachedParams::new(store.clone(), max_age, false, parse_routing),
             pricing: CachedParams::new(store.clone(), max_age, false, parse_json),
             // The directory holds key hashes: a SecureString.
-            tenants: CachedParams::new(store.clone(), max_age, true, parse_json),
+            tenants: CachedParams::new(store.clone(), max_age, true, parse_tenants),
             experiments: CachedParams::new(store.clone(), max_age, false, parse_json),
             budgets: CachedParams::new(store, max_age, false, parse_json),
         }

@@ -10,6 +10,15 @@ use serde::{Deserialize, Serialize};
 use crate::model::TokenUsage;
 use crate::pricing::MicroUsd;
 
+/// A job or item ID: 1 to 128 of `A-Z a-z 0-9 - _ . :`. IDs are part of storage keys
+/// (`JOB#{tenant}#{job}`, `ITEM#{item}`), so no ID may hold their separator.
+pub fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {

@@ -3,7 +3,7 @@
 //! Prices are USD per million tokens, written as decimal strings (`"0.80"`) so no binary
 //! rounding creeps in; they are held as micro-USD per million tokens. A response's cost is
 //! the exact sum of tokens x price over its four token kinds (in 1e-12 USD), rounded once,
-//! half up, to the micro-dollar. The ledger adds these per-response figures, so its totals
+//! up, to the micro-dollar. The ledger adds these per-response figures, so its totals
 //! equal the sum of what responses reported.
 //!
 //! Stored in SSM at `/quarry/{stage}/pricing` (source: `infra/pricing.yaml`).
@@ -121,9 +121,10 @@ impl ModelPrice {
             + u128::from(usage.cache_write) * u128::from(self.cache_write.0)
     }
 
-    /// The cost rounded half up to the micro-dollar.
+    /// The cost rounded up to the micro-dollar: a call with usage never costs $0, and
+    /// many small calls never add up to less than they cost.
     pub fn cost(&self, usage: &TokenUsage) -> MicroUsd {
-        let micros = (self.pico_usd(usage) + 500_000) / 1_000_000;
+        let micros = self.pico_usd(usage).div_ceil(1_000_000);
         MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 }
@@ -178,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn cost_is_tokens_times_prices_rounded_once() {
+    fn cost_is_tokens_times_prices_rounded_up_once() {
         let price: ModelPrice = serde_json::from_str(
             r#"{"input": "0.80", "output": "4.00", "cache_read": "0.08", "cache_write": "1.00"}"#,
         )
@@ -197,7 +198,7 @@ mod tests {
             ..TokenUsage::default()
         };
         assert_eq!(price.cost(&small), MicroUsd(6));
-        // 6 tokens = 4.8 -> 5; 1 token = 0.8 -> 1; 0 -> 0
+        // 6 tokens = 4.8 -> 5; 1 token = 0.8 -> 1 (never $0 for a call with usage); 0 -> 0
         assert_eq!(
             price.cost(&TokenUsage {
                 input: 6,
@@ -205,6 +206,15 @@ mod tests {
             }),
             MicroUsd(5)
         );
+        let cheap: ModelPrice =
+            serde_json::from_str(r#"{"input": "0.035", "output": "0.14"}"#).unwrap();
+        let tiny = TokenUsage {
+            input: 10,
+            output: 1,
+            ..TokenUsage::default()
+        };
+        // 0.35 + 0.14 = 0.49 µUSD: rounded half up this was $0.
+        assert_eq!(cheap.cost(&tiny), MicroUsd(1));
         assert_eq!(price.cost(&TokenUsage::default()), MicroUsd(0));
     }
 

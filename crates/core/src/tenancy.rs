@@ -84,8 +84,12 @@ pub struct RateLimits {
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
     pub tenant: String,
+    /// May administer its own tenant (purge its cache, ...), and only its own.
     #[serde(default)]
     pub admin: bool,
+    /// An operator key: may administer any tenant. For the operations team, not tenants.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator: bool,
     /// A name for the key (for rotation and audit), never the key.
     #[serde(default)]
     pub label: Option<String>,
@@ -98,13 +102,45 @@ pub struct TenantDirectory {
     /// SHA-256 (lowercase hex) of the key -> entry.
     #[serde(default)]
     pub keys: BTreeMap<String, KeyEntry>,
+    /// IAM principals (role or user names, as the IAM auth mode names callers) that are
+    /// operators: they may administer any tenant. Each is also a tenant (its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
+}
+
+/// Longest tenant name.
+pub const MAX_TENANT_NAME: usize = 64;
+
+/// A tenant name is 1 to 64 of `A-Z a-z 0-9 _ -`, starting with a letter or digit: it is
+/// part of storage keys (`T#{tenant}#...`, `JOB#{tenant}#...`), so no name may hold their
+/// separators, and names starting with `_` are Quarry's own.
+pub fn check_tenant_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= MAX_TENANT_NAME
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "tenant name '{}' is not valid: 1 to {MAX_TENANT_NAME} characters of A-Z a-z 0-9 _ -, starting with a letter or digit",
+            name.chars().take(80).collect::<String>()
+        ))
+    }
 }
 
 /// Who is calling: established by authentication, carried through the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
     pub tenant: String,
+    /// Administers its own tenant.
     pub admin: bool,
+    /// Administers any tenant (an operator key or IAM principal).
+    pub operator: bool,
     pub key_label: Option<String>,
     pub policy: TenantPolicy,
 }
@@ -124,7 +160,28 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+impl Caller {
+    /// Whether this caller may administer `tenant`: a tenant's admin its own, an operator
+    /// any.
+    pub fn may_administer(&self, tenant: &str) -> bool {
+        self.operator || (self.admin && self.tenant == tenant)
+    }
+}
+
 impl TenantDirectory {
+    /// Every tenant name valid (a key or operator naming an unknown tenant is refused when
+    /// used, not here: one stale key must not take every tenant down).
+    pub fn validate(&self) -> Result<(), String> {
+        self.tenants
+            .keys()
+            .try_for_each(|name| check_tenant_name(name))
+    }
+
+    /// Whether an IAM principal is an operator.
+    pub fn is_operator(&self, principal: &str) -> bool {
+        self.operators.iter().any(|o| o == principal)
+    }
+
     pub fn authenticate(&self, key: Option<&str>) -> Result<Caller, AuthError> {
         let key = key
             .map(str::trim)
@@ -133,7 +190,10 @@ impl TenantDirectory {
         // Keys are high-entropy secrets, so looking up their hash leaks nothing useful through
         // timing; the key itself is never compared.
         let entry = self.keys.get(&hash_key(key)).ok_or(AuthError::Invalid)?;
-        self.caller(&entry.tenant, entry.admin, entry.label.clone())
+        let mut caller = self.caller(&entry.tenant, entry.admin, entry.label.clone())?;
+        caller.operator = entry.operator;
+        caller.admin |= entry.operator;
+        Ok(caller)
     }
 
     /// A caller established by another authority (an API Gateway IAM or JWT authorizer).
@@ -151,6 +211,7 @@ impl TenantDirectory {
         Ok(Caller {
             tenant: tenant.to_owned(),
             admin,
+            operator: false,
             key_label: label,
             policy,
         })
@@ -161,6 +222,45 @@ impl TenantDirectory {
 mod tests {
     use super::*;
     use crate::routing::ModelTarget;
+
+    #[test]
+    fn tenant_names_cannot_forge_key_separators() {
+        for ok in ["acme", "a", "Acme-2_x", &"a".repeat(64)] {
+            assert!(check_tenant_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "_unknown",
+            "-x",
+            "a#b",
+            "a:b",
+            "a/b",
+            "a b",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(check_tenant_name(bad).is_err(), "{bad}");
+        }
+        let mut d = TenantDirectory::default();
+        d.tenants
+            .insert("a#M#2026-01".into(), TenantPolicy::default());
+        assert!(d.validate().is_err());
+    }
+
+    #[test]
+    fn admins_administer_their_own_tenant_operators_any() {
+        let caller = |admin, operator| Caller {
+            tenant: "acme".into(),
+            admin,
+            operator,
+            key_label: None,
+            policy: TenantPolicy::default(),
+        };
+        assert!(caller(true, false).may_administer("acme"));
+        assert!(!caller(true, false).may_administer("globex"));
+        assert!(!caller(false, false).may_administer("acme"));
+        assert!(caller(true, true).may_administer("globex"));
+    }
 
     fn directory() -> TenantDirectory {
         let mut d = TenantDirectory::default();
@@ -177,6 +277,7 @@ mod tests {
             KeyEntry {
                 tenant: "acme".into(),
                 admin: false,
+                operator: false,
                 label: Some("dev".into()),
             },
         );
@@ -185,6 +286,7 @@ mod tests {
             KeyEntry {
                 tenant: "ghost".into(),
                 admin: false,
+                operator: false,
                 label: None,
             },
         );

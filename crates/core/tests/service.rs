@@ -175,6 +175,7 @@ fn caller(guardrails: Option<GuardrailConfig>) -> Caller {
     Caller {
         tenant: "acme".into(),
         admin: false,
+        operator: false,
         key_label: None,
         policy: TenantPolicy {
             allowed_tiers: vec!["*".into()],

@@ -178,6 +178,7 @@ pub async fn run(
         caller: Caller {
             tenant: options.tenant.clone(),
             admin: false,
+            operator: false,
             key_label: Some(format!("eval {}", options.run_id)),
             policy: TenantPolicy {
                 allowed_tiers: vec!["*".into()],

@@ -130,7 +130,15 @@ impl Credential {
                 tenant,
                 admin,
                 label,
-            } => directory.caller(tenant, *admin, Some(label.clone())),
+            } => {
+                let mut caller = directory.caller(tenant, *admin, Some(label.clone()))?;
+                // Only IAM principals are named operators: a JWT's claims are the tenant's.
+                if label.starts_with("iam:") && directory.is_operator(tenant) {
+                    caller.operator = true;
+                    caller.admin = true;
+                }
+                Ok(caller)
+            }
         }
     }
 }
@@ -174,6 +182,7 @@ mod tests {
             KeyEntry {
                 tenant: "acme".into(),
                 admin: true,
+                operator: false,
                 label: None,
             },
         );

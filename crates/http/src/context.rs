@@ -66,7 +66,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
+    /// The correlation label (echoed, logged): may be the caller's.
     pub request_id: String,
+    /// What the ledger counts this request's usage under: API Gateway's request ID, else a
+    /// new UUID; never a value the caller chose, so no caller can make its usage collide
+    /// with another record and go uncounted.
+    pub usage_id: String,
     pub deadline: Instant,
     /// The X-Ray trace header, when the request carries one.
     pub trace_id: Option<String>,
@@ -81,6 +86,11 @@ impl RequestMeta {
         }
         let started = Instant::now();
         let request_id = RequestId::of(parts);
+        let usage_id = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lambda = parts
             .extensions
             .get::<lambda_http::Context>()
@@ -102,6 +112,7 @@ impl RequestMeta {
             .or_else(|| lambda.and_then(|c| c.xray_trace_id.clone()));
         let meta = Self {
             request_id,
+            usage_id,
             deadline: started + budget,
             trace_id,
             started,

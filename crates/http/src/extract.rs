@@ -218,6 +218,7 @@ mod tests {
             KeyEntry {
                 tenant: "acme".into(),
                 admin: false,
+                operator: false,
                 label: None,
             },
         );

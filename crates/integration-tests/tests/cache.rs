@@ -324,3 +324,61 @@ async fn cache_lookup_answers_from_the_cache_only_and_admins_purge() {
     assert_eq!(stack.model_calls(), 1, "cache-lookup never calls a model");
     let _ = call;
 }
+
+/// An admin key administers its own tenant only; another tenant's cache needs an operator
+/// credential.
+#[tokio::test]
+async fn an_admin_key_purges_its_own_tenant_only() {
+    let stack = Stack::start().await;
+    let mut options = cache_lookup::CacheOptions::from_lookup(|_| None).unwrap();
+    // The directory changes below: read it on every request.
+    options.config_max_age = std::time::Duration::ZERO;
+    let lookup = Arc::new(cache_lookup::CacheState::from_sdk(
+        &stack.sdk,
+        &stack.settings,
+        options,
+    ));
+    common::add_tenant(&stack, "victim", json!({"allowed_tiers": ["*"]})).await;
+    let admin = stack.admin_key();
+    for path in [
+        "/v1/cache?tenant=victim",
+        "/v1/cache?tenant=victim&prompt=x",
+    ] {
+        let (status, body) = lookup_call(&lookup, "DELETE", path, admin, None).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("operator"),
+            "{body}"
+        );
+    }
+    let (status, body) = lookup_call(&lookup, "DELETE", "/v1/cache", admin, None).await;
+    assert_eq!(status, 200, "its own tenant: {body}");
+
+    // An operator key (issued by the operations team) may act on any tenant.
+    let operator = quarry_admin::tenants::new_api_key();
+    common::edit_directory(&stack, |dir| {
+        dir.keys.insert(
+            quarry_core::tenancy::hash_key(&operator),
+            quarry_core::tenancy::KeyEntry {
+                tenant: "acme".into(),
+                admin: false,
+                operator: true,
+                label: Some("ops".into()),
+            },
+        );
+    })
+    .await;
+    let (status, body) = lookup_call(
+        &lookup,
+        "DELETE",
+        "/v1/cache?tenant=victim",
+        &operator,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["tenant"], "victim");
+}

@@ -380,6 +380,18 @@ async fn ledger_outage_spills_and_the_replay_counts_everything_once() {
             [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages],
         "2"
     );
+    // One spilled record as it is (left visible for the replay below).
+    let spilled_record = sqs
+        .receive_message()
+        .queue_url(&stack.provisioned.spill_queue_url)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap()
+        .messages()[0]
+        .body()
+        .unwrap()
+        .to_owned();
 
     proxy.set_up(true);
     let alarm = CostAlarm::from_sdk(&stack.sdk, &stack.settings);
@@ -402,11 +414,9 @@ async fn ledger_outage_spills_and_the_replay_counts_everything_once() {
     assert_eq!((total.requests, total.cost_micro), (3, reported));
 
     // SQS delivers at least once: a record replayed again is not counted again.
-    let record = json!({"id": r.body["id"], "tenant": "acme", "model": "anthropic.claude-3-5-haiku-20241022-v1:0", "feature": null,
-        "usage": {"input": 1, "output": 1}, "cost": 1, "cached": false, "at_ms": chrono::Utc::now().timestamp_millis()});
     sqs.send_message()
         .queue_url(&stack.provisioned.spill_queue_url)
-        .message_body(record.to_string())
+        .message_body(spilled_record)
         .send()
         .await
         .unwrap();

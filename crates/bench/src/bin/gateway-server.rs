@@ -88,6 +88,7 @@ fn main() {
             KeyEntry {
                 tenant: "bench".into(),
                 admin: false,
+                operator: false,
                 label: None,
             },
         );

@@ -23,6 +23,12 @@ pub async fn handler(
             JobError::LeaseLost(m) => Error::Internal(format!("lost the lease on {m}")),
         })
     };
+    if !quarry_core::jobs::id_ok(&job_id) {
+        return Err(refuse(Error::bad_request(
+            "job_id",
+            "a job ID is 1 to 128 characters of A-Z a-z 0-9 - _ . :",
+        )));
+    }
     let counts = state
         .jobs
         .counts(&caller.tenant, &job_id)

@@ -84,7 +84,7 @@ async fn answer<A: ChatApi>(
     log.feature = parsed.input.tags.get("feature").cloned();
     log.stream = parsed.stream;
     let request = AnswerRequest {
-        id: meta.request_id.clone(),
+        id: meta.usage_id.clone(),
         input: parsed.input,
         cache: parsed.cache,
         deadline: meta.deadline,

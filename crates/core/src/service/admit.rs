@@ -110,8 +110,8 @@ impl ChatService {
             }
         };
         let safe = prepared.request.params.temperature == Some(0.0) || prepared.prompt_cacheable;
-        let key =
-            (cache != CacheMode::Bypass && safe).then(|| CacheKey::new(&caller.tenant, &prepared));
+        let key = (cache != CacheMode::Bypass && safe)
+            .then(|| CacheKey::new(&caller.tenant, &prepared, &guard));
         let trace = trace(&prepared.request, shared.log_content);
         Ok(Admitted {
             prepared,

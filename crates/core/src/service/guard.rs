@@ -6,40 +6,61 @@ use serde_json::Value;
 use crate::chat::Prepared;
 use crate::error::Error;
 use crate::guardrails::{BedrockGuardrail, Findings, GuardrailConfig, PiiAction, check};
-use crate::model::{ContentBlock, ModelResponse, Role, StopReason, SystemBlock, ToolResultContent};
+use crate::model::{ContentBlock, ModelResponse, StopReason, SystemBlock, ToolResultContent};
 use crate::ports::GuardrailApplier;
 use crate::telemetry::{self, Dims};
 
-/// Applies input guardrails to the caller's text (not the prompt's own system text).
+/// Applies input guardrails to everything the caller wrote: messages of every role (a
+/// caller writes the assistant turns of its history too), tool calls and results, its own
+/// system text, and the template variables rendered into the prompt's system text (the
+/// prompt's own text is the operator's and is not checked).
 pub(crate) fn input(config: &GuardrailConfig, prepared: &mut Prepared) -> Result<Findings, Error> {
     let mut findings = Findings::default();
     if !config.is_active() {
         return Ok(findings);
     }
-    let mut scan = |text: &mut String, input: bool| {
-        let (masked, f) = check(config, text, input);
+    let scan = |text: &mut String| {
+        let (masked, f) = check(config, text, true);
         *text = masked;
-        findings.merge(f);
+        f
     };
+    // Variables: checked as they came; where one had PII, its masked form replaces it in
+    // the prompt's rendered system text (the rendered user text is checked below).
     let skip = prepared.prompt_system_blocks;
+    for variable in &prepared.variable_texts {
+        let mut masked = variable.clone();
+        findings.merge(scan(&mut masked));
+        if masked != *variable && !variable.is_empty() {
+            for block in prepared.request.system.iter_mut().take(skip) {
+                if let SystemBlock::Text(t) = block {
+                    *t = t.replace(variable.as_str(), &masked);
+                }
+            }
+        }
+    }
     for block in prepared.request.system.iter_mut().skip(skip) {
         if let SystemBlock::Text(t) = block {
-            scan(t, true);
+            findings.merge(scan(t));
         }
     }
     for message in &mut prepared.request.messages {
-        let from_user = message.role == Role::User;
         for block in &mut message.content {
             match block {
-                ContentBlock::Text(t) => scan(t, from_user),
+                ContentBlock::Text(t) => findings.merge(scan(t)),
                 ContentBlock::ToolResult { content, .. } => {
                     for part in content {
-                        if let ToolResultContent::Text(t) = part {
-                            scan(t, true);
+                        match part {
+                            ToolResultContent::Text(t) => findings.merge(scan(t)),
+                            ToolResultContent::Json(v) => {
+                                findings.merge(json_strings(config, v, true))
+                            }
                         }
                     }
                 }
-                ContentBlock::ToolUse { .. } | ContentBlock::CachePoint => {}
+                ContentBlock::ToolUse { input, .. } => {
+                    findings.merge(json_strings(config, input, true));
+                }
+                ContentBlock::CachePoint => {}
             }
         }
     }
@@ -73,17 +94,22 @@ pub(crate) fn output(
     }
     let redact = config.pii == PiiAction::Redact;
     for block in &mut response.content {
-        if let ContentBlock::Text(t) = block {
-            let (masked, f) = check(config, t, false);
-            if redact {
-                *t = masked;
+        match block {
+            ContentBlock::Text(t) => {
+                let (masked, f) = check(config, t, false);
+                if redact {
+                    *t = masked;
+                }
+                found.merge(f);
             }
-            found.merge(f);
+            // Tool-call arguments are output too.
+            ContentBlock::ToolUse { input, .. } => found.merge(json_strings(config, input, false)),
+            ContentBlock::ToolResult { .. } | ContentBlock::CachePoint => {}
         }
     }
-    if redact && let Some(value) = json.as_mut() {
-        // The text above may be this same JSON: count its findings once.
-        redact_strings(config, value);
+    if let Some(value) = json.as_mut() {
+        // The text above may be this same JSON: its findings are counted there, once.
+        json_strings(config, value, false);
     }
     telemetry::count("GuardrailActions", u64::from(found.actions()), dims);
     if !found.blocked.is_empty() {
@@ -95,11 +121,34 @@ pub(crate) fn output(
     Ok(found)
 }
 
-fn redact_strings(config: &GuardrailConfig, value: &mut Value) {
+/// Checks every string of a JSON value (keys included), masking PII in place under
+/// `redact`.
+pub(crate) fn json_strings(config: &GuardrailConfig, value: &mut Value, input: bool) -> Findings {
+    let mut found = Findings::default();
+    let redact = config.pii == PiiAction::Redact;
+    let mut scan = |s: &mut String| {
+        let (masked, f) = check(config, s, input);
+        if redact {
+            *s = masked;
+        }
+        found.merge(f);
+    };
+    walk_strings(value, &mut scan);
+    found
+}
+
+fn walk_strings(value: &mut Value, scan: &mut impl FnMut(&mut String)) {
     match value {
-        Value::String(s) => *s = check(config, s, false).0,
-        Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(config, v)),
-        Value::Object(map) => map.values_mut().for_each(|v| redact_strings(config, v)),
+        Value::String(s) => scan(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| walk_strings(v, scan)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (mut k, mut v) in entries {
+                scan(&mut k);
+                walk_strings(&mut v, scan);
+                map.insert(k, v);
+            }
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }

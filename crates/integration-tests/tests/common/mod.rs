@@ -98,6 +98,19 @@ pub async fn directory(stack: &Stack) -> quarry_core::tenancy::TenantDirectory {
 }
 
 /// Adds (or replaces) a tenant with its own key; returns the key.
+/// Changes the tenant directory in place (as `quarry tenants` does).
+pub async fn edit_directory(
+    stack: &Stack,
+    edit: impl FnOnce(&mut quarry_core::tenancy::TenantDirectory),
+) {
+    let mut dir = directory(stack).await;
+    edit(&mut dir);
+    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+    quarry_admin::tenants::write(&ssm, &stack.settings, &dir)
+        .await
+        .unwrap();
+}
+
 pub async fn add_tenant(stack: &Stack, tenant: &str, policy: serde_json::Value) -> String {
     let mut dir = directory(stack).await;
     dir.tenants
@@ -108,6 +121,7 @@ pub async fn add_tenant(stack: &Stack, tenant: &str, policy: serde_json::Value) 
         quarry_core::tenancy::KeyEntry {
             tenant: tenant.to_owned(),
             admin: false,
+            operator: false,
             label: None,
         },
     );

@@ -6,6 +6,7 @@
 //! (estimated, and marked so, when Bedrock never reported them).
 
 mod accumulator;
+mod gate;
 
 use std::sync::Arc;
 
@@ -15,13 +16,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use self::accumulator::Accumulator;
+use self::gate::{Gate, Held};
 use super::admit::Admitted;
 use super::charge::Charges;
 use super::finish::Arrival;
-use super::{OutputPlan, PromptTrace, Shared, guard};
+use super::{OutputPlan, PromptTrace, Shared};
 use crate::chat::{PromptUsed, estimate_tokens};
 use crate::error::Error;
-use crate::guardrails::{Findings, PiiAction, StreamRedactor};
+use crate::guardrails::Findings;
 use crate::invoke::{Fallback, StreamInvocation};
 use crate::model::{ModelRequest, StopReason, SystemBlock, TokenUsage};
 use crate::pricing::MicroUsd;
@@ -68,9 +70,6 @@ pub struct AnswerStream {
     pub prompt_trace: PromptTrace,
     pub events: BoxStream<'static, StreamItem>,
 }
-
-/// Checks Bedrock's guardrail on streamed output every this many new characters.
-const APPLY_EVERY_CHARS: usize = 800;
 
 /// Hands the stream to a task that drives it, and returns what the client sees first.
 pub(crate) fn start(
@@ -119,7 +118,8 @@ struct Run {
 
 /// How the forwarding loop ended.
 enum Ended {
-    Complete,
+    /// With what the guardrails still hold, sent once the whole answer has passed.
+    Complete(Held),
     ClientGone,
     Failed(Error),
 }
@@ -160,8 +160,8 @@ impl Run {
             .shared
             .charge(&self.caller, prepared, &self.request_id, &charges)
             .await;
-        match ended {
-            Ended::Complete => {}
+        let held = match ended {
+            Ended::Complete(held) => held,
             Ended::ClientGone => {
                 tracing::info!(tenant = %self.caller.tenant, request_id = %self.request_id, cost_usd = ?cost.map(MicroUsd::to_usd_string), "client left mid-stream; usage so far charged");
                 return;
@@ -170,7 +170,7 @@ impl Run {
                 let _ = tx.send(StreamItem::Error(e)).await;
                 return;
             }
-        }
+        };
 
         let usage = charges.usage();
         let response = acc.into_response(usage);
@@ -199,21 +199,34 @@ impl Run {
             )
             .await
         {
-            Ok(done) => StreamItem::Done(Box::new(StreamSummary {
-                stop_reason: done.response.stop_reason,
-                usage,
-                cost,
-                json: done.json,
-                guardrails: done.findings,
-                model_latency_ms: done.response.latency_ms,
-            })),
+            Ok(done) => {
+                if !held.text.is_empty() && tx.send(StreamItem::Text(held.text)).await.is_err() {
+                    return;
+                }
+                for (index, json) in held.tools {
+                    if tx
+                        .send(StreamItem::ToolDelta { index, json })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                StreamItem::Done(Box::new(StreamSummary {
+                    stop_reason: done.response.stop_reason,
+                    usage,
+                    cost,
+                    json: done.json,
+                    guardrails: done.findings,
+                    model_latency_ms: done.response.latency_ms,
+                }))
+            }
             Err(e) => StreamItem::Error(e),
         };
         let _ = tx.send(item).await;
     }
 
-    /// Forwards the model's events to the client (text through the redactor), checking
-    /// Bedrock's guardrail as the text grows.
+    /// Forwards the model's events to the client through the guardrails' [`Gate`].
     async fn forward(
         &self,
         acc: &mut Accumulator,
@@ -223,15 +236,13 @@ impl Run {
         rest: crate::model::ModelStream,
         tx: &mpsc::Sender<StreamItem>,
     ) -> Ended {
-        let guard = &self.admitted.guard;
         let dims = Dims {
             tenant: &self.caller.tenant,
             model: base_id,
             feature: self.admitted.prepared.feature().unwrap_or("-"),
         };
-        let mut redactor =
-            (guard.pii == PiiAction::Redact).then(|| StreamRedactor::new(guard.clone()));
-        let mut checked_up_to = 0usize;
+        let applier = self.shared.applier.as_ref();
+        let mut gate = Gate::new(&self.admitted.guard);
         let mut events = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
         while let Some(item) = events.next().await {
             let event = match item {
@@ -244,34 +255,27 @@ impl Run {
                     )));
                 }
             };
-            let out = match (acc.push(event), redactor.as_mut()) {
-                (Some(StreamItem::Text(t)), Some(r)) => Some(StreamItem::Text(r.push(&t))),
-                (out, _) => out,
+            let out = match acc.push(event) {
+                Some(StreamItem::Text(t)) => match gate.text(t, applier, dims).await {
+                    Ok(t) if t.is_empty() => None,
+                    Ok(t) => Some(StreamItem::Text(t)),
+                    Err(e) => return Ended::Failed(e),
+                },
+                Some(StreamItem::ToolDelta { index, json }) => gate
+                    .tool(index, json)
+                    .map(|(index, json)| StreamItem::ToolDelta { index, json }),
+                other => other,
             };
             if let Some(item) = out
-                && !matches!(&item, StreamItem::Text(t) if t.is_empty())
                 && tx.send(item).await.is_err()
             {
                 return Ended::ClientGone;
             }
-            if let Some(b) = &guard.bedrock
-                && acc.text().len() >= checked_up_to + APPLY_EVERY_CHARS
-            {
-                checked_up_to = acc.text().len();
-                let applier = self.shared.applier.as_ref();
-                if let Err(e) = guard::bedrock_allows(applier, b, acc.text(), dims).await {
-                    return Ended::Failed(e);
-                }
-            }
         }
-        // What the redactor still holds back (it never releases a prefix of a possible match).
-        if let Some(mut r) = redactor {
-            let tail = r.finish();
-            if !tail.is_empty() && tx.send(StreamItem::Text(tail)).await.is_err() {
-                return Ended::ClientGone;
-            }
+        match gate.end() {
+            Ok(held) => Ended::Complete(held),
+            Err(e) => Ended::Failed(e),
         }
-        Ended::Complete
     }
 }
 

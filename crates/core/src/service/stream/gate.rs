@@ -1,0 +1,132 @@
+//! What stands between the model's deltas and the client: text is released only once the
+//! guardrails have seen it. Quarry's own checks release text up to a point no match can
+//! straddle ([`StreamGuard`]); a Bedrock guardrail releases it in checked chunks; and while
+//! either is on, tool-call arguments are held whole, to be checked with the answer.
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::guardrails::{BedrockGuardrail, Findings, GuardrailConfig, StreamGuard, check};
+use crate::ports::GuardrailApplier;
+use crate::service::guard;
+use crate::telemetry::Dims;
+
+/// Checks Bedrock's guardrail on streamed output every this many new characters.
+const APPLY_EVERY_CHARS: usize = 800;
+
+pub(super) struct Gate {
+    config: GuardrailConfig,
+    text: Option<StreamGuard>,
+    bedrock: Option<BedrockGuardrail>,
+    /// Text sent so far (Bedrock's check sees it with the new text).
+    sent: String,
+    /// Text past Quarry's checks, waiting for Bedrock's.
+    unchecked: String,
+    /// Tool-call arguments held until the answer is checked, by block index.
+    tools: Vec<(u32, String)>,
+}
+
+/// What is still held when the model's stream ends; sent once the whole answer passed.
+pub(super) struct Held {
+    pub text: String,
+    pub tools: Vec<(u32, String)>,
+}
+
+pub(super) fn refused(findings: &Findings) -> Error {
+    Error::GuardrailBlocked(format!(
+        "the answer was blocked by a guardrail: {}",
+        findings.blocked.join(", ")
+    ))
+}
+
+impl Gate {
+    pub(super) fn new(config: &GuardrailConfig) -> Self {
+        Self {
+            config: config.clone(),
+            text: StreamGuard::new(config),
+            bedrock: config.bedrock.clone(),
+            sent: String::new(),
+            unchecked: String::new(),
+            tools: Vec::new(),
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.text.is_some() || self.bedrock.is_some()
+    }
+
+    /// A text delta in; the text to send now (maybe empty), or the refusal.
+    pub(super) async fn text(
+        &mut self,
+        delta: String,
+        applier: &dyn GuardrailApplier,
+        dims: Dims<'_>,
+    ) -> Result<String, Error> {
+        let released = match self.text.as_mut() {
+            Some(g) => g.push(&delta).map_err(|f| refused(&f))?,
+            None => delta,
+        };
+        let Some(b) = &self.bedrock else {
+            return Ok(released);
+        };
+        self.unchecked.push_str(&released);
+        if self.unchecked.len() < APPLY_EVERY_CHARS {
+            return Ok(String::new());
+        }
+        let seen = format!("{}{}", self.sent, self.unchecked);
+        guard::bedrock_allows(applier, b, &seen, dims).await?;
+        let out = std::mem::take(&mut self.unchecked);
+        self.sent.push_str(&out);
+        Ok(out)
+    }
+
+    /// A tool-call delta in; `Some` to forward it now, `None` when it is held.
+    pub(super) fn tool(&mut self, index: u32, json: String) -> Option<(u32, String)> {
+        if !self.holds() {
+            return Some((index, json));
+        }
+        match self.tools.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, held)) => held.push_str(&json),
+            None => self.tools.push((index, json)),
+        }
+        None
+    }
+
+    /// The model's stream ended: what is still held, to send once the answer has passed the
+    /// checks on the whole (Bedrock's included).
+    pub(super) fn end(mut self) -> Result<Held, Error> {
+        if let Some(g) = self.text.as_mut() {
+            let rest = g.finish().map_err(|f| refused(&f))?;
+            self.unchecked.push_str(&rest);
+        }
+        let config = self.config;
+        let tools = self
+            .tools
+            .into_iter()
+            .map(|(index, json)| {
+                // Arguments are JSON: their strings are masked as the answer's JSON is.
+                let masked = match serde_json::from_str::<Value>(&json) {
+                    Ok(mut v) => {
+                        let found = guard::json_strings(&config, &mut v, false);
+                        if !found.blocked.is_empty() {
+                            return Err(refused(&found));
+                        }
+                        v.to_string()
+                    }
+                    Err(_) => {
+                        let (masked, found) = check(&config, &json, false);
+                        if !found.blocked.is_empty() {
+                            return Err(refused(&found));
+                        }
+                        masked
+                    }
+                };
+                Ok((index, masked))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Held {
+            text: self.unchecked,
+            tools,
+        })
+    }
+}
