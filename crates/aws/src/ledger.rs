@@ -322,6 +322,8 @@ pub struct Totals {
     pub requests: u64,
     pub cached_requests: u64,
     pub unpriced_requests: u64,
+    /// Calls charged on estimated tokens (cut off before Bedrock reported usage).
+    pub estimated_requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
@@ -341,6 +343,7 @@ impl Totals {
             requests: g("requests"),
             cached_requests: g("cached_requests"),
             unpriced_requests: g("unpriced_requests"),
+            estimated_requests: g("estimated_requests"),
             input_tokens: g("input_tokens"),
             output_tokens: g("output_tokens"),
             cache_read_tokens: g("cache_read_tokens"),

@@ -20,14 +20,14 @@ use quarry_aws::{SdkPorts, Settings, ports_from_sdk};
 use quarry_core::Error;
 use quarry_core::chat::Preparer;
 use quarry_core::invoke::{Invoker, RetryPolicy};
-use quarry_core::jobs::{ItemClaim, ItemRef, ItemResult, JobError};
+use quarry_core::jobs::{ItemClaim, ItemRef, ItemResult, JobError, Quarantined};
 use quarry_core::ports::AdmissionControl;
 use quarry_core::ports::JobStore;
 use quarry_core::ports::ModelClient;
 use quarry_core::ports::ParameterStore;
 use quarry_core::ports::ResponseCache;
-use quarry_core::ports::ResultsSink;
 use quarry_core::ports::UsageLedger;
+use quarry_core::ports::{Quarantine, ResultsSink};
 use quarry_core::service::{
     AnswerRequest, CacheMode, ChatService, NoApplier, Ports, ServiceOptions,
 };
@@ -105,6 +105,8 @@ pub struct WorkerPorts {
     pub models: Arc<dyn ModelClient>,
     pub cache: Arc<dyn ResponseCache>,
     pub jobs: Arc<dyn JobStore>,
+    /// Where refused messages are kept (never in the job they name).
+    pub quarantine: Arc<dyn Quarantine>,
     pub admission: Arc<dyn AdmissionControl>,
     pub ledger: Arc<dyn UsageLedger>,
     pub results: Option<Arc<dyn ResultsSink>>,
@@ -119,6 +121,7 @@ impl WorkerPorts {
             models: ports.bedrock(),
             cache: ports.cache(),
             jobs: ports.jobs(),
+            quarantine: ports.jobs(),
             admission: ports.admission(),
             ledger: ports.ledger(),
             results: results_queue
@@ -131,6 +134,7 @@ pub struct Worker {
     options: WorkerOptions,
     service: ChatService,
     jobs: Arc<dyn JobStore>,
+    quarantine: Arc<dyn Quarantine>,
     results: Option<Arc<dyn ResultsSink>>,
     /// Who holds leases taken by this process.
     owner: String,
@@ -173,6 +177,7 @@ impl Worker {
             options,
             service,
             jobs: ports.jobs,
+            quarantine: ports.quarantine,
             results: ports.results,
             owner,
         }
@@ -220,6 +225,28 @@ impl Worker {
         }
     }
 
+    /// Keeps a refused message for the operator; if the store is down the message returns
+    /// (nothing lost: after the queue's receive limit it reaches the dead-letter queue).
+    async fn quarantine(
+        &self,
+        message_id: &str,
+        sender: Option<&str>,
+        reason: &str,
+        claimed: Option<String>,
+        body: &str,
+    ) -> Disposition {
+        metrics::counter!("QuarantinedMessages").increment(1);
+        tracing::warn!(message_id, sender, claimed = claimed.as_deref(), %reason, "batch message refused and quarantined");
+        let at_ms = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let held = Quarantined::new(message_id, sender, reason, claimed, body, at_ms);
+        match self.quarantine.hold(&held).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => Disposition::Retry(format!("refused message not quarantined: {e}")),
+        }
+    }
+
     /// Records a final failure; if the store is down the message returns (nothing lost).
     async fn poison(&self, item: &ItemRef, reason: &str) -> Disposition {
         metrics::counter!("PoisonMessages").increment(1);
@@ -238,32 +265,21 @@ impl Worker {
         let message_id = m.message_id.clone().unwrap_or_default();
         let sender = m.attributes.get("SenderId").cloned();
         let body = m.body.unwrap_or_default();
+        // Nothing is written under the tenant a message names before it is established
+        // that the message is valid and its sender may speak for that tenant.
         let msg = match message::parse(&body) {
             Ok(msg) => msg,
             Err(invalid) => {
-                let item = match invalid.ids {
-                    Some(ids) => ItemRef {
-                        tenant: ids.tenant,
-                        job_id: ids.job_id,
-                        item_id: ids.item_id,
-                    },
-                    // Not even its job is known: kept under a job of its own, by message ID.
-                    None => ItemRef {
-                        tenant: "_unknown".into(),
-                        job_id: "_invalid".into(),
-                        item_id: message_id,
-                    },
-                };
+                let claimed = invalid
+                    .ids
+                    .map(|ids| format!("{}/{}/{}", ids.tenant, ids.job_id, ids.item_id));
+                let reason = format!("invalid message: {}", invalid.reason);
                 return self
-                    .poison(&item, &format!("invalid message: {}", invalid.reason))
+                    .quarantine(&message_id, sender.as_deref(), &reason, claimed, &body)
                     .await;
             }
         };
-        let item = ItemRef {
-            tenant: msg.tenant.clone(),
-            job_id: msg.job_id.clone(),
-            item_id: msg.item_id.clone(),
-        };
+        let claimed = || Some(format!("{}/{}/{}", msg.tenant, msg.job_id, msg.item_id));
         let directory = match self.service.configs().tenants().await {
             Ok(d) => d,
             Err(e) => return Disposition::Retry(e.to_string()),
@@ -271,22 +287,26 @@ impl Worker {
         let caller = match directory.caller(&msg.tenant, false, Some("batch".into())) {
             Ok(c) => c,
             Err(e) => {
+                let reason = format!("tenant_not_allowed: {e}");
                 return self
-                    .poison(&item, &format!("tenant_not_allowed: {e}"))
+                    .quarantine(&message_id, sender.as_deref(), &reason, claimed(), &body)
                     .await;
             }
         };
         if !caller.policy.allows_sender(sender.as_deref()) {
+            let reason = format!(
+                "tenant_not_allowed: this producer may not submit for tenant '{}'",
+                msg.tenant
+            );
             return self
-                .poison(
-                    &item,
-                    &format!(
-                        "tenant_not_allowed: this producer may not submit for tenant '{}'",
-                        msg.tenant
-                    ),
-                )
+                .quarantine(&message_id, sender.as_deref(), &reason, claimed(), &body)
                 .await;
         }
+        let item = ItemRef {
+            tenant: msg.tenant.clone(),
+            job_id: msg.job_id.clone(),
+            item_id: msg.item_id.clone(),
+        };
         if batch.throttled.load(Ordering::Relaxed) {
             return Disposition::Retry("not started: Bedrock is throttling this batch".into());
         }
@@ -311,8 +331,11 @@ impl Worker {
             Err(e) => return Disposition::Retry(e.to_string()),
         };
         let request = AnswerRequest {
-            // The ledger counts this ID once, however often the item runs.
-            id: format!("batch:{}:{}:{}", item.tenant, item.job_id, item.item_id),
+            // One ledger record per run of the item: each claim is a new attempt and a new
+            // model call (after a release, or a result that could not be recorded), so each
+            // is charged; a finished item's redelivery runs nothing. JSON keeps IDs that
+            // contain ':' apart.
+            id: serde_json::json!(["batch", item.job_id, item.item_id, attempt]).to_string(),
             input: msg.into_input(),
             cache: CacheMode::Auto,
             deadline: batch.deadline,

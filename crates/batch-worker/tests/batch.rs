@@ -12,7 +12,7 @@ use batch_worker::{Worker, WorkerOptions};
 use quarry_aws::jobs::DynamoJobs;
 use quarry_core::invoke::RetryPolicy;
 use quarry_core::jobs::{ItemClaim, ItemRef, ItemStatus};
-use quarry_core::ports::JobStore;
+use quarry_core::ports::{JobStore, Quarantine};
 use quarry_testkit::{Stack, eventually};
 use serde_json::{Value, json};
 
@@ -49,6 +49,12 @@ fn event(bodies: &[(&str, String)]) -> SqsEvent {
         e.records.push(m);
     }
     e
+}
+
+/// The messages quarantined today, by message ID.
+async fn quarantined(stack: &Stack) -> Vec<quarry_core::jobs::Quarantined> {
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    Quarantine::held(&jobs(stack), &today).await.unwrap()
 }
 
 fn deadline(secs: u64) -> tokio::time::Instant {
@@ -158,6 +164,7 @@ async fn poison_messages_are_recorded_failed_with_their_reason_and_acknowledged(
         failures(&r)
     );
     assert_eq!(stack.model_calls(), 0);
+    // Valid messages of an allowed producer that fail later: under their job.
     let items = jobs(&stack).items("acme", "job-poison").await.unwrap();
     let reason = |id: &str| {
         items
@@ -168,11 +175,6 @@ async fn poison_messages_are_recorded_failed_with_their_reason_and_acknowledged(
             .clone()
             .unwrap()
     };
-    assert!(
-        reason("v7").contains("schema_version 7"),
-        "{}",
-        reason("v7")
-    );
     assert!(
         reason("np").contains("unknown prompt 'nope'"),
         "{}",
@@ -185,14 +187,31 @@ async fn poison_messages_are_recorded_failed_with_their_reason_and_acknowledged(
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((counts.submitted, counts.failed), (3, 3));
-    // Not even JSON: kept under a job of its own, by message ID.
-    let invalid = jobs(&stack).items("_unknown", "_invalid").await.unwrap();
+    assert_eq!((counts.submitted, counts.failed), (2, 2));
+    // Invalid messages: quarantined, never written under the job they name.
+    assert!(items.iter().all(|i| i.item_id != "v7"));
+    let held = quarantined(&stack).await;
+    let held_reason = |id: &str| {
+        held.iter()
+            .find(|q| q.message_id == id)
+            .unwrap()
+            .reason
+            .clone()
+    };
     assert!(
-        invalid
-            .iter()
-            .any(|i| i.item_id == "a" && i.reason.as_deref().unwrap().contains("not JSON"))
+        held_reason("a").contains("not JSON"),
+        "{}",
+        held_reason("a")
     );
+    assert!(
+        held_reason("b").contains("schema_version 7"),
+        "{}",
+        held_reason("b")
+    );
+    let b = held.iter().find(|q| q.message_id == "b").unwrap();
+    assert_eq!(b.claimed.as_deref(), Some("acme/job-poison/v7"));
+    assert_eq!(b.sender.as_deref(), Some("AIDAEXAMPLEPRODUCER"));
+    assert!(b.body.contains("\"schema_version\":7"));
 }
 
 #[tokio::test]
@@ -216,16 +235,41 @@ async fn a_tenant_the_producer_may_not_speak_for_is_refused() {
         .await;
     assert!(failures(&r).is_empty());
     assert_eq!(stack.model_calls(), 0);
-    let items = jobs(&stack).items("acme", "job-auth").await.unwrap();
+    // Nothing written under acme: the refusal is in the quarantine.
     assert!(
-        items[0]
-            .reason
-            .as_deref()
+        jobs(&stack)
+            .items("acme", "job-auth")
+            .await
             .unwrap()
-            .contains("tenant_not_allowed"),
-        "{:?}",
-        items[0]
+            .is_empty()
     );
+    assert!(
+        jobs(&stack)
+            .counts("acme", "job-auth")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let held = quarantined(&stack).await;
+    assert_eq!(held.len(), 1);
+    assert!(
+        held[0].reason.contains("tenant_not_allowed"),
+        "{:?}",
+        held[0]
+    );
+    assert_eq!(held[0].claimed.as_deref(), Some("acme/job-auth/i1"));
+
+    // The tenant's own producer sends the same item: it runs.
+    let mut own = event(&[("m2", item("job-auth", "i1", "hi"))]);
+    own.records[0]
+        .attributes
+        .insert("SenderId".into(), "AIDAONLYTHISONE".into());
+    let r = worker.handle(own, deadline(30)).await;
+    assert!(failures(&r).is_empty());
+    let items = jobs(&stack).items("acme", "job-auth").await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].status, ItemStatus::Succeeded, "{:?}", items[0]);
+    assert_eq!(stack.model_calls(), 1);
 }
 
 #[tokio::test]

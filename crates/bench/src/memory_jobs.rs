@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use quarry_core::jobs::Quarantined;
 use quarry_core::jobs::{
     ItemClaim, ItemRecord, ItemRef, ItemResult, ItemStatus, JobCounts, JobError,
 };
-use quarry_core::ports::JobStore;
+use quarry_core::ports::{JobStore, Quarantine, StoreError};
 use quarry_core::pricing::MicroUsd;
 
 struct Item {
@@ -22,6 +23,7 @@ struct Item {
 
 #[derive(Default)]
 struct Jobs {
+    quarantined: Vec<Quarantined>,
     items: HashMap<ItemRef, Item>,
     headers: HashMap<(String, String), (JobCounts, bool)>,
 }
@@ -202,5 +204,25 @@ impl JobStore for MemoryJobs {
                 .or_default();
             !std::mem::replace(&mut entry.1, true)
         })
+    }
+}
+
+#[async_trait]
+impl Quarantine for MemoryJobs {
+    async fn hold(&self, message: &Quarantined) -> Result<(), StoreError> {
+        let mut jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        jobs.quarantined.push(message.clone());
+        Ok(())
+    }
+
+    async fn held(&self, _day: &str) -> Result<Vec<Quarantined>, StoreError> {
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(jobs.quarantined.clone())
     }
 }

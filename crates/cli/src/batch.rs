@@ -11,7 +11,7 @@ use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::queues::queue_url;
 use quarry_aws::sdk::describe;
 use quarry_core::jobs::ItemStatus;
-use quarry_core::ports::JobStore;
+use quarry_core::ports::{JobStore, Quarantine};
 use serde_json::{Value, json};
 
 use crate::aws::AwsArgs;
@@ -53,6 +53,13 @@ pub enum BatchCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Messages refused before anything was written under the tenant they named (invalid,
+    /// unknown tenant, producer not allowed), one JSON object per line.
+    Quarantine {
+        /// The day (YYYY-MM-DD, UTC); today when absent.
+        #[arg(long)]
+        day: Option<String>,
     },
 }
 
@@ -209,6 +216,18 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                 "job {job_id}: {} items submitted for tenant {tenant}",
                 items.len()
             );
+        }
+        BatchCommand::Quarantine { day } => {
+            let day = day.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string());
+            let held = Quarantine::held(&jobs, &day)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = std::io::stdout().lock();
+            for message in &held {
+                let line = serde_json::to_string(message).map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            eprintln!("{} quarantined message(s) on {day}", held.len());
         }
         BatchCommand::Status { job_id, tenant } => {
             let counts = jobs

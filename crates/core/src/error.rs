@@ -142,6 +142,7 @@ impl Error {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Routing(RoutingError::UnknownTier(..)) => "unknown_tier",
             Self::Routing(RoutingError::UnknownModel(_)) => "unknown_model",
+            Self::Routing(RoutingError::InvalidModelId(_)) => "invalid_request",
             Self::Routing(RoutingError::Invalid(_)) => "configuration_error",
             Self::Invoke(f) => match f.kind {
                 FailureKind::Rejected => "model_validation_error",

@@ -10,6 +10,53 @@ use serde::{Deserialize, Serialize};
 use crate::model::TokenUsage;
 use crate::pricing::MicroUsd;
 
+/// A batch message refused before anything was written under the tenant it names: not
+/// readable, not valid, naming an unknown tenant, or sent by a producer that may not speak
+/// for it. Kept for the operator (`quarry batch quarantine`), never in a tenant's job, so
+/// the tenant's own later message for the same item still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The SQS message ID.
+    pub message_id: String,
+    /// The SQS `SenderId` (who sent it), when known.
+    pub sender: Option<String>,
+    pub reason: String,
+    /// What the message claimed to be (`tenant/job/item`), if that could be read. Claimed,
+    /// not established.
+    pub claimed: Option<String>,
+    /// The body as received, cut to [`QUARANTINE_BODY_BYTES`] at a character boundary.
+    pub body: String,
+    pub at_ms: i64,
+}
+
+/// How much of a quarantined body is kept (an SQS message is at most 256 KiB; a DynamoDB
+/// item at most 400 KB).
+pub const QUARANTINE_BODY_BYTES: usize = 64 * 1024;
+
+impl Quarantined {
+    pub fn new(
+        message_id: &str,
+        sender: Option<&str>,
+        reason: &str,
+        claimed: Option<String>,
+        body: &str,
+        at_ms: i64,
+    ) -> Self {
+        let mut cut = body.len().min(QUARANTINE_BODY_BYTES);
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Self {
+            message_id: message_id.chars().take(128).collect(),
+            sender: sender.map(|s| s.chars().take(256).collect()),
+            reason: reason.chars().take(1024).collect(),
+            claimed,
+            body: body[..cut].to_owned(),
+            at_ms,
+        }
+    }
+}
+
 /// A job or item ID: 1 to 128 of `A-Z a-z 0-9 - _ . :`. IDs are part of storage keys
 /// (`JOB#{tenant}#{job}`, `ITEM#{item}`), so no ID may hold their separator.
 pub fn id_ok(s: &str) -> bool {

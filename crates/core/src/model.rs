@@ -281,6 +281,16 @@ pub enum ModelErrorKind {
 }
 
 impl ModelErrorKind {
+    /// The request may have reached the model and been billed: it was cut off (our time
+    /// limit, the network, Bedrock's model timeout) or failed inside a stream. Refusals
+    /// (throttling, validation, access, quotas, outages) happen before inference.
+    pub fn may_be_billed(self) -> bool {
+        matches!(
+            self,
+            Self::Timeout | Self::Network | Self::StreamError | Self::ModelTimeout
+        )
+    }
+
     /// Worth another attempt: transient conditions on Bedrock's side or the network.
     pub fn is_retryable(self) -> bool {
         matches!(

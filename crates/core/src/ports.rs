@@ -37,7 +37,7 @@ use crate::budget::BudgetState;
 use crate::cache::{CacheKey, CachedAnswer, Claim};
 use crate::error::Error;
 use crate::guardrails::BedrockGuardrail;
-use crate::jobs::{ItemClaim, ItemRecord, ItemRef, ItemResult, JobCounts, JobError};
+use crate::jobs::{ItemClaim, ItemRecord, ItemRef, ItemResult, JobCounts, JobError, Quarantined};
 use crate::model::{ModelError, ModelRequest, ModelResponse, ModelStream};
 use crate::params::{ParamError, Parameter};
 use crate::pricing::MicroUsd;
@@ -307,6 +307,14 @@ pub trait JobStore: Send + Sync {
     async fn items(&self, tenant: &str, job_id: &str) -> Result<Vec<ItemRecord>, JobError>;
     /// True the first time it is called for a job (to send its completion message once).
     async fn mark_notified(&self, tenant: &str, job_id: &str) -> Result<bool, JobError>;
+}
+
+/// Where refused batch messages are kept for the operator.
+#[async_trait]
+pub trait Quarantine: Send + Sync {
+    async fn hold(&self, message: &Quarantined) -> Result<(), StoreError>;
+    /// What was held on a day (`YYYY-MM-DD`, UTC), oldest first.
+    async fn held(&self, day: &str) -> Result<Vec<Quarantined>, StoreError>;
 }
 
 /// The optional results queue: one message per finished item and one per finished job.

@@ -107,8 +107,68 @@ pub enum RoutingError {
         "unknown model '{0}': name a tier, or a model ID / inference profile / application inference profile ARN listed in the routing configuration"
     )]
     UnknownModel(String),
+    #[error(
+        "'{0}' is not a Bedrock model identifier: a model or inference profile ID (letters, digits, '.', ':', '-', up to 256 characters) or a Bedrock ARN (arn:aws:bedrock:REGION:ACCOUNT:TYPE/ID, up to 2048)"
+    )]
+    InvalidModelId(String),
     #[error("routing configuration is invalid: {0}")]
     Invalid(String),
+}
+
+/// Bedrock's shapes of a model identifier (the `modelId` of Converse): a model or
+/// cross-region inference profile ID, or a Bedrock ARN (foundation model, inference profile,
+/// application inference profile, provisioned, custom or imported model).
+pub fn check_model_id(id: &str) -> Result<(), RoutingError> {
+    let refuse = || {
+        let shown: String = id.chars().take(80).collect();
+        RoutingError::InvalidModelId(if shown.len() < id.len() {
+            format!("{shown}...")
+        } else {
+            shown
+        })
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '_'))
+    };
+    let Some(arn) = id.strip_prefix("arn:") else {
+        return if id.len() <= 256 && plain(id) {
+            Ok(())
+        } else {
+            Err(refuse())
+        };
+    };
+    // arn:PARTITION:bedrock:REGION:ACCOUNT:TYPE/ID
+    let parts: Vec<&str> = arn.splitn(5, ':').collect();
+    let [partition, service, region, account, resource] = parts[..] else {
+        return Err(refuse());
+    };
+    let (kind, rid) = resource.split_once('/').ok_or_else(refuse)?;
+    let ok = id.len() <= 2048
+        && matches!(
+            partition,
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        )
+        && service == "bedrock"
+        && (1..=20).contains(&region.len())
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && (account.is_empty()
+            || (account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())))
+        && matches!(
+            kind,
+            "foundation-model"
+                | "inference-profile"
+                | "application-inference-profile"
+                | "provisioned-model"
+                | "custom-model"
+                | "imported-model"
+        )
+        && (kind == "foundation-model") == account.is_empty()
+        && rid.split('/').all(plain);
+    if ok { Ok(()) } else { Err(refuse()) }
 }
 
 /// A resolved route: the tier (if any) and the chain to try in order.
@@ -185,8 +245,10 @@ impl RoutingConfig {
         })
     }
 
-    /// Resolves one identifier to its base model.
+    /// Resolves one identifier to its base model. An identifier that is not shaped like one
+    /// of Bedrock's is refused before anything else looks at it.
     pub fn target(&self, id: &str) -> Result<ModelTarget, RoutingError> {
+        check_model_id(id)?;
         let base = self
             .base_model(id)
             .ok_or_else(|| RoutingError::UnknownModel(id.to_owned()))?;
@@ -300,6 +362,36 @@ mod tests {
             .route(Some(&RouteSpec::Model("smart".into())))
             .unwrap();
         assert_eq!(r.tier.as_deref(), Some("smart"));
+    }
+
+    #[test]
+    fn identifiers_not_shaped_like_bedrocks_are_refused() {
+        for ok in [
+            "amazon.nova-lite-v1:0",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123",
+        ] {
+            assert!(check_model_id(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(300);
+        for bad in [
+            "",
+            long.as_str(),
+            "amazon.nova lite",
+            "amazon.nova/../x",
+            "ａｍａｚｏｎ.nova",
+            "arn:aws:bedrock:us-east-1:123456789012:foundation-model/amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1::inference-profile/us.x",
+            "arn:aws:s3:us-east-1::foundation-model/x",
+            "arn:aws:bedrock:US-EAST-1::foundation-model/x",
+            "arn:aws:bedrock:us-east-1:12345:inference-profile/x",
+            "arn:aws:bedrock:us-east-1::thing/x",
+        ] {
+            let e = check_model_id(bad).unwrap_err();
+            assert!(e.to_string().len() < 600, "the error stays short: {e}");
+        }
     }
 
     #[test]

@@ -114,12 +114,22 @@ async fn audit(stack: &Stack, tally: &Tally) -> (u64, u64, u64) {
         .await
         .unwrap();
     let served = tally.served as u64;
+    // Calls cut off before they answered (the deadline) are charged too, estimated: they are
+    // in the ledger but in no answer.
+    let answered = total.requests - total.estimated_requests;
     // Cost and count must both match: a lost record and a double charge could not cancel out
     // in both.
-    assert_eq!(total.cost_micro, tally.reported_micros, "ledger cost");
+    if total.estimated_requests == 0 {
+        assert_eq!(total.cost_micro, tally.reported_micros, "ledger cost");
+    } else {
+        assert!(
+            total.cost_micro > tally.reported_micros,
+            "estimated calls cost something"
+        );
+    }
     (
-        served.saturating_sub(total.requests),
-        total.requests.saturating_sub(served),
+        served.saturating_sub(answered),
+        answered.saturating_sub(served),
         summary.replayed as u64,
     )
 }
@@ -208,6 +218,18 @@ async fn a_model_slower_than_the_deadline_gets_a_504_not_a_hang() {
     let (lost, double, _) = audit(&stack, &tally).await;
     report("slow model past the deadline", &tally, lost, double);
     assert_eq!(tally.served, 0);
+    // Every call was running when the deadline fired: each may be billed, so each is charged
+    // (estimated), none answered.
+    let month = Buckets::of(chrono::Utc::now().timestamp_millis()).month;
+    let total = LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+        .get(&month_pk("acme", &month), "TOTAL")
+        .await
+        .unwrap();
+    assert!(
+        total.estimated_requests >= tally.requests as u64,
+        "each request's cut-off call is charged: {total:?}"
+    );
+    assert_eq!(total.requests, total.estimated_requests);
     assert_eq!(
         tally.errors.get("504 deadline_exceeded"),
         Some(&tally.requests),

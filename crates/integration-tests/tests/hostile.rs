@@ -308,3 +308,58 @@ async fn input_checks_cover_every_channel_and_every_script() {
     }
     assert_eq!(stack.model_calls(), 0);
 }
+
+/// Promise: a call Bedrock may bill is charged even when the client goes away: mid-way
+/// through a whole answer (its connection dropped while the model works), or after the first
+/// deltas of a stream.
+#[tokio::test]
+async fn clients_that_leave_are_still_charged_for_the_calls_they_started() {
+    let stack = Stack::start().await;
+    stack.emulator.state().config_mut().latency = bedrock_emulator::Latency {
+        ttft_ms: 400,
+        per_token_ms: 20,
+    };
+    let key = add_tenant(&stack, "leaver", json!({"allowed_tiers": ["*"]})).await;
+    let url = serve(state(&stack, options())).await;
+    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let requests = || async {
+        ledger
+            .get(&month_pk("leaver", &month()), "TOTAL")
+            .await
+            .unwrap()
+            .requests
+    };
+
+    // A whole answer: the client gives up after 100 ms, the model answers at 400 ms.
+    let gone = reqwest::Client::new()
+        .post(format!("{url}/v1/chat"))
+        .bearer_auth(&key)
+        .timeout(std::time::Duration::from_millis(100))
+        .json(&json!({"messages": [{"role": "user", "content": "whole"}]}))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client left before the answer");
+    let charged = quarry_testkit::eventually(std::time::Duration::from_secs(5), || async {
+        (requests().await == 1).then_some(())
+    })
+    .await;
+    assert!(charged.is_some(), "the abandoned whole answer was charged");
+
+    // A stream: the client reads the first event and leaves.
+    let mut response = reqwest::Client::new()
+        .post(format!("{url}/v1/chat"))
+        .bearer_auth(&key)
+        .json(&json!({"messages": [{"role": "user", "content": "stream"}], "stream": true, "max_tokens": 200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let _first = response.chunk().await.unwrap();
+    drop(response);
+    let charged = quarry_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        (requests().await == 2).then_some(())
+    })
+    .await;
+    assert!(charged.is_some(), "the abandoned stream was charged");
+    assert_eq!(stack.model_calls(), 2);
+}

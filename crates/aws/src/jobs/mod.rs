@@ -22,6 +22,7 @@ use quarry_core::pricing::MicroUsd;
 use crate::sdk::describe;
 
 mod output;
+mod quarantine;
 
 use self::output::{Stored, pack, unpack};
 

@@ -121,6 +121,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
                 models: Arc::new(BedrockModels::new(&stack.sdk)),
                 cache: Arc::new(NoCache),
                 jobs: jobs.clone(),
+                quarantine: jobs.clone(),
                 admission: Arc::new(AdmitAll),
                 ledger: Arc::new(NoLedger),
                 results: None,

@@ -39,18 +39,41 @@ pub struct CircuitBreakers {
     models: Mutex<HashMap<String, Breaker>>,
 }
 
+/// Most models tracked at once. Model IDs a caller names (ARNs of any region) are valid
+/// but not configured values, so the map is bounded: when full, closed breakers are dropped
+/// (they hold only a window of counts).
+const MAX_TRACKED: usize = 1024;
+
 impl CircuitBreakers {
     fn with<R>(&self, model: &str, f: impl FnOnce(&mut Breaker) -> R) -> R {
         let mut models = self
             .models
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if models.len() >= MAX_TRACKED && !models.contains_key(model) {
+            models.retain(|_, b| b.open_until.is_some());
+            if models.len() >= MAX_TRACKED {
+                models.clear();
+            }
+        }
         f(models.entry(model.to_owned()).or_default())
     }
 
     /// Open: skip the model. After the cooldown the next call is a trial (half-open).
     pub fn is_open(&self, model: &str, now: Instant) -> bool {
-        self.with(model, |b| b.open_until.is_some_and(|until| now < until))
+        self.models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(model)
+            .is_some_and(|b| b.open_until.is_some_and(|until| now < until))
+    }
+
+    /// How many models are tracked (bounded by [`MAX_TRACKED`]).
+    pub fn tracked(&self) -> usize {
+        self.models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// A call to `model` is about to start.
@@ -85,6 +108,24 @@ impl CircuitBreakers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_named_models_cannot_grow_the_map_without_bound() {
+        let (b, p, now) = (
+            CircuitBreakers::default(),
+            RetryPolicy::default(),
+            Instant::now(),
+        );
+        for i in 0..(3 * MAX_TRACKED) {
+            let arn = format!("arn:aws:bedrock:r{i}:123456789012:inference-profile/us.m");
+            b.started(&arn, now, &p);
+            assert!(!b.is_open(&arn, now));
+        }
+        assert!(b.tracked() <= MAX_TRACKED);
+        // Asking about a model tracks nothing.
+        assert!(!b.is_open("never-called", now));
+        assert!(b.tracked() <= MAX_TRACKED);
+    }
 
     #[test]
     fn a_burst_of_early_throttles_among_many_calls_keeps_the_circuit_closed() {

@@ -4,9 +4,9 @@
 //! never recorded as zero.
 
 use super::Shared;
-use crate::chat::Prepared;
+use crate::chat::{Prepared, estimate_tokens};
 use crate::invoke::{Attempt, AttemptOutcome};
-use crate::model::{ModelErrorKind, TokenUsage};
+use crate::model::{ModelErrorKind, ModelRequest, SystemBlock, TokenUsage};
 use crate::ports::{Clock, SystemClock};
 use crate::pricing::{MicroUsd, Priced};
 use crate::routing::ModelTarget;
@@ -44,6 +44,38 @@ impl Charges {
         });
     }
 
+    /// Attempts that failed after the request may have reached the model (our own time
+    /// limit, a network failure, an error inside a stream, Bedrock's model timeout): Bedrock
+    /// may bill them, so they are charged, estimated and marked so: the request's input
+    /// tokens, and its output cap (what the model may have generated before it was cut off).
+    pub(crate) fn push_maybe_billed(
+        &mut self,
+        chain: &[ModelTarget],
+        attempts: &[Attempt],
+        request: &ModelRequest,
+    ) {
+        for attempt in attempts {
+            let AttemptOutcome::Failed { error, .. } = &attempt.outcome else {
+                continue;
+            };
+            if !error.may_be_billed() {
+                continue;
+            }
+            let Some(target) = chain.iter().find(|t| t.invoke_id == attempt.model) else {
+                continue;
+            };
+            self.push_estimated(
+                target,
+                TokenUsage {
+                    input: u64::from(request_tokens(request)),
+                    output: u64::from(request.params.max_tokens.unwrap_or(0)),
+                    cache_read: 0,
+                    cache_write: 0,
+                },
+            );
+        }
+    }
+
     pub(crate) fn usage(&self) -> TokenUsage {
         self.calls
             .iter()
@@ -53,6 +85,30 @@ impl Charges {
     pub(crate) fn count(&self) -> u32 {
         u32::try_from(self.calls.len()).unwrap_or(u32::MAX)
     }
+}
+
+/// Input tokens of a request, estimated (about four characters a token), tool definitions
+/// included.
+pub(crate) fn request_tokens(request: &ModelRequest) -> u32 {
+    let system: u32 = request
+        .system
+        .iter()
+        .map(|b| match b {
+            SystemBlock::Text(t) => estimate_tokens(t),
+            SystemBlock::CachePoint => 0,
+        })
+        .sum();
+    let messages: u32 = request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.text()) + 4)
+        .sum();
+    let tools: u32 = request
+        .tools
+        .iter()
+        .map(|t| estimate_tokens(&serde_json::to_string(t).unwrap_or_default()))
+        .sum();
+    system.saturating_add(messages).saturating_add(tools).max(1)
 }
 
 /// The `Fallbacks` and `Throttles` metrics of one invocation.

@@ -245,15 +245,25 @@ impl ChatService {
         }
 
         let plan = self.shared.plan(&admitted.prepared)?;
-        let mut charges = Charges::default();
-        let result = self
-            .invoke_planned(&admitted, plan.as_ref(), req.deadline, &mut charges)
-            .await;
-        // Charged before anything else can fail: every call that may be billed is recorded.
-        let cost = self
-            .shared
-            .charge(caller, &admitted.prepared, &req.id, &charges)
-            .await;
+        // The calls and their charge run to the end in a task of their own: a caller that
+        // goes away (a dropped connection cancels its handler) cannot stop a call Bedrock
+        // bills from being charged.
+        let (invoker, shared, owner) = (self.invoker.clone(), self.shared.clone(), caller.clone());
+        let id = req.id.clone();
+        let deadline = req.deadline;
+        let (admitted, charges, result, cost) = tokio::spawn(async move {
+            let mut charges = Charges::default();
+            let result =
+                output::invoke_planned(&invoker, &admitted, plan.as_ref(), deadline, &mut charges)
+                    .await;
+            // Charged before anything else can fail: every call that may be billed is recorded.
+            let cost = shared
+                .charge(&owner, &admitted.prepared, &id, &charges)
+                .await;
+            (admitted, charges, result, cost)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the model call's task failed: {e}")))?;
         let (response, target, attempts, json) = result?;
         let fallback_list = fallbacks(&attempts, Some(&target.invoke_id));
         charge::count_attempts(caller, &admitted.prepared, &target, &attempts);
@@ -304,25 +314,40 @@ impl ChatService {
         }
         let plan = self.shared.plan(&admitted.prepared)?;
         let request = output::shaped(&admitted.prepared.request, plan.as_ref());
+        let chain = &admitted.prepared.route.chain;
         let invocation = self
             .invoker
-            .invoke_stream(&admitted.prepared.route.chain, &request, req.deadline)
-            .await
-            .map_err(Error::Invoke)?;
+            .invoke_stream(chain, &request, req.deadline)
+            .await;
+        // Attempts cut off before the first token may still be billed: charged now, under
+        // IDs of their own (the stream's call is charged when it ends).
+        let attempts = match &invocation {
+            Ok(i) => &i.attempts,
+            Err(f) => &f.attempts,
+        };
+        let mut early = Charges::default();
+        early.push_maybe_billed(chain, attempts, &request);
+        if early.count() > 0 {
+            let id = format!("{}#before-first-token", req.id);
+            self.shared
+                .charge(caller, &admitted.prepared, &id, &early)
+                .await;
+        }
+        let invocation = invocation.map_err(Error::Invoke)?;
         charge::count_attempts(
             caller,
             &admitted.prepared,
             &invocation.target,
             &invocation.attempts,
         );
-        Ok(stream::start(
-            self.shared.clone(),
-            caller.clone(),
+        Ok(stream::Run {
+            shared: self.shared.clone(),
+            caller: caller.clone(),
             admitted,
             plan,
-            req.id,
-            started.elapsed().as_millis() as u64,
-            invocation,
-        ))
+            request_id: req.id,
+            input_tokens: charge::request_tokens(&request),
+        }
+        .start(started.elapsed().as_millis() as u64, invocation))
     }
 }

@@ -13,12 +13,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::Shared;
 use super::admit::Admitted;
 use super::charge::Charges;
-use super::{ChatService, Shared};
 use crate::chat::Prepared;
 use crate::error::Error;
-use crate::invoke::Attempt;
+use crate::invoke::{Attempt, Invocation, InvokeFailure, Invoker};
 use crate::model::{
     ContentBlock, Message, ModelRequest, ModelResponse, Role, StopReason, SystemBlock, ToolChoice,
     ToolResultContent, ToolSpec,
@@ -224,58 +224,66 @@ impl Shared {
     }
 }
 
+/// Pushes what an invocation may be billed for (the answer, and attempts cut off before
+/// it), whether it succeeded or not.
+fn charged(
+    invocation: Result<Invocation, InvokeFailure>,
+    chain: &[ModelTarget],
+    request: &ModelRequest,
+    charges: &mut Charges,
+) -> Result<Invocation, Error> {
+    let attempts = match &invocation {
+        Ok(i) => &i.attempts,
+        Err(f) => &f.attempts,
+    };
+    charges.push_maybe_billed(chain, attempts, request);
+    let invocation = invocation.map_err(Error::Invoke)?;
+    charges.push(&invocation.target, invocation.response.usage);
+    Ok(invocation)
+}
+
 /// A whole answer's invocation: the model's response, who answered, the attempts, the JSON.
 pub(crate) type Invoked = (ModelResponse, ModelTarget, Vec<Attempt>, Option<Value>);
 
-impl ChatService {
-    /// Invokes the chain with the request shaped by the plan; with a plan, validates the
-    /// JSON and repairs once. Every call made is pushed to `charges`.
-    pub(crate) async fn invoke_planned(
-        &self,
-        admitted: &Admitted,
-        plan: Option<&OutputPlan>,
-        deadline: Instant,
-        charges: &mut Charges,
-    ) -> Result<Invoked, Error> {
-        let chain = &admitted.prepared.route.chain;
-        let request = shaped(&admitted.prepared.request, plan);
-        let first = self
-            .invoker
-            .invoke(chain, &request, deadline)
-            .await
-            .map_err(Error::Invoke)?;
-        charges.push(&first.target, first.response.usage);
-        let Some(plan) = plan else {
-            return Ok((first.response, first.target, first.attempts, None));
-        };
-        let problem = match plan.check(&first.response) {
-            Ok(value) => {
-                let response = plan.answer(first.response, &value);
-                return Ok((response, first.target, first.attempts, Some(value)));
-            }
-            Err(problem) => problem,
-        };
-        tracing::info!(model = %first.target.invoke_id, %problem, "structured output invalid; one repair attempt");
-        let retry = repair(request, &first.response, &problem, plan.via_tool);
-        let mut attempts = first.attempts;
-        let second = self
-            .invoker
-            .invoke(chain, &retry, deadline)
-            .await
-            .map_err(Error::Invoke)?;
-        charges.push(&second.target, second.response.usage);
-        attempts.extend(second.attempts);
-        match plan.check(&second.response) {
-            Ok(value) => Ok((
-                plan.answer(second.response, &value),
-                second.target,
-                attempts,
-                Some(value),
-            )),
-            Err(e) => Err(Error::InvalidOutput(format!(
-                "the model's output does not match the requested schema after one repair attempt: {e}"
-            ))),
+/// Invokes the chain with the request shaped by the plan; with a plan, validates the JSON
+/// and repairs once. Every call that may be billed is pushed to `charges`.
+pub(crate) async fn invoke_planned(
+    invoker: &Invoker,
+    admitted: &Admitted,
+    plan: Option<&OutputPlan>,
+    deadline: Instant,
+    charges: &mut Charges,
+) -> Result<Invoked, Error> {
+    let chain = &admitted.prepared.route.chain;
+    let request = shaped(&admitted.prepared.request, plan);
+    let first = invoker.invoke(chain, &request, deadline).await;
+    let first = charged(first, chain, &request, charges)?;
+    let Some(plan) = plan else {
+        return Ok((first.response, first.target, first.attempts, None));
+    };
+    let problem = match plan.check(&first.response) {
+        Ok(value) => {
+            let response = plan.answer(first.response, &value);
+            return Ok((response, first.target, first.attempts, Some(value)));
         }
+        Err(problem) => problem,
+    };
+    tracing::info!(model = %first.target.invoke_id, %problem, "structured output invalid; one repair attempt");
+    let retry = repair(request, &first.response, &problem, plan.via_tool);
+    let mut attempts = first.attempts;
+    let second = invoker.invoke(chain, &retry, deadline).await;
+    let second = charged(second, chain, &retry, charges)?;
+    attempts.extend(second.attempts);
+    match plan.check(&second.response) {
+        Ok(value) => Ok((
+            plan.answer(second.response, &value),
+            second.target,
+            attempts,
+            Some(value),
+        )),
+        Err(e) => Err(Error::InvalidOutput(format!(
+            "the model's output does not match the requested schema after one repair attempt: {e}"
+        ))),
     }
 }
 

@@ -104,6 +104,19 @@ impl Accumulator {
         self.deltas
     }
 
+    /// Output tokens when Bedrock reported none: the larger of the deltas seen and the
+    /// estimate from what they carried (text, structured output and tool arguments).
+    pub fn output_estimate(&self) -> u64 {
+        let chars = self.text.chars().count()
+            + self.respond.as_ref().map_or(0, |r| r.json.chars().count())
+            + self
+                .tools
+                .iter()
+                .map(|t| t.json.chars().count())
+                .sum::<usize>();
+        self.deltas.max(chars.div_ceil(4) as u64)
+    }
+
     /// The answer as a whole response, charged `usage`.
     pub fn into_response(self, usage: TokenUsage) -> ModelResponse {
         let mut content = Vec::new();

@@ -21,11 +21,11 @@ use super::admit::Admitted;
 use super::charge::Charges;
 use super::finish::Arrival;
 use super::{OutputPlan, PromptTrace, Shared};
-use crate::chat::{PromptUsed, estimate_tokens};
+use crate::chat::PromptUsed;
 use crate::error::Error;
 use crate::guardrails::Findings;
 use crate::invoke::{Fallback, StreamInvocation};
-use crate::model::{ModelRequest, StopReason, SystemBlock, TokenUsage};
+use crate::model::{StopReason, TokenUsage};
 use crate::pricing::MicroUsd;
 use crate::telemetry::Dims;
 use crate::tenancy::Caller;
@@ -71,49 +71,40 @@ pub struct AnswerStream {
     pub events: BoxStream<'static, StreamItem>,
 }
 
-/// Hands the stream to a task that drives it, and returns what the client sees first.
-pub(crate) fn start(
-    shared: Arc<Shared>,
-    caller: Caller,
-    admitted: Admitted,
-    plan: Option<OutputPlan>,
-    request_id: String,
-    ttft_ms: u64,
-    invocation: StreamInvocation,
-) -> AnswerStream {
-    let (tx, rx) = mpsc::channel::<StreamItem>(64);
-    let info = AnswerStream {
-        model: invocation.target.invoke_id.clone(),
-        fallbacks: invocation.fallbacks(),
-        prompt: admitted.prepared.prompt.clone(),
-        cached: false,
-        degraded_to: admitted.degraded_to.clone(),
-        guardrails: admitted.findings.clone(),
-        ttft_ms,
-        prompt_trace: admitted.trace.clone(),
-        events: futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
-        )
-        .boxed(),
-    };
-    let run = Run {
-        shared,
-        caller,
-        admitted,
-        plan,
-        request_id,
-    };
-    tokio::spawn(run.drive(invocation, tx));
-    info
+/// A stream about to be driven: who asked, what was admitted, and how to check and charge
+/// its output.
+pub(crate) struct Run {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) caller: Caller,
+    pub(crate) admitted: Admitted,
+    pub(crate) plan: Option<OutputPlan>,
+    pub(crate) request_id: String,
+    /// The shaped request's input tokens, estimated (charged if Bedrock reports none).
+    pub(crate) input_tokens: u32,
 }
 
-struct Run {
-    shared: Arc<Shared>,
-    caller: Caller,
-    admitted: Admitted,
-    plan: Option<OutputPlan>,
-    request_id: String,
+impl Run {
+    /// Hands the stream to a task that drives it, and returns what the client sees first.
+    pub(crate) fn start(self, ttft_ms: u64, invocation: StreamInvocation) -> AnswerStream {
+        let (tx, rx) = mpsc::channel::<StreamItem>(64);
+        let admitted = &self.admitted;
+        let info = AnswerStream {
+            model: invocation.target.invoke_id.clone(),
+            fallbacks: invocation.fallbacks(),
+            prompt: admitted.prepared.prompt.clone(),
+            cached: false,
+            degraded_to: admitted.degraded_to.clone(),
+            guardrails: admitted.findings.clone(),
+            ttft_ms,
+            prompt_trace: admitted.trace.clone(),
+            events: futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|i| (i, rx))
+            })
+            .boxed(),
+        };
+        tokio::spawn(self.drive(invocation, tx));
+        info
+    }
 }
 
 /// How the forwarding loop ended.
@@ -148,8 +139,8 @@ impl Run {
             None => charges.push_estimated(
                 &target,
                 TokenUsage {
-                    input: u64::from(request_tokens(&self.admitted.prepared.request)),
-                    output: acc.deltas(),
+                    input: u64::from(self.input_tokens),
+                    output: acc.output_estimate(),
                     cache_read: 0,
                     cache_write: 0,
                 },
@@ -277,22 +268,4 @@ impl Run {
             Err(e) => Ended::Failed(e),
         }
     }
-}
-
-/// Input tokens of a request, estimated (about four characters a token).
-fn request_tokens(request: &ModelRequest) -> u32 {
-    let system: u32 = request
-        .system
-        .iter()
-        .map(|b| match b {
-            SystemBlock::Text(t) => estimate_tokens(t),
-            SystemBlock::CachePoint => 0,
-        })
-        .sum();
-    let messages: u32 = request
-        .messages
-        .iter()
-        .map(|m| estimate_tokens(&m.text()) + 4)
-        .sum();
-    system.saturating_add(messages)
 }
