@@ -79,6 +79,9 @@ pub enum TenantsCommand {
         /// SQS SenderIds allowed to submit batch items for it (`*`: any producer).
         #[arg(long, value_delimiter = ',')]
         batch_senders: Vec<String>,
+        /// Prompts it may use, by name (`*`: all); unchanged when not given.
+        #[arg(long, value_delimiter = ',')]
+        prompts: Option<Vec<String>>,
         #[arg(long)]
         requests_per_minute: Option<u64>,
         #[arg(long)]
@@ -147,10 +150,15 @@ pub async fn tenants(args: TenantsArgs) -> Result<(), String> {
             tiers,
             models,
             batch_senders,
+            prompts,
             requests_per_minute,
             tokens_per_minute,
         } => {
+            quarry_core::tenancy::check_tenant_name(&tenant)?;
             let entry = dir.tenants.entry(tenant.clone()).or_default();
+            if prompts.is_some() {
+                entry.allowed_prompts = prompts;
+            }
             entry.allowed_tiers = tiers;
             entry.allowed_models = models;
             entry.batch_senders = batch_senders;

@@ -195,6 +195,14 @@ impl Preparer {
         let mut guardrails = None;
 
         if let Some(p) = &input.prompt {
+            crate::prompts::validate_name(&p.name)?;
+            if !caller.policy.allows_prompt(&p.name) {
+                return Err(Error::Forbidden(format!(
+                    "tenant '{}' may not use prompt '{}'",
+                    caller.tenant,
+                    p.name.chars().take(128).collect::<String>()
+                )));
+            }
             let selector = match (&p.selector, &p.ab_key) {
                 (Some(s), _) => s.clone(),
                 (None, Some(key)) => {

@@ -120,9 +120,15 @@ impl<T: Send + Sync + 'static> CachedParams<T> {
 pub struct MemoryParams {
     values: Mutex<HashMap<String, Parameter>>,
     down: std::sync::atomic::AtomicBool,
+    gets: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryParams {
+    /// Reads asked of the store so far.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn put(&self, name: &str, value: &str) -> u64 {
         let mut values = self
             .values
@@ -148,6 +154,7 @@ impl MemoryParams {
 #[async_trait]
 impl ParameterStore for MemoryParams {
     async fn get(&self, name: &str, _decrypt: bool) -> Result<Parameter, ParamError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ParamError::Unavailable("store is down".into()));
         }

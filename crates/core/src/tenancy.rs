@@ -30,6 +30,9 @@ pub struct TenantPolicy {
     /// trusted when its producer may speak for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch_senders: Vec<String>,
+    /// Prompts this tenant may use, by name; all when absent (`*` also means all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_prompts: Option<Vec<String>>,
     /// Requests and tokens per minute (DynamoDB counters); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,
@@ -47,6 +50,12 @@ impl TenantPolicy {
                 || sender
                     .is_some_and(|s| s == allowed || s.split(':').next() == Some(allowed.as_str()))
         })
+    }
+
+    pub fn allows_prompt(&self, name: &str) -> bool {
+        self.allowed_prompts
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|p| p == "*" || p == name))
     }
 
     pub fn allows_tier(&self, tier: &str) -> bool {

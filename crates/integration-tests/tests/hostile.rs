@@ -363,3 +363,61 @@ async fn clients_that_leave_are_still_charged_for_the_calls_they_started() {
     assert!(charged.is_some(), "the abandoned stream was charged");
     assert_eq!(stack.model_calls(), 2);
 }
+
+/// Promise: tenants are isolated from prompts they may not use, and a flood of unknown
+/// names or bad labels is the caller's 400, not the parameter store's load.
+#[tokio::test]
+async fn prompts_are_restricted_per_tenant_and_bad_references_are_400s() {
+    let stack = Stack::start().await;
+    let key = add_tenant(
+        &stack,
+        "restricted",
+        json!({"allowed_tiers": ["*"], "allowed_prompts": ["summarize"]}),
+    )
+    .await;
+    let s = state(&stack, options());
+    let r = chat(
+        &s,
+        &key,
+        json!({"prompt": "classify-ticket", "variables": {"ticket": "x"}}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("classify-ticket")
+    );
+    let r = chat(
+        &s,
+        &key,
+        json!({"prompt": "summarize", "variables": {"text": "a long text"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (body, param) in [
+        (
+            json!({"prompt": "summarize", "label": "aws-internal"}),
+            "label",
+        ),
+        (
+            json!({"prompt": "summarize", "label": "x".repeat(5000)}),
+            "label",
+        ),
+        (json!({"prompt": "x".repeat(5000)}), "prompt"),
+        (json!({"prompt": "summarize:prod"}), "prompt"),
+    ] {
+        let mut body = body;
+        body["variables"] = json!({"text": "t"});
+        let r = chat(&s, &key, body).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.body["error"]["param"], param, "{}", r.body);
+        assert!(
+            r.body.to_string().len() < 1000,
+            "the error stays short: {}",
+            r.body
+        );
+    }
+    assert_eq!(stack.model_calls(), 1);
+}

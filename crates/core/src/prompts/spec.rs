@@ -140,6 +140,10 @@ pub struct PromptSpec {
 pub enum PromptError {
     #[error("prompt name '{0}' is invalid: use letters, digits, '-', '_' and '.' (at most 128)")]
     InvalidName(String),
+    #[error(
+        "label '{0}' is invalid: 1 to 100 letters, digits, '.', '-' and '_', not starting with a digit, 'aws' or 'ssm'"
+    )]
+    InvalidLabel(String),
     #[error("prompt '{0}' is invalid: {1}")]
     InvalidSpec(String, String),
     #[error("{0}")]
@@ -152,6 +156,7 @@ impl From<PromptError> for Error {
     fn from(e: PromptError) -> Self {
         match e {
             PromptError::InvalidName(_) => Error::bad_request("prompt", e.to_string()),
+            PromptError::InvalidLabel(_) => Error::bad_request("label", e.to_string()),
             PromptError::Variables(_) => Error::bad_request("variables", e.to_string()),
             PromptError::Render(_) => Error::bad_request("variables", e.to_string()),
             PromptError::InvalidSpec(..) => Error::Config(ParamError::Invalid {
@@ -171,6 +176,29 @@ pub fn validate_name(name: &str) -> Result<(), PromptError> {
     if ok {
         Ok(())
     } else {
-        Err(PromptError::InvalidName(name.to_owned()))
+        Err(PromptError::InvalidName(shown(name)))
+    }
+}
+
+/// An input echoed in an error, cut short.
+fn shown(s: &str) -> String {
+    s.chars().take(128).collect()
+}
+
+/// A label as the parameter store accepts one (checked here, so a bad label is the
+/// caller's 400, not a call to the store).
+pub fn validate_label(label: &str) -> Result<(), PromptError> {
+    let lower = label.to_ascii_lowercase();
+    let ok = (1..=100).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !label.starts_with(|c: char| c.is_ascii_digit())
+        && !lower.starts_with("aws")
+        && !lower.starts_with("ssm");
+    if ok {
+        Ok(())
+    } else {
+        Err(PromptError::InvalidLabel(shown(label)))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -46,6 +46,7 @@ pub fn parse_reference(s: &str) -> Result<(String, PromptSelector), PromptError>
             .map_err(|_| PromptError::InvalidName(s.to_owned()))?;
         (n, PromptSelector::Version(v))
     } else if let Some((n, l)) = s.split_once(':') {
+        validate_label(l)?;
         (n, PromptSelector::Label(l.to_owned()))
     } else {
         (s, PromptSelector::Latest)
@@ -105,9 +106,21 @@ pub struct PromptStore {
     prefix: String,
     cache: CachedParams<CompiledPrompt>,
     /// Prompts last seen without a `prod` label: while the store is down, their default is
-    /// the (last-known-good) latest version; for the others it is never a guess.
+    /// the (last-known-good) latest version; for the others it is never a guess. Only
+    /// prompts that exist are kept.
     unlabelled: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Names (with version or label) the store said do not exist, and when: asked again
+    /// within `negative_ttl`, they are refused without a call, so unknown names cannot flood
+    /// the store. Bounded.
+    missing: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    negative_ttl: Duration,
 }
+
+/// How long a missing prompt is remembered, at most (never longer than the cache's max age,
+/// so a prompt pushed now is seen as soon as configuration is).
+const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// How many missing names are remembered; past it the map starts again.
+const MISSING_KEPT: usize = 4096;
 
 impl PromptStore {
     /// `prefix` is the stage's parameter prefix (`/quarry/dev`).
@@ -116,7 +129,36 @@ impl PromptStore {
             prefix: format!("{}/prompts", prefix.trim_end_matches('/')),
             cache: CachedParams::new(store, max_age, false, parse_prompt),
             unlabelled: std::sync::Mutex::new(std::collections::HashSet::new()),
+            missing: std::sync::Mutex::new(std::collections::HashMap::new()),
+            negative_ttl: NEGATIVE_TTL.min(max_age),
         }
+    }
+
+    /// The store, unless it said `key` does not exist a moment ago.
+    async fn lookup(&self, key: &str) -> Result<(Arc<CompiledPrompt>, u64), ParamError> {
+        let now = Instant::now();
+        let known_missing = |m: &mut std::collections::HashMap<String, Instant>| {
+            m.get(key)
+                .is_some_and(|at| now.duration_since(*at) < self.negative_ttl)
+        };
+        if known_missing(&mut self.missing_map()) {
+            return Err(ParamError::NotFound(key.to_owned()));
+        }
+        let result = self.cache.get(key).await;
+        if matches!(result, Err(ParamError::NotFound(_))) && !self.negative_ttl.is_zero() {
+            let mut missing = self.missing_map();
+            if missing.len() >= MISSING_KEPT {
+                missing.clear();
+            }
+            missing.insert(key.to_owned(), now);
+        }
+        result
+    }
+
+    fn missing_map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Instant>> {
+        self.missing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn unlabelled_set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -131,17 +173,23 @@ impl PromptStore {
 
     pub async fn get(&self, name: &str, selector: &PromptSelector) -> Result<PromptVersion, Error> {
         validate_name(name)?;
+        if let PromptSelector::Label(l) = selector {
+            validate_label(l)?;
+        }
         let base = self.parameter_name(name);
         let fetch = |sel: PromptSelector| {
             let key = format!("{base}{}", sel.suffix());
-            async move { (sel, self.cache.get(&key).await) }
+            async move { (sel, self.lookup(&key).await) }
         };
         let (sel, result) = fetch(selector.clone()).await;
         let (sel, result) = match (selector, result) {
             // No `prod` label yet: the latest version is the default.
             (PromptSelector::Default, Err(ParamError::NotFound(_))) => {
-                self.unlabelled_set().insert(name.to_owned());
-                fetch(PromptSelector::Latest).await
+                let latest = fetch(PromptSelector::Latest).await;
+                if latest.1.is_ok() {
+                    self.unlabelled_set().insert(name.to_owned());
+                }
+                latest
             }
             // The store is down and this prompt had no `prod` label when last read: its
             // default is the latest version, served last-known-good if cached.

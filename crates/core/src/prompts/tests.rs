@@ -170,3 +170,49 @@ async fn default_selector_falls_back_to_latest() {
     assert_eq!(e.status_code(), 400);
     assert!(e.to_string().contains("unknown prompt 'nope'"));
 }
+
+#[tokio::test]
+async fn unknown_names_and_bad_labels_cannot_flood_the_store() {
+    let params = Arc::new(MemoryParams::default());
+    params.put(
+        "/q/prompts/summarize",
+        &serde_json::to_string(&spec()).unwrap(),
+    );
+    let store = PromptStore::new(params.clone(), "/q", Duration::from_secs(60));
+    for _ in 0..100 {
+        let e = store
+            .get("nope", &PromptSelector::Default)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status_code(), 400);
+        let e = store
+            .get("summarize", &PromptSelector::Version(99))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no version 99"), "{e}");
+    }
+    // `nope:prod`, `nope` (latest) and `summarize:99` once each.
+    assert_eq!(params.gets(), 3);
+
+    // Labels the store would refuse are the caller's 400, without a call.
+    let long = "x".repeat(1000);
+    for bad in ["aws-x", "ssm", "1st", "a b", "", long.as_str()] {
+        let e = store
+            .get("summarize", &PromptSelector::Label(bad.to_owned()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status_code(), 400, "{bad}: {e}");
+        assert!(e.to_string().len() < 400, "{e}");
+    }
+    assert_eq!(params.gets(), 3);
+    assert!(parse_reference("summarize:aws-x").is_err());
+}
+
+#[tokio::test]
+async fn a_prompt_pushed_after_a_miss_is_seen_when_configuration_is_read_every_time() {
+    let params = Arc::new(MemoryParams::default());
+    let store = PromptStore::new(params.clone(), "/q", Duration::ZERO);
+    assert!(store.get("late", &PromptSelector::Latest).await.is_err());
+    params.put("/q/prompts/late", &serde_json::to_string(&spec()).unwrap());
+    assert!(store.get("late", &PromptSelector::Latest).await.is_ok());
+}
