@@ -80,28 +80,57 @@ impl BudgetAdmission {
     }
 
     /// The tenant's state for this month (a state of an earlier month no longer applies).
-    async fn state(&self, tenant: &str) -> Option<BudgetState> {
+    /// When the store cannot be read, the last state read is used (for another `max_age`);
+    /// with none, a `strict` tenant is refused (503) and any other admitted.
+    async fn state(&self, caller: &Caller) -> Result<Option<BudgetState>, Error> {
+        let tenant = caller.tenant.as_str();
         let now = self.clock.now_ms();
         let state = match self.cached(tenant, now) {
             Some(s) => s,
             None => match self.store.state(tenant).await {
                 Ok(s) => {
-                    let mut states = self
-                        .states
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    states.insert(tenant.to_owned(), (s.clone(), now));
+                    self.keep(tenant, s.clone(), now);
                     s
                 }
                 Err(e) => {
-                    // Fail open: an unreadable state must not stop every request.
                     metrics::counter!("BudgetStateErrors").increment(1);
-                    tracing::warn!(error = %e, %tenant, "budget state unavailable; admitting");
-                    None
+                    let last = self.last(tenant);
+                    match (&last, caller.policy.strict_budget) {
+                        (Some(_), _) => {
+                            tracing::warn!(error = %e, %tenant, "budget state unavailable; using the last one read");
+                        }
+                        (None, true) => {
+                            tracing::error!(error = %e, %tenant, "budget state unavailable; strict tenant refused");
+                            return Err(Error::Dependency(e));
+                        }
+                        (None, false) => {
+                            tracing::warn!(error = %e, %tenant, "budget state unavailable; admitting");
+                        }
+                    }
+                    // Remembered for `max_age`: an outage is not a read per request.
+                    let state = last.flatten();
+                    self.keep(tenant, state.clone(), now);
+                    state
                 }
             },
         };
-        state.filter(|s| s.month == month_of(now))
+        Ok(state.filter(|s| s.month == month_of(now)))
+    }
+
+    fn keep(&self, tenant: &str, state: Option<BudgetState>, now_ms: i64) {
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(tenant.to_owned(), (state, now_ms));
+    }
+
+    /// The last state read for a tenant, however old (`None`: never read).
+    fn last(&self, tenant: &str) -> Option<Option<BudgetState>> {
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .map(|(s, _)| s.clone())
     }
 
     fn decision(state: Option<BudgetState>, feature: Option<&str>) -> Result<Admission, Error> {
@@ -119,6 +148,13 @@ impl BudgetAdmission {
         {
             return Err(Error::BudgetExceeded(format!(
                 "the monthly budget of feature '{f}' is spent"
+            )));
+        }
+        let configured = feature.is_some_and(|f| state.configured_features.iter().any(|c| c == f));
+        if state.other_features_blocked && !configured {
+            return Err(Error::BudgetExceeded(format!(
+                "the monthly budget left outside the configured features ({}) is spent; tag the request with one of them",
+                state.configured_features.join(", ")
             )));
         }
         match (state.level, state.degrade_to) {
@@ -139,7 +175,7 @@ impl AdmissionControl for BudgetAdmission {
         feature: Option<&str>,
         _route: &Route,
     ) -> Result<Admission, Error> {
-        let decision = Self::decision(self.state(&caller.tenant).await, feature)?;
+        let decision = Self::decision(self.state(caller).await?, feature)?;
         let Some(limits) = caller.policy.rate_limits else {
             return Ok(decision);
         };
@@ -191,7 +227,10 @@ impl AdmissionControl for BudgetAdmission {
     }
 
     async fn peek(&self, caller: &Caller, feature: Option<&str>, _route: &Route) -> Admission {
-        Self::decision(self.state(&caller.tenant).await, feature).unwrap_or(Admission::Proceed)
+        match self.state(caller).await {
+            Ok(state) => Self::decision(state, feature).unwrap_or(Admission::Proceed),
+            Err(_) => Admission::Proceed,
+        }
     }
 }
 
@@ -203,6 +242,8 @@ pub struct MemoryBudgets {
     rates: Mutex<HashMap<(String, i64, String), u64>>,
     /// Reads of the budget state (to show the warm cache works).
     pub state_reads: std::sync::atomic::AtomicU64,
+    /// While set, reading a state fails (an outage).
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -210,6 +251,13 @@ impl BudgetStore for MemoryBudgets {
     async fn state(&self, tenant: &str) -> Result<Option<BudgetState>, crate::ports::StoreError> {
         self.state_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::ports::StoreError::unavailable(
+                crate::ports::Dependency::DynamoDb,
+                "budget state",
+                "down",
+            ));
+        }
         Ok(lock(&self.states).get(tenant).cloned())
     }
 
@@ -330,6 +378,81 @@ mod tests {
             .unwrap();
         assert_eq!(
             admission.admit(&c, None, &route()).await.unwrap(),
+            Admission::Proceed
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outage_keeps_the_last_state_and_strict_tenants_fail_closed() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let clock = Arc::new(ManualClock::new());
+        let month = month_of(clock.now_ms());
+        let store = Arc::new(MemoryBudgets::default());
+        let admission = BudgetAdmission::new(store.clone(), clock.clone(), Duration::from_secs(30));
+        let c = caller(None);
+        store
+            .set_state("acme", &state(BudgetLevel::Blocked, &month))
+            .await
+            .unwrap();
+        assert_eq!(
+            admission
+                .admit(&c, None, &route())
+                .await
+                .unwrap_err()
+                .status_code(),
+            402
+        );
+        // The store goes down and the cached state ages out: still blocked, not admitted.
+        store.down.store(true, SeqCst);
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(
+            admission
+                .admit(&c, None, &route())
+                .await
+                .unwrap_err()
+                .status_code(),
+            402
+        );
+        let reads = store.state_reads.load(SeqCst);
+        admission.admit(&c, None, &route()).await.unwrap_err();
+        assert_eq!(
+            store.state_reads.load(SeqCst),
+            reads,
+            "an outage is not a read per request"
+        );
+
+        // A tenant never read before: admitted, unless strict.
+        let mut other = caller(None);
+        other.tenant = "globex".into();
+        assert_eq!(
+            admission.admit(&other, None, &route()).await.unwrap(),
+            Admission::Proceed
+        );
+        let mut strict = caller(None);
+        strict.tenant = "initech".into();
+        strict.policy.strict_budget = true;
+        let e = admission.admit(&strict, None, &route()).await.unwrap_err();
+        assert_eq!(e.status_code(), 503, "{e}");
+    }
+
+    #[tokio::test]
+    async fn renaming_or_dropping_the_feature_does_not_dodge_its_limit() {
+        let clock = Arc::new(ManualClock::new());
+        let month = month_of(clock.now_ms());
+        let store = Arc::new(MemoryBudgets::default());
+        let admission = BudgetAdmission::new(store.clone(), clock.clone(), Duration::ZERO);
+        let c = caller(None);
+        let mut s = BudgetState::ok(&month);
+        s.configured_features = vec!["chat".into(), "search".into()];
+        s.blocked_features = vec!["chat".into()];
+        s.other_features_blocked = true;
+        store.set_state("acme", &s).await.unwrap();
+        for feature in [Some("chat"), Some("Chat"), Some("renamed"), None] {
+            let e = admission.admit(&c, feature, &route()).await.unwrap_err();
+            assert_eq!(e.status_code(), 402, "{feature:?}");
+        }
+        assert_eq!(
+            admission.admit(&c, Some("search"), &route()).await.unwrap(),
             Admission::Proceed
         );
     }

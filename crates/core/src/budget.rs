@@ -115,6 +115,13 @@ pub struct BudgetState {
     /// Features blocked by their own limit.
     #[serde(default)]
     pub blocked_features: Vec<String>,
+    /// The tenant's configured features: spend under any other name (or none) counts
+    /// against what the monthly limit leaves after them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configured_features: Vec<String>,
+    /// That remainder is spent: requests without a configured feature are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub other_features_blocked: bool,
     /// The month this state is about (`2026-11`): a state of another month is stale.
     pub month: String,
 }
@@ -126,6 +133,8 @@ impl BudgetState {
             reason: String::new(),
             degrade_to: None,
             blocked_features: Vec::new(),
+            configured_features: Vec::new(),
+            other_features_blocked: false,
             month: month.to_owned(),
         }
     }
@@ -177,6 +186,20 @@ pub fn evaluate(
         if feature_spend.get(feature).copied().unwrap_or_default() >= limit.0 {
             state.blocked_features.push(feature.clone());
         }
+    }
+    // A per-feature limit cannot be dodged by leaving the tag out or renaming it: spend
+    // under no configured feature has what the monthly limit leaves after the features'.
+    if !b.features.is_empty() {
+        state.configured_features = b.features.keys().cloned().collect();
+        let allotted: MicroUsd = b.features.values().map(|l| l.0).sum();
+        let remainder = MicroUsd(b.monthly_usd.0.0.saturating_sub(allotted.0));
+        let configured: MicroUsd = b
+            .features
+            .keys()
+            .map(|f| feature_spend.get(f).copied().unwrap_or_default())
+            .sum();
+        let other = MicroUsd(spend.0.saturating_sub(configured.0));
+        state.other_features_blocked = other >= remainder;
     }
     let pct = percent(spend, b.monthly_usd.0);
     let spent = format!(
@@ -278,6 +301,32 @@ mod tests {
         let s = evaluate(&b, "acme", "2026-11", usd("20"), &f, usd("20"));
         assert_eq!(s.level, BudgetLevel::Ok);
         assert_eq!(s.blocked_features, ["summarize"]);
+    }
+
+    #[test]
+    fn spend_outside_the_configured_features_has_the_remainder() {
+        // acme: $100 a month, `summarize` $10: $90 for everything else.
+        let b = budgets();
+        let f: BTreeMap<String, MicroUsd> = [("summarize".to_owned(), usd("5"))].into();
+        let s = evaluate(&b, "acme", "2026-11", usd("50"), &f, usd("50"));
+        assert_eq!(s.configured_features, ["summarize"]);
+        assert!(!s.other_features_blocked, "$45 of $90");
+        let s = evaluate(&b, "acme", "2026-11", usd("95"), &f, usd("95"));
+        assert!(s.other_features_blocked, "$90 of $90 outside `summarize`");
+        assert!(
+            s.blocked_features.is_empty(),
+            "summarize itself has $5 left"
+        );
+        // A tenant without feature limits has no remainder to watch.
+        let s = evaluate(
+            &b,
+            "globex",
+            "2026-11",
+            usd("10"),
+            &BTreeMap::new(),
+            usd("10"),
+        );
+        assert!(!s.other_features_blocked && s.configured_features.is_empty());
     }
 
     #[test]

@@ -183,6 +183,7 @@ mod tests {
                 models: Default::default(),
                 application_inference_profiles: Default::default(),
                 inference_profile_prefixes: vec![],
+                tier_max_tokens: Default::default(),
             }),
             prompt: None,
             output_schema: None,

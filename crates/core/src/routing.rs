@@ -63,6 +63,9 @@ pub struct RoutingConfig {
     /// Region prefixes of cross-region inference-profile IDs.
     #[serde(default = "default_prefixes")]
     pub inference_profile_prefixes: Vec<String>,
+    /// Most output tokens a request routed through a tier may ask for, by tier.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tier_max_tokens: BTreeMap<String, u32>,
 }
 
 fn default_prefixes() -> Vec<String> {
@@ -181,6 +184,13 @@ pub struct Route {
 impl RoutingConfig {
     /// Checks that every tier is non-empty and every target resolves.
     pub fn validate(&self) -> Result<(), RoutingError> {
+        for (tier, cap) in &self.tier_max_tokens {
+            if !self.tiers.contains_key(tier) || *cap == 0 {
+                return Err(RoutingError::Invalid(format!(
+                    "tier_max_tokens: '{tier}' must be a tier, with a cap of at least 1"
+                )));
+            }
+        }
         if !self.tiers.contains_key(&self.default_tier) {
             return Err(RoutingError::Invalid(format!(
                 "default_tier '{}' is not a tier",

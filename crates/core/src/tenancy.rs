@@ -33,6 +33,13 @@ pub struct TenantPolicy {
     /// Prompts this tenant may use, by name; all when absent (`*` also means all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_prompts: Option<Vec<String>>,
+    /// Refuse (503) rather than admit when the tenant's budget state cannot be read and none
+    /// was read before: for tenants whose budget must hold even through an outage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_budget: bool,
+    /// Most output tokens a request may ask for (a larger `max_tokens` is lowered to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
     /// Requests and tokens per minute (DynamoDB counters); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,

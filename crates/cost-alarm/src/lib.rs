@@ -130,71 +130,113 @@ impl CostAlarm {
         summary
     }
 
+    /// Every tenant's state. Tenants are evaluated one by one: a tenant whose figures cannot
+    /// be read is reported in `errors` and the others still run. Memory stays bounded: per
+    /// tenant, the total and the configured features only (never every feature a caller
+    /// named).
     async fn evaluate(&self, now: DateTime<Utc>, summary: &mut Summary) -> Result<(), String> {
         let Some(budgets) = self.configs.budgets().await.map_err(|e| e.to_string())? else {
             return Ok(());
         };
         let month = Buckets::of(now.timestamp_millis()).month;
         let mut tenants: BTreeSet<String> = budgets.tenants.keys().cloned().collect();
-        if let Ok(directory) = self.configs.tenants().await {
-            tenants.extend(directory.tenants.keys().cloned());
+        match self.configs.tenants().await {
+            Ok(directory) => tenants.extend(directory.tenants.keys().cloned()),
+            Err(e) => summary.errors.push(format!(
+                "tenant directory unreadable ({e}): only tenants with a budget evaluated, and the global spend may be low"
+            )),
         }
         let mut spend: BTreeMap<String, MicroUsd> = BTreeMap::new();
         for t in &tenants {
-            let totals = self
-                .reader
-                .get(&month_pk(t, &month), "TOTAL")
-                .await
-                .map_err(|e| e.to_string())?;
-            spend.insert(t.clone(), MicroUsd(totals.cost_micro));
+            match self.reader.get(&month_pk(t, &month), "TOTAL").await {
+                Ok(totals) => {
+                    spend.insert(t.clone(), MicroUsd(totals.cost_micro));
+                }
+                Err(e) => summary
+                    .errors
+                    .push(format!("{t}: spend unreadable ({e}); not evaluated")),
+            }
         }
         let global: MicroUsd = spend.values().copied().sum();
-        for tenant in &tenants {
-            let tenant_spend = spend.get(tenant).copied().unwrap_or_default();
-            let features: BTreeMap<String, MicroUsd> = self
-                .reader
-                .list(&month_pk(tenant, &month), "FEATURE#")
+        for (tenant, tenant_spend) in &spend {
+            match self
+                .evaluate_tenant(
+                    &budgets,
+                    tenant,
+                    &month,
+                    *tenant_spend,
+                    global,
+                    now,
+                    summary,
+                )
                 .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|(f, t)| (f, MicroUsd(t.cost_micro)))
-                .collect();
-            let state = evaluate(&budgets, tenant, &month, tenant_spend, &features, global);
-            self.budgets
-                .set_state(tenant, &state)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(b) = budgets.tenants.get(tenant) {
-                for threshold in reached(b, tenant_spend) {
-                    let key = format!("{month}#threshold#{threshold}");
-                    if self
-                        .budgets
-                        .first_notice(tenant, &key, NOTICE_RETENTION)
-                        .await
-                        .map_err(|e| e.to_string())?
-                    {
-                        let subject = format!(
-                            "Quarry {}: {tenant} reached {threshold}% of its budget",
-                            self.stage
-                        );
-                        let message = json!({
-                            "type": "budget_threshold", "stage": self.stage, "tenant": tenant, "month": month,
-                            "threshold_percent": threshold, "spend_usd": tenant_spend.to_usd_string(),
-                            "limit_usd": b.monthly_usd.0.to_usd_string(), "state": state.level, "reason": state.reason,
-                        });
-                        self.send(tenant, &key, &subject, &message, summary).await;
-                    }
-                }
+            {
+                Ok(report) => summary.tenants.push(report),
+                Err(e) => summary.errors.push(format!("{tenant}: {e}")),
             }
-            self.runaway(&budgets, tenant, now, summary).await?;
-            summary.tenants.push(TenantReport {
-                tenant: tenant.clone(),
-                level: state.level,
-                spend_usd: tenant_spend.to_usd_string(),
-                reason: state.reason,
-            });
         }
         Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn evaluate_tenant(
+        &self,
+        budgets: &Budgets,
+        tenant: &str,
+        month: &str,
+        tenant_spend: MicroUsd,
+        global: MicroUsd,
+        now: DateTime<Utc>,
+        summary: &mut Summary,
+    ) -> Result<TenantReport, String> {
+        let mut features: BTreeMap<String, MicroUsd> = BTreeMap::new();
+        for feature in budgets
+            .tenants
+            .get(tenant)
+            .into_iter()
+            .flat_map(|b| b.features.keys())
+        {
+            let totals = self
+                .reader
+                .get(&month_pk(tenant, month), &format!("FEATURE#{feature}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            features.insert(feature.clone(), MicroUsd(totals.cost_micro));
+        }
+        let state = evaluate(budgets, tenant, month, tenant_spend, &features, global);
+        self.budgets
+            .set_state(tenant, &state)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(b) = budgets.tenants.get(tenant) {
+            for threshold in reached(b, tenant_spend) {
+                let key = format!("{month}#threshold#{threshold}");
+                if self
+                    .budgets
+                    .first_notice(tenant, &key, NOTICE_RETENTION)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    let subject = format!(
+                        "Quarry {}: {tenant} reached {threshold}% of its budget",
+                        self.stage
+                    );
+                    let message = json!({
+                        "type": "budget_threshold", "stage": self.stage, "tenant": tenant, "month": month,
+                        "threshold_percent": threshold, "spend_usd": tenant_spend.to_usd_string(),
+                        "limit_usd": b.monthly_usd.0.to_usd_string(), "state": state.level, "reason": state.reason,
+                    });
+                    self.send(tenant, &key, &subject, &message, summary).await;
+                }
+            }
+        }
+        self.runaway(budgets, tenant, now, summary).await?;
+        Ok(TenantReport {
+            tenant: tenant.to_owned(),
+            level: state.level,
+            spend_usd: tenant_spend.to_usd_string(),
+            reason: state.reason,
+        })
     }
 
     /// The last complete hour against the average of the 24 before it.

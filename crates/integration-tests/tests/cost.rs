@@ -432,3 +432,49 @@ async fn ledger_outage_spills_and_the_replay_counts_everything_once() {
         "nothing counted twice"
     );
 }
+
+/// A per-feature limit is not dodged by renaming the feature or leaving it out: spend under
+/// no configured feature has what the monthly limit leaves after the features'.
+#[tokio::test]
+async fn renaming_a_feature_does_not_dodge_its_limit() {
+    let stack = Stack::start().await;
+    // $10 a month, all of it allotted to `chat`: nothing is left for other spend.
+    set_budgets(
+        &stack,
+        json!({"tenants": {"globex": {"monthly_usd": "10", "features": {"chat": "10"}}}}),
+    )
+    .await;
+    let s = state(
+        &stack,
+        chat_handler::Options {
+            budget_max_age: Duration::ZERO,
+            ..options()
+        },
+    );
+    let key = stack.key("globex");
+    let ask = |feature: Option<&str>| {
+        let mut body = json!({"messages": [{"role": "user", "content": "hi"}]});
+        if let Some(f) = feature {
+            body["tags"] = json!({"feature": f});
+        }
+        body
+    };
+    assert_eq!(chat(&s, key, ask(Some("renamed"))).await.status, 200);
+    let summary = CostAlarm::from_sdk(&stack.sdk, &stack.settings)
+        .handle(&schedule(), chrono::Utc::now())
+        .await;
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    for feature in [Some("renamed"), Some("Chat"), None] {
+        let r = chat(&s, key, ask(feature)).await;
+        assert_eq!(r.status, 402, "{feature:?}: {}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("configured features"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(chat(&s, key, ask(Some("chat"))).await.status, 200);
+}

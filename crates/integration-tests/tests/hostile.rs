@@ -421,3 +421,26 @@ async fn prompts_are_restricted_per_tenant_and_bad_references_are_400s() {
     }
     assert_eq!(stack.model_calls(), 1);
 }
+
+/// Promise: budgets cannot be dodged by asking for more output than the tenant may have:
+/// a tenant's `max_tokens` cap lowers what a request asks for (and sets it when absent).
+#[tokio::test]
+async fn the_tenant_output_cap_applies_to_every_request() {
+    let stack = Stack::start().await;
+    let key = add_tenant(
+        &stack,
+        "capped",
+        json!({"allowed_tiers": ["*"], "max_tokens": 64}),
+    )
+    .await;
+    let s = state(&stack, options());
+    for body in [
+        json!({"messages": [{"role": "user", "content": "long"}], "max_tokens": 100000}),
+        json!({"messages": [{"role": "user", "content": "unbounded"}]}),
+    ] {
+        let r = chat(&s, &key, body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let sent = &stack.emulator.state().recorded(1)[0].body;
+        assert_eq!(sent["inferenceConfig"]["maxTokens"], 64, "{sent}");
+    }
+}

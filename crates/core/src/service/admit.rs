@@ -45,6 +45,36 @@ fn trace(request: &ModelRequest, keep: bool) -> PromptTrace {
     }
 }
 
+/// Applies the output caps: the tenant's and the tier's (a request without `max_tokens`
+/// gets the cap), and the models' own limits (a larger `max_tokens` would be refused by
+/// Bedrock). Applied after a degrade, to the route that will run.
+fn cap_max_tokens(prepared: &mut Prepared, caller: &Caller) {
+    let tier_cap = prepared
+        .route
+        .tier
+        .as_ref()
+        .and_then(|t| prepared.routing.tier_max_tokens.get(t))
+        .copied();
+    let max_tokens = &mut prepared.request.params.max_tokens;
+    if let Some(cap) = [caller.policy.max_tokens, tier_cap]
+        .into_iter()
+        .flatten()
+        .min()
+    {
+        *max_tokens = Some(max_tokens.map_or(cap, |m| m.min(cap)));
+    }
+    let model_cap = prepared
+        .route
+        .chain
+        .iter()
+        .map(|t| t.capabilities.max_output_tokens)
+        .filter(|m| *m > 0)
+        .min();
+    if let (Some(m), Some(cap)) = (max_tokens.as_mut(), model_cap) {
+        *m = (*m).min(cap);
+    }
+}
+
 impl ChatService {
     pub(crate) async fn admit(
         &self,
@@ -109,6 +139,7 @@ impl ChatService {
                 Some(tier)
             }
         };
+        cap_max_tokens(&mut prepared, caller);
         let safe = prepared.request.params.temperature == Some(0.0) || prepared.prompt_cacheable;
         let key = (cache != CacheMode::Bypass && safe)
             .then(|| CacheKey::new(&caller.tenant, &prepared, &guard));
