@@ -44,9 +44,13 @@ pub fn routes() -> Vec<Route<Arc<AppState>>> {
     ]
 }
 
-/// The chat API's router.
+/// The chat API's router (on the streaming Function URL, its two chat routes only).
 pub fn app(state: Arc<AppState>) -> Router {
-    router(routes())
+    let mut routes = routes();
+    if state.options.stream_only {
+        routes.retain(|(method, _, _)| method == Method::POST);
+    }
+    router(routes)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::log_refusals,

@@ -7,10 +7,11 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_http::Error> {
     let boot = quarry_aws::bootstrap::init().await;
     let options = chat_handler::Options::from_lookup(|k| std::env::var(k).ok())?;
+    let stream_only = options.stream_only;
     let app = chat_handler::app(Arc::new(chat_handler::AppState::from_bootstrap(
         &boot, options,
     )));
-    if std::env::var("QUARRY_RESPONSE_STREAMING").is_ok_and(|v| v == "true") {
+    if stream_only {
         lambda_http::run_with_streaming_response(app).await
     } else {
         lambda_http::run(app).await

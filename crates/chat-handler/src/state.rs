@@ -41,6 +41,9 @@ pub struct Options {
     pub log_content: bool,
     /// How long a tenant's budget state is cached in the warm process.
     pub budget_max_age: Duration,
+    /// The streaming Function URL: only the chat routes, and only streamed answers (whole
+    /// answers, models and batches go through the HTTP API and its throttling).
+    pub stream_only: bool,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             idempotency_window: Duration::from_secs(24 * 3600),
             log_content: false,
             budget_max_age: Duration::from_secs(30),
+            stream_only: false,
         }
     }
 }
@@ -83,7 +87,8 @@ impl Options {
     /// `QUARRY_MAX_BODY_BYTES`, `QUARRY_MAX_MESSAGES`, `QUARRY_MAX_TOTAL_CHARS`,
     /// `QUARRY_REQUEST_TIMEOUT_MS`, `QUARRY_DEADLINE_MARGIN_MS`, `QUARRY_CONFIG_MAX_AGE_SECS`,
     /// `QUARRY_CACHE_TTL_SECS`, `QUARRY_IDEMPOTENCY_WINDOW_SECS`, `QUARRY_LOG_CONTENT`,
-    /// `QUARRY_AUTH_MODE` (with `QUARRY_TENANT_CLAIM`, `QUARRY_ADMIN_CLAIM`).
+    /// `QUARRY_AUTH_MODE` (with `QUARRY_TENANT_CLAIM`, `QUARRY_ADMIN_CLAIM`),
+    /// `QUARRY_RESPONSE_STREAMING` (the streaming Function URL: streamed chat only).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
         let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
@@ -115,6 +120,7 @@ impl Options {
                 "QUARRY_BUDGET_MAX_AGE_SECS",
                 d.budget_max_age.as_secs(),
             )?),
+            stream_only: get("QUARRY_RESPONSE_STREAMING").is_some_and(|v| v == "true"),
         })
     }
 }

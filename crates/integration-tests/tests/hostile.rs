@@ -444,3 +444,47 @@ async fn the_tenant_output_cap_applies_to_every_request() {
         assert_eq!(sent["inferenceConfig"]["maxTokens"], 64, "{sent}");
     }
 }
+
+/// Promise: the streaming Function URL (no API Gateway throttling in front) serves streamed
+/// chat only, with the same authentication as the API.
+#[tokio::test]
+async fn the_streaming_endpoint_serves_streamed_chat_only() {
+    let stack = Stack::start().await;
+    let s = state(
+        &stack,
+        chat_handler::Options {
+            stream_only: true,
+            ..options()
+        },
+    );
+    let key = stack.key("acme");
+    let r = chat(
+        &s,
+        key,
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["param"], "stream");
+    for path in ["/v1/models", "/v1/batches/job-1"] {
+        let r = common::call(&s, "GET", path, Some(key), None).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
+    let r = common::call(
+        &s,
+        "POST",
+        "/v1/chat",
+        None,
+        Some(json!({"messages": [{"role": "user", "content": "hi"}], "stream": true})),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = chat(
+        &s,
+        key,
+        json!({"messages": [{"role": "user", "content": "hi"}], "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stack.model_calls(), 1);
+}

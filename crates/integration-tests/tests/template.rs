@@ -368,3 +368,70 @@ fn the_stack_has_its_alarms_dashboard_schedule_and_outputs() {
         "RESPONSE_STREAM"
     );
 }
+
+#[test]
+fn the_edges_are_closed_streaming_url_concurrency_keys_and_queues() {
+    let t = template();
+    let all = resources(&t);
+    let get = |n: &str| all.iter().find(|(k, _)| k == n).unwrap().1.clone();
+
+    // The streaming Function URL: NONE only with Quarry's own API keys (which it checks as
+    // the API does); SigV4 otherwise, with Quarry reading the IAM caller; streamed chat only.
+    let stream = get("ChatStreamFunction");
+    let url = &stream["Properties"]["FunctionUrlConfig"];
+    assert_eq!(
+        url["AuthType"]["Fn::If"],
+        serde_yaml_ng::from_str::<Value>("[ApiKeyAuth, NONE, AWS_IAM]").unwrap()
+    );
+    let env = &stream["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["QUARRY_RESPONSE_STREAMING"], "true");
+    assert_eq!(
+        env["QUARRY_AUTH_MODE"]["Fn::If"],
+        serde_yaml_ng::from_str::<Value>("[ApiKeyAuth, api_key, iam]").unwrap()
+    );
+
+    // Every function has its reserved concurrency (a parameter; 0 turns it off).
+    for (name, function) in of_type(&t, "AWS::Serverless::Function") {
+        let reserved = &function["Properties"]["ReservedConcurrentExecutions"]["Fn::If"];
+        let param = reserved[1]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(t["Parameters"][param].is_mapping(), "{name}: {param}");
+    }
+
+    // The key's grant to CloudWatch Logs covers the stack's log groups only, and to
+    // CloudWatch alarms the stack's alarms only.
+    let key = get("QuarryKey");
+    let text = serde_yaml_ng::to_string(&key).unwrap();
+    assert!(!text.contains("log-group:*"), "{text}");
+    assert!(text.contains("log-group:/quarry/${Stage}/*"));
+    assert!(text.contains("alarm:quarry-${Stage}-*"));
+    for (_, group) in of_type(&t, "AWS::Logs::LogGroup") {
+        let name = serde_yaml_ng::to_string(&group["Properties"]["LogGroupName"]).unwrap();
+        assert!(name.contains("/quarry/${Stage}/"), "{name}");
+    }
+
+    // Who may send: the batch queue this account (or the listed producers) only, TLS only;
+    // the spill queue (usage records, money) only the functions that charge.
+    let policies = of_type(&t, "AWS::SQS::QueuePolicy");
+    let policy_of = |queue: &str| {
+        policies
+            .iter()
+            .find(|(_, p)| p["Properties"]["Queues"][0]["Ref"] == queue)
+            .unwrap_or_else(|| panic!("no policy for {queue}"))
+            .1
+            .clone()
+    };
+    let batch = serde_yaml_ng::to_string(&policy_of("BatchQueue")).unwrap();
+    assert!(batch.contains("aws:SecureTransport") && batch.contains("aws:PrincipalAccount"));
+    assert!(batch.contains("BatchProducerArns"));
+    let spill = serde_yaml_ng::to_string(&policy_of("LedgerSpillQueue")).unwrap();
+    for role in [
+        "ChatFunctionRole",
+        "ChatStreamFunctionRole",
+        "BatchWorkerFunctionRole",
+    ] {
+        assert!(spill.contains(role), "{role}: {spill}");
+    }
+    assert!(!spill.contains("CacheLookupFunctionRole") && !spill.contains("CostAlarmFunctionRole"));
+}

@@ -81,6 +81,12 @@ async fn answer<A: ChatApi>(
     log: &mut RequestLog,
 ) -> Result<Reply, Error> {
     let parsed = A::parse(body, &state.options)?;
+    if state.options.stream_only && !parsed.stream {
+        return Err(Error::bad_request(
+            "stream",
+            "this endpoint serves streamed answers only: send \"stream\": true, or use the HTTP API for whole answers",
+        ));
+    }
     log.feature = parsed.input.tags.get("feature").cloned();
     log.stream = parsed.stream;
     let request = AnswerRequest {
