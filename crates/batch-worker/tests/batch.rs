@@ -508,3 +508,45 @@ async fn counts_cost_and_results_messages_after_a_mixed_run() {
     assert_eq!(job_messages.len(), 1, "{messages:?}");
     assert_eq!(job_messages[0]["counts"]["succeeded"], 3);
 }
+
+/// Every key built from a message's IDs holds at their longest: a 64-character tenant, a
+/// 128-character job and item (DynamoDB keys `JOB#{tenant}#{job}`, `ITEM#{item}`, the ledger's
+/// tenant keys and hashed marker).
+#[tokio::test]
+async fn ids_at_their_longest_are_stored_and_charged() {
+    let stack = Stack::start().await;
+    let tenant = "t".repeat(64);
+    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+    let mut dir: quarry_core::tenancy::TenantDirectory = serde_json::from_str(
+        &quarry_core::ports::ParameterStore::get(&ssm, &stack.settings.param("tenants"), true)
+            .await
+            .unwrap()
+            .value,
+    )
+    .unwrap();
+    let mut policy = dir.tenants["acme"].clone();
+    policy.batch_senders = vec!["*".into()];
+    dir.tenants.insert(tenant.clone(), policy);
+    quarry_admin::tenants::write(&ssm, &stack.settings, &dir)
+        .await
+        .unwrap();
+    let (job, item_id) = ("j".repeat(128), "i:".repeat(64));
+    let body = json!({
+        "schema_version": 1, "job_id": job, "item_id": item_id, "tenant": tenant,
+        "messages": [{"role": "user", "content": "hi"}], "tags": {"feature": "f".repeat(128)}
+    })
+    .to_string();
+    let worker = Worker::from_sdk(&stack.sdk, &stack.settings, options());
+    let r = worker.handle(event(&[("m1", body)]), deadline(30)).await;
+    assert!(failures(&r).is_empty(), "{:?}", failures(&r));
+    let items = jobs(&stack).items(&tenant, &job).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].status, ItemStatus::Succeeded, "{:?}", items[0]);
+    let ledger = quarry_aws::ledger::LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let month = quarry_aws::ledger::Buckets::of(chrono::Utc::now().timestamp_millis()).month;
+    let total = ledger
+        .get(&quarry_aws::ledger::month_pk(&tenant, &month), "TOTAL")
+        .await
+        .unwrap();
+    assert_eq!(total.requests, 1);
+}

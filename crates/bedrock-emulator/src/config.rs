@@ -208,7 +208,7 @@ mod tests {
                 .contains_key("anthropic.claude-3-5-haiku-20241022-v1:0")
         );
         assert!(config.models.contains_key("amazon.nova-lite-v1:0"));
-        assert!(config.guardrails.contains_key("quarry-default"));
+        assert!(config.guardrails.contains_key("quarrydefault"));
     }
 
     #[test]

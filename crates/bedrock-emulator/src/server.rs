@@ -276,11 +276,14 @@ fn answer(
 ) -> Result<Output, BedrockError> {
     let guard = match &prompt.guardrail {
         None => None,
-        Some((id, _version)) => Some(state.config().guardrails.get(id).cloned().ok_or_else(|| {
+        Some((id, version)) => Some({
+            check_guardrail_ref(id, version, "guardrailConfig.")?;
+            state.config().guardrails.get(id).cloned().ok_or_else(|| {
             BedrockError::validation(format!(
                 "The guardrail identifier or version provided in the request does not exist: {id}"
             ))
-        })?),
+        })?
+        }),
     };
     if let Some(spec) = &guard
         && guardrail::assess(spec, &prompt.input_texts)?.blocked()
@@ -436,12 +439,51 @@ fn stream_response(steps: Vec<Step>) -> Response {
     response
 }
 
+/// Bedrock's patterns for a guardrail identifier (an ID or its ARN) and version.
+fn check_guardrail_ref(id: &str, version: &str, at: &str) -> Result<(), BedrockError> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let id_ok = id.len() <= 2048
+        && (plain(id)
+            || id.strip_prefix("arn:").is_some_and(|arn| {
+                let parts: Vec<&str> = arn.splitn(5, ':').collect();
+                matches!(
+                    parts[..],
+                    [partition, "bedrock", region, account, resource]
+                        if partition.starts_with("aws")
+                            && (1..=20).contains(&region.len())
+                            && account.len() == 12
+                            && account.bytes().all(|b| b.is_ascii_digit())
+                            && resource.strip_prefix("guardrail/").is_some_and(plain)
+                )
+            }));
+    if !id_ok {
+        return Err(BedrockError::validation(format!(
+            "1 validation error detected: Value '{id}' at '{at}guardrailIdentifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (([a-z0-9]+)|(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{{1,20}}:[0-9]{{12}}:guardrail/[a-z0-9]+))"
+        )));
+    }
+    let version_ok = version == "DRAFT"
+        || ((1..=8).contains(&version.len())
+            && version.bytes().all(|b| b.is_ascii_digit())
+            && !version.starts_with('0'));
+    if !version_ok {
+        return Err(BedrockError::validation(format!(
+            "1 validation error detected: Value '{version}' at '{at}guardrailVersion' failed to satisfy constraint: Member must satisfy regular expression pattern: (([1-9][0-9]{{0,7}})|(DRAFT))"
+        )));
+    }
+    Ok(())
+}
+
 fn apply_guardrail(
     state: &SharedState,
     id: &str,
     version: &str,
     body: &Bytes,
 ) -> Result<Response, BedrockError> {
+    check_guardrail_ref(id, version, "")?;
     let spec = state.config().guardrails.get(id).cloned().ok_or_else(|| {
         BedrockError::new(
             ErrorKind::ResourceNotFoundException,

@@ -584,7 +584,7 @@ async fn apply_guardrail_anonymizes_and_blocks() {
     let c = client(&emu);
     let apply = |text: &str| {
         c.apply_guardrail()
-            .guardrail_identifier("quarry-default")
+            .guardrail_identifier("quarrydefault")
             .guardrail_version("DRAFT")
             .source(GuardrailContentSource::Input)
             .content(GuardrailContentBlock::Text(
@@ -612,6 +612,29 @@ async fn apply_guardrail_anonymizes_and_blocks() {
         .await
         .unwrap_err();
     assert!(err.into_service_error().is_resource_not_found_exception());
+    // Identifiers and versions outside Bedrock's patterns are a ValidationException.
+    for (id, version) in [
+        ("has-dash", "DRAFT"),
+        ("UPPER", "1"),
+        ("abc", "0"),
+        ("abc", "draft"),
+    ] {
+        let err = c
+            .apply_guardrail()
+            .guardrail_identifier(id)
+            .guardrail_version(version)
+            .source(GuardrailContentSource::Output)
+            .content(GuardrailContentBlock::Text(
+                GuardrailTextBlock::builder().text("x").build().unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.into_service_error().is_validation_exception(),
+            "{id} {version}"
+        );
+    }
 }
 
 #[tokio::test]

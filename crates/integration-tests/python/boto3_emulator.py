@@ -68,7 +68,7 @@ chunks = [json.loads(e["chunk"]["bytes"]) for e in
 assert chunks[0]["type"] == "message_start" and chunks[-1]["type"] == "message_stop", chunks
 
 # ApplyGuardrail
-g = client.apply_guardrail(guardrailIdentifier="quarry-default", guardrailVersion="DRAFT", source="INPUT",
+g = client.apply_guardrail(guardrailIdentifier="quarrydefault", guardrailVersion="DRAFT", source="INPUT",
                            content=[{"text": {"text": "write to jane@example.com"}}])
 assert g["action"] == "GUARDRAIL_INTERVENED" and g["outputs"][0]["text"] == "write to {EMAIL}", g
 

@@ -439,7 +439,7 @@ async fn every_malformed_sqs_message_is_recorded_as_poison_and_acknowledged() {
     assert_eq!(answered.status, ItemStatus::Succeeded);
     assert_eq!(stack.model_calls(), 1);
     println!(
-        "{} malformed SQS messages: every one recorded as a poison failure and acknowledged",
+        "{} malformed SQS messages: every one quarantined or recorded as a failed item, and acknowledged",
         poison.len()
     );
 }

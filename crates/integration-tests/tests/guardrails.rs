@@ -156,7 +156,7 @@ async fn bedrocks_guardrail_applies_through_converse() {
     let key = add_tenant(
         &stack,
         "bedrock-guarded",
-        json!({"guardrails": {"bedrock": {"id": "quarry-default", "version": "DRAFT"}}}),
+        json!({"guardrails": {"bedrock": {"id": "quarrydefault", "version": "DRAFT"}}}),
     )
     .await;
     let s = state(&stack, options());
@@ -171,7 +171,7 @@ async fn bedrocks_guardrail_applies_through_converse() {
     let sent = &stack.emulator.state().recorded(1)[0].body;
     assert_eq!(
         sent["guardrailConfig"]["guardrailIdentifier"],
-        "quarry-default"
+        "quarrydefault"
     );
     let r = chat(
         &s,

@@ -488,3 +488,62 @@ async fn the_streaming_endpoint_serves_streamed_chat_only() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(stack.model_calls(), 1);
 }
+
+/// Promise: identifiers a caller names are checked against Bedrock's own patterns before
+/// anything reaches the SDK: a 400 naming the field, no model call.
+#[tokio::test]
+async fn identifiers_outside_bedrocks_patterns_never_reach_it() {
+    let stack = Stack::start().await;
+    let s = state(&stack, options());
+    let key = stack.key("acme");
+    let long_arn = format!(
+        "arn:aws:bedrock:us-east-1::foundation-model/{}",
+        "a".repeat(3000)
+    );
+    for (body, param_or_type) in [
+        (
+            json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "function", "function": {"name": "x".repeat(65), "parameters": {"type": "object"}}}]}),
+            "tools[0].function.name",
+        ),
+        (
+            json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "function", "function": {"name": "no spaces", "parameters": {"type": "object"}}}]}),
+            "tools[0].function.name",
+        ),
+        (
+            json!({"model": long_arn, "messages": [{"role": "user", "content": "hi"}]}),
+            "invalid_request",
+        ),
+        (
+            json!({"model": "ａｍａｚｏｎ.nova-lite-v1:0", "messages": [{"role": "user", "content": "hi"}]}),
+            "invalid_request",
+        ),
+        (
+            json!({"model": "arn:aws:bedrock:us-east-1:123456789012:foundation-model/amazon.nova-lite-v1:0", "messages": [{"role": "user", "content": "hi"}]}),
+            "invalid_request",
+        ),
+    ] {
+        let r = common::call(
+            &s,
+            "POST",
+            "/v1/chat/completions",
+            Some(key),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{body} -> {}", r.body);
+        let error = &r.body["error"];
+        assert!(
+            error["param"] == param_or_type || error["type"] == param_or_type,
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body.to_string().len() < 1000,
+            "the error stays short: {}",
+            r.body
+        );
+    }
+    assert_eq!(stack.model_calls(), 0);
+}

@@ -45,11 +45,65 @@ pub enum InjectionAction {
 }
 
 /// A Bedrock guardrail to apply (guardrailConfig on Converse, ApplyGuardrail on streams).
+/// Its identifier and version are checked against Bedrock's patterns when configuration is
+/// read, so a bad one is a configuration error, never a request to Bedrock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "RawBedrockGuardrail")]
 pub struct BedrockGuardrail {
     pub id: String,
     pub version: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBedrockGuardrail {
+    id: String,
+    version: String,
+}
+
+impl TryFrom<RawBedrockGuardrail> for BedrockGuardrail {
+    type Error = String;
+
+    fn try_from(raw: RawBedrockGuardrail) -> Result<Self, String> {
+        let plain_id = |s: &str| {
+            (1..=64).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        };
+        // `ID`, or `arn:PARTITION:bedrock:REGION:ACCOUNT:guardrail/ID`.
+        let id_ok = plain_id(&raw.id)
+            || (raw.id.len() <= 2048
+                && raw.id.strip_prefix("arn:").is_some_and(|arn| {
+                    let parts: Vec<&str> = arn.splitn(5, ':').collect();
+                    matches!(
+                        parts[..],
+                        [partition, "bedrock", region, account, resource]
+                            if partition.starts_with("aws")
+                                && (1..=20).contains(&region.len())
+                                && account.len() == 12
+                                && account.chars().all(|c| c.is_ascii_digit())
+                                && resource.strip_prefix("guardrail/").is_some_and(plain_id)
+                    )
+                }));
+        let version_ok = raw.version == "DRAFT"
+            || ((1..=8).contains(&raw.version.len())
+                && raw.version.chars().all(|c| c.is_ascii_digit())
+                && !raw.version.starts_with('0'));
+        match (id_ok, version_ok) {
+            (true, true) => Ok(Self {
+                id: raw.id,
+                version: raw.version,
+            }),
+            (false, _) => Err(format!(
+                "guardrail id '{}' is not a Bedrock guardrail identifier (an ID of lowercase letters and digits, or its ARN)",
+                raw.id.chars().take(80).collect::<String>()
+            )),
+            (true, false) => Err(format!(
+                "guardrail version '{}' is not a version number or DRAFT",
+                raw.version.chars().take(20).collect::<String>()
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -296,6 +350,26 @@ mod tests {
         );
         // Topics and injection are input-only.
         assert!(check(&c, "please diagnose my rash", false).1.is_empty());
+    }
+
+    #[test]
+    fn bedrock_guardrail_identifiers_are_checked_when_read() {
+        let read = |v: serde_json::Value| serde_json::from_value::<BedrockGuardrail>(v);
+        assert!(read(serde_json::json!({"id": "abc123", "version": "DRAFT"})).is_ok());
+        assert!(read(serde_json::json!({"id": "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123", "version": "12"})).is_ok());
+        for (id, version) in [
+            ("ABC", "1"),
+            ("abc", "0"),
+            ("abc", "draft"),
+            ("a/../b", "1"),
+            ("arn:aws:bedrock:us-east-1::guardrail/abc", "1"),
+            ("abc", "123456789"),
+        ] {
+            assert!(
+                read(serde_json::json!({"id": id, "version": version})).is_err(),
+                "{id} {version}"
+            );
+        }
     }
 
     #[test]

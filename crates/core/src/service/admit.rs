@@ -45,9 +45,9 @@ fn trace(request: &ModelRequest, keep: bool) -> PromptTrace {
     }
 }
 
-/// Applies the output caps: the tenant's and the tier's (a request without `max_tokens`
-/// gets the cap), and the models' own limits (a larger `max_tokens` would be refused by
-/// Bedrock). Applied after a degrade, to the route that will run.
+/// Applies the output caps, the tenant's and the tier's: a larger `max_tokens` is lowered
+/// to the cap, a request without one gets it. Applied after a degrade, to the route that
+/// will run. (A model's own limit is Bedrock's to enforce: its ValidationException names it.)
 fn cap_max_tokens(prepared: &mut Prepared, caller: &Caller) {
     let tier_cap = prepared
         .route
@@ -62,16 +62,6 @@ fn cap_max_tokens(prepared: &mut Prepared, caller: &Caller) {
         .min()
     {
         *max_tokens = Some(max_tokens.map_or(cap, |m| m.min(cap)));
-    }
-    let model_cap = prepared
-        .route
-        .chain
-        .iter()
-        .map(|t| t.capabilities.max_output_tokens)
-        .filter(|m| *m > 0)
-        .min();
-    if let (Some(m), Some(cap)) = (max_tokens.as_mut(), model_cap) {
-        *m = (*m).min(cap);
     }
 }
 

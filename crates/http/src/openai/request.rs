@@ -296,6 +296,22 @@ impl CompletionRequest {
             ));
         }
 
+        // Bedrock's tool names: `[a-zA-Z0-9_-]{1,64}` (checked here: a 400 naming the tool,
+        // not Bedrock's ValidationException after a model call was prepared).
+        for (i, t) in self.tools.iter().enumerate() {
+            let name = &t.function.name;
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(Error::bad_request(
+                    format!("tools[{i}].function.name"),
+                    "a tool name is 1 to 64 characters of A-Z a-z 0-9 _ -",
+                ));
+            }
+        }
         let mut tools: Vec<ToolSpec> = self
             .tools
             .into_iter()
