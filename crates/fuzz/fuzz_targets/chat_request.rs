@@ -11,7 +11,9 @@
 
 use bytes::Bytes;
 use chat_handler::Options;
-use chat_handler::routes::{ChatApi, Native, OpenAi, Parsed};
+use chat_handler::routes::chat::{ChatApi, Parsed};
+use chat_handler::routes::native::Native;
+use chat_handler::routes::openai::OpenAi;
 use libfuzzer_sys::fuzz_target;
 use quarry_core::Error;
 use quarry_core::model::{ContentBlock, InferenceParams, Role, ToolChoice};
@@ -118,7 +120,7 @@ fn check_native(parsed: &Parsed, json: Option<&Value>, options: &Options) {
             );
             match &p.selector {
                 Some(PromptSelector::Version(v)) => {
-                    assert_eq!(obj.get("version").and_then(Value::as_u64), Some(*v));
+                    assert_eq!(obj.get("version").and_then(Value::as_u64), Some(v.clone()));
                     assert!(!is_set(obj, "label"));
                 }
                 Some(PromptSelector::Label(l)) => {
