@@ -332,6 +332,29 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// What is left of these totals once `part` is taken out (never below zero).
+    pub fn minus(&self, part: &Totals) -> Totals {
+        Totals {
+            requests: self.requests.saturating_sub(part.requests),
+            cached_requests: self.cached_requests.saturating_sub(part.cached_requests),
+            unpriced_requests: self
+                .unpriced_requests
+                .saturating_sub(part.unpriced_requests),
+            estimated_requests: self
+                .estimated_requests
+                .saturating_sub(part.estimated_requests),
+            input_tokens: self.input_tokens.saturating_sub(part.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(part.output_tokens),
+            cache_read_tokens: self
+                .cache_read_tokens
+                .saturating_sub(part.cache_read_tokens),
+            cache_write_tokens: self
+                .cache_write_tokens
+                .saturating_sub(part.cache_write_tokens),
+            cost_micro: self.cost_micro.saturating_sub(part.cost_micro),
+        }
+    }
+
     fn from_item(item: &std::collections::HashMap<String, AttributeValue>) -> Self {
         let g = |k: &str| {
             item.get(k)
@@ -380,6 +403,39 @@ impl LedgerReader {
             .await
             .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
         Ok(out.item().map(Totals::from_item).unwrap_or_default())
+    }
+
+    /// Every tenant with a month total in the ledger, whether or not the directory still
+    /// knows it (a removed tenant, `eval`): what a report must include to equal the bill.
+    /// A scan of the month totals: for reports, not for the request path.
+    pub async fn tenants_in(&self, month: &str) -> Result<Vec<String>, StoreError> {
+        let suffix = format!("#M#{month}");
+        let mut tenants = std::collections::BTreeSet::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :total AND begins_with(pk, :t)")
+            .expression_attribute_values(":total", s("TOTAL"))
+            .expression_attribute_values(":t", s("T#"))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
+            for item in page.items() {
+                if let Some(tenant) = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("T#"))
+                    .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                {
+                    tenants.insert(tenant.to_owned());
+                }
+            }
+        }
+        Ok(tenants.into_iter().collect())
     }
 
     /// Every counter of a partition whose sort key starts with `prefix`: (rest of the key, totals).

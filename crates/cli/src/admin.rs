@@ -9,9 +9,10 @@ use quarry_admin::tenants::{new_api_key, write};
 use quarry_aws::ssm::SsmParams;
 use quarry_core::params::ParamError;
 use quarry_core::ports::ParameterStore;
-use quarry_core::tenancy::{KeyEntry, RateLimits, TenantDirectory, hash_key};
+use quarry_core::tenancy::{KeyEntry, TenantDirectory, TenantPolicy, hash_key};
 
 use crate::aws::AwsArgs;
+use crate::tenant_policy::{PolicyEdit, diff};
 
 #[derive(Debug, clap::Args)]
 pub struct ConfigArgs {
@@ -67,25 +68,12 @@ pub struct TenantsArgs {
 pub enum TenantsCommand {
     /// Tenants and their keys (labels and hash prefixes; keys themselves are never stored).
     List,
-    /// Create or update a tenant's policy.
+    /// Create or update a tenant's policy: fields not named keep their values (`--clear
+    /// FIELD` removes one); prints what changed.
     Set {
         tenant: String,
-        /// Tiers it may use (`*`: all).
-        #[arg(long, value_delimiter = ',', default_value = "*")]
-        tiers: Vec<String>,
-        /// Models, profiles or ARNs it may name directly (`*`: all the routing knows).
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        /// SQS SenderIds allowed to submit batch items for it (`*`: any producer).
-        #[arg(long, value_delimiter = ',')]
-        batch_senders: Vec<String>,
-        /// Prompts it may use, by name (`*`: all); unchanged when not given.
-        #[arg(long, value_delimiter = ',')]
-        prompts: Option<Vec<String>>,
-        #[arg(long)]
-        requests_per_minute: Option<u64>,
-        #[arg(long)]
-        tokens_per_minute: Option<u64>,
+        #[command(flatten)]
+        edit: Box<PolicyEdit>,
     },
     /// Remove a tenant and every key of it.
     Remove { tenant: String },
@@ -130,12 +118,17 @@ pub async fn tenants(args: TenantsArgs) -> Result<(), String> {
     match args.command {
         TenantsCommand::List => {
             for (tenant, policy) in &dir.tenants {
-                println!(
-                    "{tenant}: tiers {:?}, models {:?}, batch senders {:?}",
-                    policy.allowed_tiers, policy.allowed_models, policy.batch_senders
-                );
+                // Every field of the policy, as stored.
+                let fields = serde_json::to_string(policy).map_err(|e| e.to_string())?;
+                println!("{tenant}: {fields}");
                 for (hash, key) in dir.keys.iter().filter(|(_, k)| &k.tenant == tenant) {
-                    let role = if key.admin { "admin" } else { "key" };
+                    let role = if key.operator {
+                        "operator"
+                    } else if key.admin {
+                        "admin"
+                    } else {
+                        "key"
+                    };
                     println!(
                         "  {role} {} (sha256 {}...)",
                         key.label.as_deref().unwrap_or("-"),
@@ -143,31 +136,32 @@ pub async fn tenants(args: TenantsArgs) -> Result<(), String> {
                     );
                 }
             }
+            if !dir.operators.is_empty() {
+                println!("operators (IAM): {}", dir.operators.join(", "));
+            }
             return Ok(());
         }
-        TenantsCommand::Set {
-            tenant,
-            tiers,
-            models,
-            batch_senders,
-            prompts,
-            requests_per_minute,
-            tokens_per_minute,
-        } => {
+        TenantsCommand::Set { tenant, edit } => {
             quarry_core::tenancy::check_tenant_name(&tenant)?;
-            let entry = dir.tenants.entry(tenant.clone()).or_default();
-            if prompts.is_some() {
-                entry.allowed_prompts = prompts;
+            let before = dir.tenants.get(&tenant).cloned();
+            let mut policy = before.clone().unwrap_or_else(|| TenantPolicy {
+                allowed_tiers: vec!["*".into()],
+                ..TenantPolicy::default()
+            });
+            (*edit).apply(&mut policy)?;
+            let changes = diff(before.as_ref(), &policy);
+            dir.tenants.insert(tenant.clone(), policy);
+            match (before.is_none(), changes.is_empty()) {
+                (true, _) => println!("tenant {tenant} created"),
+                (false, true) => {
+                    println!("tenant {tenant}: no change");
+                    return Ok(());
+                }
+                (false, false) => println!("tenant {tenant} updated"),
             }
-            entry.allowed_tiers = tiers;
-            entry.allowed_models = models;
-            entry.batch_senders = batch_senders;
-            entry.rate_limits = (requests_per_minute.is_some() || tokens_per_minute.is_some())
-                .then_some(RateLimits {
-                    requests_per_minute,
-                    tokens_per_minute,
-                });
-            println!("tenant {tenant} set");
+            for change in changes {
+                println!("  {change}");
+            }
         }
         TenantsCommand::Remove { tenant } => {
             if dir.tenants.remove(&tenant).is_none() {

@@ -30,6 +30,34 @@ impl AwsArgs {
         quarry_aws::ssm::SsmParams::new(&self.sdk().await).with_kms_key(self.kms_key_id.clone())
     }
 
+    /// Where the operator commands read and write: for error messages.
+    pub fn target(&self) -> String {
+        match &self.aws_endpoint {
+            Some(url) => format!("{url} (stage {})", self.stage),
+            None => format!(
+                "AWS (stage {}, the environment's account and region)",
+                self.stage
+            ),
+        }
+    }
+
+    /// A failure to reach or read a dependency, as one plain line: what, where, why, and
+    /// what to try.
+    pub fn failure(&self, what: &str, error: &dyn std::fmt::Display) -> String {
+        let error = error.to_string().replace(['\n', '\r'], " ");
+        let hint = if error.contains("dispatch failure") || error.contains("onnection refused") {
+            match &self.aws_endpoint {
+                Some(_) => " — is `quarry dev` (or the stack behind --aws-endpoint) running?",
+                None => {
+                    " — check the credentials and region, or pass --aws-endpoint for a local stack"
+                }
+            }
+        } else {
+            ""
+        };
+        format!("cannot read {what} at {}: {error}{hint}", self.target())
+    }
+
     pub fn settings(&self) -> Settings {
         Settings::for_stage(&self.stage)
     }

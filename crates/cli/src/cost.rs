@@ -2,9 +2,14 @@
 //! broken down by model, feature or day; a table with a bar chart, or JSON / CSV.
 
 use clap::{Subcommand, ValueEnum};
+use quarry_aws::budgets::DynamoBudgets;
 use quarry_aws::ledger::{Buckets, LedgerReader, Totals, month_pk};
 use quarry_aws::ssm::SsmParams;
+use quarry_core::Error;
+use quarry_core::budget::{BudgetLevel, percent};
 use quarry_core::config::Configs;
+use quarry_core::params::ParamError;
+use quarry_core::ports::BudgetStore;
 use quarry_core::pricing::MicroUsd;
 use serde::Serialize;
 
@@ -39,7 +44,7 @@ impl By {
 pub enum CostCommand {
     /// Usage and cost of a month (default: this one), per tenant.
     Report {
-        /// One tenant (default: every tenant of the directory and the budgets).
+        /// One tenant (default: every tenant of the ledger, the directory and the budgets).
         #[arg(long)]
         tenant: Option<String>,
         /// YYYY-MM (UTC).
@@ -67,11 +72,19 @@ struct Row {
     cache_read_tokens: u64,
     cache_write_tokens: u64,
     cost_usd: String,
+    /// The tenant's monthly budget, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_usd: Option<String>,
+    /// Month-to-date spend in percent of the budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percent_used: Option<u64>,
+    /// The budget state enforcement acts on: `ok`, `warning`, `degraded` or `blocked`.
+    state: BudgetLevel,
     #[serde(skip)]
     cost_micro: u64,
 }
 
-fn row(tenant: &str, key: String, t: Totals) -> Row {
+fn row(tenant: &str, key: String, t: Totals, budget: &Standing) -> Row {
     Row {
         tenant: tenant.to_owned(),
         key,
@@ -82,8 +95,18 @@ fn row(tenant: &str, key: String, t: Totals) -> Row {
         cache_read_tokens: t.cache_read_tokens,
         cache_write_tokens: t.cache_write_tokens,
         cost_usd: MicroUsd(t.cost_micro).to_usd_string(),
+        budget_usd: budget.limit.map(MicroUsd::to_usd_string),
+        percent_used: budget.percent,
+        state: budget.state,
         cost_micro: t.cost_micro,
     }
+}
+
+/// A tenant against its budget.
+struct Standing {
+    limit: Option<MicroUsd>,
+    percent: Option<u64>,
+    state: BudgetLevel,
 }
 
 fn valid_month(m: &str) -> bool {
@@ -106,43 +129,90 @@ pub async fn run(args: CostArgs) -> Result<(), String> {
     if !valid_month(&month) {
         return Err(format!("--month must be YYYY-MM, not '{month}'"));
     }
-    let sdk = args.aws.sdk().await;
-    let settings = args.aws.settings();
+    let aws = &args.aws;
+    let sdk = aws.sdk().await;
+    let settings = aws.settings();
     let reader = LedgerReader::new(&sdk, &settings.usage_table);
-    let tenants: Vec<String> = match tenant {
-        Some(t) => vec![t],
-        None => {
-            let configs = Configs::new(
-                std::sync::Arc::new(SsmParams::new(&sdk)),
-                &settings.param_prefix,
-                std::time::Duration::ZERO,
-            );
-            let mut all = std::collections::BTreeSet::new();
-            if let Ok(d) = configs.tenants().await {
-                all.extend(d.tenants.keys().cloned());
-            }
-            if let Ok(Some(b)) = configs.budgets().await {
-                all.extend(b.tenants.keys().cloned());
-            }
-            all.into_iter().collect()
+    let configs = Configs::new(
+        std::sync::Arc::new(SsmParams::new(&sdk)),
+        &settings.param_prefix,
+        std::time::Duration::ZERO,
+    );
+    // Every read must succeed: a report that cannot read is an error, never a $0 report.
+    let directory = match configs.tenants().await {
+        Ok(d) => d,
+        Err(Error::Config(ParamError::NotFound(name))) => {
+            return Err(format!(
+                "stage '{}' has no tenant directory ({name}) at {}: is the stage deployed and its configuration pushed?",
+                aws.stage,
+                aws.target()
+            ));
         }
+        Err(e) => return Err(aws.failure("the tenant directory", &e)),
     };
+    let budgets = configs
+        .budgets()
+        .await
+        .map_err(|e| aws.failure("the budgets", &e))?;
+    let in_ledger = reader
+        .tenants_in(&month)
+        .await
+        .map_err(|e| aws.failure(&format!("the ledger ({})", settings.usage_table), &e))?;
+    // The bill: every tenant of the ledger (also those the directory no longer lists), of
+    // the directory and of the budgets.
+    let mut known: std::collections::BTreeSet<String> = in_ledger.into_iter().collect();
+    known.extend(directory.tenants.keys().cloned());
+    if let Some(b) = &budgets {
+        known.extend(b.tenants.keys().cloned());
+    }
+    let tenants: Vec<String> = match tenant {
+        Some(t) if known.contains(&t) => vec![t],
+        Some(t) => {
+            return Err(format!(
+                "unknown tenant '{t}': not in the directory, the budgets or the ledger of {month} (stage {})",
+                aws.stage
+            ));
+        }
+        None => known.into_iter().collect(),
+    };
+    let states = DynamoBudgets::new(&sdk, &settings.usage_table);
     let mut rows = Vec::new();
     for t in &tenants {
         let pk = month_pk(t, &month);
+        let total = reader
+            .get(&pk, "TOTAL")
+            .await
+            .map_err(|e| aws.failure("the ledger", &e))?;
+        let state = BudgetStore::state(&states, t)
+            .await
+            .map_err(|e| aws.failure("the budget states", &e))?
+            .filter(|s| s.month == month)
+            .map_or(BudgetLevel::Ok, |s| s.level);
+        let limit = budgets
+            .as_ref()
+            .and_then(|b| b.tenants.get(t))
+            .map(|b| b.monthly_usd.0);
+        let standing = Standing {
+            limit,
+            percent: limit.map(|l| percent(MicroUsd(total.cost_micro), l)),
+            state,
+        };
         match by {
-            None => rows.push(row(
-                t,
-                "total".into(),
-                reader.get(&pk, "TOTAL").await.map_err(|e| e.to_string())?,
-            )),
+            None => rows.push(row(t, "total".into(), total, &standing)),
             Some(b) => {
-                for (key, totals) in reader
+                let parts = reader
                     .list(&pk, b.prefix())
                     .await
-                    .map_err(|e| e.to_string())?
-                {
-                    rows.push(row(t, key, totals));
+                    .map_err(|e| aws.failure("the ledger", &e))?;
+                let mut rest = total;
+                for (key, totals) in parts {
+                    rest = rest.minus(&totals);
+                    rows.push(row(t, key, totals, &standing));
+                }
+                // Spend without a feature tag is spend too: its own row, so the rows add up
+                // to the ledger's total.
+                if matches!(b, By::Feature) && (rest.requests > 0 || rest.cost_micro > 0) {
+                    rows.push(row(t, "(untagged)".into(), rest, &standing));
                 }
             }
         }
@@ -191,8 +261,16 @@ fn print_table(month: &str, by: Option<By>, rows: &[Row]) {
         .unwrap_or(5)
         .max(what.len());
     println!(
-        "{:<12} {:<width$} {:>9} {:>12} {:>12} {:>12}  cost",
-        "tenant", what, "requests", "input tok", "output tok", "cost USD"
+        "{:<12} {:<width$} {:>9} {:>12} {:>12} {:>12} {:>10} {:>5} {:<9} cost",
+        "tenant",
+        what,
+        "requests",
+        "input tok",
+        "output tok",
+        "cost USD",
+        "budget",
+        "used",
+        "state"
     );
     let max = rows.iter().map(|r| r.cost_micro).max().unwrap_or(0);
     for r in rows {
@@ -202,13 +280,16 @@ fn print_table(month: &str, by: Option<By>, rows: &[Row]) {
             (r.cost_micro * 30).div_ceil(max) as usize
         };
         println!(
-            "{:<12} {:<width$} {:>9} {:>12} {:>12} {:>12}  {}",
+            "{:<12} {:<width$} {:>9} {:>12} {:>12} {:>12} {:>10} {:>5} {:<9} {}",
             r.tenant,
             r.key,
             r.requests,
             r.input_tokens + r.cache_read_tokens + r.cache_write_tokens,
             r.output_tokens,
             r.cost_usd,
+            r.budget_usd.as_deref().unwrap_or("-"),
+            r.percent_used.map_or("-".to_owned(), |p| format!("{p}%")),
+            format!("{:?}", r.state).to_lowercase(),
             "█".repeat(bar)
         );
     }

@@ -147,6 +147,13 @@ pub async fn run_command(args: EvalArgs) -> Result<(), String> {
         } => {
             let (ra, rb) = (load_run(&runs_dir, &a)?, load_run(&runs_dir, &b)?);
             let cmp = compare(&ra, &rb);
+            // Comparing nothing proves nothing: never a pass.
+            if cmp.common_cases == 0 {
+                return Err(format!(
+                    "runs {a} and {b} have nothing in common ({} matching cell(s), no case in both): nothing was compared",
+                    cmp.cells.len()
+                ));
+            }
             if json {
                 let text = serde_json::to_string_pretty(&cmp).map_err(|e| e.to_string())?;
                 println!("{text}");

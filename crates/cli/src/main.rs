@@ -8,6 +8,7 @@ mod dev;
 mod eval;
 mod prompts;
 mod serve;
+mod tenant_policy;
 
 use std::process::ExitCode;
 

@@ -151,3 +151,86 @@ async fn config_push_tenants_and_key_rotation() {
     assert_eq!(models(&state, &second).await.0, 401);
     std::fs::remove_dir_all(&broken).unwrap();
 }
+
+/// `tenants set` merges: a field not named keeps its value, `--clear` removes one, and the
+/// change is printed; `tenants list` shows every field.
+#[tokio::test]
+async fn tenants_set_merges_and_prints_what_changed() {
+    let stack = Stack::start().await;
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "tenants",
+            "set",
+            "merged",
+            "--tiers",
+            "fast",
+            "--models",
+            "amazon.nova-lite-v1:0",
+            "--batch-senders",
+            "AIDAPRODUCER",
+        ],
+    );
+    assert!(ok && out.contains("tenant merged created"), "{out}");
+    // Only the rate: the models and senders stay.
+    let (ok, out) = quarry(
+        &stack,
+        &["tenants", "set", "merged", "--requests-per-minute", "600"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("rate_limits: (none) -> "), "{out}");
+    assert!(
+        !out.contains("allowed_models"),
+        "only what changed is printed: {out}"
+    );
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "tenants",
+            "set",
+            "merged",
+            "--pii",
+            "redact",
+            "--denied-words",
+            "falcon",
+            "--injection",
+            "block",
+            "--clear",
+            "batch-senders",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("batch_senders: [\"AIDAPRODUCER\"] -> (none)"),
+        "{out}"
+    );
+    let (ok, out) = quarry(&stack, &["tenants", "list"]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("merged:")).unwrap();
+    for field in [
+        "\"allowed_models\":[\"amazon.nova-lite-v1:0\"]",
+        "\"requests_per_minute\":600",
+        "\"pii\":\"redact\"",
+        "\"denied_words\":[\"falcon\"]",
+        "\"injection\":\"block\"",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    assert!(!line.contains("AIDAPRODUCER"), "{line}");
+    // Nothing to change; a bad value changes nothing.
+    let (ok, out) = quarry(&stack, &["tenants", "set", "merged", "--pii", "redact"]);
+    assert!(ok && out.contains("no change"), "{out}");
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "tenants",
+            "set",
+            "merged",
+            "--bedrock-guardrail",
+            "Bad-Id:1",
+        ],
+    );
+    assert!(!ok && out.contains("guardrail id"), "{out}");
+    let (ok, out) = quarry(&stack, &["tenants", "set", "a#b"]);
+    assert!(!ok && out.contains("tenant name"), "{out}");
+}

@@ -75,3 +75,147 @@ async fn report_as_table_json_and_csv() {
     let (ok, out) = quarry(&stack, &["--month", "2026-13"]);
     assert!(!ok && out.contains("YYYY-MM"), "{out}");
 }
+
+/// A report is the bill or an error: it fails loudly when it cannot read, names an unknown
+/// tenant or stage, lists every tenant of the ledger (also those the directory no longer
+/// has), gives untagged spend its own row, and shows each tenant against its budget.
+#[tokio::test]
+async fn a_report_is_the_bill_or_an_error() {
+    let stack = Stack::start().await;
+    // Unreachable: non-zero, one line naming the endpoint.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "cost",
+            "report",
+            "--aws-endpoint",
+            "http://127.0.0.1:9",
+            "--stage",
+            &stack.settings.stage,
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    assert!(
+        err.contains("http://127.0.0.1:9") && err.contains("cannot read"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Unknown stage and tenant: said so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "cost",
+            "report",
+            "--aws-endpoint",
+            &stack.moto_url,
+            "--stage",
+            "nosuchstage",
+        ])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nosuchstage"),
+        "{err}"
+    );
+    let (ok, out) = quarry(&stack, &["--tenant", "nobody"]);
+    assert!(!ok && out.contains("unknown tenant 'nobody'"), "{out}");
+
+    // Spend: acme tagged and untagged, and a tenant only the ledger knows.
+    let state = Arc::new(chat_handler::AppState::from_sdk(
+        &stack.sdk,
+        stack.settings.clone(),
+        chat_handler::Options::default(),
+    ));
+    for body in [
+        serde_json::json!({"messages": [{"role": "user", "content": "tagged"}], "tags": {"feature": "search"}}),
+        serde_json::json!({"messages": [{"role": "user", "content": "untagged"}]}),
+    ] {
+        let request = http::Request::post("/v1/chat")
+            .header("authorization", format!("Bearer {}", stack.key("acme")))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let (status, _) = json_reply(
+            chat_handler::app(state.clone())
+                .oneshot(request)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let ledger = quarry_aws::ledger::DynamoLedger::new(
+        &stack.sdk,
+        &stack.settings.usage_table,
+        &stack.provisioned.spill_queue_url,
+    );
+    ledger
+        .record_direct(&quarry_core::usage::UsageRecord {
+            id: "eval-run-1".into(),
+            tenant: "eval".into(),
+            model: "amazon.nova-lite-v1:0".into(),
+            feature: None,
+            usage: quarry_core::model::TokenUsage {
+                input: 10,
+                output: 10,
+                ..Default::default()
+            },
+            cost: Some(quarry_core::pricing::MicroUsd(1234)),
+            cached: false,
+            estimated: false,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        })
+        .await
+        .unwrap();
+    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+    ssm.put(
+        &stack.settings.param("budgets"),
+        r#"{"tenants": {"acme": {"monthly_usd": "100"}}}"#,
+        false,
+    )
+    .await
+    .unwrap();
+
+    let (ok, out) = quarry(&stack, &["--json"]);
+    assert!(ok, "{out}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let eval = rows
+        .iter()
+        .find(|r| r["tenant"] == "eval")
+        .expect("the ledger's tenant");
+    assert_eq!(eval["cost_usd"], "0.001234");
+    let acme = rows.iter().find(|r| r["tenant"] == "acme").unwrap();
+    assert_eq!(acme["budget_usd"], "100.000000");
+    assert_eq!(acme["percent_used"], 0);
+    assert_eq!(acme["state"], "ok");
+
+    let (ok, out) = quarry(&stack, &["--tenant", "acme", "--by", "feature", "--json"]);
+    assert!(ok, "{out}");
+    let by_feature: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let keys: Vec<&str> = by_feature
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["search", "(untagged)"]);
+    let micros = |r: &serde_json::Value| {
+        quarry_core::pricing::MicroUsd::parse_usd(r["cost_usd"].as_str().unwrap())
+            .unwrap()
+            .0
+    };
+    assert_eq!(
+        by_feature.iter().map(micros).sum::<u64>(),
+        micros(acme),
+        "the rows add up to the total"
+    );
+    assert_eq!(
+        by_feature
+            .iter()
+            .map(|r| r["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        2
+    );
+}

@@ -243,6 +243,42 @@ async fn gate_passes_and_fails_grid_cost_equals_the_ledger_and_runs_compare() {
         ],
     );
     assert!(!ok && out.contains("3 case(s) regressed"), "{out}");
+
+    // A run with no case in common: comparing nothing is never a pass.
+    let other_dir = dir.join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = write_set(
+        &other_dir,
+        &[
+            json!({"id": "elsewhere", "variables": {"text": "Somewhere else."}, "assert": [{"type": "max_output_tokens", "value": 500}]}),
+        ],
+    );
+    let (_, stdout, out) = quarry(
+        &stack,
+        "eval",
+        &[
+            "run",
+            "--prompt",
+            "summarize",
+            "--versions",
+            "1",
+            "--set",
+            &other,
+            "--runs-dir",
+            runs,
+            "--json",
+        ],
+    );
+    let other_id = json_of(&stdout)["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    for extra in [&[][..], &["--fail-on-regression"][..]] {
+        let mut args = vec!["compare", &ids[0], &other_id, "--runs-dir", runs];
+        args.extend_from_slice(extra);
+        let (ok, _, out) = quarry(&stack, "eval", &args);
+        assert!(!ok && out.contains("nothing in common"), "{out}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

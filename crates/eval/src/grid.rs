@@ -218,6 +218,9 @@ pub struct CellChange {
 pub struct Comparison {
     pub cells: Vec<CellChange>,
     pub cases: Vec<CaseChange>,
+    /// Cases found in both runs (over the matched cells): 0 means nothing was compared.
+    #[serde(default)]
+    pub common_cases: usize,
 }
 
 /// What changed from `a` to `b`. Cells are matched by label; when each run has exactly one
@@ -239,6 +242,7 @@ pub fn compare(a: &EvalRun, b: &EvalRun) -> Comparison {
     let mut out = Comparison {
         cells: Vec::new(),
         cases: Vec::new(),
+        common_cases: 0,
     };
     for (ca, cb) in pairs {
         let (sa, sb) = (summarize(ca, &a.gate), summarize(cb, &b.gate));
@@ -263,6 +267,9 @@ pub fn compare(a: &EvalRun, b: &EvalRun) -> Comparison {
         for id in ids {
             let ra = ca.results.iter().find(|r| r.case == id);
             let rb = cb.results.iter().find(|r| r.case == id);
+            if ra.is_some() && rb.is_some() {
+                out.common_cases += 1;
+            }
             let before = ra.map(|r| r.outcome);
             let after = rb.map(|r| r.outcome);
             let output_changed = match (ra, rb) {
