@@ -130,15 +130,24 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     push_config(&ssm, &settings, &sources)
         .await
         .map_err(|e| e.to_string())?;
-    push_prompts(&ssm, &settings, &sources.prompts)
+    let pushed = push_prompts(&ssm, &settings, &sources.prompts)
         .await
         .map_err(|e| e.to_string())?;
+    // The demo prompts are labelled `prod`, so requests that name the label (the README's
+    // first example) work on a fresh stack.
+    let admin = quarry_admin::prompt_admin::PromptAdmin::new(&ssm, &settings);
+    for (spec, p) in sources.prompts.iter().zip(&pushed) {
+        admin
+            .promote(&spec.name, p.version, "prod")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let keys = quarry_admin::tenants::seed(&ssm, &settings, &DEMO_TENANTS)
         .await
         .map_err(|e| e.to_string())?;
 
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the quarry binary: {e}"))?;
-    let mut serve = Command::new(exe);
+    let mut serve = Command::new(&exe);
     serve
         .arg("serve")
         .arg("--exit-on-stdin-close")
@@ -195,7 +204,8 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     println!("AWS endpoint (moto): {aws_url}");
     println!("Bedrock endpoint: {bedrock_url}");
     println!(
-        "Evaluate: cargo run -q -p quarry-cli -- eval --aws-endpoint {aws_url} --bedrock-endpoint {bedrock_url} --stage {} run --prompt summarize --set infra/evals/summarize.jsonl",
+        "Evaluate: {} eval --aws-endpoint {aws_url} --bedrock-endpoint {bedrock_url} --stage {} run --prompt summarize --set infra/evals/summarize.jsonl (the emulator answers with filler text: a failed gate here is expected)",
+        exe.display(),
         settings.stage
     );
     if let Some(key) = keys.first().map(|k| &k.key) {

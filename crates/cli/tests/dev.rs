@@ -23,7 +23,7 @@ async fn quarry_dev_serves_the_printed_curl_and_stops_cleanly() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut keys, mut moto) = (None, Vec::new(), None);
+    let (mut base, mut keys, mut moto, mut evaluate) = (None, Vec::new(), None, None);
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(url) = line.strip_prefix("Quarry listening on ") {
@@ -33,6 +33,8 @@ async fn quarry_dev_serves_the_printed_curl_and_stops_cleanly() {
                 keys.push((tenant.to_owned(), key.to_owned()));
             } else if let Some(url) = line.strip_prefix("AWS endpoint (moto): ") {
                 moto = Some(url.to_owned());
+            } else if let Some(rest) = line.strip_prefix("Evaluate: ") {
+                evaluate = Some(rest.to_owned());
             } else if line.starts_with("Try: curl") {
                 break;
             }
@@ -59,6 +61,25 @@ async fn quarry_dev_serves_the_printed_curl_and_stops_cleanly() {
     assert!(
         !body["output"]["text"].as_str().unwrap().is_empty(),
         "{body}"
+    );
+
+    // The README's first request names the `prod` label: the demo prompts carry it.
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat"))
+        .bearer_auth(&keys[0].1)
+        .json(&serde_json::json!({"prompt": "summarize", "label": "prod", "variables": {"text": "Quarry is a gateway."}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["prompt"]["label"], "prod", "{body}");
+    // The printed evaluation calls this binary, and says the emulator's text is filler.
+    let evaluate = evaluate.expect("an Evaluate line");
+    assert!(
+        evaluate.starts_with(env!("CARGO_BIN_EXE_quarry")) && evaluate.contains("filler"),
+        "{evaluate}"
     );
 
     // SIGTERM, as Ctrl-C or a service manager would send.
