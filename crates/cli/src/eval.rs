@@ -177,6 +177,14 @@ pub async fn gate_version(
     set: &Path,
     gate: &GateArgs,
 ) -> Result<(), String> {
+    // The gate must run what the label will serve: the prompt version with its own routing.
+    // A pass on another model says nothing about production traffic.
+    if !gate.models.is_empty() {
+        return Err(format!(
+            "refusing to gate {name}@{version} on --models {}: a promotion gate runs the routing the label will serve (the prompt's own tier or model); use --models with `quarry eval run` to explore",
+            gate.models.join(",")
+        ));
+    }
     let prompts = vec![Some((name.to_owned(), PromptSelector::Version(version)))];
     let report = evaluate(aws, set, &prompts, gate).await?;
     report.print(Format::Table);

@@ -200,6 +200,32 @@ async fn gate_passes_and_fails_grid_cost_equals_the_ledger_and_runs_compare() {
     assert!(out.contains("pass rate 25.0% is below 75.0%"), "{out}");
     let (ok, _, out) = quarry(&stack, "prompts", &["show", "summarize:prod"]);
     assert!(!ok && out.contains("no label 'prod'"), "{out}");
+    // A gate on a model the label does not serve proves nothing about it: refused.
+    let (ok, _, out) = quarry(
+        &stack,
+        "prompts",
+        &[
+            "promote",
+            "summarize",
+            "1",
+            "--to",
+            "prod",
+            "--gate",
+            &set,
+            "--min-pass",
+            "0.75",
+            "--runs-dir",
+            runs,
+            "--models",
+            "us.amazon.nova-lite-v1:0",
+        ],
+    );
+    assert!(
+        !ok && out.contains("a promotion gate runs the routing the label will serve"),
+        "{out}"
+    );
+    let (ok, _, out) = quarry(&stack, "prompts", &["show", "summarize:prod"]);
+    assert!(!ok && out.contains("no label 'prod'"), "{out}");
     let (ok, _, out) = promote("1");
     assert!(ok && out.contains("summarize:prod -> 1"), "{out}");
 
