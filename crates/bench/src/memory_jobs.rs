@@ -168,13 +168,21 @@ impl JobStore for MemoryJobs {
         })
     }
 
-    async fn expect(&self, tenant: &str, job_id: &str, items: u64) -> Result<(), JobError> {
+    async fn expect(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        items: u64,
+    ) -> Result<Option<u64>, JobError> {
         self.with(|jobs| {
-            jobs.headers
+            let counts = &mut jobs
+                .headers
                 .entry((tenant.to_owned(), job_id.to_owned()))
                 .or_default()
-                .0
-                .expected = Some(items);
+                .0;
+            let before = counts.expected;
+            counts.expected = before.or(Some(items));
+            before
         })
     }
 

@@ -168,9 +168,15 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?,
             };
-            jobs.expect(tenant, &job_id, items.len() as u64)
+            if let Some(before) = jobs
+                .expect(tenant, &job_id, items.len() as u64)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+            {
+                eprintln!(
+                    "warning: job {job_id} exists already ({before} items announced): its count is kept, and its items that already finished will not run again"
+                );
+            }
             let bar = ProgressBar::new(items.len() as u64);
             bar.set_style(
                 ProgressStyle::with_template("{bar:40} {pos}/{len} items sent ({per_sec})")
@@ -236,10 +242,11 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no job {job_id} for tenant {tenant}"))?;
             println!("job        {job_id} (tenant {tenant})");
+            println!("state      {}", counts.state().as_str());
             if let Some(e) = counts.expected {
                 println!("expected   {e}");
             }
-            println!("submitted  {}", counts.submitted);
+            println!("started    {}", counts.submitted);
             println!("succeeded  {}", counts.succeeded);
             println!("failed     {}", counts.failed);
             println!("in flight  {}", counts.in_flight());

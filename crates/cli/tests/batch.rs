@@ -109,8 +109,9 @@ async fn submit_validates_everything_first_then_status_and_results() {
     let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "acme"]);
     assert!(ok, "{out}");
     for expected in [
+        "state      done",
         "expected   13",
-        "submitted  13",
+        "started    13",
         "succeeded  12",
         "failed     1",
         "in flight  0",
@@ -118,6 +119,27 @@ async fn submit_validates_everything_first_then_status_and_results() {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+    // Resubmitting to the job warns and keeps its announced count; finished items do not
+    // run again.
+    let one = dir.join("one.jsonl");
+    std::fs::write(&one, "{\"item_id\":\"doc-1\",\"prompt\":\"summarize\",\"variables\":{\"text\":\"Document number 1.\"}}").unwrap();
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "submit",
+            one.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--job-id",
+            "digest-1",
+        ],
+    );
+    assert!(
+        ok && out.contains("exists already (13 items announced)"),
+        "{out}"
+    );
+    let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "acme"]);
+    assert!(ok && out.contains("expected   13"), "{out}");
     let results = dir.join("results.jsonl");
     let (ok, out) = quarry(
         &stack,

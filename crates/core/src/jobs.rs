@@ -144,6 +144,38 @@ impl JobCounts {
         self.expected
             .is_some_and(|e| e > 0 && self.succeeded + self.failed >= e)
     }
+
+    /// Where the job stands: `queued` before any item started, `done` when every item (the
+    /// announced count, else every item started) has an outcome, `running` in between.
+    pub fn state(&self) -> JobState {
+        let outcomes = self.succeeded + self.failed;
+        match self.expected {
+            _ if self.submitted == 0 && outcomes == 0 => JobState::Queued,
+            Some(e) if e > 0 && outcomes >= e => JobState::Done,
+            Some(_) => JobState::Running,
+            None if self.in_flight() == 0 => JobState::Done,
+            None => JobState::Running,
+        }
+    }
+}
+
+/// Where a batch job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,4 +185,27 @@ pub enum JobError {
     LeaseLost(String),
     #[error("{0}")]
     Store(#[from] crate::ports::StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_is_queued_running_then_done() {
+        let counts = |submitted, succeeded, failed, expected| JobCounts {
+            submitted,
+            succeeded,
+            failed,
+            expected,
+            cost: MicroUsd::ZERO,
+        };
+        assert_eq!(counts(0, 0, 0, Some(3)).state(), JobState::Queued);
+        assert_eq!(counts(2, 1, 0, Some(3)).state(), JobState::Running);
+        // Every started item finished, but one announced item never started.
+        assert_eq!(counts(2, 1, 1, Some(3)).state(), JobState::Running);
+        assert_eq!(counts(3, 2, 1, Some(3)).state(), JobState::Done);
+        assert_eq!(counts(2, 2, 0, None).state(), JobState::Done);
+        assert_eq!(counts(2, 1, 0, None).state(), JobState::Running);
+    }
 }

@@ -301,8 +301,10 @@ pub trait JobStore: Send + Sync {
     ) -> Result<(), JobError>;
     /// Gives the item back for a later delivery.
     async fn release(&self, item: &ItemRef, owner: &str, reason: &str) -> Result<(), JobError>;
-    /// Announces how many items a job has.
-    async fn expect(&self, tenant: &str, job_id: &str, items: u64) -> Result<(), JobError>;
+    /// Announces how many items a job has. A job announced before keeps its count: the
+    /// earlier count is returned, and this one ignored.
+    async fn expect(&self, tenant: &str, job_id: &str, items: u64)
+    -> Result<Option<u64>, JobError>;
     async fn counts(&self, tenant: &str, job_id: &str) -> Result<Option<JobCounts>, JobError>;
     async fn items(&self, tenant: &str, job_id: &str) -> Result<Vec<ItemRecord>, JobError>;
     /// True the first time it is called for a job (to send its completion message once).

@@ -56,7 +56,12 @@ async fn the_status_of_a_job_of_the_callers_tenant() {
     assert_eq!(r.body["job_id"], "job-api");
     assert_eq!(
         r.body["counts"],
-        json!({"submitted": 3, "succeeded": 2, "failed": 1, "in_flight": 0})
+        json!({"submitted": 3, "started": 3, "succeeded": 2, "failed": 1, "in_flight": 0})
+    );
+    assert_eq!(r.body["state"], "done");
+    assert_eq!(
+        r.body["status"],
+        "done: 3 items finished (2 succeeded, 1 failed), 0 in flight"
     );
     assert!(r.body["cost_usd"].as_str().unwrap().parse::<f64>().unwrap() > 0.0);
     assert_eq!(r.body["failures"][0]["item_id"], "i3");

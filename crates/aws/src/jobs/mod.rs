@@ -440,13 +440,20 @@ impl JobStore for DynamoJobs {
         }
     }
 
-    async fn expect(&self, tenant: &str, job_id: &str, items: u64) -> Result<(), JobError> {
-        self.client
+    async fn expect(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        items: u64,
+    ) -> Result<Option<u64>, JobError> {
+        let out = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&Self::pk(tenant, job_id)))
             .key("sk", s("HEADER"))
-            .update_expression("SET #expected = :n, tenant = :tenant, job_id = :job, created_at = if_not_exists(created_at, :now), expires_at = :exp")
+            .update_expression("SET #expected = if_not_exists(#expected, :n), tenant = :tenant, job_id = :job, created_at = if_not_exists(created_at, :now), expires_at = :exp")
+            .return_values(ReturnValue::AllOld)
             .expression_attribute_names("#expected", "expected")
             .expression_attribute_values(":n", n(items as i64))
             .expression_attribute_values(":tenant", s(tenant))
@@ -456,7 +463,10 @@ impl JobStore for DynamoJobs {
             .send()
             .await
             .map_err(|e| store(&e))?;
-        Ok(())
+        Ok(out
+            .attributes()
+            .and_then(|a| get_n(a, "expected"))
+            .and_then(|v| u64::try_from(v).ok()))
     }
 
     async fn counts(&self, tenant: &str, job_id: &str) -> Result<Option<JobCounts>, JobError> {
