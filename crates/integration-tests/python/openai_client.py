@@ -21,23 +21,27 @@ assert r.choices[0].message.content, r
 assert r.choices[0].finish_reason == "stop", r
 assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, r.usage
 assert r.model.startswith("us.anthropic"), r.model
+# Quarry's fields beside OpenAI's (extra fields of the SDK's model)
+assert float(r.model_extra["cost_usd"]) > 0 and r.model_extra["cached"] is False, r.model_extra
 
 # Models
 ids = [m.id for m in client.models.list().data]
 assert "fast" in ids and "smart" in ids, ids
 
 # Streaming with usage in the last chunk
-text, usage, finish = "", None, None
+text, usage, finish, extra = "", None, None, None
 for chunk in client.chat.completions.create(model="fast", stream=True, stream_options={"include_usage": True},
                                             messages=[{"role": "user", "content": "Stream a reply"}]):
     if chunk.usage is not None:
         usage = chunk.usage
+        extra = chunk.model_extra
     for choice in chunk.choices:
         text += choice.delta.content or ""
         finish = choice.finish_reason or finish
 assert text, "no streamed text"
 assert finish == "stop", finish
 assert usage is not None and usage.completion_tokens > 0, usage
+assert extra and float(extra["cost_usd"]) > 0 and extra["quarry"]["cached"] is False, extra
 
 # Tools: the model calls the tool, we answer it, the model replies in text
 tools = [{"type": "function", "function": {

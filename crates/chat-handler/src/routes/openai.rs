@@ -4,7 +4,7 @@
 
 use quarry_core::Error;
 use quarry_core::service::{Answer, CacheMode, StreamItem};
-use quarry_http::openai::{Completion, CompletionRequest, Delta, finish_reason};
+use quarry_http::openai::{Completion, CompletionRequest, Delta, Extras, finish_reason};
 use quarry_http::{ApiError, RequestMeta, parse_json};
 use serde::Serialize;
 
@@ -63,7 +63,12 @@ impl Dialect for OpenAi {
                     &chunks.chunk(Delta::default(), Some(finish)),
                 )];
                 if head.include_usage {
-                    frames.push(Frame::json(None, &chunks.usage(&summary.usage)));
+                    let extras = Extras {
+                        cost_usd: summary.cost.map(|c| c.to_usd_string()),
+                        cached: head.cached,
+                        fallbacks: head.fallbacks.clone(),
+                    };
+                    frames.push(Frame::json(None, &chunks.usage(&summary.usage, extras)));
                 }
                 frames.push(Frame::raw(DONE));
                 frames

@@ -10,6 +10,6 @@ pub mod response;
 
 pub use request::{CompletionRequest, Parsed};
 pub use response::{
-    Chunk, ChunkHead, Completion, Delta, ModelEntry, ModelList, completion_id, finish_reason,
-    now_secs,
+    Chunk, ChunkHead, Completion, Delta, Extras, ModelEntry, ModelList, completion_id,
+    finish_reason, now_secs,
 };

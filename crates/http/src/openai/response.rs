@@ -69,6 +69,11 @@ pub struct Completion<'a> {
     pub choices: [Choice<'a>; 1],
     pub usage: Usage,
     pub system_fingerprint: Option<&'static str>,
+    /// Quarry's cost of this answer (`null` when the model has no price), beside OpenAI's
+    /// fields: clients read it without knowing the `quarry` extension.
+    pub cost_usd: Option<String>,
+    /// Served from Quarry's response cache.
+    pub cached: bool,
     pub quarry: Extras,
 }
 
@@ -150,6 +155,8 @@ impl<'a> Completion<'a> {
             }],
             usage: (&answer.usage).into(),
             system_fingerprint: None,
+            cost_usd: answer.cost.map(|c| c.to_usd_string()),
+            cached: answer.cached,
             quarry: Extras {
                 cost_usd: answer.cost.map(|c| c.to_usd_string()),
                 cached: answer.cached,
@@ -170,6 +177,14 @@ pub struct Chunk<'a> {
     /// Only on the last chunk, when the client asked for usage (and then `choices` is empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// With the usage: what the stream cost, and whether it came from the cache, as on a
+    /// whole answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarry: Option<Extras>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -279,9 +294,15 @@ impl<'a> ChunkHead<'a> {
         )
     }
 
-    /// The last chunk, for a client that asked for usage: no choices, the usage.
-    pub fn usage(&self, usage: &TokenUsage) -> Chunk<'a> {
-        self.with(Vec::new(), Some(usage.into()))
+    /// The last chunk, for a client that asked for usage: no choices, the usage, and
+    /// Quarry's cost and cache flag.
+    pub fn usage(&self, usage: &TokenUsage, extras: Extras) -> Chunk<'a> {
+        Chunk {
+            cost_usd: extras.cost_usd.clone(),
+            cached: Some(extras.cached),
+            quarry: Some(extras),
+            ..self.with(Vec::new(), Some(usage.into()))
+        }
     }
 
     fn with(&self, choices: Vec<ChunkChoice<'a>>, usage: Option<Usage>) -> Chunk<'a> {
@@ -292,6 +313,9 @@ impl<'a> ChunkHead<'a> {
             model: self.model,
             choices,
             usage,
+            cost_usd: None,
+            cached: None,
+            quarry: None,
         }
     }
 }
@@ -413,6 +437,7 @@ mod tests {
                 }],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 0}},
                 "system_fingerprint": null,
+                "cost_usd": a.cost.map(|c| c.to_usd_string()), "cached": false,
                 "quarry": {"cost_usd": a.cost.map(|c| c.to_usd_string()), "cached": false, "fallbacks": [{"model": "other", "reason": "throttled", "attempts": 2}]},
             })
         );
@@ -490,12 +515,19 @@ mod tests {
             cache_read: 3,
             cache_write: 2,
         };
+        let extras = Extras {
+            cost_usd: Some("0.000015".into()),
+            cached: false,
+            fallbacks: Vec::new(),
+        };
         assert_eq!(
-            wire(HEAD.usage(&usage)),
+            wire(HEAD.usage(&usage, extras)),
             json!({
                 "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
                 "choices": [],
                 "usage": {"prompt_tokens": 15, "completion_tokens": 5, "total_tokens": 20, "prompt_tokens_details": {"cached_tokens": 3}},
+                "cost_usd": "0.000015", "cached": false,
+                "quarry": {"cost_usd": "0.000015", "cached": false, "fallbacks": []},
             })
         );
     }
