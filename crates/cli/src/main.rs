@@ -3,6 +3,7 @@
 mod admin;
 mod aws;
 mod batch;
+mod budgets;
 mod cost;
 mod dev;
 mod eval;
@@ -39,6 +40,8 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Usage and cost from the ledger.
     Cost(cost::CostArgs),
+    /// Budgets: each tenant's standing and state; evaluate now.
+    Budgets(budgets::BudgetsArgs),
     /// Push infra/ (routing, pricing, budgets, experiments, prompts) to SSM.
     Config(admin::ConfigArgs),
     /// Tenants: list, set, remove.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Prompts(args) => prompts::run(args).await,
             Command::Batch(args) => batch::run(args).await,
             Command::Cost(args) => cost::run(args).await,
+            Command::Budgets(args) => budgets::run(args).await,
             Command::Config(args) => admin::config(args).await,
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Keys(args) => admin::keys(args).await,

@@ -22,7 +22,7 @@ use quarry_aws::bootstrap::Metrics;
 use quarry_aws::budgets::DynamoBudgets;
 use quarry_aws::ledger::{Buckets, DynamoLedger, LedgerReader, hour_pk, month_pk};
 use quarry_aws::{SdkPorts, Settings, ports_from_sdk};
-use quarry_core::budget::{BudgetLevel, Budgets, evaluate, reached};
+use quarry_core::budget::{BudgetLevel, Budgets, evaluate, percent, reached};
 use quarry_core::config::Configs;
 use quarry_core::ports::{BudgetStore, Notifier};
 use quarry_core::pricing::MicroUsd;
@@ -40,6 +40,8 @@ pub struct Summary {
     pub replay_left: usize,
     pub tenants: Vec<TenantReport>,
     pub notifications: Vec<String>,
+    /// Budget states that changed in this run: `tenant: warning -> blocked at 134%`.
+    pub transitions: Vec<String>,
     pub errors: Vec<String>,
 }
 
@@ -204,10 +206,40 @@ impl CostAlarm {
             features.insert(feature.clone(), MicroUsd(totals.cost_micro));
         }
         let state = evaluate(budgets, tenant, month, tenant_spend, &features, global);
+        let before = self
+            .budgets
+            .state(tenant)
+            .await
+            .map_err(|e| e.to_string())?
+            .filter(|s| s.month == month)
+            .map_or(BudgetLevel::Ok, |s| s.level);
         self.budgets
             .set_state(tenant, &state)
             .await
             .map_err(|e| e.to_string())?;
+        // Each transition is a line an operator can find: who, from, to, and at what spend.
+        if before != state.level {
+            let used = budgets
+                .tenants
+                .get(tenant)
+                .map(|b| format!(" at {}%", percent(tenant_spend, b.monthly_usd.0)))
+                .unwrap_or_default();
+            tracing::warn!(
+                %tenant,
+                from = ?before,
+                to = ?state.level,
+                spend_usd = %tenant_spend.to_usd_string(),
+                reason = %state.reason,
+                "tenant {tenant}: {} -> {}{used}",
+                level_name(before),
+                level_name(state.level)
+            );
+            summary.transitions.push(format!(
+                "{tenant}: {} -> {}{used}",
+                level_name(before),
+                level_name(state.level)
+            ));
+        }
         if let Some(b) = budgets.tenants.get(tenant) {
             for threshold in reached(b, tenant_spend) {
                 let key = format!("{month}#threshold#{threshold}");
@@ -298,7 +330,10 @@ impl CostAlarm {
         summary: &mut Summary,
     ) {
         match self.notifier.notify(subject, message).await {
-            Ok(()) => summary.notifications.push(subject.to_owned()),
+            Ok(()) => {
+                tracing::info!(%tenant, %key, %subject, "notification sent");
+                summary.notifications.push(subject.to_owned());
+            }
             Err(e) => {
                 if let Err(forget) = self.budgets.forget_notice(tenant, key).await {
                     summary
@@ -310,5 +345,14 @@ impl CostAlarm {
                     .push(format!("notification '{subject}' not sent: {e}"));
             }
         }
+    }
+}
+
+fn level_name(level: BudgetLevel) -> &'static str {
+    match level {
+        BudgetLevel::Ok => "ok",
+        BudgetLevel::Warning => "warning",
+        BudgetLevel::Degraded => "degraded",
+        BudgetLevel::Blocked => "blocked",
     }
 }
