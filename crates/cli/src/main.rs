@@ -81,8 +81,39 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("quarry: {message}");
+            eprintln!("quarry: {}", plain(&message));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An SDK that could not reach its endpoint: one line, with a hint of what to check (the
+/// commands that know their endpoint say it themselves). Other errors as they are.
+fn plain(message: &str) -> String {
+    let unreachable =
+        message.contains("dispatch failure") || message.contains("onnection refused");
+    if !unreachable {
+        return message.to_owned();
+    }
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.contains(" — ") {
+        line
+    } else {
+        format!(
+            "{line} — is `quarry dev` running? pass --aws-endpoint (and --bedrock-endpoint) for a local stack, or check the AWS credentials and region"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_are_one_plain_line() {
+        let e = super::plain(
+            "cannot read x: dispatch failure: io error\n  caused by: Connection refused (os error 111)",
+        );
+        assert_eq!(e.lines().count(), 1);
+        assert!(e.contains("is `quarry dev` running?"), "{e}");
+        assert_eq!(super::plain("no tenant initech"), "no tenant initech");
     }
 }
