@@ -352,6 +352,7 @@ impl Worker {
                         .prompt
                         .as_ref()
                         .map(|p| format!("{}@{}", p.name, p.version)),
+                    cached: answer.cached,
                 };
                 match self.record_success(&item, &result).await {
                     Ok(()) => {

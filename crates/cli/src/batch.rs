@@ -291,8 +291,16 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                     "attempts": item.attempts,
                     "output": result.map(|r| r.output.clone()),
                     "json": result.and_then(|r| r.json.clone()),
-                    "usage": result.map(|r| r.usage),
+                    // The field names of a chat answer's `usage`.
+                    "usage": result.map(|r| json!({
+                        "input_tokens": r.usage.input,
+                        "output_tokens": r.usage.output,
+                        "cache_read_tokens": r.usage.cache_read,
+                        "cache_write_tokens": r.usage.cache_write,
+                        "total_tokens": r.usage.input + r.usage.output + r.usage.cache_read + r.usage.cache_write,
+                    })),
                     "cost_usd": result.and_then(|r| r.cost).map(|c| c.to_usd_string()),
+                    "cached": result.is_some_and(|r| r.cached),
                     "model": result.map(|r| r.model.clone()),
                     "prompt": result.and_then(|r| r.prompt.clone()),
                     "reason": item.reason,

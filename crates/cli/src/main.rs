@@ -90,8 +90,7 @@ fn main() -> ExitCode {
 /// An SDK that could not reach its endpoint: one line, with a hint of what to check (the
 /// commands that know their endpoint say it themselves). Other errors as they are.
 fn plain(message: &str) -> String {
-    let unreachable =
-        message.contains("dispatch failure") || message.contains("onnection refused");
+    let unreachable = message.contains("dispatch failure") || message.contains("onnection refused");
     if !unreachable {
         return message.to_owned();
     }

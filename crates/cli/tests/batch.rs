@@ -167,6 +167,15 @@ async fn submit_validates_everything_first_then_status_and_results() {
     assert!(done.iter().all(
         |r| r["output"].as_str().is_some_and(|o| !o.is_empty()) && r["prompt"] == "summarize@1"
     ));
+    // Rows use a chat answer's names.
+    for r in &done {
+        let u = &r["usage"];
+        assert!(
+            u["input_tokens"].as_u64().unwrap() > 0 && u["output_tokens"].as_u64().unwrap() > 0,
+            "{r}"
+        );
+        assert_eq!(r["cached"], false, "{r}");
+    }
 
     let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "globex"]);
     assert!(

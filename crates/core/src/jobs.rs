@@ -106,6 +106,9 @@ pub struct ItemResult {
     pub model: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// Answered from the response cache (no model call, no cost).
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// An item as stored.
