@@ -138,6 +138,53 @@ fn prepare(
     }
 }
 
+/// Each item's prompt exists (at the version or label it names) and its variables fit, as
+/// the worker will check them: a job is not sent to fail item by item.
+async fn check_prompts(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    settings: &quarry_aws::Settings,
+    items: &[(String, String)],
+) -> Result<(), Vec<String>> {
+    let store = quarry_core::prompts::PromptStore::new(
+        std::sync::Arc::new(quarry_aws::ssm::SsmParams::new(sdk)),
+        &settings.param_prefix,
+        std::time::Duration::from_secs(300),
+    );
+    let mut problems = Vec::new();
+    for (_, body) in items {
+        let Ok(message) = message::parse(body) else {
+            continue;
+        };
+        let item = message.item_id.clone();
+        let input = message.into_input();
+        let Some(prompt) = input.prompt else {
+            continue;
+        };
+        let selector = prompt
+            .selector
+            .clone()
+            .unwrap_or(quarry_core::prompts::PromptSelector::Default);
+        match store.get(&prompt.name, &selector).await {
+            Ok(version) => {
+                if let Err(e) = version.prompt.render(&input.variables) {
+                    problems.push(format!("item {item}: {e}"));
+                }
+            }
+            Err(quarry_core::Error::Config(e)) => {
+                problems.push(aws.failure("the prompts", &e));
+                break;
+            }
+            Err(e) => problems.push(format!("item {item}: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 pub async fn run(args: BatchArgs) -> Result<(), String> {
     let sdk = args.aws.sdk().await;
     let settings = args.aws.settings();
@@ -156,6 +203,14 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                     problems.join("\n  ")
                 )
             })?;
+            check_prompts(&args.aws, &sdk, &settings, &items)
+                .await
+                .map_err(|problems| {
+                    format!(
+                        "nothing sent; fix these items first:\n  {}",
+                        problems.join("\n  ")
+                    )
+                })?;
             let tenants: std::collections::BTreeSet<&str> =
                 items.iter().map(|(t, _)| t.as_str()).collect();
             let [tenant] = tenants.into_iter().collect::<Vec<_>>()[..] else {

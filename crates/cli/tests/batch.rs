@@ -57,10 +57,35 @@ async fn submit_validates_everything_first_then_status_and_results() {
         "nothing is sent when a line is invalid"
     );
 
+    // Prompts are checked before anything is sent: one that does not exist, variables that
+    // do not fit.
+    let unknown = dir.join("unknown.jsonl");
+    std::fs::write(&unknown, "{\"item_id\":\"a\",\"prompt\":\"nope\"}\n{\"item_id\":\"b\",\"prompt\":\"summarize\",\"variables\":{\"txt\":\"typo\"}}\n").unwrap();
+    let (ok, out) = quarry(
+        &stack,
+        &[
+            "submit",
+            unknown.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--job-id",
+            "unknown-job",
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("item a: ") && out.contains("unknown prompt 'nope'"),
+        "{out}"
+    );
+    assert!(out.contains("item b: ") && out.contains("text"), "{out}");
+    assert_eq!(queue_depth(&stack).await, 0);
+
     let good = dir.join("good.jsonl");
+    // The last item passes every check the CLI can make and fails at Bedrock (over the
+    // model's output limit): a failure reported by the job.
     let lines: Vec<String> = (1..=12)
         .map(|i| format!("{{\"item_id\":\"doc-{i}\",\"prompt\":\"summarize\",\"variables\":{{\"text\":\"Document number {i}.\"}},\"tags\":{{\"feature\":\"digest\"}}}}"))
-        .chain(std::iter::once("{\"item_id\":\"broken\",\"prompt\":\"summarize\"}".replace("summarize", "nope")))
+        .chain(std::iter::once("{\"item_id\":\"broken\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"model\":\"anthropic.claude-3-5-haiku-20241022-v1:0\",\"max_tokens\":9000}".to_owned()))
         .collect();
     std::fs::write(&good, lines.join("\n")).unwrap();
     let (ok, out) = quarry(
@@ -115,7 +140,7 @@ async fn submit_validates_everything_first_then_status_and_results() {
         "succeeded  12",
         "failed     1",
         "in flight  0",
-        "broken: invalid_request: unknown prompt 'nope'",
+        "broken: model_validation_error",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
