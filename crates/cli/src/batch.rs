@@ -44,6 +44,9 @@ pub enum BatchCommand {
         job_id: String,
         #[arg(long)]
         tenant: String,
+        /// Follow the job: a progress line with an ETA until it is done, then the status.
+        #[arg(long)]
+        watch: bool,
     },
     /// Every item of a job as JSON Lines.
     Results {
@@ -135,6 +138,38 @@ fn prepare(
         Ok(bodies)
     } else {
         Err(problems)
+    }
+}
+
+/// Follows a job until it is done: a progress bar over its announced (else started) items,
+/// with the rate and an ETA.
+async fn follow(jobs: &DynamoJobs, tenant: &str, job_id: &str) -> Result<(), String> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} items finished ({per_sec}, ETA {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        let counts = jobs
+            .counts(tenant, job_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no job {job_id} for tenant {tenant}"))?;
+        bar.set_length(counts.expected.unwrap_or(counts.submitted));
+        bar.set_position(counts.succeeded + counts.failed);
+        bar.set_message(format!(
+            "{}, {} failed, {} in flight",
+            counts.state().as_str(),
+            counts.failed,
+            counts.in_flight()
+        ));
+        if counts.state() == quarry_core::jobs::JobState::Done {
+            bar.finish();
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }
 
@@ -290,7 +325,14 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             }
             eprintln!("{} quarantined message(s) on {day}", held.len());
         }
-        BatchCommand::Status { job_id, tenant } => {
+        BatchCommand::Status {
+            job_id,
+            tenant,
+            watch,
+        } => {
+            if watch {
+                follow(&jobs, &tenant, &job_id).await?;
+            }
             let counts = jobs
                 .counts(&tenant, &job_id)
                 .await

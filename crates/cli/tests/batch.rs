@@ -131,7 +131,8 @@ async fn submit_validates_everything_first_then_status_and_results() {
     .await
     .unwrap();
 
-    let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "acme"]);
+    // `--watch` follows until done (here at once), then prints the status.
+    let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "acme", "--watch"]);
     assert!(ok, "{out}");
     for expected in [
         "state      done",
