@@ -371,7 +371,17 @@ impl Worker {
                     Err(e) => Disposition::Retry(format!("result not recorded: {e}")),
                 }
             }
-            Err(Error::BudgetExceeded(_)) => self.poison(&item, "budget_blocked").await,
+            Err(Error::BudgetExceeded(_)) => {
+                let disposition = self.poison(&item, "budget_blocked").await;
+                // Its cause can be fixed (the budget raised, the month over): kept for
+                // `quarry batch retry`.
+                if matches!(disposition, Disposition::Ack)
+                    && let Err(e) = self.jobs.keep_for_retry(&item, &body).await
+                {
+                    tracing::warn!(error = %e, item = %item.item_id, "budget-blocked item not kept for retry");
+                }
+                disposition
+            }
             Err(e) if e.is_retryable() => {
                 if let Error::Invoke(f) = &e
                     && f.was_throttled()

@@ -73,6 +73,7 @@ impl JobStore for MemoryJobs {
                                 result: None,
                                 reason: None,
                                 truncated: false,
+                                retry_body: None,
                             },
                             owner: owner.to_owned(),
                             lease_until: now + lease,
@@ -138,6 +139,7 @@ impl JobStore for MemoryJobs {
                     result: None,
                     reason: None,
                     truncated: false,
+                    retry_body: None,
                 },
                 owner: String::new(),
                 lease_until: Instant::now(),
@@ -157,6 +159,20 @@ impl JobStore for MemoryJobs {
             counts.failed += 1;
             counts.cost = counts.cost + cost.unwrap_or(MicroUsd(0));
         })
+    }
+
+    async fn keep_for_retry(&self, item: &ItemRef, body: &str) -> Result<(), JobError> {
+        self.with(|jobs| {
+            if let Some(stored) = jobs.items.get_mut(item)
+                && stored.record.status == ItemStatus::Failed
+            {
+                stored.record.retry_body = Some(body.to_owned());
+            }
+        })
+    }
+
+    async fn reopen(&self, _item: &ItemRef) -> Result<Option<String>, JobError> {
+        Ok(None)
     }
 
     async fn release(&self, item: &ItemRef, owner: &str, reason: &str) -> Result<(), JobError> {

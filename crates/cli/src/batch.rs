@@ -57,6 +57,17 @@ pub enum BatchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run again the items that failed for a reason their cause can fix (a budget, since
+    /// raised): each is taken out of the job's failures and sent to the batch queue again.
+    /// Items that failed for good (bad input, a model's refusal) are not.
+    Retry {
+        job_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// The queue (default: the stage's batch queue).
+        #[arg(long)]
+        queue_url: Option<String>,
+    },
     /// Messages refused before anything was written under the tenant they named (invalid,
     /// unknown tenant, producer not allowed), one JSON object per line.
     Quarantine {
@@ -311,6 +322,70 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             println!(
                 "job {job_id}: {} items submitted for tenant {tenant}",
                 items.len()
+            );
+        }
+        BatchCommand::Retry {
+            job_id,
+            tenant,
+            queue_url: queue,
+        } => {
+            let items = jobs
+                .items(&tenant, &job_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if items.is_empty() {
+                return Err(format!("no items for job {job_id} of tenant {tenant}"));
+            }
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let url = match queue {
+                Some(u) => u,
+                None => queue_url(&sqs, &settings.batch_queue)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            let (mut sent, mut final_failures) = (0, 0);
+            for item in &items {
+                let item_ref = quarry_core::jobs::ItemRef {
+                    tenant: tenant.clone(),
+                    job_id: job_id.clone(),
+                    item_id: item.item_id.clone(),
+                };
+                let body = match (item.status, item.retry_body.is_some()) {
+                    (ItemStatus::Failed, false) => {
+                        final_failures += 1;
+                        continue;
+                    }
+                    (ItemStatus::Failed, true) => {
+                        match jobs.reopen(&item_ref).await.map_err(|e| e.to_string())? {
+                            Some(body) => body,
+                            None => continue,
+                        }
+                    }
+                    // Reopened by an earlier retry whose send failed: sent again (a second
+                    // delivery of an item is safe: it runs once).
+                    (ItemStatus::Retry, true) => match &item.retry_body {
+                        Some(body) => body.clone(),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                if let Err(e) = sqs
+                    .send_message()
+                    .queue_url(&url)
+                    .message_body(&body)
+                    .send()
+                    .await
+                {
+                    return Err(format!(
+                        "item {} was reopened but not sent ({}); run `quarry batch retry` again",
+                        item.item_id,
+                        describe(&e)
+                    ));
+                }
+                sent += 1;
+            }
+            println!(
+                "job {job_id}: {sent} item(s) sent again; {final_failures} failed for good (not retried)"
             );
         }
         BatchCommand::Quarantine { day } => {

@@ -132,7 +132,10 @@ async fn submit_validates_everything_first_then_status_and_results() {
     .unwrap();
 
     // `--watch` follows until done (here at once), then prints the status.
-    let (ok, out) = quarry(&stack, &["status", "digest-1", "--tenant", "acme", "--watch"]);
+    let (ok, out) = quarry(
+        &stack,
+        &["status", "digest-1", "--tenant", "acme", "--watch"],
+    );
     assert!(ok, "{out}");
     for expected in [
         "state      done",
@@ -208,4 +211,121 @@ async fn submit_validates_everything_first_then_status_and_results() {
         !ok && out.contains("no job digest-1 for tenant globex"),
         "{out}"
     );
+}
+
+/// Items failed for a reason their cause can fix (a budget, since raised) run again with
+/// `quarry batch retry`; items failed for good are not retried.
+#[tokio::test]
+async fn retry_reruns_budget_blocked_items_once_the_budget_allows() {
+    let stack = Stack::start().await;
+    let dir = std::env::temp_dir().join(format!("quarry-retry-{}", stack.settings.stage));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cli =
+        |command: &str, args: &[&str]| stack.cli(env!("CARGO_BIN_EXE_quarry"), &[command], args);
+    let set_budget = |usd: &str| {
+        let value =
+            format!(r#"{{"tenants": {{"acme": {{"monthly_usd": "{usd}", "action": "block"}}}}}}"#);
+        let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+        let name = stack.settings.param("budgets");
+        async move { ssm.put(&name, &value, false).await.unwrap() }
+    };
+    // acme spends past a tiny budget, and cost-alarm blocks it.
+    set_budget("0.000001").await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let arn = quarry_aws::queues::queue_arn(&sqs, &stack.provisioned.batch_queue_url)
+        .await
+        .unwrap();
+    let worker = Arc::new(Worker::from_sdk(
+        &stack.sdk,
+        &stack.settings,
+        WorkerOptions {
+            budget_max_age: Duration::ZERO,
+            ..WorkerOptions::default()
+        },
+    ));
+    let mapping = EventSourceMapping::new(
+        sqs,
+        stack.provisioned.batch_queue_url.clone(),
+        arn,
+        worker,
+        MappingOptions {
+            wait_seconds: 0,
+            ..MappingOptions::default()
+        },
+    );
+    let drain = || async {
+        eventually(Duration::from_secs(30), || async {
+            (mapping.poll_once().await.ok()?.received == 0).then_some(())
+        })
+        .await
+        .unwrap();
+    };
+    let file = |name: &str, lines: &[&str]| {
+        let path = dir.join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let first = file(
+        "first.jsonl",
+        &[r#"{"item_id":"spend","messages":[{"role":"user","content":"spend"}]}"#],
+    );
+    let (ok, out) = cli(
+        "batch",
+        &[
+            "submit",
+            &first,
+            "--tenant",
+            "acme",
+            "--job-id",
+            "spend-job",
+        ],
+    );
+    assert!(ok, "{out}");
+    drain().await;
+    let (ok, out) = cli("budgets", &["evaluate"]);
+    assert!(ok && out.contains("acme: ok -> blocked"), "{out}");
+
+    // Blocked: both items fail, kept for a retry.
+    let job = file(
+        "job.jsonl",
+        &[
+            r#"{"item_id":"later","messages":[{"role":"user","content":"later"}]}"#,
+            r#"{"item_id":"also-later","messages":[{"role":"user","content":"also later"}]}"#,
+        ],
+    );
+    let (ok, out) = cli(
+        "batch",
+        &["submit", &job, "--tenant", "acme", "--job-id", "retry-job"],
+    );
+    assert!(ok, "{out}");
+    drain().await;
+    let (ok, out) = cli("batch", &["status", "retry-job", "--tenant", "acme"]);
+    assert!(
+        ok && out.contains("failed     2") && out.contains("budget_blocked"),
+        "{out}"
+    );
+    // Still blocked: a retry runs them, and they fail again (and stay retryable).
+    let (ok, out) = cli("batch", &["retry", "retry-job", "--tenant", "acme"]);
+    assert!(ok && out.contains("2 item(s) sent again"), "{out}");
+    drain().await;
+    let (ok, out) = cli("batch", &["status", "retry-job", "--tenant", "acme"]);
+    assert!(ok && out.contains("failed     2"), "{out}");
+
+    // The budget is raised: a retry runs both, once each.
+    set_budget("1000").await;
+    let (ok, out) = cli("budgets", &["evaluate"]);
+    assert!(ok && out.contains("acme: blocked -> ok"), "{out}");
+    let (ok, out) = cli("batch", &["retry", "retry-job", "--tenant", "acme"]);
+    assert!(
+        ok && out.contains("2 item(s) sent again; 0 failed for good"),
+        "{out}"
+    );
+    drain().await;
+    let (ok, out) = cli("batch", &["status", "retry-job", "--tenant", "acme"]);
+    assert!(ok, "{out}");
+    for line in ["state      done", "succeeded  2", "failed     0"] {
+        assert!(out.contains(line), "{line} in {out}");
+    }
+    let (ok, out) = cli("batch", &["retry", "retry-job", "--tenant", "acme"]);
+    assert!(ok && out.contains("0 item(s) sent again"), "{out}");
 }

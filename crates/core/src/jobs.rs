@@ -124,6 +124,10 @@ pub struct ItemRecord {
     /// The stored output was cut to fit DynamoDB's item limit.
     #[serde(default)]
     pub truncated: bool,
+    /// The item's message, kept when it failed for a reason its cause can fix (a budget):
+    /// `quarry batch retry` sends it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_body: Option<String>,
 }
 
 /// A job's header.

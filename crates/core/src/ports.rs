@@ -299,6 +299,13 @@ pub trait JobStore: Send + Sync {
         reason: &str,
         cost: Option<MicroUsd>,
     ) -> Result<(), JobError>;
+    /// Keeps a failed item's message, for a failure its cause can fix (a budget raised):
+    /// `quarry batch retry` sends it again.
+    async fn keep_for_retry(&self, item: &ItemRef, body: &str) -> Result<(), JobError>;
+    /// Puts a failed item that was kept for retry back to `retry` (its failure uncounted)
+    /// and returns its message to send again; `None` when the item is not such an item (any
+    /// more).
+    async fn reopen(&self, item: &ItemRef) -> Result<Option<String>, JobError>;
     /// Gives the item back for a later delivery.
     async fn release(&self, item: &ItemRef, owner: &str, reason: &str) -> Result<(), JobError>;
     /// Announces how many items a job has. A job announced before keeps its count: the
