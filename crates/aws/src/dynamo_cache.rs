@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use quarry_core::cache::{CacheKey, CachedAnswer, Claim};
 use quarry_core::ports::{Clock, Dependency, StoreError, SystemClock};
 use quarry_core::ports::{IdempotencyStore, ResponseCache};
+use quarry_core::pricing::MicroUsd;
 use sha2::{Digest, Sha256};
 
 use crate::sdk::describe;
@@ -114,9 +115,21 @@ impl DynamoCache {
         Ok(keys)
     }
 
-    /// Deletes a tenant's entries (one prompt's, or all); returns how many.
+    /// The counters of a tenant's prompt: an item of their own, found through the tenant
+    /// index as entries are (`stats#` keys are never entries).
+    fn stats_pk(tenant: &str, prompt: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(tenant.as_bytes());
+        h.update([0]);
+        h.update(prompt.as_bytes());
+        format!("{STATS_PREFIX}{}", hex::encode(h.finalize()))
+    }
+
+    /// Deletes a tenant's entries (one prompt's, or all); returns how many. The statistics
+    /// stay.
     pub async fn purge(&self, tenant: &str, prompt: Option<&str>) -> Result<usize, StoreError> {
-        let keys = self.keys_of(tenant, prompt).await?;
+        let mut keys = self.keys_of(tenant, prompt).await?;
+        keys.retain(|(pk, _)| !pk.starts_with(STATS_PREFIX));
         for chunk in keys.chunks(25) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
@@ -147,14 +160,33 @@ impl DynamoCache {
         Ok(keys.len())
     }
 
-    /// Entries per prompt for a tenant.
+    /// Per prompt of a tenant: entries, hits, misses and the spend hits saved.
     pub async fn stats(
         &self,
         tenant: &str,
-    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-        let mut by_prompt = std::collections::BTreeMap::new();
-        for (_, prompt) in self.keys_of(tenant, None).await? {
-            *by_prompt.entry(prompt).or_default() += 1;
+    ) -> Result<std::collections::BTreeMap<String, PromptStats>, StoreError> {
+        let mut by_prompt: std::collections::BTreeMap<String, PromptStats> =
+            std::collections::BTreeMap::new();
+        for (pk, prompt) in self.keys_of(tenant, None).await? {
+            let stats = by_prompt.entry(prompt).or_default();
+            if !pk.starts_with(STATS_PREFIX) {
+                stats.entries += 1;
+                continue;
+            }
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .send()
+                .await
+                .map_err(|e| err(&e))?;
+            if let Some(item) = out.item() {
+                let n = |k: &str| u64::try_from(get_n(item, k).unwrap_or(0)).unwrap_or(0);
+                stats.hits += n("hits");
+                stats.misses += n("misses");
+                stats.saved_micro += n("saved_micro");
+            }
         }
         Ok(by_prompt)
     }
@@ -168,8 +200,41 @@ impl DynamoCache {
     }
 }
 
+/// Keys of the statistics items.
+const STATS_PREFIX: &str = "stats#";
+
+/// A prompt's cache statistics for a tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptStats {
+    /// Entries stored now.
+    pub entries: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// What the hits would have cost, at the price of the day of each hit.
+    pub saved_micro: u64,
+}
+
 #[async_trait]
 impl ResponseCache for DynamoCache {
+    async fn count(&self, key: &CacheKey, hit: bool, saved: MicroUsd) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::stats_pk(&key.tenant, &key.prompt)))
+            .update_expression(
+                "SET tenant = :t, prompt = :p ADD hits :h, misses :m, saved_micro :s",
+            )
+            .expression_attribute_values(":t", s(&key.tenant))
+            .expression_attribute_values(":p", s(&key.prompt))
+            .expression_attribute_values(":h", n(i64::from(hit)))
+            .expression_attribute_values(":m", n(i64::from(!hit)))
+            .expression_attribute_values(":s", n(i64::try_from(saved.0).unwrap_or(i64::MAX)))
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+
     async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, StoreError> {
         let out = self
             .client

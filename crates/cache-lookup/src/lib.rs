@@ -32,6 +32,7 @@ use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::model::{ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream};
 use quarry_core::ports::ModelClient;
 use quarry_core::ports::ParameterStore;
+use quarry_core::pricing::MicroUsd;
 use quarry_core::service::{ChatService, NoApplier, Ports, ServiceOptions};
 use quarry_core::usage::NoLedger;
 use quarry_http::native::{ChatRequest, ChatResponse, Limits};
@@ -236,7 +237,30 @@ struct Purged {
 struct Stats {
     tenant: String,
     entries: u64,
+    /// Entries per prompt (`-`: requests without a prompt).
     by_prompt: BTreeMap<String, u64>,
+    hits: u64,
+    misses: u64,
+    /// Hits over lookups; `null` before any lookup.
+    hit_rate: Option<f64>,
+    /// What the hits would have cost.
+    saved_usd: String,
+    /// The same, per prompt.
+    prompts: BTreeMap<String, PromptStatsOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct PromptStatsOut {
+    entries: u64,
+    hits: u64,
+    misses: u64,
+    hit_rate: Option<f64>,
+    saved_usd: String,
+}
+
+fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
+    let lookups = hits + misses;
+    (lookups > 0).then(|| (hits as f64 / lookups as f64 * 1000.0).round() / 1000.0)
 }
 
 async fn purge(
@@ -275,14 +299,42 @@ async fn stats(
     meta: RequestMeta,
     Caller(caller): Caller,
 ) -> Result<Json<Stats>, ApiError> {
-    let by_prompt = state
+    let stats = state
         .store
         .stats(&caller.tenant)
         .await
         .map_err(|e| ApiError::new(Error::from(e), &meta.request_id))?;
+    let (hits, misses) = (
+        stats.values().map(|p| p.hits).sum::<u64>(),
+        stats.values().map(|p| p.misses).sum::<u64>(),
+    );
+    let saved = MicroUsd(stats.values().map(|p| p.saved_micro).sum());
     Ok(Json(Stats {
-        entries: by_prompt.values().sum(),
+        entries: stats.values().map(|p| p.entries).sum(),
         tenant: caller.tenant,
-        by_prompt,
+        by_prompt: stats
+            .iter()
+            .filter(|(_, p)| p.entries > 0)
+            .map(|(k, p)| (k.clone(), p.entries))
+            .collect(),
+        hits,
+        misses,
+        hit_rate: hit_rate(hits, misses),
+        saved_usd: saved.to_usd_string(),
+        prompts: stats
+            .into_iter()
+            .map(|(k, p)| {
+                (
+                    k,
+                    PromptStatsOut {
+                        entries: p.entries,
+                        hits: p.hits,
+                        misses: p.misses,
+                        hit_rate: hit_rate(p.hits, p.misses),
+                        saved_usd: MicroUsd(p.saved_micro).to_usd_string(),
+                    },
+                )
+            })
+            .collect(),
     }))
 }

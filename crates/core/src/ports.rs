@@ -188,6 +188,12 @@ pub trait ResponseCache: Send + Sync {
         answer: &CachedAnswer,
         ttl: Duration,
     ) -> Result<(), StoreError>;
+    /// Counts a lookup for the statistics (`GET /v1/cache/stats`): a hit and what it saved,
+    /// or a miss. A cache without statistics counts nothing.
+    async fn count(&self, key: &CacheKey, hit: bool, saved: MicroUsd) -> Result<(), StoreError> {
+        let _ = (key, hit, saved);
+        Ok(())
+    }
 }
 
 /// Idempotency keys: a retried request with the same key and body gets the first response,

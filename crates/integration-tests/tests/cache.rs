@@ -300,6 +300,20 @@ async fn cache_lookup_answers_from_the_cache_only_and_admins_purge() {
         (200, json!(1)),
         "{stats}"
     );
+    // Two misses (the first lookup, the chat that answered), one hit, and what it saved.
+    assert_eq!(
+        (stats["hits"].clone(), stats["misses"].clone()),
+        (json!(1), json!(2)),
+        "{stats}"
+    );
+    assert_eq!(stats["hit_rate"], 0.333, "{stats}");
+    let saved = stats["saved_usd"].as_str().unwrap();
+    assert_eq!(
+        saved,
+        answered.body["cost_usd"].as_str().unwrap(),
+        "a hit saves the answer's cost: {stats}"
+    );
+    assert_eq!(stats["prompts"]["-"]["hits"], 1, "{stats}");
 
     let (status, body) = lookup_call(&lookup_state, "DELETE", "/v1/cache", key, None).await;
     assert_eq!(status, 403, "{body}");

@@ -49,6 +49,7 @@ impl Shared {
             }
             Ok(None) => {
                 telemetry::count("CacheMisses", 1, dims);
+                self.count_lookup(key, false, MicroUsd::ZERO).await;
                 return None;
             }
             Err(e) => {
@@ -62,7 +63,23 @@ impl Shared {
             .routing
             .base_model(&answer.model)
             .unwrap_or_else(|| answer.model.clone());
+        // What the hit saved: the answer's tokens at today's price of its model.
+        let saved = match self.configs.pricing().await {
+            Ok(pricing) => match pricing.cost(&base_model, &answer.response.usage) {
+                crate::pricing::Priced::Cost(c) => c,
+                crate::pricing::Priced::Unpriced => MicroUsd::ZERO,
+            },
+            Err(_) => MicroUsd::ZERO,
+        };
+        self.count_lookup(key, true, saved).await;
         Some(Hit { answer, base_model })
+    }
+
+    /// The cache's statistics; they never fail a request.
+    async fn count_lookup(&self, key: &CacheKey, hit: bool, saved: MicroUsd) {
+        if let Err(e) = self.cache.count(key, hit, saved).await {
+            tracing::warn!(error = %e, "cache statistics not counted");
+        }
     }
 
     /// A hit for a request that reads the cache (`auto`), recorded in the ledger.
