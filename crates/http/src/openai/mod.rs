@@ -5,6 +5,7 @@
 //! [`request`] reads what the clients send and turns it into Quarry's chat input;
 //! [`response`] is what they parse back: whole answers, stream chunks, the model list.
 
+pub mod fields;
 pub mod request;
 pub mod response;
 

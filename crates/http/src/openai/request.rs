@@ -1,9 +1,9 @@
 //! The request of `POST /v1/chat/completions`, and its translation to Quarry's chat input.
 //!
-//! Fields OpenAI clients send by habit and Bedrock has no use for (`seed`,
-//! `presence_penalty`, `frequency_penalty`, `parallel_tool_calls`, `store`, ...) are accepted
-//! and ignored; ones that would change the answer in a way Quarry cannot honour (`n` > 1,
-//! `logprobs`, image parts) are refused with a 400 naming them.
+//! Fields that do not change the answer (`store`, `user`, `seed` as best effort, zero
+//! penalties, ...) are accepted; ones that would change it in a way Quarry cannot honour
+//! (`n` > 1, `logprobs`, `logit_bias`, non-zero penalties, audio, ...) are refused with a 400
+//! naming them: see `fields`.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +38,9 @@ pub struct CompletionRequest {
     pub logprobs: Option<bool>,
     /// Free-form tags; `feature` is used for cost attribution.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Every other field of the API: refused when it would change the answer.
+    #[serde(flatten)]
+    pub other: super::fields::OtherFields,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +201,7 @@ impl CompletionRequest {
         if self.n.is_some_and(|n| n != 1) {
             return Err(Error::bad_request("n", "only n = 1 is supported"));
         }
+        self.other.check()?;
         if self.logprobs == Some(true) {
             return Err(Error::bad_request(
                 "logprobs",
