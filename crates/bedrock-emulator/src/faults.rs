@@ -3,6 +3,7 @@
 //! Faults are decided once per call, before any output, except the mid-stream error which
 //! fires inside a stream after a given number of content deltas.
 
+use crate::output::StopReason;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
@@ -28,6 +29,10 @@ pub struct FaultSpec {
     /// The next N calls return output that ignores the requested structure: a tool input or
     /// JSON output that does not validate against its schema.
     pub malformed_output_next: u32,
+    /// Every answer ends with this stop reason until cleared (Bedrock's rarer ones:
+    /// `content_filtered`, `malformed_model_output`, `malformed_tool_use`,
+    /// `model_context_window_exceeded`).
+    pub stop_reason: Option<StopReason>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -45,6 +50,7 @@ pub struct CallFaults {
     pub extra_delay_ms: u64,
     pub mid_stream: Option<(u32, ErrorKind)>,
     pub malformed_output: bool,
+    pub stop_reason: Option<StopReason>,
 }
 
 impl FaultSpec {
@@ -60,6 +66,7 @@ impl FaultSpec {
                         .unwrap_or(ErrorKind::ModelStreamErrorException),
                 )
             }),
+            stop_reason: self.stop_reason,
             ..CallFaults::default()
         };
         if let Some(kind) = self.outage {
@@ -106,6 +113,9 @@ impl FaultSpec {
         if let Some(v) = update.malformed_output_next {
             self.malformed_output_next = v;
         }
+        if let Some(v) = update.stop_reason {
+            self.stop_reason = v;
+        }
     }
 }
 
@@ -128,6 +138,8 @@ pub struct FaultUpdate {
     pub mid_stream_error_after: Option<Option<u32>>,
     #[serde(default, with = "double_option")]
     pub mid_stream_error: Option<Option<ErrorKind>>,
+    #[serde(default, with = "double_option")]
+    pub stop_reason: Option<Option<StopReason>>,
     pub malformed_output_next: Option<u32>,
 }
 

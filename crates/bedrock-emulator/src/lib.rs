@@ -38,6 +38,7 @@ use std::sync::Arc;
 pub use config::{EmulatorConfig, Latency, ModelSpec};
 pub use error::{BedrockError, ErrorKind};
 pub use faults::FaultSpec;
+pub use output::StopReason;
 pub use state::EmulatorState;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::oneshot;

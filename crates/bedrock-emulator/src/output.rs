@@ -5,13 +5,18 @@ use serde_json::Value;
 use crate::converse::{Prompt, ToolChoice, ToolDef};
 use crate::generate::{Prng, count_tokens, instance_of, reply_tokens, violation_of};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StopReason {
     EndTurn,
     ToolUse,
     MaxTokens,
     StopSequence,
     GuardrailIntervened,
+    ContentFiltered,
+    MalformedModelOutput,
+    MalformedToolUse,
+    ModelContextWindowExceeded,
 }
 
 impl StopReason {
@@ -23,6 +28,10 @@ impl StopReason {
             Self::MaxTokens => "max_tokens",
             Self::StopSequence => "stop_sequence",
             Self::GuardrailIntervened => "guardrail_intervened",
+            Self::ContentFiltered => "content_filtered",
+            Self::MalformedModelOutput => "malformed_model_output",
+            Self::MalformedToolUse => "malformed_tool_use",
+            Self::ModelContextWindowExceeded => "model_context_window_exceeded",
         }
     }
 }

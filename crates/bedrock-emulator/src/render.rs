@@ -241,10 +241,15 @@ pub fn converse_stream_script(
 
 fn anthropic_stop(stop: StopReason) -> &'static str {
     match stop {
-        StopReason::EndTurn | StopReason::GuardrailIntervened => "end_turn",
+        StopReason::EndTurn
+        | StopReason::GuardrailIntervened
+        | StopReason::MalformedModelOutput
+        | StopReason::MalformedToolUse => "end_turn",
         StopReason::ToolUse => "tool_use",
         StopReason::MaxTokens => "max_tokens",
         StopReason::StopSequence => "stop_sequence",
+        StopReason::ContentFiltered => "refusal",
+        StopReason::ModelContextWindowExceeded => "model_context_window_exceeded",
     }
 }
 

@@ -335,7 +335,10 @@ async fn infer(
     if let Some(kind) = faults.fail {
         return Err(BedrockError::of(kind));
     }
-    let output = answer(state, model, &prompt, faults.malformed_output)?;
+    let mut output = answer(state, model, &prompt, faults.malformed_output)?;
+    if let Some(stop) = faults.stop_reason {
+        output.stop_reason = stop;
+    }
     let usage =
         if output.stop_reason == StopReason::GuardrailIntervened && prompt.cache_prefix.is_some() {
             Usage {

@@ -171,6 +171,7 @@ impl EmulatorState {
             extra_delay_ms: own.extra_delay_ms + any.extra_delay_ms,
             mid_stream: own.mid_stream.or(any.mid_stream),
             malformed_output: own.malformed_output || any.malformed_output,
+            stop_reason: own.stop_reason.or(any.stop_reason),
         }
     }
 

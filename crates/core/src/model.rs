@@ -173,6 +173,11 @@ pub enum StopReason {
     StopSequence,
     GuardrailIntervened,
     ContentFiltered,
+    /// The conversation no longer fits the model's context window.
+    ContextWindowExceeded,
+    /// The model produced output it could not form: its text or a tool call.
+    MalformedModelOutput,
+    MalformedToolUse,
     Other(String),
 }
 
@@ -185,6 +190,9 @@ impl StopReason {
             "stop_sequence" => Self::StopSequence,
             "guardrail_intervened" => Self::GuardrailIntervened,
             "content_filtered" => Self::ContentFiltered,
+            "model_context_window_exceeded" => Self::ContextWindowExceeded,
+            "malformed_model_output" => Self::MalformedModelOutput,
+            "malformed_tool_use" => Self::MalformedToolUse,
             other => Self::Other(other.to_owned()),
         }
     }
@@ -197,6 +205,9 @@ impl StopReason {
             Self::StopSequence => "stop_sequence",
             Self::GuardrailIntervened => "guardrail_intervened",
             Self::ContentFiltered => "content_filtered",
+            Self::ContextWindowExceeded => "model_context_window_exceeded",
+            Self::MalformedModelOutput => "malformed_model_output",
+            Self::MalformedToolUse => "malformed_tool_use",
             Self::Other(s) => s,
         }
     }

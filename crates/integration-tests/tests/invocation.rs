@@ -211,3 +211,83 @@ async fn cost_is_tokens_times_prices_to_the_micro_dollar_with_cache_tokens() {
         "expected a cache write then a cache read"
     );
 }
+
+/// Bedrock's rarer stop reasons, mapped exactly: a full context window is OpenAI's `length`,
+/// a content filter its `content_filter`, and output the model could not form a typed 502
+/// (charged, since Bedrock billed the call).
+#[tokio::test]
+async fn bedrocks_rarer_stop_reasons_are_mapped_exactly() {
+    use bedrock_emulator::StopReason as Bedrock;
+    let stack = Stack::start().await;
+    let s = state(&stack, options());
+    let key = stack.key("acme");
+    let ask = json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]});
+    for (stop, finish) in [
+        (Bedrock::ModelContextWindowExceeded, "length"),
+        (Bedrock::ContentFiltered, "content_filter"),
+        (Bedrock::MaxTokens, "length"),
+    ] {
+        fault(&stack, "*", |f| f.stop_reason = Some(stop));
+        let r = common::call(
+            &s,
+            "POST",
+            "/v1/chat/completions",
+            Some(key),
+            Some(ask.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.body["choices"][0]["finish_reason"], finish,
+            "{stop:?}: {}",
+            r.body
+        );
+    }
+    fault(&stack, "*", |f| {
+        f.stop_reason = Some(Bedrock::ModelContextWindowExceeded)
+    });
+    let r = chat(
+        &s,
+        key,
+        json!({"messages": [{"role": "user", "content": "native"}]}),
+    )
+    .await;
+    assert_eq!(
+        r.body["stop_reason"], "model_context_window_exceeded",
+        "{}",
+        r.body
+    );
+
+    for stop in [Bedrock::MalformedToolUse, Bedrock::MalformedModelOutput] {
+        fault(&stack, "*", |f| f.stop_reason = Some(stop));
+        let r = chat(
+            &s,
+            key,
+            json!({"messages": [{"role": "user", "content": format!("{stop:?}")}]}),
+        )
+        .await;
+        assert_eq!(r.status, 502, "{}", r.body);
+        assert_eq!(
+            r.body["error"]["type"], "invalid_model_output",
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("malformed"),
+            "{}",
+            r.body
+        );
+    }
+    let month = quarry_aws::ledger::Buckets::of(chrono::Utc::now().timestamp_millis()).month;
+    let total = quarry_aws::ledger::LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+        .get(&quarry_aws::ledger::month_pk("acme", &month), "TOTAL")
+        .await
+        .unwrap();
+    assert_eq!(
+        total.requests, 6,
+        "every billed call is charged, the malformed ones too"
+    );
+}

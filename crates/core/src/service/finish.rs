@@ -9,7 +9,7 @@ use super::admit::Admitted;
 use super::{Shared, guard};
 use crate::error::Error;
 use crate::guardrails::Findings;
-use crate::model::ModelResponse;
+use crate::model::{ModelResponse, StopReason};
 use crate::routing::ModelTarget;
 use crate::telemetry::Dims;
 use crate::tenancy::Caller;
@@ -43,6 +43,17 @@ impl Shared {
             model: &target.base_id,
             feature: admitted.prepared.feature().unwrap_or("-"),
         };
+        // Output the model could not form is no answer (it was charged before this).
+        if matches!(
+            response.stop_reason,
+            StopReason::MalformedModelOutput | StopReason::MalformedToolUse
+        ) {
+            return Err(Error::InvalidOutput(format!(
+                "{} produced malformed output ({}); retrying may succeed",
+                target.invoke_id,
+                response.stop_reason.as_str()
+            )));
+        }
         if arrival == Arrival::Streamed
             && let Some(b) = &admitted.guard.bedrock
         {

@@ -13,7 +13,7 @@ use crate::native::FallbackOut;
 
 pub fn finish_reason(stop: &StopReason) -> &'static str {
     match stop {
-        StopReason::MaxTokens => "length",
+        StopReason::MaxTokens | StopReason::ContextWindowExceeded => "length",
         StopReason::ToolUse => "tool_calls",
         StopReason::GuardrailIntervened | StopReason::ContentFiltered => "content_filter",
         _ => "stop",
