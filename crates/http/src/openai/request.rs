@@ -334,9 +334,26 @@ impl CompletionRequest {
                 "auto" => Some(ToolChoice::Auto),
                 "required" => Some(ToolChoice::Any),
                 "none" => {
-                    // Bedrock has no "none": the model is simply not offered the tools.
-                    tools.clear();
-                    None
+                    // Bedrock has no "none". Without tool calls in the history, the model is
+                    // simply not offered the tools. With them, Bedrock refuses the history
+                    // unless the tools are declared: they stay, and the model is told not to
+                    // call one.
+                    let history_has_tools = messages.iter().any(|m: &Message| {
+                        m.content.iter().any(|b| {
+                            matches!(
+                                b,
+                                ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. }
+                            )
+                        })
+                    });
+                    if history_has_tools {
+                        system
+                            .push("Do not call any tool in this turn: answer in text.".to_owned());
+                        Some(ToolChoice::Auto)
+                    } else {
+                        tools.clear();
+                        None
+                    }
                 }
                 other => {
                     return Err(Error::bad_request(
@@ -392,5 +409,53 @@ impl CompletionRequest {
             stream: self.stream,
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::CompletionRequest;
+    use crate::native::Limits;
+
+    fn parse(messages: serde_json::Value) -> quarry_core::chat::ChatInput {
+        let body = json!({
+            "model": "fast", "messages": messages, "tool_choice": "none",
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        });
+        let request: CompletionRequest = serde_json::from_value(body).unwrap();
+        let limits = Limits {
+            max_messages: 100,
+            max_total_chars: 100_000,
+        };
+        request.into_input(&limits).unwrap().input
+    }
+
+    #[test]
+    fn none_keeps_the_tools_a_history_with_tool_calls_needs() {
+        let with_history = parse(json!([
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        ]));
+        assert_eq!(
+            with_history.tools.len(),
+            1,
+            "Bedrock refuses toolUse blocks without toolConfig"
+        );
+        assert_eq!(
+            with_history.tool_choice,
+            Some(quarry_core::model::ToolChoice::Auto)
+        );
+        assert!(
+            with_history
+                .system
+                .iter()
+                .any(|s| s.contains("Do not call any tool"))
+        );
+
+        let without = parse(json!([{"role": "user", "content": "hi"}]));
+        assert!(without.tools.is_empty() && without.tool_choice.is_none());
     }
 }

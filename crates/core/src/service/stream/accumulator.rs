@@ -9,7 +9,11 @@ use crate::model::{ContentBlock, ModelResponse, StopReason, StreamEvent, TokenUs
 use crate::service::RESPOND_TOOL;
 
 struct ToolCall {
+    /// Bedrock's content block index.
     index: u32,
+    /// Which tool call this is, from 0 (what OpenAI's `tool_calls[].index` counts, whatever
+    /// text blocks come before).
+    ordinal: u32,
     id: String,
     name: String,
     json: String,
@@ -51,8 +55,10 @@ impl Accumulator {
                 Some(StreamItem::Text(text))
             }
             StreamEvent::ToolUseStart { index, id, name } => {
+                let ordinal = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                 let call = ToolCall {
                     index,
+                    ordinal,
                     id: id.clone(),
                     name: name.clone(),
                     json: String::new(),
@@ -62,7 +68,11 @@ impl Accumulator {
                     return None;
                 }
                 self.tools.push(call);
-                Some(StreamItem::ToolStart { index, id, name })
+                Some(StreamItem::ToolStart {
+                    index: ordinal,
+                    id,
+                    name,
+                })
             }
             StreamEvent::ToolUseDelta { index, input_json } => {
                 self.deltas += 1;
@@ -73,7 +83,7 @@ impl Accumulator {
                 let call = self.tools.iter_mut().find(|t| t.index == index)?;
                 call.json.push_str(&input_json);
                 Some(StreamItem::ToolDelta {
-                    index,
+                    index: call.ordinal,
                     json: input_json,
                 })
             }
@@ -166,6 +176,46 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn tool_calls_are_counted_from_zero_whatever_comes_before() {
+        let mut acc = Accumulator::new(false);
+        let events = [
+            StreamEvent::TextDelta {
+                index: 0,
+                text: "Let me look.".into(),
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::ToolUseStart {
+                index: 1,
+                id: "t1".into(),
+                name: "a".into(),
+            },
+            StreamEvent::ToolUseDelta {
+                index: 1,
+                input_json: "{}".into(),
+            },
+            StreamEvent::ToolUseStart {
+                index: 2,
+                id: "t2".into(),
+                name: "b".into(),
+            },
+            StreamEvent::ToolUseDelta {
+                index: 2,
+                input_json: "{}".into(),
+            },
+        ];
+        let indexes: Vec<u32> = events
+            .into_iter()
+            .filter_map(|e| match acc.push(e)? {
+                StreamItem::ToolStart { index, .. } | StreamItem::ToolDelta { index, .. } => {
+                    Some(index)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(indexes, [0, 0, 1, 1]);
     }
 
     proptest! {

@@ -34,6 +34,7 @@ use crate::tenancy::Caller;
 #[derive(Debug)]
 pub enum StreamItem {
     Text(String),
+    /// A tool call begins; `index` counts tool calls from 0.
     ToolStart {
         index: u32,
         id: String,
