@@ -192,6 +192,7 @@ pub struct Parts {
     pub inference: bt::InferenceConfiguration,
     pub tools: Option<bt::ToolConfiguration>,
     pub guardrail: Option<(String, String)>,
+    pub metadata: Option<std::collections::HashMap<String, String>>,
 }
 
 /// Maps a request onto the SDK's Converse types.
@@ -251,6 +252,12 @@ pub fn parts(r: &ModelRequest) -> Result<Parts, ModelError> {
         messages,
         inference,
         tools,
+        metadata: (!r.metadata.is_empty()).then(|| {
+            r.metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }),
         guardrail: r
             .guardrail
             .as_ref()
@@ -353,7 +360,8 @@ macro_rules! converse_call {
             .set_system((!p.system.is_empty()).then_some(p.system))
             .set_messages(Some(p.messages))
             .inference_config(p.inference)
-            .set_tool_config(p.tools);
+            .set_tool_config(p.tools)
+            .set_request_metadata(p.metadata);
         if let Some((id, version)) = p.guardrail {
             call = call.guardrail_config(
                 <$guardrail>::builder()

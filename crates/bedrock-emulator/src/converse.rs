@@ -282,6 +282,40 @@ impl TokenTally {
     }
 }
 
+/// Converse `requestMetadata`: at most 16 entries; keys 1 to 256 and values 0 to 256
+/// characters of `[a-zA-Z0-9\s:_@$#=/+,-.]`.
+fn validate_request_metadata(metadata: Option<&Value>) -> Result<(), BedrockError> {
+    let Some(metadata) = metadata else {
+        return Ok(());
+    };
+    let map = metadata.as_object().ok_or_else(|| {
+        BedrockError::validation("1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Member must be a map")
+    })?;
+    if map.len() > 16 {
+        return Err(BedrockError::validation(
+            "1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Member must have length less than or equal to 16",
+        ));
+    }
+    let allowed = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || ":_@$#=/+,-.".contains(c))
+    };
+    for (key, value) in map {
+        let value = value.as_str().unwrap_or("\u{0}");
+        if key.is_empty()
+            || key.len() > 256
+            || !allowed(key)
+            || value.len() > 256
+            || !allowed(value)
+        {
+            return Err(BedrockError::validation(format!(
+                "1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Map keys and values must satisfy regular expression pattern: [a-zA-Z0-9\\s:_@$#=/+,-.]{{0,256}} (key '{key}')"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ConverseBody {
     /// Parses a Converse body; anything that is not one is Bedrock's ValidationException.
     pub fn parse(value: Value) -> Result<Self, BedrockError> {
@@ -300,6 +334,7 @@ impl ConverseBody {
     ) -> Result<Prompt, BedrockError> {
         let spec = &model.spec;
         validate_messages(&self.messages)?;
+        validate_request_metadata(self.request_metadata.as_ref())?;
         let inference = self.inference_config.unwrap_or_default();
         let max_tokens = validate_inference(&inference, spec.max_output_tokens)?;
 

@@ -133,6 +133,34 @@ async fn converse_answers_deterministically_with_usage_and_metrics() {
 }
 
 #[tokio::test]
+async fn request_metadata_is_checked_as_bedrock_does() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    let send = |entries: Vec<(String, String)>| {
+        let mut call = c.converse().model_id(NOVA).messages(user("hi"));
+        for (k, v) in entries {
+            call = call.request_metadata(k, v);
+        }
+        call.send()
+    };
+    assert!(
+        send(vec![("feature".into(), "search team".into())])
+            .await
+            .is_ok()
+    );
+    for bad in [
+        (0..17)
+            .map(|i| (format!("k{i}"), "v".to_owned()))
+            .collect::<Vec<_>>(),
+        vec![("feature".into(), "naïve".into())],
+        vec![("k".into(), "v".repeat(257))],
+    ] {
+        let err = send(bad).await.unwrap_err();
+        assert!(err.into_service_error().is_validation_exception());
+    }
+}
+
+#[tokio::test]
 async fn converse_honours_max_tokens() {
     let emu = emulator().await;
     let out = client(&emu)

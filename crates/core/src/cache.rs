@@ -64,6 +64,8 @@ impl CacheKey {
             tool_choice,
             // Set from `guard` for whole answers only: `guard` keys both.
             guardrail: _,
+            // Tags for Bedrock's logs: not part of the answer.
+            metadata: _,
         } = request;
         let InferenceParams {
             max_tokens,

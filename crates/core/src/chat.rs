@@ -304,6 +304,7 @@ impl Preparer {
                 tools: input.tools,
                 tool_choice: input.tool_choice,
                 guardrail: None,
+                metadata: input.tags.clone(),
             },
             route,
             routing,

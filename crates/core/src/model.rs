@@ -133,6 +133,10 @@ pub struct ModelRequest {
     pub tools: Vec<ToolSpec>,
     pub tool_choice: Option<ToolChoice>,
     pub guardrail: Option<GuardrailRef>,
+    /// Converse `requestMetadata`: the request's tags, for Bedrock's own invocation logs
+    /// (never part of the answer).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Token counts as Bedrock reports them: `input` excludes prompt-cache reads and writes.

@@ -291,3 +291,38 @@ async fn bedrocks_rarer_stop_reasons_are_mapped_exactly() {
         "every billed call is charged, the malformed ones too"
     );
 }
+
+/// Tags (and OpenAI's `user`) reach Converse `requestMetadata`, for Bedrock's invocation logs.
+#[tokio::test]
+async fn tags_and_the_user_reach_bedrocks_request_metadata() {
+    let stack = Stack::start().await;
+    let s = state(&stack, options());
+    let key = stack.key("acme");
+    let r = common::call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(key),
+        Some(
+            json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}],
+                    "metadata": {"feature": "search"}, "user": "user-42"}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sent = &stack.emulator.state().recorded(1)[0].body;
+    assert_eq!(
+        sent["requestMetadata"],
+        json!({"feature": "search", "user": "user-42"}),
+        "{sent}"
+    );
+    // Without tags, none is sent.
+    chat(
+        &s,
+        key,
+        json!({"messages": [{"role": "user", "content": "plain"}]}),
+    )
+    .await;
+    let sent = &stack.emulator.state().recorded(1)[0].body;
+    assert!(sent.get("requestMetadata").is_none(), "{sent}");
+}

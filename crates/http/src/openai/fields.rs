@@ -192,6 +192,7 @@ mod tests {
             ("service_tier", json!("auto")),
             ("seed", json!(42)),
             ("user", json!("u-1")),
+            ("user", json!("not a tag: é")),
             ("store", json!(false)),
             ("verbosity", json!("medium")),
             ("some_future_field", json!(1)),

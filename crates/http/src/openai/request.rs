@@ -404,7 +404,22 @@ impl CompletionRequest {
                 tools,
                 tool_choice,
                 output_schema,
-                tags: self.metadata.unwrap_or_default(),
+                tags: {
+                    let mut tags = self.metadata.unwrap_or_default();
+                    // `user` goes to Bedrock's invocation logs with the tags, when it fits a
+                    // tag (it changes nothing in the answer, so one that does not is left out).
+                    if let Some(user) = self.other.user.as_ref().filter(|u| {
+                        !u.is_empty()
+                            && u.len() <= quarry_core::chat::MAX_TAG_VALUE
+                            && u.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "_.:/=+@- ".contains(c))
+                    }) && tags.len() < quarry_core::chat::MAX_TAGS
+                    {
+                        tags.entry("user".to_owned())
+                            .or_insert_with(|| user.clone());
+                    }
+                    tags
+                },
             },
             stream: self.stream,
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),
