@@ -23,6 +23,7 @@ assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, r.usage
 assert r.model.startswith("us.anthropic"), r.model
 # Quarry's fields beside OpenAI's (extra fields of the SDK's model)
 assert float(r.model_extra["cost_usd"]) > 0 and r.model_extra["cached"] is False, r.model_extra
+assert r.service_tier == "default", r.service_tier
 
 # Models
 ids = [m.id for m in client.models.list().data]

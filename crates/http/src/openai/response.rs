@@ -20,6 +20,9 @@ pub fn finish_reason(stop: &StopReason) -> &'static str {
     }
 }
 
+/// The tier answers are served on: Bedrock's standard one (others are refused for now).
+const SERVICE_TIER: &str = "default";
+
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -69,6 +72,8 @@ pub struct Completion<'a> {
     pub choices: [Choice<'a>; 1],
     pub usage: Usage,
     pub system_fingerprint: Option<&'static str>,
+    /// The service tier that served the answer (Bedrock's standard tier: `default`).
+    pub service_tier: &'static str,
     /// Quarry's cost of this answer (`null` when the model has no price), beside OpenAI's
     /// fields: clients read it without knowing the `quarry` extension.
     pub cost_usd: Option<String>,
@@ -155,6 +160,7 @@ impl<'a> Completion<'a> {
             }],
             usage: (&answer.usage).into(),
             system_fingerprint: None,
+            service_tier: SERVICE_TIER,
             cost_usd: answer.cost.map(|c| c.to_usd_string()),
             cached: answer.cached,
             quarry: Extras {
@@ -174,6 +180,7 @@ pub struct Chunk<'a> {
     pub created: u64,
     pub model: &'a str,
     pub choices: Vec<ChunkChoice<'a>>,
+    pub service_tier: &'static str,
     /// Only on the last chunk, when the client asked for usage (and then `choices` is empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
@@ -312,6 +319,7 @@ impl<'a> ChunkHead<'a> {
             created: self.created,
             model: self.model,
             choices,
+            service_tier: SERVICE_TIER,
             usage,
             cost_usd: None,
             cached: None,
@@ -437,7 +445,7 @@ mod tests {
                 }],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "prompt_tokens_details": {"cached_tokens": 0}},
                 "system_fingerprint": null,
-                "cost_usd": a.cost.map(|c| c.to_usd_string()), "cached": false,
+                "cost_usd": a.cost.map(|c| c.to_usd_string()), "cached": false, "service_tier": "default",
                 "quarry": {"cost_usd": a.cost.map(|c| c.to_usd_string()), "cached": false, "fallbacks": [{"model": "other", "reason": "throttled", "attempts": 2}]},
             })
         );
@@ -478,6 +486,7 @@ mod tests {
         json!({
             "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
             "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
+            "service_tier": "default",
         })
     }
 
@@ -524,7 +533,7 @@ mod tests {
             wire(HEAD.usage(&usage, extras)),
             json!({
                 "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "m",
-                "choices": [],
+                "choices": [], "service_tier": "default",
                 "usage": {"prompt_tokens": 15, "completion_tokens": 5, "total_tokens": 20, "prompt_tokens_details": {"cached_tokens": 3}},
                 "cost_usd": "0.000015", "cached": false,
                 "quarry": {"cost_usd": "0.000015", "cached": false, "fallbacks": []},
