@@ -437,9 +437,31 @@ impl quarry_core::ports::GuardrailApplier for BedrockModels {
         guardrail: &quarry_core::guardrails::BedrockGuardrail,
         output: &str,
     ) -> Result<bool, quarry_core::ports::StoreError> {
+        self.apply(guardrail, output, bt::GuardrailContentSource::Output)
+            .await
+    }
+
+    async fn input_intervenes(
+        &self,
+        guardrail: &quarry_core::guardrails::BedrockGuardrail,
+        input: &str,
+    ) -> Result<bool, quarry_core::ports::StoreError> {
+        self.apply(guardrail, input, bt::GuardrailContentSource::Input)
+            .await
+    }
+}
+
+impl BedrockModels {
+    /// ApplyGuardrail on one text: true when the guardrail intervenes.
+    async fn apply(
+        &self,
+        guardrail: &quarry_core::guardrails::BedrockGuardrail,
+        text: &str,
+        source: bt::GuardrailContentSource,
+    ) -> Result<bool, quarry_core::ports::StoreError> {
         use quarry_core::ports::{Dependency, StoreError};
         let text = bt::GuardrailTextBlock::builder()
-            .text(output)
+            .text(text)
             .build()
             .map_err(|e| StoreError::invalid(Dependency::Bedrock, "guardrail", e.to_string()))?;
         let out = self
@@ -447,7 +469,7 @@ impl quarry_core::ports::GuardrailApplier for BedrockModels {
             .apply_guardrail()
             .guardrail_identifier(&guardrail.id)
             .guardrail_version(&guardrail.version)
-            .source(bt::GuardrailContentSource::Output)
+            .source(source)
             .content(bt::GuardrailContentBlock::Text(text))
             .send()
             .await

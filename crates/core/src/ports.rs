@@ -348,6 +348,17 @@ pub trait GuardrailApplier: Send + Sync {
         guardrail: &BedrockGuardrail,
         output: &str,
     ) -> Result<bool, StoreError>;
+    /// True when the guardrail intervenes on this input (a streamed request's, checked
+    /// before the first byte as Converse checks a whole one). An applier without Bedrock
+    /// (batch, cache-lookup) checks nothing.
+    async fn input_intervenes(
+        &self,
+        guardrail: &BedrockGuardrail,
+        input: &str,
+    ) -> Result<bool, StoreError> {
+        let _ = (guardrail, input);
+        Ok(false)
+    }
 }
 
 /// Messages for people (budget thresholds, runaway spend).

@@ -180,4 +180,36 @@ async fn bedrocks_guardrail_applies_through_converse() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // Streamed: the input is checked before the first byte, as Converse checks a whole
+    // request: a 400, not a stream that starts and then fails, and no model call.
+    let calls = stack.model_calls();
+    let r = chat(
+        &s,
+        &key,
+        json!({"messages": [{"role": "user", "content": "my ssn is 123-45-6789"}], "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.body["error"]["type"], "guardrail_blocked");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        stack.model_calls(),
+        calls + 1,
+        "one ApplyGuardrail, no Converse"
+    );
+    let r = chat(
+        &s,
+        &key,
+        json!({"messages": [{"role": "user", "content": "a harmless question"}], "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

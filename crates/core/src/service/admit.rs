@@ -94,14 +94,42 @@ impl ChatService {
         };
         telemetry::count("GuardrailActions", u64::from(findings.actions()), dims);
         // Converse applies the Bedrock guardrail to whole answers; streamed output is checked
-        // by the stream driver.
-        if let Some(b) = &guard.bedrock
-            && mode != Mode::Stream
-        {
-            prepared.request.guardrail = Some(GuardrailRef {
-                id: b.id.clone(),
-                version: b.version.clone(),
-            });
+        // by the stream driver, and a streamed request's input here, before the first byte
+        // (failing closed, as the output check does).
+        if let Some(b) = &guard.bedrock {
+            if mode == Mode::Stream {
+                let input: Vec<String> = prepared
+                    .request
+                    .messages
+                    .iter()
+                    .map(|m| m.text())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                match self
+                    .shared
+                    .applier
+                    .input_intervenes(b, &input.join("\n"))
+                    .await
+                {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        telemetry::count("GuardrailActions", 1, dims);
+                        return Err(Error::GuardrailBlocked(
+                            "the Bedrock guardrail intervened on the request".into(),
+                        ));
+                    }
+                    Err(e) => {
+                        telemetry::count("GuardrailCheckErrors", 1, dims);
+                        tracing::error!(error = %e, guardrail = %b.id, "Bedrock guardrail input check failed; the request is refused");
+                        return Err(Error::Dependency(e));
+                    }
+                }
+            } else {
+                prepared.request.guardrail = Some(GuardrailRef {
+                    id: b.id.clone(),
+                    version: b.version.clone(),
+                });
+            }
         }
         let shared = &self.shared;
         let admission = match mode {
