@@ -53,6 +53,10 @@ fn joins(left: Option<char>, right: Option<char>) -> bool {
 /// The first and last characters of a character's folded form (`None` when it folds to
 /// nothing, as invisible characters do).
 fn folded_ends(c: char) -> Option<(char, char)> {
+    // Every character of a streamed text passes here: ASCII folds to itself, no allocation.
+    if c.is_ascii() {
+        return Some((c, c));
+    }
     let mut buf = [0u8; 4];
     let f = Folded::new(c.encode_utf8(&mut buf));
     let mut chars = f.text().chars();
