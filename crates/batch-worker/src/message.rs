@@ -197,6 +197,11 @@ impl BatchMessage {
             tool_choice: None,
             output_schema: self.output_schema,
             tags: self.tags,
+            // The prompt's or the routing's service tier (batch tiers may default to flex).
+            reasoning: None,
+            service_tier: None,
+            latency_optimized: false,
+            single_tool_call: false,
         }
     }
 }

@@ -44,8 +44,11 @@ fn answer() -> ModelResponse {
             output: 40,
             cache_read: 0,
             cache_write: 0,
+            cache_write_1h: 0,
         },
         latency_ms: 1,
+        citations: Vec::new(),
+        served: Default::default(),
     }
 }
 
@@ -111,6 +114,7 @@ fn bench(c: &mut Criterion) {
         output: 321,
         cache_read: 2048,
         cache_write: 0,
+        cache_write_1h: 0,
     };
     g.bench_function("cost", |b| {
         b.iter(|| pricing.cost("anthropic.claude-3-5-haiku-20241022-v1:0", &usage))

@@ -84,7 +84,7 @@ impl CacheOptions {
         let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
         Ok(Self {
             accept: AcceptOptions {
-                max_body_bytes: num("QUARRY_MAX_BODY_BYTES", 1024 * 1024)? as usize,
+                max_body_bytes: num("QUARRY_MAX_BODY_BYTES", 6 * 1024 * 1024)? as usize,
                 request_timeout: Duration::from_millis(num("QUARRY_REQUEST_TIMEOUT_MS", 10_000)?),
                 deadline_margin: Duration::from_millis(num("QUARRY_DEADLINE_MARGIN_MS", 500)?),
                 auth: AuthMode::from_lookup(&get)?,

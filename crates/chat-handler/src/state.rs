@@ -49,7 +49,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            max_body_bytes: 1024 * 1024,
+            // Lambda's own limit on a synchronous request: room for images and documents
+            // (text is bounded separately by max_total_chars).
+            max_body_bytes: 6 * 1024 * 1024,
             max_messages: 100,
             max_total_chars: 400_000,
             // API Gateway HTTP APIs stop waiting after 30 s.

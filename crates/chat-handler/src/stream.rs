@@ -123,6 +123,8 @@ impl Head {
             id: &self.completion_id,
             created: self.created,
             model: &self.model,
+            // Known once Bedrock reports it: the last chunks say the tier that served.
+            service_tier: "default",
         }
     }
 }
@@ -173,7 +175,9 @@ impl<D: Dialect> Fold<D> {
         match item {
             StreamItem::Text(t) => self.text.push_str(t),
             StreamItem::Done(_) | StreamItem::Error(_) => self.finished = true,
-            StreamItem::ToolStart { .. } | StreamItem::ToolDelta { .. } => {}
+            StreamItem::ToolStart { .. }
+            | StreamItem::ToolDelta { .. }
+            | StreamItem::Reasoning(_) => {}
         }
         let progress = Progress {
             text: &self.text,
@@ -303,11 +307,15 @@ pub(crate) mod testing {
                 output: 2,
                 cache_read: 0,
                 cache_write: 0,
+                cache_write_1h: 0,
             },
             cost: None,
             json: None,
             guardrails: Findings::default(),
             model_latency_ms: 5,
+            reasoning: Vec::new(),
+            citations: Vec::new(),
+            served: Default::default(),
         }))
     }
 

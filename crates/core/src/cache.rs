@@ -66,6 +66,13 @@ impl CacheKey {
             guardrail: _,
             // Tags for Bedrock's logs: not part of the answer.
             metadata: _,
+            reasoning,
+            // The same answer, served faster or cheaper.
+            service_tier: _,
+            latency_optimized: _,
+            single_tool_call,
+            // Derived per model from the fields above.
+            additional_fields: _,
         } = request;
         let InferenceParams {
             max_tokens,
@@ -95,6 +102,8 @@ impl CacheKey {
         feed(&mut h, "stop", stop);
         feed(&mut h, "tools", tools);
         feed(&mut h, "tool_choice", tool_choice);
+        feed(&mut h, "reasoning", reasoning);
+        feed(&mut h, "single_tool_call", single_tool_call);
         feed(&mut h, "output_schema", output_schema);
         // A stricter guardrail must not serve answers cached under a laxer one.
         feed(&mut h, "guardrails", guard);
@@ -186,6 +195,7 @@ mod tests {
                 application_inference_profiles: Default::default(),
                 inference_profile_prefixes: vec![],
                 tier_max_tokens: Default::default(),
+                tier_service_tiers: Default::default(),
             }),
             prompt: None,
             output_schema: None,

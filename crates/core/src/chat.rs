@@ -47,6 +47,12 @@ pub struct ChatInput {
     /// JSON Schema for the output; overrides the prompt's.
     pub output_schema: Option<Value>,
     pub tags: BTreeMap<String, String>,
+    pub reasoning: Option<crate::model::ReasoningRequest>,
+    /// The service tier asked for (`auto` is `None`).
+    pub service_tier: Option<crate::model::ServiceTier>,
+    pub latency_optimized: bool,
+    /// `parallel_tool_calls: false`.
+    pub single_tool_call: bool,
 }
 
 /// The prompt version a request used.
@@ -193,6 +199,7 @@ impl Preparer {
         let mut cacheable = false;
         let mut ttl = 0;
         let mut guardrails = None;
+        let mut prompt_tier = None;
 
         if let Some(p) = &input.prompt {
             crate::prompts::validate_name(&p.name)?;
@@ -242,6 +249,7 @@ impl Preparer {
             cacheable = spec.cache.enabled;
             ttl = spec.cache.ttl_seconds;
             guardrails = spec.guardrails.clone();
+            prompt_tier = spec.service_tier;
             prompt_used = Some(PromptUsed {
                 name: version.name.clone(),
                 version: version.version,
@@ -262,7 +270,7 @@ impl Preparer {
 
         let prompt_system_blocks = system.len();
         system.extend(input.system);
-        let route = routing.route(input.route.as_ref().or(route_spec.as_ref()))?;
+        let mut route = routing.route(input.route.as_ref().or(route_spec.as_ref()))?;
         if !caller.policy.allows(&route) {
             return Err(Error::Forbidden(match &route.tier {
                 Some(t) => format!("tenant '{}' may not use tier '{t}'", caller.tenant),
@@ -296,16 +304,40 @@ impl Preparer {
         if !p.stop.is_empty() {
             params.stop = p.stop;
         }
+        crate::media::check_counts(&messages)?;
+        if input.reasoning.is_some() && params.max_tokens.is_some_and(|m| m <= 1_024) {
+            return Err(Error::bad_request(
+                "max_tokens",
+                "with reasoning, max_tokens covers the reasoning too: give more than 1024",
+            ));
+        }
+        let mut request = ModelRequest {
+            system: system_blocks,
+            messages,
+            params,
+            tools: input.tools,
+            tool_choice: input.tool_choice,
+            guardrail: None,
+            metadata: input.tags.clone(),
+            reasoning: input.reasoning,
+            service_tier: input.service_tier.or(prompt_tier),
+            latency_optimized: input.latency_optimized,
+            single_tool_call: input.single_tool_call,
+            additional_fields: None,
+        };
+        // The chain is cut to the models that can do what the request asks.
+        crate::needs::fit(&mut route, &request)?;
+        // The tier's default service tier, for the models of the chain that serve it.
+        if request.service_tier.is_none()
+            && let Some(t) = route
+                .tier
+                .as_ref()
+                .and_then(|t| routing.tier_service_tiers.get(t))
+        {
+            request.service_tier = Some(*t);
+        }
         Ok(Prepared {
-            request: ModelRequest {
-                system: system_blocks,
-                messages,
-                params,
-                tools: input.tools,
-                tool_choice: input.tool_choice,
-                guardrail: None,
-                metadata: input.tags.clone(),
-            },
+            request,
             route,
             routing,
             prompt: prompt_used,

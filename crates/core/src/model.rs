@@ -10,6 +10,8 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::media::{Document, DocumentFormat, DocumentSource, Image, ImageFormat};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -34,6 +36,17 @@ pub enum ContentBlock {
     },
     /// A Bedrock prompt-cache checkpoint: everything before it may be cached.
     CachePoint,
+    Image(Image),
+    Document(Document),
+    /// The model's reasoning, with the signature that lets it be sent back on a later turn
+    /// (Bedrock refuses reasoning whose signature does not match its text).
+    Reasoning {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Reasoning the provider encrypted: passed back unchanged, never shown.
+    RedactedReasoning(#[serde(with = "crate::media::b64")] Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +120,9 @@ pub struct ToolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub input_schema: Value,
+    /// Ask the model to follow `input_schema` exactly (models with `strict_tools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +140,98 @@ pub struct GuardrailRef {
     pub version: String,
 }
 
+/// How hard a reasoning model should think: an effort, or (for models that take one) a
+/// budget of reasoning tokens. Mapped per model by [`crate::invoke::request_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReasoningRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<Effort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effort {
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl Effort {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "minimal" => Self::Minimal,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" => Self::High,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    /// Reasoning tokens for models that take a budget (Claude's minimum is 1,024).
+    pub fn budget(self) -> u32 {
+        match self {
+            Self::Minimal => 1_024,
+            Self::Low => 2_048,
+            Self::Medium => 8_192,
+            Self::High => 24_576,
+        }
+    }
+
+    /// The effort a budget amounts to, for models that take an effort.
+    pub fn of_budget(tokens: u32) -> Self {
+        match tokens {
+            0..=1_024 => Self::Minimal,
+            1_025..=4_096 => Self::Low,
+            4_097..=16_384 => Self::Medium,
+            _ => Self::High,
+        }
+    }
+}
+
+/// Bedrock's service tiers (Converse `serviceTier`): flex is cheaper and slower, priority
+/// dearer and first in line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceTier {
+    Default,
+    Flex,
+    Priority,
+    Reserved,
+}
+
+impl ServiceTier {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "default" => Self::Default,
+            "flex" => Self::Flex,
+            "priority" => Self::Priority,
+            "reserved" => Self::Reserved,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Flex => "flex",
+            Self::Priority => "priority",
+            Self::Reserved => "reserved",
+        }
+    }
+}
+
 /// A request to one model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelRequest {
@@ -137,6 +245,21 @@ pub struct ModelRequest {
     /// (never part of the answer).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningRequest>,
+    /// The service tier asked for; `None` is Bedrock's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
+    /// Converse `performanceConfig.latency: optimized`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub latency_optimized: bool,
+    /// `parallel_tool_calls: false`: at most one tool call per turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_tool_call: bool,
+    /// Converse `additionalModelRequestFields`, in the target model's own terms: set per
+    /// model by [`crate::invoke::request_for`], never by callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_fields: Option<Value>,
 }
 
 /// Token counts as Bedrock reports them: `input` excludes prompt-cache reads and writes.
@@ -148,6 +271,14 @@ pub struct TokenUsage {
     pub cache_read: u64,
     #[serde(default)]
     pub cache_write: u64,
+    /// The part of `cache_write` written with a one-hour TTL (priced higher than the
+    /// five-minute default), from Bedrock's `cacheDetails`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_1h: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TokenUsage {
@@ -164,6 +295,7 @@ impl std::ops::Add for TokenUsage {
             output: self.output + o.output,
             cache_read: self.cache_read + o.cache_read,
             cache_write: self.cache_write + o.cache_write,
+            cache_write_1h: self.cache_write_1h + o.cache_write_1h,
         }
     }
 }
@@ -224,12 +356,119 @@ pub struct ModelResponse {
     pub usage: TokenUsage,
     /// The model's own latency as Bedrock reports it.
     pub latency_ms: u64,
+    /// Where the answer cites the request's documents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
+    /// What the call reported beyond the answer: the tier that served it, the model a
+    /// prompt router chose, what a Bedrock guardrail did.
+    #[serde(default, skip_serializing_if = "Served::is_empty")]
+    pub served: Served,
+}
+
+/// What Bedrock reports about how a call was served.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// The service tier that served the call (Converse `serviceTier`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
+    /// The model a prompt router sent the call to (`trace.promptRouter.invokedModelId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoked_model: Option<String>,
+    /// What the Bedrock guardrail of the call did, from its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail: Option<GuardrailOutcome>,
+}
+
+impl Served {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Later reports fill what earlier ones left out.
+    pub fn merge(&mut self, other: Served) {
+        self.service_tier = other.service_tier.or(self.service_tier);
+        self.invoked_model = other.invoked_model.or(self.invoked_model.take());
+        self.guardrail = match (self.guardrail, other.guardrail) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// What a Bedrock guardrail did to an answer: `Masked` answers are Bedrock's anonymised
+/// text and are delivered; `Blocked` ones are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailOutcome {
+    Masked,
+    Blocked,
+}
+
+/// A span of a document the answer cites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citation {
+    /// The cited document's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The quoted text of the document.
+    #[serde(default)]
+    pub quote: String,
+    /// Which document (its position among the request's documents) and where in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<CitationLocation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitationLocation {
+    /// `char`, `page` or `chunk`: what `start` and `end` count.
+    pub unit: CitationUnit,
+    pub document_index: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CitationUnit {
+    Char,
+    Page,
+    Chunk,
 }
 
 impl ModelResponse {
     pub fn text(&self) -> String {
         text_of(&self.content)
     }
+
+    /// The reasoning blocks (signed or redacted), as the next turn must send them back.
+    pub fn reasoning_blocks(&self) -> Vec<ContentBlock> {
+        self.content
+            .iter()
+            .filter(|b| {
+                matches!(
+                    b,
+                    ContentBlock::Reasoning { .. } | ContentBlock::RedactedReasoning(_)
+                )
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The reasoning text of the answer, if the model reasoned.
+    pub fn reasoning(&self) -> Option<String> {
+        reasoning_of(&self.content)
+    }
+}
+
+/// The reasoning blocks of some content, concatenated.
+pub fn reasoning_of(blocks: &[ContentBlock]) -> Option<String> {
+    let mut out: Option<String> = None;
+    for b in blocks {
+        if let ContentBlock::Reasoning { text, .. } = b {
+            out.get_or_insert_with(String::new).push_str(text);
+        }
+    }
+    out
 }
 
 /// One event of a streamed answer.
@@ -249,6 +488,26 @@ pub enum StreamEvent {
         index: u32,
         input_json: String,
     },
+    /// A piece of the model's reasoning.
+    ReasoningDelta {
+        index: u32,
+        text: String,
+    },
+    /// The signature of the reasoning block `index` (sent once, after its text).
+    ReasoningSignature {
+        index: u32,
+        signature: String,
+    },
+    RedactedReasoning {
+        index: u32,
+        #[serde(with = "crate::media::b64")]
+        data: Vec<u8>,
+    },
+    /// A citation of the text block `index`.
+    Citation {
+        index: u32,
+        citation: Citation,
+    },
     BlockStop {
         index: u32,
     },
@@ -258,6 +517,8 @@ pub enum StreamEvent {
     Metadata {
         usage: TokenUsage,
         latency_ms: u64,
+        #[serde(default, skip_serializing_if = "Served::is_empty")]
+        served: Served,
     },
 }
 
@@ -266,7 +527,11 @@ impl StreamEvent {
     pub fn is_content(&self) -> bool {
         matches!(
             self,
-            Self::TextDelta { .. } | Self::ToolUseStart { .. } | Self::ToolUseDelta { .. }
+            Self::TextDelta { .. }
+                | Self::ToolUseStart { .. }
+                | Self::ToolUseDelta { .. }
+                | Self::ReasoningDelta { .. }
+                | Self::RedactedReasoning { .. }
         )
     }
 }
@@ -348,6 +613,29 @@ pub struct ModelError {
 }
 
 impl ModelError {
+    /// A ValidationException caused by this model's limits rather than by the request: the
+    /// input is longer than its context window, or it lacks a capability the request uses.
+    /// Another model of the chain may take the same request.
+    pub fn is_model_limit(&self) -> bool {
+        if self.kind != ModelErrorKind::Validation {
+            return false;
+        }
+        let m = self.message.to_ascii_lowercase();
+        [
+            "input is too long",
+            "too many input tokens",
+            "prompt is too long",
+            "context window",
+            "context length",
+            "doesn't support",
+            "does not support",
+            "is not supported for",
+            "not supported by this model",
+        ]
+        .iter()
+        .any(|p| m.contains(p))
+    }
+
     pub fn new(kind: ModelErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,

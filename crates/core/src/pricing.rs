@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::TokenUsage;
+use crate::model::{ServiceTier, TokenUsage};
 
 /// An amount of money in micro-USD (1e-6 USD).
 #[derive(
@@ -101,7 +101,7 @@ impl<'de> Deserialize<'de> for PerMillion {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
     pub input: PerMillion,
@@ -110,15 +110,25 @@ pub struct ModelPrice {
     pub cache_read: PerMillion,
     #[serde(default)]
     pub cache_write: PerMillion,
+    /// Prompt-cache writes kept an hour (Bedrock's `cacheDetails` says which); the
+    /// five-minute `cache_write` price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<PerMillion>,
+    /// This model's own service-tier multipliers, over the table's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_tiers: BTreeMap<ServiceTier, PerMillion>,
 }
 
 impl ModelPrice {
-    /// The exact cost in pico-USD (1e-12), before rounding.
+    /// The exact cost in pico-USD (1e-12), before rounding. Reasoning tokens are output
+    /// tokens (Bedrock counts them there).
     pub fn pico_usd(&self, usage: &TokenUsage) -> u128 {
+        let one_hour = usage.cache_write_1h.min(usage.cache_write);
         u128::from(usage.input) * u128::from(self.input.0)
             + u128::from(usage.output) * u128::from(self.output.0)
             + u128::from(usage.cache_read) * u128::from(self.cache_read.0)
-            + u128::from(usage.cache_write) * u128::from(self.cache_write.0)
+            + u128::from(usage.cache_write - one_hour) * u128::from(self.cache_write.0)
+            + u128::from(one_hour) * u128::from(self.cache_write_1h.unwrap_or(self.cache_write).0)
     }
 
     /// The cost rounded up to the micro-dollar: a call with usage never costs $0, and
@@ -134,6 +144,10 @@ impl ModelPrice {
 pub struct PricingTable {
     /// Base model ID -> price.
     pub models: BTreeMap<String, ModelPrice>,
+    /// Service tier -> multiplier of the on-demand price (decimal strings: `flex: "0.5"`).
+    /// A tier missing here and on the model is priced as `default`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_tiers: BTreeMap<ServiceTier, PerMillion>,
 }
 
 /// A cost, or the fact that the model has no price (which must be loud, never a silent zero).
@@ -149,9 +163,30 @@ impl PricingTable {
     }
 
     pub fn cost(&self, base_model: &str, usage: &TokenUsage) -> Priced {
-        match self.price(base_model) {
-            Some(p) => Priced::Cost(p.cost(usage)),
-            None => Priced::Unpriced,
+        self.cost_in_tier(base_model, usage, None)
+    }
+
+    /// The cost of a call served in `tier` (the tier Bedrock reported).
+    pub fn cost_in_tier(
+        &self,
+        base_model: &str,
+        usage: &TokenUsage,
+        tier: Option<ServiceTier>,
+    ) -> Priced {
+        let Some(p) = self.price(base_model) else {
+            return Priced::Unpriced;
+        };
+        let multiplier = tier
+            .filter(|t| *t != ServiceTier::Default)
+            .and_then(|t| p.service_tiers.get(&t).or(self.service_tiers.get(&t)));
+        match multiplier {
+            None => Priced::Cost(p.cost(usage)),
+            // The multiplier is in millionths: pico-USD x micro -> divide by 1e6 twice.
+            Some(m) => {
+                let pico = p.pico_usd(usage) * u128::from(m.0);
+                let micros = pico.div_ceil(1_000_000_000_000);
+                Priced::Cost(MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX)))
+            }
         }
     }
 }
@@ -173,6 +208,43 @@ mod tests {
     }
 
     #[test]
+    fn tiers_and_one_hour_cache_writes_follow_the_table() {
+        let table: PricingTable = serde_json::from_str(
+            r#"{"service_tiers": {"flex": "0.5", "priority": "1.75"},
+                "models": {"m": {"input": "1", "output": "4", "cache_write": "1.25",
+                                 "cache_write_1h": "2", "service_tiers": {"priority": "2"}}}}"#,
+        )
+        .unwrap();
+        let usage = TokenUsage {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..TokenUsage::default()
+        };
+        let cost = |tier| match table.cost_in_tier("m", &usage, tier) {
+            Priced::Cost(c) => c.0,
+            Priced::Unpriced => panic!("priced"),
+        };
+        assert_eq!(cost(None), 5_000_000);
+        assert_eq!(cost(Some(ServiceTier::Default)), 5_000_000);
+        assert_eq!(cost(Some(ServiceTier::Flex)), 2_500_000);
+        assert_eq!(
+            cost(Some(ServiceTier::Priority)),
+            10_000_000,
+            "the model's own"
+        );
+        assert_eq!(cost(Some(ServiceTier::Reserved)), 5_000_000);
+        let writes = TokenUsage {
+            cache_write: 3_000_000,
+            cache_write_1h: 1_000_000,
+            ..TokenUsage::default()
+        };
+        assert_eq!(
+            table.cost("m", &writes),
+            Priced::Cost(MicroUsd(2_500_000 + 2_000_000))
+        );
+    }
+
+    #[test]
     fn floats_are_refused_in_price_files() {
         let r: Result<ModelPrice, _> = serde_json::from_str(r#"{"input": 0.8, "output": "4"}"#);
         assert!(r.is_err());
@@ -189,6 +261,7 @@ mod tests {
             output: 500,
             cache_read: 2000,
             cache_write: 3000,
+            cache_write_1h: 0,
         };
         // 1000*0.8 + 500*4 + 2000*0.08 + 3000*1 = 800 + 2000 + 160 + 3000 = 5960 µUSD
         assert_eq!(price.cost(&usage), MicroUsd(5960));

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::ServiceTier;
+
 /// What a base model can do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +26,57 @@ pub struct ModelCapabilities {
     /// Fewest tokens a prompt-cache checkpoint must cover.
     #[serde(default = "default_cache_min")]
     pub cache_min_tokens: u32,
+    /// Prompt-cache checkpoints may live an hour (`ttl: 1h`), not only five minutes.
+    #[serde(default)]
+    pub cache_ttl_1h: bool,
+    /// `toolChoice` `any` and `tool` (forcing a tool call) are accepted.
+    #[serde(default = "yes")]
+    pub forced_tool_choice: bool,
+    /// Image content blocks.
+    #[serde(default)]
+    pub vision: bool,
+    /// Document content blocks.
+    #[serde(default)]
+    pub documents: bool,
+    /// Citations of documents.
+    #[serde(default)]
+    pub citations: bool,
+    /// How the model is asked to reason, if it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningStyle>,
+    /// Service tiers besides `default` (`flex`, `priority`, `reserved`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_tiers: Vec<ServiceTier>,
+    /// `performanceConfig.latency: optimized`.
+    #[serde(default)]
+    pub latency_optimized: bool,
+    /// `strict` on a tool's specification.
+    #[serde(default)]
+    pub strict_tools: bool,
+    /// Parallel tool calls can be turned off (Claude's `disable_parallel_tool_use`).
+    #[serde(default)]
+    pub parallel_tool_control: bool,
+}
+
+/// How a reasoning model is configured through `additionalModelRequestFields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasoningStyle {
+    /// Claude: `thinking: {type: enabled, budget_tokens}`; no temperature or top_p, no
+    /// forced tool choice, `max_tokens` above the budget.
+    AnthropicThinking,
+    /// Amazon Nova 2: `reasoningConfig: {type: enabled, maxReasoningEffort}`.
+    NovaEffort,
+    /// OpenAI gpt-oss: `reasoning_effort`.
+    OpenaiEffort,
+    /// Always reasons (DeepSeek-R1): nothing to send.
+    Builtin,
+}
+
+impl ModelCapabilities {
+    pub fn serves_tier(&self, tier: ServiceTier) -> bool {
+        tier == ServiceTier::Default || self.service_tiers.contains(&tier)
+    }
 }
 
 impl Default for ModelCapabilities {
@@ -36,6 +89,16 @@ impl Default for ModelCapabilities {
             streaming: true,
             prompt_caching: false,
             cache_min_tokens: default_cache_min(),
+            cache_ttl_1h: false,
+            forced_tool_choice: true,
+            vision: false,
+            documents: false,
+            citations: false,
+            reasoning: None,
+            service_tiers: Vec::new(),
+            latency_optimized: false,
+            strict_tools: false,
+            parallel_tool_control: false,
         }
     }
 }
@@ -66,13 +129,21 @@ pub struct RoutingConfig {
     /// Most output tokens a request routed through a tier may ask for, by tier.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tier_max_tokens: BTreeMap<String, u32>,
+    /// The service tier calls routed through a tier use by default, by tier (applied to
+    /// the models of the chain that serve it; a request or prompt naming a tier overrides).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tier_service_tiers: BTreeMap<String, ServiceTier>,
 }
 
+const REGION_PREFIXES: [&str; 8] = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
+
 fn default_prefixes() -> Vec<String> {
-    ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+    REGION_PREFIXES.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A cross-region inference profile's region prefix (`us` of `us.anthropic...`).
+pub fn is_region_prefix(prefix: &str) -> bool {
+    REGION_PREFIXES.contains(&prefix)
 }
 
 /// One model to call: the identifier sent to Bedrock, the base model behind it, and what

@@ -23,6 +23,9 @@ pub struct UsageRecord {
     /// Tokens estimated (the stream ended before Bedrock reported usage).
     #[serde(default)]
     pub estimated: bool,
+    /// The service tier that served the call, when Bedrock said (priced by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<crate::model::ServiceTier>,
     /// Unix milliseconds.
     pub at_ms: i64,
 }

@@ -83,6 +83,8 @@ fn answer(model: &str) -> ModelResponse {
             ..Default::default()
         },
         latency_ms: 1,
+        citations: Vec::new(),
+        served: Default::default(),
     }
 }
 

@@ -69,6 +69,8 @@ impl ModelClient for Model {
             stop_reason: StopReason::EndTurn,
             usage: Self::usage(),
             latency_ms: 1,
+            citations: Vec::new(),
+            served: Default::default(),
         })
     }
 
@@ -98,6 +100,7 @@ impl ModelClient for Model {
         events.push(Ok(StreamEvent::Metadata {
             usage: Self::usage(),
             latency_ms: 1,
+            served: Default::default(),
         }));
         Ok(futures::stream::iter(events).boxed())
     }

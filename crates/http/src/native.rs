@@ -18,7 +18,11 @@ use quarry_core::Error;
 use quarry_core::chat::{ChatInput, PromptRef, PromptUsed};
 use quarry_core::guardrails::Findings;
 use quarry_core::invoke::Fallback;
-use quarry_core::model::{ContentBlock, InferenceParams, Message, Role, TokenUsage};
+use quarry_core::media::{self, Document, DocumentFormat, DocumentSource, Image, ImageFormat};
+use quarry_core::model::{
+    Citation, ContentBlock, Effort, InferenceParams, Message, ReasoningRequest, Role, ServiceTier,
+    TokenUsage,
+};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::routing::RouteSpec;
 use quarry_core::service::{Answer, CacheMode, StreamSummary};
@@ -71,11 +75,106 @@ pub enum Content {
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A content part. Besides text and cache points: `image` (`format`: png, jpeg, gif,
+/// webp; `data`: base64), `document` (`format`: pdf, csv, doc, docx, xls, xlsx, html, txt,
+/// md; `name`; `data` (base64) or `text`; `citations`), and an earlier answer's `reasoning`
+/// (`text`, `signature`) or `redacted_reasoning` (`data`), sent back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Part {
-    Text { text: String },
+    Text {
+        text: String,
+    },
     CachePoint {},
+    Image {
+        format: ImageFormat,
+        data: String,
+    },
+    Document {
+        format: DocumentFormat,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default)]
+        citations: bool,
+    },
+    Reasoning {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    RedactedReasoning {
+        data: String,
+    },
+}
+
+fn decode(data: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("data must be base64: {e}"))
+}
+
+impl Part {
+    /// A part of an answer, as the next turn sends it back.
+    pub fn of_block(block: &ContentBlock) -> Option<Self> {
+        use base64::Engine;
+        match block {
+            ContentBlock::Reasoning { text, signature } => Some(Self::Reasoning {
+                text: text.clone(),
+                signature: signature.clone(),
+            }),
+            ContentBlock::RedactedReasoning(data) => Some(Self::RedactedReasoning {
+                data: base64::engine::general_purpose::STANDARD.encode(data),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The Converse block, checked against Bedrock's limits (`None`: left out).
+    fn into_block(self) -> Result<Option<ContentBlock>, String> {
+        Ok(Some(match self {
+            Self::Text { text } => ContentBlock::Text(text),
+            Self::CachePoint {} => ContentBlock::CachePoint,
+            Self::Image { format, data } => {
+                let image = Image {
+                    format,
+                    bytes: decode(&data)?,
+                };
+                media::check_image(&image)?;
+                ContentBlock::Image(image)
+            }
+            Self::Document {
+                format,
+                name,
+                data,
+                text,
+                citations,
+            } => {
+                let source = match (data, text) {
+                    (Some(d), None) => DocumentSource::Bytes(decode(&d)?),
+                    (None, Some(t)) => DocumentSource::Text(t),
+                    _ => return Err("a document has 'data' (base64) or 'text', one of them".into()),
+                };
+                let doc = Document {
+                    format,
+                    name,
+                    source,
+                    citations,
+                };
+                media::check_document(&doc)?;
+                ContentBlock::Document(doc)
+            }
+            // Unsigned reasoning cannot be verified by Bedrock: left out.
+            Self::Reasoning {
+                signature: None, ..
+            } => return Ok(None),
+            Self::Reasoning { text, signature } => ContentBlock::Reasoning { text, signature },
+            Self::RedactedReasoning { data } => ContentBlock::RedactedReasoning(decode(&data)?),
+        }))
+    }
 }
 
 impl Content {
@@ -86,24 +185,37 @@ impl Content {
                 .iter()
                 .map(|p| match p {
                     Part::Text { text } => text.len(),
-                    Part::CachePoint {} => 0,
+                    Part::Document { text: Some(t), .. } => t.len(),
+                    _ => 0,
                 })
                 .sum(),
         }
     }
 
-    pub fn into_blocks(self) -> Vec<ContentBlock> {
+    /// The Converse blocks; a 400 naming the part that breaks Bedrock's rules.
+    pub fn into_blocks(self, at: &str) -> Result<Vec<ContentBlock>, Error> {
         match self {
-            Self::Text(t) => vec![ContentBlock::Text(t)],
-            Self::Parts(parts) => parts
-                .into_iter()
-                .map(|p| match p {
-                    Part::Text { text } => ContentBlock::Text(text),
-                    Part::CachePoint {} => ContentBlock::CachePoint,
-                })
-                .collect(),
+            Self::Text(t) => Ok(vec![ContentBlock::Text(t)]),
+            Self::Parts(parts) => {
+                let mut out = Vec::with_capacity(parts.len());
+                for (j, p) in parts.into_iter().enumerate() {
+                    out.extend(
+                        p.into_block()
+                            .map_err(|m| Error::bad_request(format!("{at}.content[{j}]"), m))?,
+                    );
+                }
+                Ok(out)
+            }
         }
     }
+}
+
+/// `reasoning`: an effort or a budget of reasoning tokens.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasoningParam {
+    pub effort: Option<Effort>,
+    pub budget_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +250,11 @@ pub struct ChatRequest {
     pub stream: bool,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    pub reasoning: Option<ReasoningParam>,
+    /// `auto` (the routing's), `default`, `flex` or `priority`.
+    pub service_tier: Option<String>,
+    /// `standard` or `optimized`.
+    pub latency: Option<String>,
 }
 
 /// Request size limits (configurable).
@@ -257,11 +374,29 @@ impl ChatRequest {
         let messages = self
             .messages
             .into_iter()
-            .map(|m| Message {
-                role: m.role,
-                content: m.content.into_blocks(),
+            .enumerate()
+            .map(|(i, m)| {
+                Ok(Message {
+                    role: m.role,
+                    content: m.content.into_blocks(&format!("messages[{i}]"))?,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, Error>>()?;
+        if let Some(r) = &self.reasoning
+            && r.budget_tokens.is_some_and(|b| b < 1_024)
+        {
+            return Err(Error::bad_request(
+                "reasoning.budget_tokens",
+                "a reasoning budget is at least 1024 tokens",
+            ));
+        }
+        let reasoning = self
+            .reasoning
+            .filter(|r| r.effort.is_some() || r.budget_tokens.is_some())
+            .map(|r| ReasoningRequest {
+                effort: r.effort,
+                budget_tokens: r.budget_tokens,
+            });
         let input = ChatInput {
             prompt: self.prompt.map(|name| PromptRef {
                 name,
@@ -280,6 +415,10 @@ impl ChatRequest {
             tool_choice: None,
             output_schema: self.response_format,
             tags: self.tags,
+            reasoning,
+            service_tier: crate::openai::fields::tier_of(self.service_tier.as_deref())?,
+            latency_optimized: crate::openai::fields::latency_of(self.latency.as_deref())?,
+            single_tool_call: false,
         };
         Ok((input, self.cache.into(), self.stream))
     }
@@ -311,6 +450,19 @@ pub struct Output {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub json: Option<Value>,
+    /// The model's reasoning, when it reasoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+    /// The reasoning as parts to send back, signed, in the next turn's assistant message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning_parts: Vec<Part>,
+    /// Where the answer cites the request's documents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
+}
+
+fn reasoning_parts(blocks: &[ContentBlock]) -> Vec<Part> {
+    blocks.iter().filter_map(Part::of_block).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -349,6 +501,9 @@ pub struct ChatResponse {
     /// The tier a budget switched this request to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded_to: Option<String>,
+    /// The Bedrock service tier that served the answer, when Bedrock said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<ServiceTier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +540,9 @@ pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
         output: Output {
             text: answer.text(),
             json: answer.json.clone(),
+            reasoning: answer.reasoning(),
+            reasoning_parts: reasoning_parts(&answer.content),
+            citations: answer.citations.clone(),
         },
         model: answer.model.clone(),
         stop_reason: answer.stop_reason.as_str().to_owned(),
@@ -400,6 +558,7 @@ pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
         },
         guardrails: (!answer.guardrails.is_empty()).then(|| answer.guardrails.clone()),
         degraded_to: answer.degraded_to.clone(),
+        service_tier: answer.served.service_tier,
     }
 }
 
@@ -436,12 +595,16 @@ pub struct StreamDone<'a> {
     pub latency_ms: Latency,
     pub guardrails: Option<&'a Findings>,
     pub degraded_to: Option<&'a str>,
+    pub service_tier: Option<ServiceTier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamOutput<'a> {
     pub text: &'a str,
     pub json: Option<&'a Value>,
+    /// The reasoning as parts to send back next turn (its text came as `reasoning` events).
+    pub reasoning_parts: Vec<Part>,
+    pub citations: &'a [Citation],
 }
 
 impl<'a> StreamDone<'a> {
@@ -458,6 +621,8 @@ impl<'a> StreamDone<'a> {
             output: StreamOutput {
                 text,
                 json: summary.json.as_ref(),
+                reasoning_parts: reasoning_parts(&summary.reasoning),
+                citations: &summary.citations,
             },
             model: start.model,
             stop_reason: summary.stop_reason.as_str(),
@@ -473,6 +638,7 @@ impl<'a> StreamDone<'a> {
             },
             guardrails: (!summary.guardrails.is_empty()).then_some(&summary.guardrails),
             degraded_to: start.degraded_to,
+            service_tier: summary.served.service_tier,
         }
     }
 }

@@ -41,6 +41,9 @@ impl Dialect for Native {
     fn frames(head: &Head, item: &StreamItem, progress: Progress<'_>) -> Vec<Frame> {
         match item {
             StreamItem::Text(text) => vec![Frame::json(Some("delta"), &StreamDelta { text })],
+            StreamItem::Reasoning(text) => {
+                vec![Frame::json(Some("reasoning"), &StreamDelta { text })]
+            }
             // The native API has no tools.
             StreamItem::ToolStart { .. } | StreamItem::ToolDelta { .. } => Vec::new(),
             StreamItem::Done(summary) => {

@@ -4,7 +4,10 @@
 
 use quarry_core::Error;
 use quarry_core::service::{Answer, CacheMode, StreamItem};
-use quarry_http::openai::{Completion, CompletionRequest, Delta, Extras, finish_reason};
+use quarry_http::openai::{
+    ChunkHead, Completion, CompletionRequest, Delta, Extras, finish_reason, thinking_blocks,
+    tier_name,
+};
 use quarry_http::{ApiError, RequestMeta, parse_json};
 use serde::Serialize;
 
@@ -50,6 +53,7 @@ impl Dialect for OpenAi {
         let delta = |delta: Delta<'_>| Frame::json(None, &chunks.chunk(delta, None));
         match item {
             StreamItem::Text(text) => vec![delta(Delta::text(text))],
+            StreamItem::Reasoning(text) => vec![delta(Delta::reasoning(text))],
             StreamItem::ToolStart { index, id, name } => {
                 vec![delta(Delta::tool_start(*index, id, name))]
             }
@@ -58,10 +62,18 @@ impl Dialect for OpenAi {
             }
             StreamItem::Done(summary) => {
                 let finish = finish_reason(&summary.stop_reason);
-                let mut frames = vec![Frame::json(
-                    None,
-                    &chunks.chunk(Delta::default(), Some(finish)),
-                )];
+                let chunks = ChunkHead {
+                    service_tier: tier_name(&summary.served),
+                    ..chunks
+                };
+                // The last chunk carries what the deltas could not: the reasoning's
+                // signatures (to send back next turn) and the citations.
+                let last = Delta {
+                    thinking_blocks: thinking_blocks(&summary.reasoning),
+                    citations: &summary.citations,
+                    ..Delta::default()
+                };
+                let mut frames = vec![Frame::json(None, &chunks.chunk(last, Some(finish)))];
                 if head.include_usage {
                     let extras = Extras {
                         cost_usd: summary.cost.map(|c| c.to_usd_string()),

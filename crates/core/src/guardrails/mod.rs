@@ -188,11 +188,18 @@ pub struct Findings {
     pub blocked: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flagged: Vec<String>,
+    /// Content Quarry's guardrails could not read (images, PDFs and office documents):
+    /// said, rather than passed as checked. Bedrock's own guardrail reads images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
 }
 
 impl Findings {
     pub fn is_empty(&self) -> bool {
-        self.redacted.is_empty() && self.blocked.is_empty() && self.flagged.is_empty()
+        self.redacted.is_empty()
+            && self.blocked.is_empty()
+            && self.flagged.is_empty()
+            && self.unchecked.is_empty()
     }
 
     pub fn merge(&mut self, other: Findings) {
@@ -201,6 +208,7 @@ impl Findings {
         }
         self.blocked.extend(other.blocked);
         self.flagged.extend(other.flagged);
+        self.unchecked.extend(other.unchecked);
     }
 
     /// Actions taken (for the GuardrailActions metric).

@@ -5,7 +5,8 @@
 //!   are retried on the same model with exponential backoff and full jitter.
 //! * When a model's retries are spent, or it fails in a way retrying cannot fix (access
 //!   denied, not found, the model's own error), the next model of the chain is tried at once.
-//! * A validation error stops everything: the request itself is wrong.
+//! * A validation error stops everything (the request itself is wrong), unless Bedrock says
+//!   it is this model's limit (context window, a capability): then the next model is tried.
 //! * N consecutive throttles open a model's circuit for a cooldown; while open the model is
 //!   skipped without a call (per warm Lambda: the state lives in this process).
 //! * No attempt starts with less than `min_attempt_time` left before the deadline, and each
@@ -14,6 +15,7 @@
 
 mod attempts;
 mod breaker;
+mod per_model;
 mod policy;
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub use self::attempts::{
     Attempt, AttemptOutcome, FailureKind, Fallback, InvokeFailure, describe_attempts, fallbacks,
 };
 pub use self::breaker::CircuitBreakers;
+pub use self::per_model::request_for;
 pub use self::policy::RetryPolicy;
 use crate::model::{
     ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream, StreamEvent,
@@ -74,35 +77,6 @@ enum Answered {
     Stream(Vec<StreamEvent>, ModelStream),
 }
 
-/// The request as `target` may receive it: prompt-cache checkpoints are removed for models
-/// that do not support them (a fallback model may not), rather than failing validation.
-pub fn request_for<'a>(
-    target: &ModelTarget,
-    request: &'a ModelRequest,
-) -> std::borrow::Cow<'a, ModelRequest> {
-    use crate::model::{ContentBlock, SystemBlock};
-    let has_points = request
-        .system
-        .iter()
-        .any(|b| matches!(b, SystemBlock::CachePoint))
-        || request.messages.iter().any(|m| {
-            m.content
-                .iter()
-                .any(|b| matches!(b, ContentBlock::CachePoint))
-        });
-    if target.capabilities.prompt_caching || !has_points {
-        return std::borrow::Cow::Borrowed(request);
-    }
-    let mut stripped = request.clone();
-    stripped
-        .system
-        .retain(|b| !matches!(b, SystemBlock::CachePoint));
-    for m in &mut stripped.messages {
-        m.content.retain(|b| !matches!(b, ContentBlock::CachePoint));
-    }
-    std::borrow::Cow::Owned(stripped)
-}
-
 /// What to do after a failed attempt.
 enum AfterFailure {
     Retry(Duration),
@@ -141,7 +115,13 @@ impl Invoker {
         deadline: Instant,
     ) -> AfterFailure {
         if error.kind == ModelErrorKind::Validation {
-            return AfterFailure::Stop;
+            // The request is wrong for every model, unless it was this model's limits
+            // (its context window, a capability it lacks): the next model may take it.
+            return if error.is_model_limit() {
+                AfterFailure::Fallback
+            } else {
+                AfterFailure::Stop
+            };
         }
         if error.kind == ModelErrorKind::Throttled
             && self

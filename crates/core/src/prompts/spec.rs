@@ -134,6 +134,10 @@ pub struct PromptSpec {
     /// Guardrail settings for this prompt (see the chat handler).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<crate::guardrails::GuardrailConfig>,
+    /// The service tier this prompt's calls ask for (`flex` for work that can wait); a
+    /// request's own `service_tier` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<crate::model::ServiceTier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

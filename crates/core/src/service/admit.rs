@@ -153,6 +153,7 @@ impl ChatService {
                 prepared.route = prepared
                     .routing
                     .route(Some(&RouteSpec::Tier(tier.clone())))?;
+                crate::needs::fit(&mut prepared.route, &prepared.request)?;
                 tracing::info!(tenant = %caller.tenant, %tier, %reason, "budget: request degraded");
                 Some(tier)
             }

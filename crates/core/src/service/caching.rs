@@ -139,6 +139,8 @@ impl Shared {
 pub(crate) fn from_cache(hit: Hit, admitted: Admitted) -> Answer {
     let Hit { answer, base_model } = hit;
     Answer {
+        citations: answer.response.citations,
+        served: answer.response.served,
         content: answer.response.content,
         json: answer.json,
         stop_reason: answer.response.stop_reason,
@@ -161,12 +163,24 @@ pub(crate) fn from_cache(hit: Hit, admitted: Admitted) -> Answer {
 pub(crate) fn replay(hit: Hit, admitted: Admitted) -> AnswerStream {
     let answer = hit.answer;
     let chars: Vec<char> = answer.response.text().chars().collect();
-    let mut items: Vec<StreamItem> = chars
-        .chunks(16)
-        .map(|chunk| StreamItem::Text(chunk.iter().collect()))
+    let mut items: Vec<StreamItem> = answer
+        .response
+        .reasoning()
+        .map(StreamItem::Reasoning)
+        .into_iter()
         .collect();
-    for (i, block) in answer.response.content.iter().enumerate() {
-        if let ContentBlock::ToolUse { id, name, input } = block {
+    items.extend(
+        chars
+            .chunks(16)
+            .map(|chunk| StreamItem::Text(chunk.iter().collect())),
+    );
+    // Tool calls count from 0, as in a live stream.
+    let calls = answer.response.content.iter().filter_map(|b| match b {
+        ContentBlock::ToolUse { id, name, input } => Some((id, name, input)),
+        _ => None,
+    });
+    for (i, (id, name, input)) in calls.enumerate() {
+        {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             items.push(StreamItem::ToolStart {
                 index,
@@ -186,6 +200,9 @@ pub(crate) fn replay(hit: Hit, admitted: Admitted) -> AnswerStream {
         json: answer.json.clone(),
         guardrails: admitted.findings.clone(),
         model_latency_ms: 0,
+        reasoning: answer.response.reasoning_blocks(),
+        citations: answer.response.citations.clone(),
+        served: answer.response.served.clone(),
     })));
     AnswerStream {
         model: answer.model,

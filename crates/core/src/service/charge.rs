@@ -6,7 +6,7 @@
 use super::Shared;
 use crate::chat::{Prepared, estimate_tokens};
 use crate::invoke::{Attempt, AttemptOutcome};
-use crate::model::{ModelErrorKind, ModelRequest, SystemBlock, TokenUsage};
+use crate::model::{ModelErrorKind, ModelRequest, Served, ServiceTier, SystemBlock, TokenUsage};
 use crate::ports::{Clock, SystemClock};
 use crate::pricing::{MicroUsd, Priced};
 use crate::routing::ModelTarget;
@@ -25,14 +25,38 @@ struct Call {
     usage: TokenUsage,
     /// Bedrock never reported usage (a stream cut short): tokens were estimated.
     estimated: bool,
+    /// The service tier Bedrock says served the call (its price follows).
+    tier: Option<ServiceTier>,
+}
+
+/// The base model a prompt router's trace names (`arn:...:foundation-model/ID`, or an
+/// inference profile's `us.ID`): the model that answered, and the one to charge.
+fn routed_base(invoked: &str) -> Option<String> {
+    let id = invoked.rsplit_once('/').map_or(invoked, |(_, id)| id);
+    let base = match id.split_once('.') {
+        // A cross-region profile's region prefix has no '-' or ':'; a provider does not
+        // either, so only strip it when what follows still has a provider and a model.
+        Some((prefix, rest)) if crate::routing::is_region_prefix(prefix) && rest.contains('.') => {
+            rest
+        }
+        _ => id,
+    };
+    (!base.is_empty()).then(|| base.to_owned())
 }
 
 impl Charges {
-    pub(crate) fn push(&mut self, target: &ModelTarget, usage: TokenUsage) {
+    /// A call that answered, charged as Bedrock reported it: the tier that served it, and
+    /// the model a prompt router chose (not the router's ID).
+    pub(crate) fn push_served(&mut self, target: &ModelTarget, usage: TokenUsage, served: &Served) {
+        let mut target = target.clone();
+        if let Some(base) = served.invoked_model.as_deref().and_then(routed_base) {
+            target.base_id = base;
+        }
         self.calls.push(Call {
-            target: target.clone(),
+            target,
             usage,
             estimated: false,
+            tier: served.service_tier,
         });
     }
 
@@ -41,6 +65,7 @@ impl Charges {
             target: target.clone(),
             usage,
             estimated: true,
+            tier: None,
         });
     }
 
@@ -69,8 +94,7 @@ impl Charges {
                 TokenUsage {
                     input: u64::from(request_tokens(request)),
                     output: u64::from(request.params.max_tokens.unwrap_or(0)),
-                    cache_read: 0,
-                    cache_write: 0,
+                    ..TokenUsage::default()
                 },
             );
         }
@@ -173,7 +197,12 @@ impl Shared {
     }
 
     /// Prices one call; `None` when unpriced (logged and counted loudly).
-    async fn price(&self, target: &ModelTarget, usage: &TokenUsage) -> Option<MicroUsd> {
+    async fn price(
+        &self,
+        target: &ModelTarget,
+        usage: &TokenUsage,
+        tier: Option<ServiceTier>,
+    ) -> Option<MicroUsd> {
         let pricing = match self.configs.pricing().await {
             Ok(p) => p,
             Err(e) => {
@@ -181,7 +210,7 @@ impl Shared {
                 return None;
             }
         };
-        match pricing.cost(&target.base_id, usage) {
+        match pricing.cost_in_tier(&target.base_id, usage, tier) {
             Priced::Cost(c) => Some(c),
             Priced::Unpriced => {
                 tracing::warn!(model = %target.base_id, invoke_id = %target.invoke_id, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
@@ -205,8 +234,9 @@ impl Shared {
             target,
             usage,
             estimated,
+            tier,
         } = call;
-        let cost = self.price(target, usage).await;
+        let cost = self.price(target, usage, *tier).await;
         let record = UsageRecord {
             id,
             tenant: caller.tenant.clone(),
@@ -216,6 +246,7 @@ impl Shared {
             cost,
             cached: false,
             estimated: *estimated,
+            service_tier: *tier,
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;
@@ -254,6 +285,7 @@ impl Shared {
             cost: Some(MicroUsd::ZERO),
             cached: true,
             estimated: false,
+            service_tier: None,
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;

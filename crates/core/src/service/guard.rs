@@ -6,7 +6,9 @@ use serde_json::Value;
 use crate::chat::Prepared;
 use crate::error::Error;
 use crate::guardrails::{BedrockGuardrail, Findings, GuardrailConfig, PiiAction, check};
-use crate::model::{ContentBlock, ModelResponse, StopReason, SystemBlock, ToolResultContent};
+use crate::model::{
+    ContentBlock, GuardrailOutcome, ModelResponse, StopReason, SystemBlock, ToolResultContent,
+};
 use crate::ports::GuardrailApplier;
 use crate::telemetry::{self, Dims};
 
@@ -60,7 +62,29 @@ pub(crate) fn input(config: &GuardrailConfig, prepared: &mut Prepared) -> Result
                 ContentBlock::ToolUse { input, .. } => {
                     findings.merge(json_strings(config, input, true));
                 }
-                ContentBlock::CachePoint => {}
+                ContentBlock::Document(doc) => match doc.text().map(str::to_owned) {
+                    // Text documents are read like messages (and masked as text).
+                    Some(mut text) => {
+                        let f = scan(&mut text);
+                        if !f.redacted.is_empty() {
+                            doc.source = crate::media::DocumentSource::Text(text);
+                        }
+                        findings.merge(f);
+                    }
+                    None => findings.unchecked.push(format!(
+                        "document '{}' ({})",
+                        doc.name,
+                        doc.format.as_str()
+                    )),
+                },
+                ContentBlock::Image(image) => findings
+                    .unchecked
+                    .push(format!("image ({})", image.format.as_str())),
+                // Earlier answers: checked on their way out, and signed (masking them here
+                // would break their signature).
+                ContentBlock::Reasoning { .. }
+                | ContentBlock::RedactedReasoning(_)
+                | ContentBlock::CachePoint => {}
             }
         }
     }
@@ -82,13 +106,20 @@ pub(crate) fn output(
     json: &mut Option<Value>,
     dims: Dims<'_>,
 ) -> Result<Findings, Error> {
+    let mut found = Findings::default();
     if response.stop_reason == StopReason::GuardrailIntervened {
         telemetry::count("GuardrailActions", 1, dims);
-        return Err(Error::GuardrailBlocked(
-            "the Bedrock guardrail intervened on this request".into(),
-        ));
+        // Bedrock's trace tells a mask (its anonymised text is the answer) from a block;
+        // without a trace, an intervention is a block.
+        if response.served.guardrail != Some(GuardrailOutcome::Masked) {
+            return Err(Error::GuardrailBlocked(
+                "the Bedrock guardrail intervened on this request".into(),
+            ));
+        }
+        found
+            .flagged
+            .push("bedrock guardrail masked the answer".into());
     }
-    let mut found = Findings::default();
     if !config.is_active() {
         return Ok(found);
     }
@@ -104,8 +135,30 @@ pub(crate) fn output(
             }
             // Tool-call arguments are output too.
             ContentBlock::ToolUse { input, .. } => found.merge(json_strings(config, input, false)),
-            ContentBlock::ToolResult { .. } | ContentBlock::CachePoint => {}
+            // Reasoning is shown to the caller: checked like the answer. Masked reasoning
+            // loses its signature (it no longer matches), and is not sent back later.
+            ContentBlock::Reasoning { text, signature } => {
+                let (masked, f) = check(config, text, false);
+                if redact && masked != *text {
+                    *text = masked;
+                    *signature = None;
+                }
+                found.merge(f);
+            }
+            ContentBlock::ToolResult { .. }
+            | ContentBlock::CachePoint
+            | ContentBlock::Image(_)
+            | ContentBlock::Document(_)
+            | ContentBlock::RedactedReasoning(_) => {}
         }
+    }
+    // Citations quote the caller's documents back: output like the rest.
+    for citation in &mut response.citations {
+        let (masked, f) = check(config, &citation.quote, false);
+        if redact {
+            citation.quote = masked;
+        }
+        found.merge(f);
     }
     if let Some(value) = json.as_mut() {
         // The text above may be this same JSON: its findings are counted there, once.

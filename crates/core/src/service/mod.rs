@@ -138,11 +138,19 @@ pub struct Answer {
     /// Model calls made (a structured-output repair is a second one).
     pub model_calls: u32,
     pub prompt_trace: PromptTrace,
+    /// Where the answer cites the request's documents.
+    pub citations: Vec<crate::model::Citation>,
+    /// How Bedrock served it: the service tier, a prompt router's choice.
+    pub served: crate::model::Served,
 }
 
 impl Answer {
     pub fn text(&self) -> String {
         crate::model::text_of(&self.content)
+    }
+
+    pub fn reasoning(&self) -> Option<String> {
+        crate::model::reasoning_of(&self.content)
     }
 }
 
@@ -280,6 +288,8 @@ impl ChatService {
             )
             .await?;
         Ok(Answer {
+            citations: finished.response.citations,
+            served: finished.response.served,
             content: finished.response.content,
             json: finished.json,
             stop_reason: finished.response.stop_reason,

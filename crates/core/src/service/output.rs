@@ -71,15 +71,24 @@ pub struct OutputPlan {
 
 impl OutputPlan {
     /// The plan for a schema on a chain: the tool only when the caller brought no tools of
-    /// its own and every model of the chain supports tool use (so a fallback cannot land on
-    /// a model that rejects the forced tool).
+    /// its own and every model of the chain can be forced to call a tool (so a fallback
+    /// cannot land on a model that rejects the forced tool). Claude thinking forbids forced
+    /// tool choice, so a reasoning request uses the instruction there.
     pub fn new(
         schema: &Value,
         validator: Arc<jsonschema::Validator>,
         caller_tools: bool,
+        reasoning: bool,
         chain: &[ModelTarget],
     ) -> Self {
-        let via_tool = !caller_tools && chain.iter().all(|t| t.capabilities.tool_use);
+        use crate::routing::ReasoningStyle;
+        let via_tool = !caller_tools
+            && chain.iter().all(|t| {
+                let c = &t.capabilities;
+                c.tool_use
+                    && c.forced_tool_choice
+                    && !(reasoning && c.reasoning == Some(ReasoningStyle::AnthropicThinking))
+            });
         Self {
             schema: schema.clone(),
             validator,
@@ -161,6 +170,7 @@ pub(crate) fn shaped(request: &ModelRequest, plan: Option<&OutputPlan>) -> Model
             name: RESPOND_TOOL.into(),
             description: Some("Return the answer as JSON that matches the schema.".into()),
             input_schema: plan.schema.clone(),
+            strict: None,
         }];
         request.tool_choice = Some(ToolChoice::Tool(RESPOND_TOOL.into()));
     } else {
@@ -219,6 +229,7 @@ impl Shared {
             schema,
             validator,
             !prepared.request.tools.is_empty(),
+            prepared.request.reasoning.is_some(),
             &prepared.route.chain,
         )))
     }
@@ -238,7 +249,11 @@ fn charged(
     };
     charges.push_maybe_billed(chain, attempts, request);
     let invocation = invocation.map_err(Error::Invoke)?;
-    charges.push(&invocation.target, invocation.response.usage);
+    charges.push_served(
+        &invocation.target,
+        invocation.response.usage,
+        &invocation.response.served,
+    );
     Ok(invocation)
 }
 
@@ -306,7 +321,7 @@ mod tests {
     fn plan(chain: &[ModelTarget]) -> OutputPlan {
         let schema = serde_json::json!({"type": "object", "required": ["a"]});
         let v = Validators::default().get(&schema).unwrap();
-        OutputPlan::new(&schema, v, false, chain)
+        OutputPlan::new(&schema, v, false, false, chain)
     }
 
     #[test]
@@ -323,6 +338,8 @@ mod tests {
             stop_reason: StopReason::EndTurn,
             usage: Default::default(),
             latency_ms: 0,
+            citations: Vec::new(),
+            served: Default::default(),
         };
         assert_eq!(p.check(&response).unwrap(), serde_json::json!({"a": 1}));
         let bad = ModelResponse {

@@ -4,6 +4,7 @@
 //! same table.
 
 use quarry_core::Error;
+use quarry_core::model::{Effort, ReasoningRequest, ServiceTier};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -24,6 +25,8 @@ pub struct OtherFields {
     pub function_call: Option<Value>,
     pub service_tier: Option<String>,
     pub verbosity: Option<String>,
+    /// Quarry's extension: `optimized` asks for Bedrock's latency-optimized inference.
+    pub latency: Option<String>,
     /// Best effort: Bedrock has no seed; accepted, answers are not reproducible.
     pub seed: Option<i64>,
     /// Accepted, no effect on the answer.
@@ -93,18 +96,6 @@ impl OtherFields {
                 "logprobs are not available on Bedrock",
             ));
         }
-        if self.reasoning_effort.is_some() {
-            return Err(refuse(
-                "reasoning_effort",
-                "reasoning is not available through this gateway yet",
-            ));
-        }
-        if self.parallel_tool_calls == Some(false) {
-            return Err(refuse(
-                "parallel_tool_calls",
-                "false cannot be enforced on Bedrock's models here; leave it out",
-            ));
-        }
         if set(&self.functions) || set(&self.function_call) {
             return Err(refuse(
                 if set(&self.functions) {
@@ -115,14 +106,6 @@ impl OtherFields {
                 "use 'tools' and 'tool_choice'",
             ));
         }
-        if let Some(tier) = &self.service_tier
-            && !matches!(tier.as_str(), "auto" | "default")
-        {
-            return Err(refuse(
-                "service_tier",
-                "only 'auto' and 'default' are served today",
-            ));
-        }
         if self.verbosity.as_ref().is_some_and(|v| v != "medium") {
             return Err(refuse(
                 "verbosity",
@@ -130,6 +113,61 @@ impl OtherFields {
             ));
         }
         Ok(())
+    }
+}
+
+impl OtherFields {
+    /// `reasoning_effort`: `none` (or absent) is no reasoning.
+    pub fn reasoning(&self) -> Result<Option<ReasoningRequest>, Error> {
+        match self.reasoning_effort.as_deref() {
+            None | Some("none") => Ok(None),
+            Some(e) => match Effort::parse(e) {
+                Some(effort) => Ok(Some(ReasoningRequest {
+                    effort: Some(effort),
+                    budget_tokens: None,
+                })),
+                None => Err(Error::bad_request(
+                    "reasoning_effort",
+                    format!(
+                        "unknown reasoning_effort '{e}': use none, minimal, low, medium or high"
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// `service_tier`: `auto` (or absent) leaves it to the routing; `default`, `flex` and
+    /// `priority` are Bedrock's tiers.
+    pub fn tier(&self) -> Result<Option<ServiceTier>, Error> {
+        tier_of(self.service_tier.as_deref())
+    }
+
+    pub fn latency_optimized(&self) -> Result<bool, Error> {
+        latency_of(self.latency.as_deref())
+    }
+}
+
+/// A `service_tier` field, in either API.
+pub fn tier_of(tier: Option<&str>) -> Result<Option<ServiceTier>, Error> {
+    match tier {
+        None | Some("auto") => Ok(None),
+        Some(t @ ("default" | "flex" | "priority")) => Ok(ServiceTier::parse(t)),
+        Some(other) => Err(Error::bad_request(
+            "service_tier",
+            format!("unknown service_tier '{other}': use auto, default, flex or priority"),
+        )),
+    }
+}
+
+/// A `latency` field, in either API: `standard` or `optimized`.
+pub fn latency_of(latency: Option<&str>) -> Result<bool, Error> {
+    match latency {
+        None | Some("standard") => Ok(false),
+        Some("optimized") => Ok(true),
+        Some(other) => Err(Error::bad_request(
+            "latency",
+            format!("unknown latency '{other}': use standard or optimized"),
+        )),
     }
 }
 
@@ -165,11 +203,11 @@ mod tests {
             ("web_search_options", json!({})),
             ("prediction", json!({"type": "content", "content": "x"})),
             ("top_logprobs", json!(3)),
-            ("reasoning_effort", json!("high")),
-            ("parallel_tool_calls", json!(false)),
+            ("reasoning_effort", json!("extreme")),
             ("functions", json!([{"name": "f"}])),
             ("function_call", json!("auto")),
-            ("service_tier", json!("flex")),
+            ("service_tier", json!("scale")),
+            ("latency", json!("fastest")),
             ("verbosity", json!("low")),
         ] {
             assert_eq!(
@@ -190,6 +228,13 @@ mod tests {
             ("top_logprobs", json!(0)),
             ("parallel_tool_calls", json!(true)),
             ("service_tier", json!("auto")),
+            // Honoured: mapped onto the request (models are checked when routed).
+            ("reasoning_effort", json!("high")),
+            ("reasoning_effort", json!("none")),
+            ("parallel_tool_calls", json!(false)),
+            ("service_tier", json!("flex")),
+            ("service_tier", json!("priority")),
+            ("latency", json!("optimized")),
             ("seed", json!(42)),
             ("user", json!("u-1")),
             ("user", json!("not a tag: é")),

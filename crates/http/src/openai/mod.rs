@@ -5,6 +5,7 @@
 //! [`request`] reads what the clients send and turns it into Quarry's chat input;
 //! [`response`] is what they parse back: whole answers, stream chunks, the model list.
 
+pub mod content;
 pub mod fields;
 pub mod request;
 pub mod response;
@@ -12,5 +13,5 @@ pub mod response;
 pub use request::{CompletionRequest, Parsed};
 pub use response::{
     Chunk, ChunkHead, Completion, Delta, Extras, ModelEntry, ModelList, completion_id,
-    finish_reason, now_secs,
+    finish_reason, now_secs, thinking_blocks, tier_name,
 };

@@ -16,6 +16,7 @@ use quarry_core::routing::RouteSpec;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::content::{OaContent, ThinkingBlock, blocks_of, reasoning_blocks, text_of};
 use crate::native::{Limits, Stop, check_params, check_sizes};
 
 #[derive(Debug, Deserialize)]
@@ -66,28 +67,14 @@ pub enum OaMessage {
         content: Option<OaContent>,
         #[serde(default)]
         tool_calls: Vec<OaToolCall>,
+        /// The reasoning of that turn, signed, as Quarry's answers carry it.
+        #[serde(default)]
+        thinking_blocks: Vec<ThinkingBlock>,
     },
     Tool {
         content: OaContent,
         tool_call_id: String,
     },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OaContent {
-    Text(String),
-    Parts(Vec<OaPart>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OaPart {
-    Text { text: String },
-    ImageUrl {},
-    InputAudio {},
-    File {},
-    Refusal { refusal: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +99,7 @@ pub struct OaFunction {
     pub name: String,
     pub description: Option<String>,
     pub parameters: Option<Value>,
+    pub strict: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,42 +127,6 @@ pub struct OaJsonSchema {
     #[allow(dead_code)]
     pub name: Option<String>,
     pub schema: Option<Value>,
-}
-
-fn text_of(content: OaContent, at: &str) -> Result<String, Error> {
-    match content {
-        OaContent::Text(t) => Ok(t),
-        OaContent::Parts(parts) => {
-            let mut out = String::new();
-            for (j, p) in parts.into_iter().enumerate() {
-                match p {
-                    OaPart::Text { text } => out.push_str(&text),
-                    OaPart::Refusal { refusal } => out.push_str(&refusal),
-                    OaPart::ImageUrl {} | OaPart::InputAudio {} | OaPart::File {} => {
-                        return Err(Error::bad_request(
-                            format!("{at}.content[{j}]"),
-                            "only text content parts are supported",
-                        ));
-                    }
-                }
-            }
-            Ok(out)
-        }
-    }
-}
-
-fn content_chars(c: &OaContent) -> usize {
-    match c {
-        OaContent::Text(t) => t.len(),
-        OaContent::Parts(p) => p
-            .iter()
-            .map(|x| match x {
-                OaPart::Text { text } => text.len(),
-                OaPart::Refusal { refusal } => refusal.len(),
-                _ => 0,
-            })
-            .sum(),
-    }
 }
 
 /// Appends blocks to the conversation, merging into the last message when it has the same
@@ -208,26 +160,28 @@ impl CompletionRequest {
                 "logprobs are not available on Bedrock",
             ));
         }
-        let chars: usize = self
+        let (chars, media) = self
             .messages
             .iter()
             .map(|m| match m {
                 OaMessage::System { content }
                 | OaMessage::Developer { content }
-                | OaMessage::User { content } => content_chars(content),
-                OaMessage::Tool { content, .. } => content_chars(content),
+                | OaMessage::User { content }
+                | OaMessage::Tool { content, .. } => content.size(),
                 OaMessage::Assistant {
                     content,
                     tool_calls,
+                    thinking_blocks: _,
                 } => {
-                    content.as_ref().map_or(0, content_chars)
-                        + tool_calls
-                            .iter()
-                            .map(|c| c.function.arguments.len())
-                            .sum::<usize>()
+                    let (c, m) = content.as_ref().map_or((0, 0), OaContent::size);
+                    let args: usize = tool_calls.iter().map(|c| c.function.arguments.len()).sum();
+                    (c + args, m)
                 }
             })
-            .sum();
+            .fold((0, 0), |(c, m), (c2, m2)| (c + c2, m + m2));
+        // Images and documents are bounded by the body limit and Bedrock's own per-part
+        // limits (checked as each is parsed); text by the character limit.
+        let _ = media;
         check_sizes(limits, self.messages.len(), chars)?;
 
         let mut system = Vec::new();
@@ -238,16 +192,16 @@ impl CompletionRequest {
                 OaMessage::System { content } | OaMessage::Developer { content } => {
                     system.push(text_of(content, &at)?)
                 }
-                OaMessage::User { content } => push(
-                    &mut messages,
-                    Role::User,
-                    vec![ContentBlock::Text(text_of(content, &at)?)],
-                ),
+                OaMessage::User { content } => {
+                    push(&mut messages, Role::User, blocks_of(content, &at)?)
+                }
                 OaMessage::Assistant {
                     content,
                     tool_calls,
+                    thinking_blocks,
                 } => {
-                    let mut blocks = Vec::new();
+                    // Reasoning first, as the model wrote it.
+                    let mut blocks = reasoning_blocks(thinking_blocks, &at)?;
                     if let Some(c) = content {
                         let t = text_of(c, &at)?;
                         if !t.is_empty() {
@@ -326,6 +280,7 @@ impl CompletionRequest {
                     .function
                     .parameters
                     .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                strict: t.function.strict,
             })
             .collect();
         let tool_choice = match self.tool_choice {
@@ -393,6 +348,10 @@ impl CompletionRequest {
             stop: self.stop.map(Stop::into_vec).unwrap_or_default(),
         };
         check_params(&params)?;
+        let reasoning = self.other.reasoning()?;
+        let service_tier = self.other.tier()?;
+        let latency_optimized = self.other.latency_optimized()?;
+        let single_tool_call = self.other.parallel_tool_calls == Some(false);
         Ok(Parsed {
             input: ChatInput {
                 prompt: None,
@@ -404,6 +363,10 @@ impl CompletionRequest {
                 tools,
                 tool_choice,
                 output_schema,
+                reasoning,
+                service_tier,
+                latency_optimized,
+                single_tool_call,
                 tags: {
                     let mut tags = self.metadata.unwrap_or_default();
                     // `user` goes to Bedrock's invocation logs with the tags, when it fits a

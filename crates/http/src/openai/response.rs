@@ -5,9 +5,10 @@
 //! `system_fingerprint`, a chunk's `finish_reason`); keys OpenAI leaves out when empty
 //! (`tool_calls`, a chunk's `usage`) are left out. Quarry's own fields sit under `quarry`.
 
-use quarry_core::model::{ContentBlock, StopReason, TokenUsage};
+use quarry_core::model::{Citation, ContentBlock, Served, ServiceTier, StopReason, TokenUsage};
 use quarry_core::service::Answer;
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::native::FallbackOut;
 
@@ -72,7 +73,7 @@ pub struct Completion<'a> {
     pub choices: [Choice<'a>; 1],
     pub usage: Usage,
     pub system_fingerprint: Option<&'static str>,
-    /// The service tier that served the answer (Bedrock's standard tier: `default`).
+    /// The service tier that served the answer, as Bedrock reported it.
     pub service_tier: &'static str,
     /// Quarry's cost of this answer (`null` when the model has no price), beside OpenAI's
     /// fields: clients read it without knowing the `quarry` extension.
@@ -98,6 +99,42 @@ pub struct AssistantMessage<'a> {
     pub refusal: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall<'a>>,
+    /// The model's reasoning (the field OpenAI-compatible servers use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// The reasoning blocks with their signatures: sent back on the next turn's assistant
+    /// message, so a conversation with reasoning continues.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thinking_blocks: Vec<Value>,
+    /// Where the answer cites the request's documents.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub citations: &'a [Citation],
+}
+
+/// Reasoning blocks as OpenAI-compatible clients carry them back.
+pub fn thinking_blocks(blocks: &[ContentBlock]) -> Vec<Value> {
+    use base64::Engine;
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Reasoning {
+                text,
+                signature: Some(signature),
+            } => Some(json!({"type": "thinking", "thinking": text, "signature": signature})),
+            ContentBlock::RedactedReasoning(data) => Some(json!({
+                "type": "redacted_thinking",
+                "data": base64::engine::general_purpose::STANDARD.encode(data),
+            })),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The service tier that served an answer (`default` when Bedrock did not say).
+pub fn tier_name(served: &Served) -> &'static str {
+    served
+        .service_tier
+        .map_or(SERVICE_TIER, ServiceTier::as_str)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -154,13 +191,16 @@ impl<'a> Completion<'a> {
                     content,
                     refusal: None,
                     tool_calls,
+                    reasoning_content: answer.reasoning(),
+                    thinking_blocks: thinking_blocks(&answer.content),
+                    citations: &answer.citations,
                 },
                 finish_reason: finish_reason(&answer.stop_reason),
                 logprobs: None,
             }],
             usage: (&answer.usage).into(),
             system_fingerprint: None,
-            service_tier: SERVICE_TIER,
+            service_tier: tier_name(&answer.served),
             cost_usd: answer.cost.map(|c| c.to_usd_string()),
             cached: answer.cached,
             quarry: Extras {
@@ -210,6 +250,13 @@ pub struct Delta<'a> {
     pub content: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallDelta<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    /// On the last content chunk: the reasoning blocks with their signatures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thinking_blocks: Vec<Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub citations: &'a [Citation],
 }
 
 /// A tool call as it streams: `id`, `type` and the name come once, with the call's first
@@ -244,6 +291,13 @@ impl<'a> Delta<'a> {
     pub fn text(text: &'a str) -> Self {
         Self {
             content: Some(text),
+            ..Self::default()
+        }
+    }
+
+    pub fn reasoning(text: &'a str) -> Self {
+        Self {
+            reasoning_content: Some(text),
             ..Self::default()
         }
     }
@@ -286,6 +340,8 @@ pub struct ChunkHead<'a> {
     pub id: &'a str,
     pub created: u64,
     pub model: &'a str,
+    /// The tier asked for while the stream runs; the last chunk says the one that served.
+    pub service_tier: &'static str,
 }
 
 impl<'a> ChunkHead<'a> {
@@ -319,7 +375,7 @@ impl<'a> ChunkHead<'a> {
             created: self.created,
             model: self.model,
             choices,
-            service_tier: SERVICE_TIER,
+            service_tier: self.service_tier,
             usage,
             cost_usd: None,
             cached: None,
@@ -402,6 +458,7 @@ mod tests {
                 output: 5,
                 cache_read: 0,
                 cache_write: 0,
+                cache_write_1h: 0,
             },
             model: "us.m".into(),
             base_model: "m".into(),
@@ -418,6 +475,8 @@ mod tests {
             degraded_to: None,
             model_calls: 1,
             prompt_trace: PromptTrace::default(),
+            citations: Vec::new(),
+            served: Default::default(),
         }
     }
 
@@ -480,6 +539,7 @@ mod tests {
         id: "chatcmpl-1",
         created: 7,
         model: "m",
+        service_tier: "default",
     };
 
     fn chunk(delta: Value, finish: Value) -> Value {
@@ -523,6 +583,7 @@ mod tests {
             output: 5,
             cache_read: 3,
             cache_write: 2,
+            cache_write_1h: 0,
         };
         let extras = Extras {
             cost_usd: Some("0.000015".into()),

@@ -5,7 +5,9 @@
 use serde_json::Value;
 
 use super::StreamItem;
-use crate::model::{ContentBlock, ModelResponse, StopReason, StreamEvent, TokenUsage};
+use crate::model::{
+    Citation, ContentBlock, ModelResponse, Served, StopReason, StreamEvent, TokenUsage,
+};
 use crate::service::RESPOND_TOOL;
 
 struct ToolCall {
@@ -30,6 +32,19 @@ pub struct Accumulator {
     latency_ms: u64,
     /// Content deltas seen: the output-token estimate when Bedrock reports no usage.
     deltas: u64,
+    /// Reasoning blocks, in order: (block index, text, signature) or redacted data.
+    reasoning: Vec<Reasoning>,
+    citations: Vec<Citation>,
+    served: Served,
+}
+
+enum Reasoning {
+    Text {
+        index: u32,
+        text: String,
+        signature: Option<String>,
+    },
+    Redacted(Vec<u8>),
 }
 
 impl Accumulator {
@@ -43,6 +58,9 @@ impl Accumulator {
             stop: StopReason::EndTurn,
             latency_ms: 0,
             deltas: 0,
+            reasoning: Vec::new(),
+            citations: Vec::new(),
+            served: Served::default(),
         }
     }
 
@@ -87,14 +105,56 @@ impl Accumulator {
                     json: input_json,
                 })
             }
+            StreamEvent::ReasoningDelta { index, text } => {
+                self.deltas += 1;
+                match self.reasoning.last_mut() {
+                    Some(Reasoning::Text {
+                        index: i, text: t, ..
+                    }) if *i == index => t.push_str(&text),
+                    _ => self.reasoning.push(Reasoning::Text {
+                        index,
+                        text: text.clone(),
+                        signature: None,
+                    }),
+                }
+                Some(StreamItem::Reasoning(text))
+            }
+            StreamEvent::ReasoningSignature { index, signature } => {
+                match self.reasoning.last_mut() {
+                    Some(Reasoning::Text {
+                        index: i,
+                        signature: s,
+                        ..
+                    }) if *i == index => *s = Some(signature),
+                    _ => self.reasoning.push(Reasoning::Text {
+                        index,
+                        text: String::new(),
+                        signature: Some(signature),
+                    }),
+                }
+                None
+            }
+            StreamEvent::RedactedReasoning { data, .. } => {
+                self.reasoning.push(Reasoning::Redacted(data));
+                None
+            }
+            StreamEvent::Citation { citation, .. } => {
+                self.citations.push(citation);
+                None
+            }
             StreamEvent::BlockStop { .. } => None,
             StreamEvent::MessageStop { stop_reason } => {
                 self.stop = stop_reason;
                 None
             }
-            StreamEvent::Metadata { usage, latency_ms } => {
+            StreamEvent::Metadata {
+                usage,
+                latency_ms,
+                served,
+            } => {
                 self.usage = Some(usage);
                 self.latency_ms = latency_ms;
+                self.served.merge(served);
                 None
             }
         }
@@ -108,6 +168,11 @@ impl Accumulator {
     /// Usage as Bedrock reported it (`None` until its metadata event).
     pub fn usage(&self) -> Option<TokenUsage> {
         self.usage
+    }
+
+    /// What Bedrock reported about how the call was served.
+    pub fn served(&self) -> &Served {
+        &self.served
     }
 
     pub fn deltas(&self) -> u64 {
@@ -129,7 +194,17 @@ impl Accumulator {
 
     /// The answer as a whole response, charged `usage`.
     pub fn into_response(self, usage: TokenUsage) -> ModelResponse {
-        let mut content = Vec::new();
+        // Reasoning comes first, as in a whole answer.
+        let mut content: Vec<ContentBlock> = self
+            .reasoning
+            .into_iter()
+            .map(|r| match r {
+                Reasoning::Text {
+                    text, signature, ..
+                } => ContentBlock::Reasoning { text, signature },
+                Reasoning::Redacted(data) => ContentBlock::RedactedReasoning(data),
+            })
+            .collect();
         if !self.text.is_empty() {
             content.push(ContentBlock::Text(self.text));
         }
@@ -146,6 +221,8 @@ impl Accumulator {
             stop_reason: self.stop,
             usage,
             latency_ms: self.latency_ms,
+            citations: self.citations,
+            served: self.served,
         }
     }
 }
@@ -278,6 +355,7 @@ mod tests {
         acc.push(StreamEvent::Metadata {
             usage,
             latency_ms: 7,
+            served: Default::default(),
         });
         assert_eq!((acc.usage(), acc.deltas()), (Some(usage), 1));
         let r = acc.into_response(usage);

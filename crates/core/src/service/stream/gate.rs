@@ -24,12 +24,15 @@ pub(super) struct Gate {
     unchecked: String,
     /// Tool-call arguments held until the answer is checked, by block index.
     tools: Vec<(u32, String)>,
+    /// Reasoning was held: it is sent whole, once the answer (reasoning included) passed.
+    reasoning: bool,
 }
 
 /// What is still held when the model's stream ends; sent once the whole answer passed.
 pub(super) struct Held {
     pub text: String,
     pub tools: Vec<(u32, String)>,
+    pub reasoning: bool,
 }
 
 pub(super) fn refused(findings: &Findings) -> Error {
@@ -48,6 +51,7 @@ impl Gate {
             sent: String::new(),
             unchecked: String::new(),
             tools: Vec::new(),
+            reasoning: false,
         }
     }
 
@@ -78,6 +82,16 @@ impl Gate {
         let out = std::mem::take(&mut self.unchecked);
         self.sent.push_str(&out);
         Ok(out)
+    }
+
+    /// A reasoning delta in; `Some` to forward it now, `None` when it is held (guardrails
+    /// check it with the whole answer, and it is sent then).
+    pub(super) fn reasoning(&mut self, delta: String) -> Option<String> {
+        if self.holds() {
+            self.reasoning = true;
+            return None;
+        }
+        Some(delta)
     }
 
     /// A tool-call delta in; `Some` to forward it now, `None` when it is held.
@@ -127,6 +141,7 @@ impl Gate {
         Ok(Held {
             text: self.unchecked,
             tools,
+            reasoning: self.reasoning,
         })
     }
 }

@@ -34,6 +34,8 @@ use crate::tenancy::Caller;
 #[derive(Debug)]
 pub enum StreamItem {
     Text(String),
+    /// A piece of the model's reasoning.
+    Reasoning(String),
     /// A tool call begins; `index` counts tool calls from 0.
     ToolStart {
         index: u32,
@@ -56,6 +58,10 @@ pub struct StreamSummary {
     pub json: Option<Value>,
     pub guardrails: Findings,
     pub model_latency_ms: u64,
+    /// The answer's reasoning blocks, signatures included (to be sent back next turn).
+    pub reasoning: Vec<crate::model::ContentBlock>,
+    pub citations: Vec<crate::model::Citation>,
+    pub served: crate::model::Served,
 }
 
 /// A streamed answer: what is known when the first token arrives, and the events.
@@ -136,14 +142,13 @@ impl Run {
         // Charge what was used, exactly once, whatever happens next.
         let mut charges = Charges::default();
         match acc.usage() {
-            Some(usage) => charges.push(&target, usage),
+            Some(usage) => charges.push_served(&target, usage, acc.served()),
             None => charges.push_estimated(
                 &target,
                 TokenUsage {
                     input: u64::from(self.input_tokens),
                     output: acc.output_estimate(),
-                    cache_read: 0,
-                    cache_write: 0,
+                    ..TokenUsage::default()
                 },
             ),
         }
@@ -192,6 +197,13 @@ impl Run {
             .await
         {
             Ok(done) => {
+                // Held reasoning goes out as the guardrails left it (masked where they masked).
+                if held.reasoning
+                    && let Some(r) = done.response.reasoning()
+                    && tx.send(StreamItem::Reasoning(r)).await.is_err()
+                {
+                    return;
+                }
                 if !held.text.is_empty() && tx.send(StreamItem::Text(held.text)).await.is_err() {
                     return;
                 }
@@ -205,12 +217,15 @@ impl Run {
                     }
                 }
                 StreamItem::Done(Box::new(StreamSummary {
-                    stop_reason: done.response.stop_reason,
+                    stop_reason: done.response.stop_reason.clone(),
                     usage,
                     cost,
                     json: done.json,
                     guardrails: done.findings,
                     model_latency_ms: done.response.latency_ms,
+                    reasoning: done.response.reasoning_blocks(),
+                    citations: done.response.citations.clone(),
+                    served: done.response.served.clone(),
                 }))
             }
             Err(e) => StreamItem::Error(e),
@@ -253,6 +268,7 @@ impl Run {
                     Ok(t) => Some(StreamItem::Text(t)),
                     Err(e) => return Ended::Failed(e),
                 },
+                Some(StreamItem::Reasoning(r)) => gate.reasoning(r).map(StreamItem::Reasoning),
                 Some(StreamItem::ToolDelta { index, json }) => gate
                     .tool(index, json)
                     .map(|(index, json)| StreamItem::ToolDelta { index, json }),
