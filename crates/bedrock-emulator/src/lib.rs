@@ -19,18 +19,28 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod citations;
 pub mod config;
+pub mod content;
 pub mod converse;
 pub mod error;
 pub mod eventstream;
 pub mod faults;
 pub mod generate;
+pub mod guarded;
 pub mod guardrail;
 pub mod invoke;
 pub mod output;
+pub mod reasoning;
 pub mod render;
+pub mod request;
+pub mod router;
 pub mod server;
+pub mod serving;
 pub mod state;
+pub mod tally;
+pub mod tools;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
