@@ -223,8 +223,8 @@ pub struct Prompt {
     pub input_tokens: u32,
     /// The input up to the last cache checkpoint.
     pub cache_prefix: Option<CachePrefix>,
-    /// Input text in order (system then messages, documents included): what guardrails
-    /// inspect.
+    /// Input text in order (system then messages, documents included), or only the
+    /// `guardContent` blocks' when there are any: what guardrails inspect.
     pub input_texts: Vec<String>,
     pub guardrail: Option<GuardrailRequest>,
     /// The thinking budget, when extended thinking is on.
@@ -275,6 +275,7 @@ impl ConverseBody {
         };
 
         let mut input_texts = Vec::new();
+        let mut guard_texts = Vec::new();
         for (k, block) in self.system.iter().enumerate() {
             match block {
                 SystemBlock::Text(text) => {
@@ -286,7 +287,10 @@ impl ConverseBody {
                     tally.add_text(text);
                     input_texts.push(text.clone());
                 }
-                SystemBlock::GuardContent(v) => tally.add_text(&v.to_string()),
+                SystemBlock::GuardContent(v) => {
+                    tally.add_text(&v.to_string());
+                    guard_texts.push(guard_content_text(v));
+                }
                 SystemBlock::CachePoint(v) => {
                     tally.cache_point(v, &format!("system.{k}.member.cachePoint"), spec)?
                 }
@@ -363,9 +367,13 @@ impl ConverseBody {
                         let text = reasoning::history_block(v, &at, anthropic)?;
                         tally.add_text(&text);
                     }
-                    ContentBlock::GuardContent(v)
-                    | ContentBlock::CitationsContent(v)
-                    | ContentBlock::SearchResult(v) => tally.add_text(&v.to_string()),
+                    ContentBlock::GuardContent(v) => {
+                        tally.add_text(&v.to_string());
+                        guard_texts.push(guard_content_text(v));
+                    }
+                    ContentBlock::CitationsContent(v) | ContentBlock::SearchResult(v) => {
+                        tally.add_text(&v.to_string())
+                    }
                     ContentBlock::CachePoint(v) => {
                         tally.cache_point(v, &format!("{}.cachePoint", at.coral), spec)?
                     }
@@ -448,7 +456,12 @@ impl ConverseBody {
             answering_tool_result,
             input_tokens: tally.tokens,
             cache_prefix,
-            input_texts,
+            // Bedrock's rule: with guardContent blocks, the guardrail evaluates only them.
+            input_texts: if guard_texts.is_empty() {
+                input_texts
+            } else {
+                guard_texts
+            },
             guardrail,
             thinking: fields.thinking,
             documents: media.documents,
@@ -456,6 +469,16 @@ impl ConverseBody {
             serving,
         })
     }
+}
+
+/// The text of a `guardContent` block (`{text: {text, qualifiers?}}`; images have none).
+fn guard_content_text(block: &Value) -> String {
+    block
+        .get("text")
+        .and_then(|t| t.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A document block: checked, counted (by its text, or by size when binary) and, where it

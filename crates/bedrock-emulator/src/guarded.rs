@@ -51,10 +51,11 @@ impl<'a> Trace<'a> {
     /// An assessment with its invocation metrics.
     fn entry(&self, assessment: &Assessment, masks: bool) -> Value {
         let mut entry = guardrail::assessment_json(assessment, masks);
-        let chars: usize = assessment.outputs.iter().map(|t| t.chars().count()).sum();
         entry["invocationMetrics"] = json!({
             "usage": guardrail::usage_json(self.spec, assessment),
-            "guardrailCoverage": { "textCharacters": { "guarded": chars, "total": chars } },
+            "guardrailCoverage": {
+                "textCharacters": { "guarded": assessment.chars, "total": assessment.chars }
+            },
         });
         entry
     }

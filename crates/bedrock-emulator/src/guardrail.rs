@@ -33,6 +33,8 @@ pub struct Assessment {
     /// The texts with ANONYMIZE matches masked as `{TYPE}`.
     pub outputs: Vec<String>,
     pub text_units: u32,
+    /// Characters assessed.
+    pub chars: usize,
 }
 
 impl Assessment {
@@ -96,7 +98,9 @@ pub fn assess(spec: &GuardrailSpec, texts: &[String]) -> Result<Assessment, Bedr
 
     let mut assessment = Assessment::default();
     for text in texts {
-        assessment.text_units += (text.chars().count() as u32).div_ceil(1000).max(1);
+        let chars = text.chars().count();
+        assessment.chars += chars;
+        assessment.text_units += (chars as u32).div_ceil(1000).max(1);
         let mut masked = text.clone();
         for (rule, regex) in &rules {
             for m in regex.find_iter(text) {
