@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::catalog::ResolvedModel;
 use crate::content::{At, Document, IMAGE_TOKENS, MediaCheck};
 use crate::error::BedrockError;
+use crate::guarded::GuardrailRequest;
 use crate::reasoning;
 use crate::serving::{PerformanceConfigWire, ServiceTierWire, Serving, serving};
 use crate::tally::{CachePrefix, TokenTally};
@@ -154,54 +155,6 @@ pub enum FormatStructure {
 pub struct JsonSchemaDefinition {
     /// The schema, as a JSON document in a string.
     pub schema: String,
-}
-
-/// How a guardrail treats a stream's output: `sync` holds text until it is checked,
-/// `async` sends it at once and checks behind it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StreamMode {
-    #[default]
-    Sync,
-    Async,
-}
-
-/// The request's `guardrailConfig`.
-#[derive(Debug, Clone)]
-pub struct GuardrailRequest {
-    pub id: String,
-    pub version: String,
-    /// `trace: enabled` or `enabled_full`: the response reports the guardrail's assessments.
-    pub trace: bool,
-    pub stream_mode: StreamMode,
-}
-
-impl GuardrailConfig {
-    fn checked(self) -> Result<GuardrailRequest, BedrockError> {
-        let trace = match self.trace.as_deref() {
-            None | Some("disabled") => false,
-            Some("enabled" | "enabled_full") => true,
-            Some(other) => {
-                return Err(BedrockError::validation(format!(
-                    "1 validation error detected: Value '{other}' at 'guardrailConfig.trace' failed to satisfy constraint: Member must satisfy enum value set: [enabled, disabled, enabled_full]"
-                )));
-            }
-        };
-        let stream_mode = match self.stream_processing_mode.as_deref() {
-            None | Some("sync") => StreamMode::Sync,
-            Some("async") => StreamMode::Async,
-            Some(other) => {
-                return Err(BedrockError::validation(format!(
-                    "1 validation error detected: Value '{other}' at 'guardrailConfig.streamProcessingMode' failed to satisfy constraint: Member must satisfy enum value set: [sync, async]"
-                )));
-            }
-        };
-        Ok(GuardrailRequest {
-            id: self.guardrail_identifier,
-            version: self.guardrail_version,
-            trace,
-            stream_mode,
-        })
-    }
 }
 
 /// A request normalised for generation, whatever API it came through.

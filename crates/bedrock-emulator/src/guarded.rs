@@ -10,13 +10,62 @@ use std::ops::Range;
 use serde_json::{Map, Value, json};
 
 use crate::config::GuardrailSpec;
-use crate::converse::{GuardrailRequest, Prompt, StreamMode};
+use crate::converse::{GuardrailConfig, Prompt};
 use crate::error::BedrockError;
 use crate::guardrail::{self, Assessment, assess, check_guardrail_ref};
 use crate::output::{OutBlock, Output, StopReason, generate, split_tokens};
 
 /// A sync-mode guardrail checks streamed text in chunks of about this many characters.
 pub const STREAM_CHUNK_CHARS: usize = 200;
+
+/// How a guardrail treats a stream's output: `sync` holds text until it is checked,
+/// `async` sends it at once and checks behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamMode {
+    #[default]
+    Sync,
+    Async,
+}
+
+/// The request's `guardrailConfig`.
+#[derive(Debug, Clone)]
+pub struct GuardrailRequest {
+    pub id: String,
+    pub version: String,
+    /// `trace: enabled` or `enabled_full`: the response reports the guardrail's assessments.
+    pub trace: bool,
+    pub stream_mode: StreamMode,
+}
+
+impl GuardrailConfig {
+    /// The configuration with its enums checked.
+    pub fn checked(self) -> Result<GuardrailRequest, BedrockError> {
+        let trace = match self.trace.as_deref() {
+            None | Some("disabled") => false,
+            Some("enabled" | "enabled_full") => true,
+            Some(other) => {
+                return Err(BedrockError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'guardrailConfig.trace' failed to satisfy constraint: Member must satisfy enum value set: [enabled, disabled, enabled_full]"
+                )));
+            }
+        };
+        let stream_mode = match self.stream_processing_mode.as_deref() {
+            None | Some("sync") => StreamMode::Sync,
+            Some("async") => StreamMode::Async,
+            Some(other) => {
+                return Err(BedrockError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'guardrailConfig.streamProcessingMode' failed to satisfy constraint: Member must satisfy enum value set: [sync, async]"
+                )));
+            }
+        };
+        Ok(GuardrailRequest {
+            id: self.guardrail_identifier,
+            version: self.guardrail_version,
+            trace,
+            stream_mode,
+        })
+    }
+}
 
 /// The answer and what the guardrail reports about it.
 #[derive(Debug, Clone)]
