@@ -90,23 +90,32 @@ pub fn routed_prompt(
             invoked_model_arn: None,
         }),
         Target::Router(router) => {
-            // The router reads the prompt as its first model would, then hands it to the
-            // model it picks, which checks it again against its own capabilities.
-            let first = router
-                .models
-                .first()
-                .ok_or_else(|| BedrockError::of(ErrorKind::ResourceNotFoundException))?;
-            let probe = prompt_for(first, op, headers, body)?;
-            let pick = router.pick(probe.input_tokens);
-            let model = router.models.get(pick).unwrap_or(first).clone();
-            let prompt = if pick == 0 {
-                probe
-            } else {
-                prompt_for(&model, op, headers, body)?
+            // Each of the router's models reads the request; the router picks by the
+            // prompt's length among those that accept it (an image goes past a text-only
+            // model), and fails as its first model does when none accepts it.
+            let mut first_error = None;
+            let mut accepted = Vec::new();
+            for (i, model) in router.models.iter().enumerate() {
+                match prompt_for(model, op, headers, body) {
+                    Ok(prompt) => accepted.push((i, model, prompt)),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            let Some(tokens) = accepted.first().map(|(_, _, p)| p.input_tokens) else {
+                return Err(first_error
+                    .unwrap_or_else(|| BedrockError::of(ErrorKind::ResourceNotFoundException)));
             };
+            let wanted = router.pick(tokens);
+            let position = accepted
+                .iter()
+                .position(|(i, _, _)| *i == wanted)
+                .unwrap_or(accepted.len() - 1);
+            let (_, model, prompt) = accepted.swap_remove(position);
             Ok(Routed {
                 invoked_model_arn: Some(router.invoked_model_arn(&model.base_id)),
-                model,
+                model: model.clone(),
                 prompt,
             })
         }

@@ -322,6 +322,34 @@ async fn prompt_router_picks_a_model_and_reports_it() {
         .unwrap();
     assert!(invoked.ends_with(HAIKU));
 
+    // A short prompt the first model cannot take (an image: Claude 3.5 Haiku is text-only)
+    // goes to the model that can.
+    let png = aws_sdk_bedrockruntime::types::ImageBlock::builder()
+        .format(aws_sdk_bedrockruntime::types::ImageFormat::Png)
+        .source(aws_sdk_bedrockruntime::types::ImageSource::Bytes(
+            aws_sdk_bedrockruntime::primitives::Blob::new(b"\x89PNG\r\n\x1a\n0000".to_vec()),
+        ))
+        .build()
+        .unwrap();
+    let seen = c
+        .converse()
+        .model_id(router)
+        .messages(user_blocks(vec![
+            ContentBlock::Image(png),
+            ContentBlock::Text("What is this?".into()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let invoked = seen
+        .trace()
+        .unwrap()
+        .prompt_router()
+        .unwrap()
+        .invoked_model_id()
+        .unwrap();
+    assert!(invoked.ends_with(SONNET_35), "{invoked}");
+
     let err = c
         .converse()
         .model_id("arn:aws:bedrock:us-east-1:123456789012:prompt-router/missing")
