@@ -20,6 +20,9 @@ pub struct EmulatorConfig {
     pub models: BTreeMap<String, ModelSpec>,
     /// Application inference profiles: profile ARN (or its trailing ID) -> base model ID.
     pub application_inference_profiles: BTreeMap<String, String>,
+    /// Prompt routers by ID (`anthropic.claude:1`, or a router's trailing ARN ID) -> the base
+    /// models they route between, the one for short prompts first.
+    pub prompt_routers: BTreeMap<String, Vec<String>>,
     /// Region prefixes accepted on cross-region inference-profile IDs (`us.`, `eu.`, ...).
     pub inference_profile_prefixes: Vec<String>,
     /// Latency applied to models without their own.
@@ -43,6 +46,7 @@ impl Default for EmulatorConfig {
         Self {
             models: BTreeMap::new(),
             application_inference_profiles: BTreeMap::new(),
+            prompt_routers: BTreeMap::new(),
             inference_profile_prefixes: ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"]
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -98,6 +102,7 @@ impl EmulatorConfig {
         config
             .application_inference_profiles
             .extend(overlay.application_inference_profiles);
+        config.prompt_routers.extend(overlay.prompt_routers);
         config.guardrails.extend(overlay.guardrails);
         config.faults.extend(overlay.faults);
         config.inference_profile_prefixes = overlay.inference_profile_prefixes;
@@ -127,6 +132,23 @@ pub struct ModelSpec {
     pub access: bool,
     /// Per-model latency; the global one when absent.
     pub latency: Option<Latency>,
+    /// Accepts `image` content blocks.
+    pub vision: bool,
+    /// Accepts `document` content blocks.
+    pub documents: bool,
+    /// Answers with citations when a document asks for them.
+    pub citations: bool,
+    /// Anthropic extended thinking (`additionalModelRequestFields.thinking`).
+    pub reasoning: bool,
+    /// Accepts `toolChoice.any` and `toolChoice.tool` (models with tool use but without
+    /// them only take `auto`).
+    pub forced_tool_choice: bool,
+    /// `serviceTier` types the model serves.
+    pub service_tiers: Vec<String>,
+    /// Serves `performanceConfig.latency: optimized`.
+    pub latency_optimized: bool,
+    /// Accepts cache checkpoints with a one-hour `ttl`.
+    pub extended_cache_ttl: bool,
 }
 
 impl Default for ModelSpec {
@@ -141,6 +163,16 @@ impl Default for ModelSpec {
             cache_min_tokens: 1024,
             access: true,
             latency: None,
+            vision: false,
+            documents: false,
+            citations: false,
+            reasoning: false,
+            // Only matters when `tool_use` is on: a tool-using model takes forced choices
+            // unless its card says otherwise.
+            forced_tool_choice: true,
+            service_tiers: vec!["default".into()],
+            latency_optimized: false,
+            extended_cache_ttl: false,
         }
     }
 }
@@ -209,6 +241,22 @@ mod tests {
         );
         assert!(config.models.contains_key("amazon.nova-lite-v1:0"));
         assert!(config.guardrails.contains_key("quarrydefault"));
+        for models in config.prompt_routers.values() {
+            for model in models {
+                assert!(config.models.contains_key(model), "{model}");
+            }
+        }
+    }
+
+    #[test]
+    fn capabilities_default_when_a_config_omits_them() {
+        let config = EmulatorConfig::from_yaml_over_builtin(
+            "models:\n  acme.old-v1:0:\n    provider: acme\n",
+        )
+        .unwrap();
+        let spec = &config.models["acme.old-v1:0"];
+        assert!(spec.forced_tool_choice && !spec.vision && !spec.reasoning);
+        assert_eq!(spec.service_tiers, ["default"]);
     }
 
     #[test]

@@ -3,11 +3,16 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::catalog::ResolvedModel;
+use crate::content::{At, Document, IMAGE_TOKENS, MediaCheck};
 use crate::error::BedrockError;
-use crate::generate::count_tokens;
+use crate::guarded::GuardrailRequest;
+use crate::reasoning;
+use crate::serving::{PerformanceConfigWire, ServiceTierWire, Serving, serving};
+use crate::tally::{CachePrefix, TokenTally};
+use crate::tools::{self, ToolChoice, ToolConfig, ToolDef};
+use crate::validate::{validate_inference, validate_messages, validate_request_metadata};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -31,9 +36,9 @@ pub struct ConverseBody {
     #[serde(default)]
     pub request_metadata: Option<Value>,
     #[serde(default)]
-    pub performance_config: Option<Value>,
+    pub performance_config: Option<PerformanceConfigWire>,
     #[serde(default)]
-    pub service_tier: Option<Value>,
+    pub service_tier: Option<ServiceTierWire>,
     #[serde(default)]
     pub output_config: Option<OutputConfig>,
 }
@@ -116,63 +121,13 @@ pub struct InferenceConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ToolConfig {
-    #[serde(default)]
-    pub tools: Vec<Tool>,
-    #[serde(default)]
-    pub tool_choice: Option<ToolChoiceWire>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Tool {
-    ToolSpec(ToolSpecWire),
-    CachePoint(Value),
-    SystemTool(Value),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolSpecWire {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    pub input_schema: ToolInputSchema,
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub strict: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ToolInputSchema {
-    Json(Value),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ToolChoiceWire {
-    Auto(Value),
-    Any(Value),
-    Tool(NamedTool),
-}
-
-#[derive(Debug, Deserialize)]
-pub struct NamedTool {
-    pub name: String,
-}
-
-#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GuardrailConfig {
     pub guardrail_identifier: String,
     pub guardrail_version: String,
     #[serde(default)]
-    #[allow(dead_code)]
     pub trace: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     pub stream_processing_mode: Option<String>,
 }
 
@@ -202,21 +157,6 @@ pub struct JsonSchemaDefinition {
     pub schema: String,
 }
 
-/// What the caller may make the model do with tools.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ToolChoice {
-    None,
-    Auto,
-    Any,
-    Tool(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct ToolDef {
-    pub name: String,
-    pub schema: Value,
-}
-
 /// A request normalised for generation, whatever API it came through.
 #[derive(Debug, Clone)]
 pub struct Prompt {
@@ -234,87 +174,23 @@ pub struct Prompt {
     pub answering_tool_result: bool,
     /// All input tokens, cached prefix included.
     pub input_tokens: u32,
-    /// Tokens covered by the last cache checkpoint, and a hash of that prefix.
-    pub cache_prefix: Option<(u32, [u8; 32])>,
-    /// Input text in order (system then messages): what guardrails inspect.
+    /// The input up to the last cache checkpoint.
+    pub cache_prefix: Option<CachePrefix>,
+    /// Input text in order (system then messages, documents included), or only the
+    /// `guardContent` blocks' when there are any: what guardrails inspect.
     pub input_texts: Vec<String>,
-    pub guardrail: Option<(String, String)>,
+    pub guardrail: Option<GuardrailRequest>,
+    /// The thinking budget, when extended thinking is on.
+    pub thinking: Option<u32>,
+    /// The request's documents, in order: what citations point into.
+    pub documents: Vec<Document>,
+    /// Anthropic models say what they are about to do before calling a tool of their own
+    /// accord.
+    pub tool_preamble: bool,
+    pub serving: Serving,
 }
 
 const MESSAGE_OVERHEAD_TOKENS: u32 = 4;
-const IMAGE_TOKENS: u32 = 1600;
-const DOCUMENT_TOKENS: u32 = 500;
-
-/// Accumulates input tokens and the hash of everything before each cache checkpoint.
-struct TokenTally {
-    tokens: u32,
-    hasher: Sha256,
-    cache_prefix: Option<(u32, [u8; 32])>,
-    has_cache_point: bool,
-}
-
-impl TokenTally {
-    fn new(model: &str) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(model.as_bytes());
-        Self {
-            tokens: 0,
-            hasher,
-            cache_prefix: None,
-            has_cache_point: false,
-        }
-    }
-
-    fn add_text(&mut self, text: &str) {
-        self.tokens += count_tokens(text);
-        self.hasher.update(text.as_bytes());
-        self.hasher.update([0]);
-    }
-
-    fn add_fixed(&mut self, tokens: u32, material: &[u8]) {
-        self.tokens += tokens;
-        self.hasher.update(material);
-    }
-
-    fn cache_point(&mut self) {
-        self.has_cache_point = true;
-        self.cache_prefix = Some((self.tokens, self.hasher.clone().finalize().into()));
-    }
-}
-
-/// Converse `requestMetadata`: at most 16 entries; keys 1 to 256 and values 0 to 256
-/// characters of `[a-zA-Z0-9\s:_@$#=/+,-.]`.
-fn validate_request_metadata(metadata: Option<&Value>) -> Result<(), BedrockError> {
-    let Some(metadata) = metadata else {
-        return Ok(());
-    };
-    let map = metadata.as_object().ok_or_else(|| {
-        BedrockError::validation("1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Member must be a map")
-    })?;
-    if map.len() > 16 {
-        return Err(BedrockError::validation(
-            "1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Member must have length less than or equal to 16",
-        ));
-    }
-    let allowed = |s: &str| {
-        s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || ":_@$#=/+,-.".contains(c))
-    };
-    for (key, value) in map {
-        let value = value.as_str().unwrap_or("\u{0}");
-        if key.is_empty()
-            || key.len() > 256
-            || !allowed(key)
-            || value.len() > 256
-            || !allowed(value)
-        {
-            return Err(BedrockError::validation(format!(
-                "1 validation error detected: Value at 'requestMetadata' failed to satisfy constraint: Map keys and values must satisfy regular expression pattern: [a-zA-Z0-9\\s:_@$#=/+,-.]{{0,256}} (key '{key}')"
-            )));
-        }
-    }
-    Ok(())
-}
 
 impl ConverseBody {
     /// Parses a Converse body; anything that is not one is Bedrock's ValidationException.
@@ -333,60 +209,27 @@ impl ConverseBody {
         fingerprint: Vec<u8>,
     ) -> Result<Prompt, BedrockError> {
         let spec = &model.spec;
+        let anthropic = spec.provider == "anthropic";
         validate_messages(&self.messages)?;
         validate_request_metadata(self.request_metadata.as_ref())?;
         let inference = self.inference_config.unwrap_or_default();
         let max_tokens = validate_inference(&inference, spec.max_output_tokens)?;
+        let serving = serving(
+            self.service_tier.as_ref(),
+            self.performance_config.as_ref(),
+            model,
+        )?;
+        let fields = reasoning::model_fields(self.additional_model_request_fields.as_ref(), spec)?;
 
         let mut tally = TokenTally::new(&model.base_id);
-        let mut tools = Vec::new();
-        let mut tool_choice = ToolChoice::None;
-        if let Some(config) = self.tool_config {
-            if !spec.tool_use && !config.tools.is_empty() {
-                return Err(BedrockError::validation(
-                    "This model doesn't support tool use.",
-                ));
-            }
-            for tool in config.tools {
-                match tool {
-                    Tool::ToolSpec(t) => {
-                        let ToolInputSchema::Json(schema) = t.input_schema;
-                        tally.add_text(&t.name);
-                        if let Some(d) = &t.description {
-                            tally.add_text(d);
-                        }
-                        tally.add_text(&schema.to_string());
-                        tools.push(ToolDef {
-                            name: t.name,
-                            schema,
-                        });
-                    }
-                    Tool::CachePoint(_) => tally.cache_point(),
-                    Tool::SystemTool(v) => tally.add_text(&v.to_string()),
-                }
-            }
-            if tools.is_empty() {
-                return Err(BedrockError::validation(
-                    "The toolConfig field must be defined when using toolUse and toolResult content blocks.",
-                ));
-            }
-            tool_choice = match config.tool_choice {
-                None | Some(ToolChoiceWire::Auto(_)) => ToolChoice::Auto,
-                Some(ToolChoiceWire::Any(_)) => ToolChoice::Any,
-                Some(ToolChoiceWire::Tool(named)) => {
-                    if !tools.iter().any(|t| t.name == named.name) {
-                        return Err(BedrockError::validation(format!(
-                            "The tool {} in toolChoice is not defined in toolConfig.tools.",
-                            named.name
-                        )));
-                    }
-                    ToolChoice::Tool(named.name)
-                }
-            };
-        }
+        let (tools, tool_choice) = match self.tool_config {
+            Some(config) => tools::tools(config, spec, &mut tally)?,
+            None => (Vec::new(), ToolChoice::None),
+        };
 
         let mut input_texts = Vec::new();
-        for block in &self.system {
+        let mut guard_texts = Vec::new();
+        for (k, block) in self.system.iter().enumerate() {
             match block {
                 SystemBlock::Text(text) => {
                     if text.trim().is_empty() {
@@ -397,11 +240,17 @@ impl ConverseBody {
                     tally.add_text(text);
                     input_texts.push(text.clone());
                 }
-                SystemBlock::GuardContent(v) => tally.add_text(&v.to_string()),
-                SystemBlock::CachePoint(_) => tally.cache_point(),
+                SystemBlock::GuardContent(v) => {
+                    tally.add_text(&v.to_string());
+                    guard_texts.push(guard_content_text(v));
+                }
+                SystemBlock::CachePoint(v) => {
+                    tally.cache_point(v, &format!("system.{k}.member.cachePoint"), spec)?
+                }
             }
         }
 
+        let mut media = MediaCheck::new(spec);
         let mut uses_tool_blocks = false;
         for (i, message) in self.messages.iter().enumerate() {
             tally.add_fixed(
@@ -413,6 +262,7 @@ impl ConverseBody {
                 },
             );
             for (j, block) in message.content.iter().enumerate() {
+                let at = At::block(i, j);
                 match block {
                     ContentBlock::Text(text) => {
                         if text.trim().is_empty() {
@@ -432,21 +282,54 @@ impl ConverseBody {
                     ContentBlock::ToolResult(r) => {
                         uses_tool_blocks = true;
                         tally.add_text(&r.tool_use_id);
-                        for part in &r.content {
-                            tally.add_text(&part.to_string());
+                        for (k, part) in r.content.iter().enumerate() {
+                            let part_at = at.tool_result_part(k);
+                            if let Some(image) = part.get("image") {
+                                media.image(image, &part_at, message.role)?;
+                                tally.add_fixed(IMAGE_TOKENS, image.to_string().as_bytes());
+                            } else if let Some(document) = part.get("document") {
+                                add_document(
+                                    &mut media,
+                                    &mut tally,
+                                    &mut input_texts,
+                                    document,
+                                    &part_at,
+                                    message.role,
+                                )?;
+                            } else {
+                                tally.add_text(&part.to_string());
+                            }
                         }
                     }
-                    ContentBlock::Image(v) | ContentBlock::Video(v) | ContentBlock::Audio(v) => {
+                    ContentBlock::Image(v) => {
+                        media.image(v, &at, message.role)?;
                         tally.add_fixed(IMAGE_TOKENS, v.to_string().as_bytes());
                     }
-                    ContentBlock::Document(v) => {
-                        tally.add_fixed(DOCUMENT_TOKENS, v.to_string().as_bytes());
+                    ContentBlock::Document(v) => add_document(
+                        &mut media,
+                        &mut tally,
+                        &mut input_texts,
+                        v,
+                        &at,
+                        message.role,
+                    )?,
+                    ContentBlock::Video(v) | ContentBlock::Audio(v) => {
+                        tally.add_fixed(IMAGE_TOKENS, v.to_string().as_bytes());
                     }
-                    ContentBlock::GuardContent(v)
-                    | ContentBlock::ReasoningContent(v)
-                    | ContentBlock::CitationsContent(v)
-                    | ContentBlock::SearchResult(v) => tally.add_text(&v.to_string()),
-                    ContentBlock::CachePoint(_) => tally.cache_point(),
+                    ContentBlock::ReasoningContent(v) => {
+                        let text = reasoning::history_block(v, &at, anthropic)?;
+                        tally.add_text(&text);
+                    }
+                    ContentBlock::GuardContent(v) => {
+                        tally.add_text(&v.to_string());
+                        guard_texts.push(guard_content_text(v));
+                    }
+                    ContentBlock::CitationsContent(v) | ContentBlock::SearchResult(v) => {
+                        tally.add_text(&v.to_string())
+                    }
+                    ContentBlock::CachePoint(v) => {
+                        tally.cache_point(v, &format!("{}.cachePoint", at.coral), spec)?
+                    }
                 }
             }
         }
@@ -464,6 +347,11 @@ impl ConverseBody {
             return Err(BedrockError::validation(
                 "Input is too long for requested model.",
             ));
+        }
+        if let Some(budget) = fields.thinking {
+            let forced = matches!(tool_choice, ToolChoice::Any | ToolChoice::Tool(_));
+            reasoning::check_thinking(budget, max_tokens, &inference, forced, fields.top_k)?;
+            reasoning::check_final_assistant(&self.messages)?;
         }
 
         let last = self.messages.last();
@@ -502,10 +390,14 @@ impl ConverseBody {
             }
             None => None,
         };
+        let guardrail = self
+            .guardrail_config
+            .map(GuardrailConfig::checked)
+            .transpose()?;
 
         let cache_prefix = tally
             .cache_prefix
-            .filter(|(tokens, _)| *tokens >= spec.cache_min_tokens);
+            .filter(|p| p.tokens >= spec.cache_min_tokens);
         Ok(Prompt {
             fingerprint,
             max_tokens,
@@ -517,83 +409,52 @@ impl ConverseBody {
             answering_tool_result,
             input_tokens: tally.tokens,
             cache_prefix,
-            input_texts,
-            guardrail: self
-                .guardrail_config
-                .map(|g| (g.guardrail_identifier, g.guardrail_version)),
+            // Bedrock's rule: with guardContent blocks, the guardrail evaluates only them.
+            input_texts: if guard_texts.is_empty() {
+                input_texts
+            } else {
+                guard_texts
+            },
+            guardrail,
+            thinking: fields.thinking,
+            documents: media.documents,
+            tool_preamble: anthropic,
+            serving,
         })
     }
 }
 
-fn validate_messages(messages: &[Message]) -> Result<(), BedrockError> {
-    match messages.first() {
-        None => {
-            return Err(BedrockError::validation(
-                "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
-            ));
-        }
-        Some(first) if first.role != Role::User => {
-            return Err(BedrockError::validation(
-                "A conversation must start with a user message. Try again with a conversation that starts with a user message.",
-            ));
-        }
-        Some(_) => {}
-    }
-    for (i, pair) in messages.windows(2).enumerate() {
-        if let [a, b] = pair
-            && a.role == b.role
-        {
-            return Err(BedrockError::validation(format!(
-                "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again. (messages.{} and messages.{} are both {:?})",
-                i,
-                i + 1,
-                a.role
-            )));
-        }
-    }
-    for (i, message) in messages.iter().enumerate() {
-        if message.content.is_empty() {
-            return Err(BedrockError::validation(format!(
-                "The content field in the Message object at messages.{i} is empty. Add a ContentBlock object to the content field and try again."
-            )));
-        }
-    }
-    Ok(())
+/// The text of a `guardContent` block (`{text: {text, qualifiers?}}`; images have none).
+fn guard_content_text(block: &Value) -> String {
+    block
+        .get("text")
+        .and_then(|t| t.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
-fn validate_inference(config: &InferenceConfig, model_max: u32) -> Result<u32, BedrockError> {
-    let max_tokens = match config.max_tokens {
-        None => model_max,
-        Some(n) if n < 1 => {
-            return Err(BedrockError::validation(format!(
-                "1 validation error detected: Value '{n}' at 'inferenceConfig.maxTokens' failed to satisfy constraint: Member must have value greater than or equal to 1"
-            )));
+/// A document block: checked, counted (by its text, or by size when binary) and, where it
+/// is text, shown to guardrails like the rest of the input.
+fn add_document(
+    media: &mut MediaCheck<'_>,
+    tally: &mut TokenTally,
+    input_texts: &mut Vec<String>,
+    block: &Value,
+    at: &At,
+    role: Role,
+) -> Result<(), BedrockError> {
+    let (document, context) = media.document(block, at, role)?;
+    tally.add_text(&document.name);
+    if let Some(context) = &context {
+        tally.add_text(context);
+    }
+    match document.readable_text() {
+        Some(text) => {
+            tally.add_text(&text);
+            input_texts.push(text);
         }
-        Some(n) if n > i64::from(model_max) => {
-            return Err(BedrockError::validation(format!(
-                "The maximum tokens you requested exceeds the model limit of {model_max}. Try again with a maximum tokens value that is lower than {model_max}."
-            )));
-        }
-        Some(n) => n as u32,
-    };
-    if let Some(t) = config.temperature
-        && !(0.0..=1.0).contains(&t)
-    {
-        return Err(BedrockError::validation(format!(
-            "1 validation error detected: Value '{t}' at 'inferenceConfig.temperature' failed to satisfy constraint: Member must have value between 0 and 1"
-        )));
+        None => tally.add_fixed(document.binary_tokens(), block.to_string().as_bytes()),
     }
-    if let Some(p) = config.top_p
-        && !(0.0..=1.0).contains(&p)
-    {
-        return Err(BedrockError::validation(format!(
-            "1 validation error detected: Value '{p}' at 'inferenceConfig.topP' failed to satisfy constraint: Member must have value between 0 and 1"
-        )));
-    }
-    if config.stop_sequences.len() > 2500 || config.stop_sequences.iter().any(String::is_empty) {
-        return Err(BedrockError::validation(
-            "1 validation error detected: Value at 'inferenceConfig.stopSequences' failed to satisfy constraint: Member must have length greater than or equal to 1",
-        ));
-    }
-    Ok(max_tokens)
+    Ok(())
 }

@@ -1,13 +1,17 @@
 //! Guardrails: PII patterns and denied words, with BLOCK or ANONYMIZE, as ApplyGuardrail and
 //! `guardrailConfig` on Converse apply them.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use axum::body::Bytes;
+use axum::response::{IntoResponse, Response};
 use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::config::{GuardrailAction, GuardrailSpec};
-use crate::error::BedrockError;
+use crate::error::{BedrockError, ErrorKind};
+use crate::request::parse_json;
 
 #[derive(Debug, Clone)]
 pub struct PiiFinding {
@@ -29,6 +33,8 @@ pub struct Assessment {
     /// The texts with ANONYMIZE matches masked as `{TYPE}`.
     pub outputs: Vec<String>,
     pub text_units: u32,
+    /// Characters assessed.
+    pub chars: usize,
 }
 
 impl Assessment {
@@ -92,7 +98,9 @@ pub fn assess(spec: &GuardrailSpec, texts: &[String]) -> Result<Assessment, Bedr
 
     let mut assessment = Assessment::default();
     for text in texts {
-        assessment.text_units += (text.chars().count() as u32).div_ceil(1000).max(1);
+        let chars = text.chars().count();
+        assessment.chars += chars;
+        assessment.text_units += (chars as u32).div_ceil(1000).max(1);
         let mut masked = text.clone();
         for (rule, regex) in &rules {
             for m in regex.find_iter(text) {
@@ -118,6 +126,66 @@ pub fn assess(spec: &GuardrailSpec, texts: &[String]) -> Result<Assessment, Bedr
         assessment.outputs.push(masked);
     }
     Ok(assessment)
+}
+
+/// Bedrock's `GuardrailUsage`: the text units each configured policy was charged.
+pub fn usage_json(spec: &GuardrailSpec, assessment: &Assessment) -> Value {
+    json!({
+        "topicPolicyUnits": 0,
+        "contentPolicyUnits": 0,
+        "wordPolicyUnits": if spec.denied_words.is_empty() { 0 } else { assessment.text_units },
+        "sensitiveInformationPolicyUnits": if spec.pii.is_empty() { 0 } else { assessment.text_units },
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+    })
+}
+
+/// Bedrock's `GuardrailAssessment`: the policies that found something, with what they did.
+/// `masks` is false where ANONYMIZE rules could not act (a stream in async mode): their
+/// findings are reported with action `NONE`.
+pub fn assessment_json(assessment: &Assessment, masks: bool) -> Value {
+    let pii: Vec<Value> = assessment
+        .pii
+        .iter()
+        .map(|f| {
+            let action = match f.action {
+                GuardrailAction::Block => "BLOCKED",
+                GuardrailAction::Anonymize if masks => "ANONYMIZED",
+                GuardrailAction::Anonymize => "NONE",
+            };
+            json!({ "match": f.matched, "type": f.kind, "action": action, "detected": true })
+        })
+        .collect();
+    let words: Vec<Value> = assessment
+        .words
+        .iter()
+        .map(|w| json!({ "match": w.matched, "action": "BLOCKED", "detected": true }))
+        .collect();
+    let mut policies = serde_json::Map::new();
+    if !pii.is_empty() {
+        policies.insert(
+            "sensitiveInformationPolicy".into(),
+            json!({ "piiEntities": pii, "regexes": [] }),
+        );
+    }
+    if !words.is_empty() {
+        policies.insert(
+            "wordPolicy".into(),
+            json!({ "customWords": words, "managedWordLists": [] }),
+        );
+    }
+    Value::Object(policies)
+}
+
+/// Why a guardrail intervened, as Bedrock words it.
+pub fn action_reason(assessment: &Assessment) -> Option<&'static str> {
+    if assessment.blocked() {
+        Some("Guardrail blocked.")
+    } else if assessment.intervened() {
+        Some("Guardrail masked.")
+    } else {
+        None
+    }
 }
 
 /// The ApplyGuardrail response body.
@@ -147,57 +215,99 @@ pub fn apply_response(
     } else {
         Vec::new()
     };
-    let pii: Vec<Value> = assessment
-        .pii
-        .iter()
-        .map(|f| {
-            json!({
-                "match": f.matched,
-                "type": f.kind,
-                "action": if f.action == GuardrailAction::Block { "BLOCKED" } else { "ANONYMIZED" },
-                "detected": true,
-            })
-        })
-        .collect();
-    let words: Vec<Value> = assessment
-        .words
-        .iter()
-        .map(|w| json!({ "match": w.matched, "action": "BLOCKED", "detected": true }))
-        .collect();
-    let mut assessment_obj = serde_json::Map::new();
-    if !pii.is_empty() {
-        assessment_obj.insert(
-            "sensitiveInformationPolicy".into(),
-            json!({ "piiEntities": pii, "regexes": [] }),
-        );
-    }
-    if !words.is_empty() {
-        assessment_obj.insert(
-            "wordPolicy".into(),
-            json!({ "customWords": words, "managedWordLists": [] }),
-        );
-    }
     let mut body = json!({
-        "usage": {
-            "topicPolicyUnits": 0,
-            "contentPolicyUnits": 0,
-            "wordPolicyUnits": if spec.denied_words.is_empty() { 0 } else { assessment.text_units },
-            "sensitiveInformationPolicyUnits": if spec.pii.is_empty() { 0 } else { assessment.text_units },
-            "sensitiveInformationPolicyFreeUnits": 0,
-            "contextualGroundingPolicyUnits": 0,
-        },
+        "usage": usage_json(spec, assessment),
         "action": action,
         "outputs": outputs,
-        "assessments": [Value::Object(assessment_obj)],
+        "assessments": [assessment_json(assessment, true)],
     });
-    if assessment.intervened() {
-        body["actionReason"] = json!(if assessment.blocked() {
-            "Guardrail blocked."
-        } else {
-            "Guardrail masked."
-        });
+    if let Some(reason) = action_reason(assessment) {
+        body["actionReason"] = json!(reason);
     }
     body
+}
+
+/// Bedrock's patterns for a guardrail identifier (an ID or its ARN) and version; `at` is
+/// where the request carries them (`guardrailConfig.`, or nothing for ApplyGuardrail).
+pub fn check_guardrail_ref(id: &str, version: &str, at: &str) -> Result<(), BedrockError> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let id_ok = id.len() <= 2048
+        && (plain(id)
+            || id.strip_prefix("arn:").is_some_and(|arn| {
+                let parts: Vec<&str> = arn.splitn(5, ':').collect();
+                matches!(
+                    parts[..],
+                    [partition, "bedrock", region, account, resource]
+                        if partition.starts_with("aws")
+                            && (1..=20).contains(&region.len())
+                            && account.len() == 12
+                            && account.bytes().all(|b| b.is_ascii_digit())
+                            && resource.strip_prefix("guardrail/").is_some_and(plain)
+                )
+            }));
+    if !id_ok {
+        return Err(BedrockError::validation(format!(
+            "1 validation error detected: Value '{id}' at '{at}guardrailIdentifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (([a-z0-9]+)|(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{{1,20}}:[0-9]{{12}}:guardrail/[a-z0-9]+))"
+        )));
+    }
+    let version_ok = version == "DRAFT"
+        || ((1..=8).contains(&version.len())
+            && version.bytes().all(|b| b.is_ascii_digit())
+            && !version.starts_with('0'));
+    if !version_ok {
+        return Err(BedrockError::validation(format!(
+            "1 validation error detected: Value '{version}' at '{at}guardrailVersion' failed to satisfy constraint: Member must satisfy regular expression pattern: (([1-9][0-9]{{0,7}})|(DRAFT))"
+        )));
+    }
+    Ok(())
+}
+
+/// The ApplyGuardrail operation.
+pub fn apply(
+    guardrails: &BTreeMap<String, GuardrailSpec>,
+    id: &str,
+    version: &str,
+    body: &Bytes,
+) -> Result<Response, BedrockError> {
+    check_guardrail_ref(id, version, "")?;
+    let spec = guardrails.get(id).ok_or_else(|| {
+        BedrockError::new(
+            ErrorKind::ResourceNotFoundException,
+            format!("The guardrail {id} (version {version}) was not found."),
+        )
+    })?;
+    let value = parse_json(body)?;
+    let source = value.get("source").and_then(Value::as_str).ok_or_else(|| {
+        BedrockError::validation("1 validation error detected: Value null at 'source' failed to satisfy constraint: Member must not be null")
+    })?;
+    let source_is_input = match source {
+        "INPUT" => true,
+        "OUTPUT" => false,
+        other => {
+            return Err(BedrockError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'source' failed to satisfy constraint: Member must satisfy enum value set: [INPUT, OUTPUT]"
+            )));
+        }
+    };
+    let content = value.get("content").and_then(Value::as_array).ok_or_else(|| {
+        BedrockError::validation("1 validation error detected: Value null at 'content' failed to satisfy constraint: Member must not be null")
+    })?;
+    let texts: Vec<String> = content
+        .iter()
+        .filter_map(|block| {
+            block
+                .get("text")
+                .and_then(|t| t.get("text"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned)
+        .collect();
+    let assessment = assess(spec, &texts)?;
+    Ok(axum::Json(apply_response(spec, &assessment, source_is_input)).into_response())
 }
 
 #[cfg(test)]

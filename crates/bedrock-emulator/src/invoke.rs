@@ -94,6 +94,17 @@ pub fn anthropic_to_converse(body: &Value) -> Result<Value, BedrockError> {
     if let Some(stops) = obj.get("stop_sequences") {
         converse["inferenceConfig"]["stopSequences"] = stops.clone();
     }
+    // What Converse carries in additionalModelRequestFields, the Messages body has at its
+    // top level.
+    let mut additional = Map::new();
+    for key in ["thinking", "top_k", "anthropic_beta"] {
+        if let Some(v) = obj.get(key) {
+            additional.insert(key.into(), v.clone());
+        }
+    }
+    if !additional.is_empty() {
+        converse["additionalModelRequestFields"] = Value::Object(additional);
+    }
     if let Some(system) = obj.get("system") {
         converse["system"] = match system {
             Value::String(s) => json!([{ "text": s }]),
@@ -105,8 +116,8 @@ pub fn anthropic_to_converse(body: &Value) -> Result<Value, BedrockError> {
                         .and_then(Value::as_str)
                         .ok_or_else(|| malformed("#/system: expected text blocks"))?;
                     out.push(json!({ "text": text }));
-                    if b.get("cache_control").is_some() {
-                        out.push(json!({ "cachePoint": { "type": "default" } }));
+                    if let Some(cache) = b.get("cache_control") {
+                        out.push(cache_point(cache));
                     }
                 }
                 Value::Array(out)
@@ -158,12 +169,15 @@ fn anthropic_blocks(content: &Value, i: usize) -> Result<Value, BedrockError> {
                     Some("text") => {
                         json!({ "text": b.get("text").cloned().unwrap_or(Value::Null) })
                     }
-                    Some("image") => {
-                        json!({ "image": b.get("source").cloned().unwrap_or(Value::Null) })
-                    }
-                    Some("document") => {
-                        json!({ "document": b.get("source").cloned().unwrap_or(Value::Null) })
-                    }
+                    Some("image") => anthropic_image(b, &at())?,
+                    Some("document") => anthropic_document(b, &at(), j)?,
+                    Some("thinking") => json!({ "reasoningContent": { "reasoningText": {
+                        "text": b.get("thinking").cloned().unwrap_or(Value::Null),
+                        "signature": b.get("signature").cloned().unwrap_or(Value::Null),
+                    }}}),
+                    Some("redacted_thinking") => json!({ "reasoningContent": {
+                        "redactedContent": b.get("data").cloned().unwrap_or(Value::Null),
+                    }}),
                     Some("tool_use") => json!({ "toolUse": {
                         "toolUseId": b.get("id").cloned().unwrap_or(Value::Null),
                         "name": b.get("name").cloned().unwrap_or(Value::Null),
@@ -194,8 +208,8 @@ fn anthropic_blocks(content: &Value, i: usize) -> Result<Value, BedrockError> {
                     }
                 };
                 out.push(converted);
-                if b.get("cache_control").is_some() {
-                    out.push(json!({ "cachePoint": { "type": "default" } }));
+                if let Some(cache) = b.get("cache_control") {
+                    out.push(cache_point(cache));
                 }
             }
             Ok(Value::Array(out))
@@ -204,6 +218,106 @@ fn anthropic_blocks(content: &Value, i: usize) -> Result<Value, BedrockError> {
             "#/messages/{i}/content: expected type: String or JSONArray"
         ))),
     }
+}
+
+/// `cache_control` -> a Converse cache checkpoint with the same TTL.
+fn cache_point(cache_control: &Value) -> Value {
+    match cache_control.get("ttl") {
+        Some(ttl) => json!({ "cachePoint": { "type": "default", "ttl": ttl } }),
+        None => json!({ "cachePoint": { "type": "default" } }),
+    }
+}
+
+/// An Anthropic `image` block (`source: {type: base64, media_type, data}`) -> Converse.
+fn anthropic_image(block: &Value, at: &str) -> Result<Value, BedrockError> {
+    let source = block.get("source").unwrap_or(&Value::Null);
+    if source.get("type").and_then(Value::as_str) != Some("base64") {
+        return Err(malformed(format!(
+            "{at}/source/type: only base64 images are supported"
+        )));
+    }
+    let format = source
+        .get("media_type")
+        .and_then(Value::as_str)
+        .and_then(|m| m.strip_prefix("image/"))
+        .ok_or_else(|| malformed(format!("{at}/source: required key [media_type] not found")))?;
+    Ok(json!({ "image": {
+        "format": format,
+        "source": { "bytes": source.get("data").cloned().unwrap_or(Value::Null) },
+    }}))
+}
+
+/// A document title as a Converse document name, which allows fewer characters.
+fn document_name(title: Option<&str>, position: usize) -> String {
+    let cleaned: String = title
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-()[]".contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let name = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    let name: String = name.chars().take(200).collect();
+    if name.is_empty() {
+        format!("document {}", position + 1)
+    } else {
+        name
+    }
+}
+
+/// An Anthropic `document` block (base64 PDF or text, plain text, or custom content)
+/// -> Converse.
+fn anthropic_document(block: &Value, at: &str, position: usize) -> Result<Value, BedrockError> {
+    let source = block.get("source").unwrap_or(&Value::Null);
+    let data = || source.get("data").cloned().unwrap_or(Value::Null);
+    let (format, converse_source) = match source.get("type").and_then(Value::as_str) {
+        Some("base64") => {
+            let format = match source.get("media_type").and_then(Value::as_str) {
+                Some("application/pdf") => "pdf",
+                Some("text/plain") => "txt",
+                other => {
+                    return Err(malformed(format!(
+                        "{at}/source/media_type: {} is not a valid enum value",
+                        other.unwrap_or("null")
+                    )));
+                }
+            };
+            (format, json!({ "bytes": data() }))
+        }
+        Some("text") => ("txt", json!({ "text": data() })),
+        Some("content") => {
+            let parts: Vec<Value> = match source.get("content") {
+                Some(Value::String(s)) => vec![json!({ "text": s })],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|p| json!({ "text": p.get("text").cloned().unwrap_or(Value::Null) }))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            ("txt", json!({ "content": parts }))
+        }
+        _ => {
+            return Err(malformed(format!(
+                "{at}/source/type: expected base64, text or content"
+            )));
+        }
+    };
+    let mut document = json!({
+        "format": format,
+        "name": document_name(block.get("title").and_then(Value::as_str), position),
+        "source": converse_source,
+    });
+    if let Some(context) = block.get("context") {
+        document["context"] = context.clone();
+    }
+    if let Some(citations) = block.get("citations") {
+        document["citations"] = citations.clone();
+    }
+    Ok(json!({ "document": document }))
 }
 
 /// The generic body -> Converse.
@@ -276,6 +390,31 @@ mod tests {
         assert_eq!(c["system"][1]["cachePoint"]["type"], "default");
         assert_eq!(c["toolConfig"]["toolChoice"]["tool"]["name"], "t");
         assert_eq!(c["messages"][0]["content"][0]["text"], "hi");
+    }
+
+    #[test]
+    fn anthropic_maps_media_thinking_and_model_fields() {
+        let c = anthropic_to_converse(&json!({
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 4000,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw=="}},
+                {"type": "document", "title": "notes.txt", "citations": {"enabled": true},
+                 "source": {"type": "text", "media_type": "text/plain", "data": "Hello."}},
+                {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+            ]}]
+        }))
+        .unwrap();
+        let content = &c["messages"][0]["content"];
+        assert_eq!(content[0]["image"]["format"], "png");
+        assert_eq!(content[1]["document"]["name"], "notes txt");
+        assert_eq!(content[1]["document"]["source"]["text"], "Hello.");
+        assert_eq!(content[3]["cachePoint"]["ttl"], "1h");
+        assert_eq!(
+            c["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+            1024
+        );
     }
 
     #[test]

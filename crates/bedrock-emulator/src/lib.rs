@@ -10,6 +10,64 @@
 //! when `cachePoint` blocks are sent), latency and faults are configurable per model, and an
 //! admin API under `/_emulator/` exposes call counters and the requests received.
 //!
+//! # Bedrock's rules, as the emulator applies them
+//!
+//! Each model of the catalog (`default-config.yaml`) states its capabilities; a request that
+//! uses one the model lacks gets Bedrock's `ValidationException`.
+//!
+//! * **Capabilities** (`ModelSpec`): `vision`, `documents`, `citations`, `reasoning`,
+//!   `forced_tool_choice` (default on), `service_tiers` (default `[default]`),
+//!   `latency_optimized`, `extended_cache_ttl` (1h cache checkpoints). Old config files
+//!   load unchanged: every capability has a default.
+//! * **Tool choice**: `toolChoice.any` / `.tool` on a model without forced choice (Llama 3.1,
+//!   Cohere) is refused. Claude, choosing a tool of its own accord (`auto`), first writes
+//!   "I'll use the NAME tool." (block 0) and calls the tool in block 1; forced choices and
+//!   other providers call the tool straight away. A last user message naming a tool makes
+//!   the model call it.
+//! * **Images** (user messages only): png, jpeg, gif or webp whose magic bytes match the
+//!   format, at most 3.75 MB each and 20 a request; `s3Location` is refused (the emulator
+//!   reads no S3). Tool results' images are checked the same way.
+//! * **Documents** (user messages only): pdf, csv, doc, docx, xls, xlsx, html, txt or md;
+//!   at most 4.5 MB each and 5 a request; names of 1 to 200 characters that are
+//!   alphanumeric, whitespace (never two in a row), hyphens, parentheses or square
+//!   brackets; a PDF starts with `%PDF`. Text documents count tokens by their text and
+//!   their text goes through the request's guardrail; binary ones cost 50 tokens a KB.
+//! * **Citations** (`citations.enabled` on a document, models with `citations`): the answer
+//!   is a `citationsContent` block with one citation per such document, quoting a sentence
+//!   of it: `documentChar` (text; the quote is exactly characters `[start, end)`),
+//!   `documentPage` (PDF, page 1) or `documentChunk` (`content` source). ConverseStream
+//!   sends the text as text deltas, then each citation as a `citation` delta.
+//! * **Extended thinking** (`additionalModelRequestFields.thinking`, models with
+//!   `reasoning`): Anthropic's rules (budget at least 1,024 and below `maxTokens`,
+//!   temperature 1 only, `topP` at least 0.95, no `top_k`, no forced tool choice). The
+//!   answer opens with a signed `reasoningContent` block (its tokens are output tokens);
+//!   reasoning sent back must carry its signature, and with thinking on, the last assistant
+//!   message that calls tools must open with its reasoning. Anthropic models refuse
+//!   `additionalModelRequestFields` keys other than `top_k`, `anthropic_beta` and `thinking`.
+//! * **serviceTier** must be one the model serves (Nova: default, flex, priority; Claude:
+//!   default) and is echoed in the response and the stream's `metadata` (`default` when
+//!   the request names none). **performanceConfig** `optimized` needs a latency-optimized
+//!   model (Claude 3.5 Haiku, Nova Pro, Llama 3.1 70B) and is echoed when sent.
+//! * **Prompt routers**: `arn:...:default-prompt-router/ID` and `.../prompt-router/ID` pick
+//!   among `prompt_routers.ID` the first model for prompts under 500 input tokens, else the
+//!   last (skipping models that refuse the request); `trace.promptRouter.invokedModelId`
+//!   names the chosen model's inference profile, and usage is the chosen model's.
+//! * **Prompt cache**: `cachePoint.ttl` `5m` (default) or `1h` (models with
+//!   `extended_cache_ttl`; one-hour entries live an hour); a cache write reports
+//!   `usage.cacheDetails: [{ttl, inputTokens}]`.
+//! * **Guardrails** (`guardrailConfig`): input is checked first (only `guardContent` blocks
+//!   when there are any); Converse output is checked whole. ConverseStream output is checked
+//!   in chunks of about 200 characters: `sync` (default) holds each chunk until checked,
+//!   masks ANONYMIZE matches and, on a BLOCK, sends the blocked message instead of the
+//!   chunk; `async` sends chunks at once, cannot mask, and stops after the chunk that
+//!   broke a rule with the blocked message. Any intervention ends with
+//!   `guardrail_intervened`. With `trace: enabled`, `trace.guardrail` lists
+//!   `inputAssessment` and `outputAssessments` with each finding's action (`BLOCKED`,
+//!   `ANONYMIZED`, or `NONE` where async mode could not mask).
+//! * **Steering the model**: a line `Repeat: TEXT` in the last user message makes the answer
+//!   exactly TEXT (to put PII in the output, say); the `stop_reason` fault still ends any
+//!   answer with the stop reason it names.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let emulator = bedrock_emulator::start(bedrock_emulator::EmulatorConfig::builtin(), "127.0.0.1:0").await?;
@@ -19,18 +77,28 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod citations;
 pub mod config;
+pub mod content;
 pub mod converse;
 pub mod error;
 pub mod eventstream;
 pub mod faults;
 pub mod generate;
+pub mod guarded;
 pub mod guardrail;
 pub mod invoke;
 pub mod output;
+pub mod reasoning;
 pub mod render;
+pub mod request;
+pub mod router;
 pub mod server;
+pub mod serving;
 pub mod state;
+pub mod tally;
+pub mod tools;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,8 +2,11 @@
 
 use serde_json::Value;
 
-use crate::converse::{Prompt, ToolChoice, ToolDef};
+use crate::citations::{Citation, cite};
+use crate::converse::Prompt;
 use crate::generate::{Prng, count_tokens, instance_of, reply_tokens, violation_of};
+use crate::reasoning;
+use crate::tools::{ToolChoice, ToolDef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,8 +41,18 @@ impl StopReason {
 
 #[derive(Debug, Clone)]
 pub enum OutBlock {
+    /// Extended thinking, as stream tokens, and its signature.
+    Reasoning {
+        tokens: Vec<String>,
+        signature: String,
+    },
     /// Text, as the tokens a stream sends one by one.
     Text(Vec<String>),
+    /// Text that cites the request's documents.
+    Cited {
+        tokens: Vec<String>,
+        citations: Vec<Citation>,
+    },
     ToolUse {
         id: String,
         name: String,
@@ -48,10 +61,23 @@ pub enum OutBlock {
 }
 
 impl OutBlock {
+    /// The answer text of the block (reasoning is not part of the answer).
     pub fn text(&self) -> Option<String> {
+        self.tokens().map(|t| t.concat())
+    }
+
+    /// The tokens of an answer text block.
+    pub fn tokens(&self) -> Option<&Vec<String>> {
         match self {
-            Self::Text(tokens) => Some(tokens.concat()),
-            Self::ToolUse { .. } => None,
+            Self::Text(tokens) | Self::Cited { tokens, .. } => Some(tokens),
+            Self::Reasoning { .. } | Self::ToolUse { .. } => None,
+        }
+    }
+
+    /// Replaces the text of an answer text block (a guardrail's masking).
+    pub fn set_tokens(&mut self, new: Vec<String>) {
+        if let Self::Text(tokens) | Self::Cited { tokens, .. } = self {
+            *tokens = new;
         }
     }
 }
@@ -104,8 +130,31 @@ fn json_tokens(json: &str) -> Vec<String> {
     chars.chunks(4).map(|c| c.iter().collect()).collect()
 }
 
+/// The text of a line `Repeat: ...` in the last user message: the model says it word for
+/// word, so tests can make the output contain what they need (PII for guardrails, ...).
+fn repeated(prompt: &Prompt) -> Option<&str> {
+    prompt
+        .last_user_text
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("Repeat:"))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 pub fn generate(prompt: &Prompt, model_id: &str, malformed: bool) -> Output {
     let mut rng = Prng::from_parts(&[model_id.as_bytes(), &prompt.fingerprint]);
+    let mut blocks = Vec::new();
+    let mut output_tokens = 0;
+
+    // Thinking opens an assistant turn; answering a tool result continues the turn that
+    // already thought.
+    if let Some(budget) = prompt.thinking
+        && !prompt.answering_tool_result
+    {
+        let (tokens, signature) = reasoning::think(model_id, &prompt.fingerprint, budget);
+        output_tokens += tokens.len() as u32;
+        blocks.push(OutBlock::Reasoning { tokens, signature });
+    }
 
     if let Some(tool) = chosen_tool(prompt) {
         let input = if malformed {
@@ -114,13 +163,21 @@ pub fn generate(prompt: &Prompt, model_id: &str, malformed: bool) -> Output {
             instance_of(&tool.schema, &mut rng)
         };
         let id = format!("tooluse_{}", base62(&mut rng, 22));
-        let output_tokens = count_tokens(&input.to_string()).max(1);
+        // Claude says what it is about to do when it picks a tool itself; a forced choice
+        // makes it call the tool straight away.
+        if prompt.tool_preamble && prompt.tool_choice == ToolChoice::Auto {
+            let preamble = split_tokens(&format!("I'll use the {} tool.", tool.name));
+            output_tokens += preamble.len() as u32;
+            blocks.push(OutBlock::Text(preamble));
+        }
+        output_tokens += count_tokens(&input.to_string()).max(1);
+        blocks.push(OutBlock::ToolUse {
+            id,
+            name: tool.name.clone(),
+            input,
+        });
         return Output {
-            blocks: vec![OutBlock::ToolUse {
-                id,
-                name: tool.name.clone(),
-                input,
-            }],
+            blocks,
             stop_reason: StopReason::ToolUse,
             output_tokens,
         };
@@ -134,12 +191,29 @@ pub fn generate(prompt: &Prompt, model_id: &str, malformed: bool) -> Output {
             t.extend(reply_tokens(&mut rng, 8, 30));
             t
         }
-        None => reply_tokens(&mut rng, 12, 60),
+        None => match repeated(prompt) {
+            Some(text) => split_tokens(text),
+            None => reply_tokens(&mut rng, 12, 60),
+        },
     };
-    let (tokens, stop_reason) = apply_limits(tokens, prompt);
+    let budget = prompt.max_tokens.saturating_sub(output_tokens);
+    let (tokens, stop_reason) = apply_limits(tokens, prompt, budget);
+    output_tokens += tokens.len() as u32;
+    let citations = if prompt.json_schema.is_none() {
+        let mut cite_rng =
+            Prng::from_parts(&[b"citations", model_id.as_bytes(), &prompt.fingerprint]);
+        cite(&prompt.documents, &mut cite_rng)
+    } else {
+        Vec::new()
+    };
+    blocks.push(if citations.is_empty() {
+        OutBlock::Text(tokens)
+    } else {
+        OutBlock::Cited { tokens, citations }
+    });
     Output {
-        output_tokens: tokens.len() as u32,
-        blocks: vec![OutBlock::Text(tokens)],
+        output_tokens,
+        blocks,
         stop_reason,
     }
 }
@@ -167,8 +241,12 @@ fn chosen_tool(prompt: &Prompt) -> Option<&ToolDef> {
     }
 }
 
-/// Stop sequences first, then maxTokens.
-fn apply_limits(mut tokens: Vec<String>, prompt: &Prompt) -> (Vec<String>, StopReason) {
+/// Stop sequences first, then the `max_tokens` left after any reasoning.
+fn apply_limits(
+    mut tokens: Vec<String>,
+    prompt: &Prompt,
+    max_tokens: u32,
+) -> (Vec<String>, StopReason) {
     let mut stop = StopReason::EndTurn;
     if !prompt.stop_sequences.is_empty() {
         let text = tokens.concat();
@@ -182,8 +260,8 @@ fn apply_limits(mut tokens: Vec<String>, prompt: &Prompt) -> (Vec<String>, StopR
             stop = StopReason::StopSequence;
         }
     }
-    if tokens.len() > prompt.max_tokens as usize {
-        tokens.truncate(prompt.max_tokens as usize);
+    if tokens.len() > max_tokens as usize {
+        tokens.truncate(max_tokens as usize);
         stop = StopReason::MaxTokens;
     }
     (tokens, stop)

@@ -14,6 +14,7 @@ use crate::config::{EmulatorConfig, Latency};
 use crate::faults::{CallFaults, FaultSpec};
 use crate::generate::Prng;
 use crate::render::{Timing, Usage};
+use crate::tally::CachePrefix;
 
 /// A poisoned lock only means another request panicked mid-update; the data is still
 /// counters and settings, so keep serving rather than fail every later call.
@@ -192,41 +193,47 @@ impl EmulatorState {
     }
 
     /// Splits input tokens into fresh, cache-read and cache-write, remembering new prefixes
-    /// for the cache's lifetime (5 minutes by default, as on Bedrock).
+    /// for their checkpoint's lifetime (5 minutes by default, or an hour, as on Bedrock).
     pub fn usage(
         &self,
         input_tokens: u32,
-        cache_prefix: Option<(u32, [u8; 32])>,
+        cache_prefix: Option<CachePrefix>,
         output: u32,
     ) -> Usage {
-        let Some((prefix_tokens, key)) = cache_prefix else {
+        let Some(prefix) = cache_prefix else {
             return Usage {
                 input: input_tokens,
                 output,
                 ..Usage::default()
             };
         };
-        let ttl = Duration::from_secs(self.config().prompt_cache_ttl_secs);
+        let ttl = prefix.ttl.lifetime(self.config().prompt_cache_ttl_secs);
         let now = Instant::now();
         let mut cache = lock(&self.prompt_cache);
         cache.retain(|_, expires| *expires > now);
-        let hit = cache.contains_key(&key);
-        // Reading a cached prefix refreshes its lifetime, as Bedrock's does.
-        cache.insert(key, now + ttl);
-        let fresh = input_tokens.saturating_sub(prefix_tokens);
+        let hit = cache.contains_key(&prefix.key);
+        // Reading a cached prefix refreshes its lifetime, as Bedrock's does; a longer-lived
+        // entry is never shortened by a read with the default TTL.
+        let expires = cache
+            .get(&prefix.key)
+            .copied()
+            .map_or(now + ttl, |e| e.max(now + ttl));
+        cache.insert(prefix.key, expires);
+        let fresh = input_tokens.saturating_sub(prefix.tokens);
         if hit {
             Usage {
                 input: fresh,
                 output,
-                cache_read: prefix_tokens,
-                cache_write: 0,
+                cache_read: prefix.tokens,
+                ..Usage::default()
             }
         } else {
             Usage {
                 input: fresh,
                 output,
-                cache_read: 0,
-                cache_write: prefix_tokens,
+                cache_write: prefix.tokens,
+                cache_write_ttl: prefix.ttl,
+                ..Usage::default()
             }
         }
     }

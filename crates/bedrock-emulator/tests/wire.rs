@@ -291,3 +291,181 @@ async fn streams_leave_token_by_token_not_buffered() {
         "all chunks within {spread:?}"
     );
 }
+
+/// The JSON payloads of an event stream body, with their event types.
+fn frames(mut body: bytes::Bytes) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let message = aws_smithy_eventstream::frame::read_message_from(&mut body).unwrap();
+        let kind = message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == ":event-type")
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        out.push((kind, serde_json::from_slice(message.payload()).unwrap()));
+    }
+    out
+}
+
+const SONNET_4: &str = "anthropic.claude-sonnet-4-20250514-v1:0";
+
+fn rich_request() -> Value {
+    json!({
+        "system": [
+            {"text": "You answer from the documents. ".repeat(200)},
+            {"cachePoint": {"type": "default", "ttl": "1h"}}
+        ],
+        "messages": [{"role": "user", "content": [
+            {"document": {"format": "txt", "name": "facts",
+                          "source": {"text": "Water boils at 100 C. Ice melts at 0 C."},
+                          "citations": {"enabled": true}}},
+            {"text": "When does water boil?"}
+        ]}],
+        "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        "inferenceConfig": {"maxTokens": 2000},
+        "performanceConfig": {"latency": "standard"},
+        "guardrailConfig": {"guardrailIdentifier": "quarrydefault", "guardrailVersion": "DRAFT",
+                            "trace": "enabled"}
+    })
+}
+
+#[tokio::test]
+async fn converse_wire_shapes_of_reasoning_citations_tier_trace_and_cache() {
+    let emu = emulator().await;
+    let r = reqwest::Client::new()
+        .post(converse_url(&emu, SONNET_4))
+        .header("content-type", "application/json")
+        .body(rich_request().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let content = &body["output"]["message"]["content"];
+    let reasoning = &content[0]["reasoningContent"]["reasoningText"];
+    assert!(reasoning["text"].is_string() && reasoning["signature"].is_string());
+    let cited = &content[1]["citationsContent"];
+    assert!(cited["content"][0]["text"].is_string());
+    let citation = &cited["citations"][0];
+    let at = &citation["location"]["documentChar"];
+    let (start, end) = (
+        at["start"].as_u64().unwrap() as usize,
+        at["end"].as_u64().unwrap() as usize,
+    );
+    let quote: String = "Water boils at 100 C. Ice melts at 0 C."
+        .chars()
+        .skip(start)
+        .take(end - start)
+        .collect();
+    assert_eq!(
+        citation,
+        &json!({"title": "facts", "sourceContent": [{"text": quote}],
+                "location": {"documentChar": {"documentIndex": 0, "start": start, "end": end}}})
+    );
+    assert_eq!(body["serviceTier"], json!({"type": "default"}));
+    assert_eq!(body["performanceConfig"], json!({"latency": "standard"}));
+    let usage = &body["usage"];
+    assert_eq!(
+        usage["cacheDetails"],
+        json!([{"ttl": "1h", "inputTokens": usage["cacheWriteInputTokens"]}])
+    );
+    assert!(body["trace"]["guardrail"]["inputAssessment"]["quarrydefault"].is_object());
+
+    let r = reqwest::Client::new()
+        .post(format!("{}/model/{SONNET_4}/converse-stream", emu.url()))
+        .header("content-type", "application/json")
+        .body(rich_request().to_string())
+        .send()
+        .await
+        .unwrap();
+    let events = frames(r.bytes().await.unwrap());
+    let deltas: Vec<&Value> = events
+        .iter()
+        .filter(|(kind, _)| kind == "contentBlockDelta")
+        .map(|(_, payload)| payload)
+        .collect();
+    assert!(deltas[0]["delta"]["reasoningContent"]["text"].is_string());
+    let signature = deltas
+        .iter()
+        .find(|d| d["delta"]["reasoningContent"]["signature"].is_string())
+        .unwrap();
+    assert_eq!(signature["contentBlockIndex"], 0);
+    let citation_delta = deltas.last().unwrap();
+    assert_eq!(citation_delta["contentBlockIndex"], 1);
+    assert_eq!(citation_delta["delta"]["citation"], *citation);
+    let (kind, metadata) = events.last().unwrap();
+    assert_eq!(kind, "metadata");
+    assert_eq!(metadata["serviceTier"], json!({"type": "default"}));
+    assert_eq!(
+        metadata["performanceConfig"],
+        json!({"latency": "standard"})
+    );
+    assert!(metadata["trace"]["guardrail"]["inputAssessment"]["quarrydefault"].is_object());
+    // The cache was written by the first call: this one reads it.
+    assert!(metadata["usage"]["cacheReadInputTokens"].as_u64().unwrap() > 0);
+
+    let router = "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1";
+    let r = reqwest::Client::new()
+        .post(converse_url(
+            &emu,
+            &percent_encoding::utf8_percent_encode(router, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ))
+        .header("content-type", "application/json")
+        .body(json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["trace"],
+        json!({"promptRouter": {"invokedModelId":
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0"}})
+    );
+}
+
+#[tokio::test]
+async fn unknown_enum_values_are_validation_errors() {
+    let emu = emulator().await;
+    let base = || json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let cases = [
+        ("serviceTier", json!({"type": "turbo"}), "serviceTier.type"),
+        (
+            "performanceConfig",
+            json!({"latency": "fast"}),
+            "performanceConfig.latency",
+        ),
+        (
+            "guardrailConfig",
+            json!({"guardrailIdentifier": "quarrydefault", "guardrailVersion": "DRAFT",
+                   "streamProcessingMode": "fast"}),
+            "guardrailConfig.streamProcessingMode",
+        ),
+        (
+            "guardrailConfig",
+            json!({"guardrailIdentifier": "quarrydefault", "guardrailVersion": "DRAFT",
+                   "trace": "verbose"}),
+            "guardrailConfig.trace",
+        ),
+        (
+            "system",
+            json!([{"text": "x"}, {"cachePoint": {"type": "default", "ttl": "2h"}}]),
+            "system.1.member.cachePoint.ttl",
+        ),
+    ];
+    for (field, value, at) in cases {
+        let mut body = base();
+        body[field] = value;
+        let r = reqwest::Client::new()
+            .post(converse_url(&emu, NOVA))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let m = assert_bedrock_error(r, 400, "ValidationException").await;
+        assert!(m.contains(at), "{field}: {m}");
+    }
+}
