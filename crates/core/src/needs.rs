@@ -153,8 +153,10 @@ pub fn fit(route: &mut Route, request: &ModelRequest) -> Result<(), Error> {
     }
     // Name what the closest model (the one meeting the most needs) lacks first: the one
     // thing to drop or change.
+    // (`rev`: on a tie, the model that comes first in the chain.)
     let closest = before
         .iter()
+        .rev()
         .max_by_key(|t| needs.iter().filter(|n| n.met_by(&t.capabilities)).count());
     let worst = closest
         .and_then(|t| needs.iter().copied().find(|n| !n.met_by(&t.capabilities)))

@@ -57,3 +57,15 @@ async fn the_official_openai_client_works_unmodified() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_openai_client_sends_images_documents_reasoning_and_tiers() {
+    let stack = quarry_testkit::Stack::start().await;
+    let url = common::serve(common::state(&stack, common::options())).await;
+    run_script(
+        "openai_fidelity.py",
+        &[("QUARRY_URL", &url), ("QUARRY_KEY", stack.key("acme"))],
+        "openai fidelity OK",
+    )
+    .await;
+}

@@ -98,11 +98,12 @@ mod tests {
             assert_eq!(
                 data(&done[0]),
                 json!({
-                    "id": "r-1", "output": {"text": "Hello, world", "json": null}, "model": "m",
+                    "id": "r-1", "output": {"text": "Hello, world", "json": null, "reasoning_parts": [], "citations": []}, "model": "m",
                     "stop_reason": "end_turn", "fallbacks": [],
                     "usage": {"input_tokens": 3, "output_tokens": 2, "cache_read_tokens": 0, "cache_write_tokens": 0, "total_tokens": 5},
                     "cost_usd": null, "cost_status": "unpriced", "cached": false, "prompt": null,
                     "latency_ms": {"model": 5, "total": 9}, "guardrails": null, "degraded_to": null,
+                    "service_tier": null,
                 })
             );
             assert!(fold.finished());
