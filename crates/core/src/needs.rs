@@ -70,7 +70,10 @@ impl Need {
             Self::Documents => c.documents,
             Self::Citations => c.documents && c.citations,
             Self::Reasoning => c.reasoning.is_some(),
-            Self::ReasoningAsConfigured => c.reasoning != Some(ReasoningStyle::AnthropicThinking),
+            // Only a model that reasons can reason as configured.
+            Self::ReasoningAsConfigured => c
+                .reasoning
+                .is_some_and(|r| r != ReasoningStyle::AnthropicThinking),
             Self::ServiceTier(t) => c.serves_tier(t),
             Self::LatencyOptimized => c.latency_optimized,
             Self::StrictTools => c.strict_tools,

@@ -338,27 +338,17 @@ pub trait ResultsSink: Send + Sync {
     async fn send(&self, message: &serde_json::Value) -> Result<(), StoreError>;
 }
 
-/// Bedrock's ApplyGuardrail on output text, for streamed output (Converse applies the
-/// guardrail itself on whole answers).
+/// Bedrock's ApplyGuardrail on a streamed request's input, before the first byte: a block
+/// is then a 400 rather than a stream that opens with Bedrock's blocked message. (Converse
+/// and ConverseStream apply the guardrail to the output themselves.)
 #[async_trait]
 pub trait GuardrailApplier: Send + Sync {
-    /// True when the guardrail intervenes on this output text.
-    async fn intervenes(
-        &self,
-        guardrail: &BedrockGuardrail,
-        output: &str,
-    ) -> Result<bool, StoreError>;
-    /// True when the guardrail intervenes on this input (a streamed request's, checked
-    /// before the first byte as Converse checks a whole one). An applier without Bedrock
-    /// (batch, cache-lookup) checks nothing.
+    /// True when the guardrail intervenes on this input.
     async fn input_intervenes(
         &self,
         guardrail: &BedrockGuardrail,
         input: &str,
-    ) -> Result<bool, StoreError> {
-        let _ = (guardrail, input);
-        Ok(false)
-    }
+    ) -> Result<bool, StoreError>;
 }
 
 /// Messages for people (budget thresholds, runaway spend).

@@ -122,7 +122,7 @@ struct BrokenApplier;
 
 #[async_trait]
 impl GuardrailApplier for BrokenApplier {
-    async fn intervenes(&self, _: &BedrockGuardrail, _: &str) -> Result<bool, StoreError> {
+    async fn input_intervenes(&self, _: &BedrockGuardrail, _: &str) -> Result<bool, StoreError> {
         Err(StoreError::unavailable(
             Dependency::Bedrock,
             "guardrail",
@@ -250,7 +250,7 @@ async fn streamed_structured_output_matches_the_whole_answer_on_a_model_without_
 }
 
 #[tokio::test]
-async fn a_failing_bedrock_guardrail_check_withholds_the_streamed_answer() {
+async fn a_streamed_request_fails_closed_and_carries_the_bedrock_guardrail() {
     let guard = GuardrailConfig {
         bedrock: Some(BedrockGuardrail {
             id: "g1".into(),
@@ -258,18 +258,32 @@ async fn a_failing_bedrock_guardrail_check_withholds_the_streamed_answer() {
         }),
         ..Default::default()
     };
+    // The input check (before the first byte) cannot be made: the request is refused, no
+    // model is called, nothing is charged.
     let ledger = Arc::new(Ledger::default());
-    let service = service(
-        Model::says("fine words"),
-        Arc::new(BrokenApplier),
-        ledger.clone(),
-    );
-    let (_, last) = collect(&service, request("r3", "plain", None), &caller(Some(guard))).await;
-    let StreamItem::Error(e) = last else {
-        panic!("a failed check must not pass: {last:?}");
+    let model = Model::says("fine words");
+    let broken = service(model.clone(), Arc::new(BrokenApplier), ledger.clone());
+    let Err(e) = broken
+        .answer_stream(&caller(Some(guard.clone())), request("r3", "plain", None))
+        .await
+    else {
+        panic!("a failed check must not pass");
     };
     assert_eq!(e.status_code(), 503, "{e}");
     assert!(e.to_string().contains("Bedrock"), "{e}");
-    // The call was made and is charged all the same.
-    assert_eq!(ledger.0.lock().unwrap().len(), 1);
+    assert!(model.requests().is_empty());
+    assert!(ledger.0.lock().unwrap().is_empty());
+
+    // With the check passing, ConverseStream itself carries the guardrail (Bedrock checks
+    // each chunk before it sends it).
+    let model = Model::says("fine words");
+    let ok = service(model.clone(), Arc::new(NoApplier), ledger.clone());
+    let (text, last) = collect(&ok, request("r4", "plain", None), &caller(Some(guard))).await;
+    assert!(matches!(last, StreamItem::Done(_)), "{last:?}");
+    assert_eq!(text, "fine words");
+    let requests = model.requests();
+    assert_eq!(
+        requests[0].1.guardrail.as_ref().map(|g| g.id.as_str()),
+        Some("g1")
+    );
 }

@@ -213,3 +213,42 @@ async fn bedrocks_guardrail_applies_through_converse() {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test]
+async fn bedrocks_guardrail_checks_a_stream_in_the_call_and_a_mask_is_delivered() {
+    let stack = Stack::start().await;
+    let key = add_tenant(
+        &stack,
+        "bedrock-masked",
+        json!({"guardrails": {"bedrock": {"id": "quarrydefault", "version": "DRAFT"}}}),
+    )
+    .await;
+    let s = state(&stack, options());
+    // The guardrail anonymises e-mail addresses: the input is no block (the pre-check lets
+    // a mask through), and the answer streams masked by Bedrock itself.
+    for stream in [true, false] {
+        let r = chat(
+            &s,
+            &key,
+            json!({"messages": [{"role": "user", "content": "Repeat: write to jane.doe@example.com today"}],
+                   "stream": stream}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body = r.body.to_string();
+        assert!(!body.contains("jane.doe@example.com"), "{body}");
+        assert!(
+            body.contains("bedrock guardrail masked the answer"),
+            "{body}"
+        );
+        let sent = &stack.emulator.state().recorded(1)[0].body;
+        assert_eq!(
+            sent["guardrailConfig"]["guardrailIdentifier"], "quarrydefault",
+            "{sent}"
+        );
+        assert_eq!(sent["guardrailConfig"]["trace"], "enabled");
+        if stream {
+            assert_eq!(sent["guardrailConfig"]["streamProcessingMode"], "sync");
+        }
+    }
+}

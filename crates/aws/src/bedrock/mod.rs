@@ -213,15 +213,6 @@ impl ModelClient for BedrockModels {
 
 #[async_trait]
 impl quarry_core::ports::GuardrailApplier for BedrockModels {
-    async fn intervenes(
-        &self,
-        guardrail: &quarry_core::guardrails::BedrockGuardrail,
-        output: &str,
-    ) -> Result<bool, quarry_core::ports::StoreError> {
-        self.apply(guardrail, output, bt::GuardrailContentSource::Output)
-            .await
-    }
-
     async fn input_intervenes(
         &self,
         guardrail: &quarry_core::guardrails::BedrockGuardrail,
@@ -233,7 +224,8 @@ impl quarry_core::ports::GuardrailApplier for BedrockModels {
 }
 
 impl BedrockModels {
-    /// ApplyGuardrail on one text: true when the guardrail intervenes.
+    /// ApplyGuardrail on one text: true when the guardrail blocks it (an intervention that
+    /// only masks is no block: Converse masks the text itself).
     async fn apply(
         &self,
         guardrail: &quarry_core::guardrails::BedrockGuardrail,
@@ -255,6 +247,7 @@ impl BedrockModels {
             .send()
             .await
             .map_err(|e| StoreError::unavailable(Dependency::Bedrock, "guardrail", describe(&e)))?;
-        Ok(out.action() == &bt::GuardrailAction::GuardrailIntervened)
+        Ok(out.action() == &bt::GuardrailAction::GuardrailIntervened
+            && response::blocks(out.assessments()))
     }
 }

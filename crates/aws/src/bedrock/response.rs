@@ -72,6 +72,16 @@ fn actions(a: &bt::GuardrailAssessment, out: &mut Vec<String>) {
     }
 }
 
+/// Whether any of these assessments blocked (an intervention without a `BLOCKED` action
+/// only masked). No assessment at all is read as a block: the guardrail said it intervened.
+pub(super) fn blocks(assessments: &[bt::GuardrailAssessment]) -> bool {
+    let mut all = Vec::new();
+    for a in assessments {
+        actions(a, &mut all);
+    }
+    all.is_empty() || all.iter().any(|a| a == "BLOCKED")
+}
+
 /// What the guardrail did, from its trace: any block is a block; only masks, a mask.
 fn guardrail_outcome(g: Option<&bt::GuardrailTraceAssessment>) -> Option<GuardrailOutcome> {
     let g = g?;

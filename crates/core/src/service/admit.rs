@@ -93,9 +93,10 @@ impl ChatService {
             }
         };
         telemetry::count("GuardrailActions", u64::from(findings.actions()), dims);
-        // Converse applies the Bedrock guardrail to whole answers; streamed output is checked
-        // by the stream driver, and a streamed request's input here, before the first byte
-        // (failing closed, as the output check does).
+        // Converse and ConverseStream apply the Bedrock guardrail themselves (streams in sync
+        // mode: each chunk is checked before Bedrock sends it). A streamed request's input is
+        // also checked here, before the first byte: a block is a 400, never a stream that
+        // opens with Bedrock's blocked message. A failed check refuses (fails closed).
         if let Some(b) = &guard.bedrock {
             if mode == Mode::Stream {
                 let input: Vec<String> = prepared
@@ -124,12 +125,11 @@ impl ChatService {
                         return Err(Error::Dependency(e));
                     }
                 }
-            } else {
-                prepared.request.guardrail = Some(GuardrailRef {
-                    id: b.id.clone(),
-                    version: b.version.clone(),
-                });
             }
+            prepared.request.guardrail = Some(GuardrailRef {
+                id: b.id.clone(),
+                version: b.version.clone(),
+            });
         }
         let shared = &self.shared;
         let admission = match mode {

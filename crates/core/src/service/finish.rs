@@ -1,6 +1,6 @@
-//! The steps after the model, the same for whole and streamed answers: Bedrock's guardrail
-//! on streamed output (Converse applied it to whole answers), output guardrails on text and
-//! JSON, then the cache write. Structured output was checked before (with a repair on whole
+//! The steps after the model, the same for whole and streamed answers: what Bedrock's
+//! guardrail did (Converse and ConverseStream apply it; its trace tells a mask from a block),
+//! output guardrails on text and JSON, then the cache write. Structured output was checked before (with a repair on whole
 //! answers): what reaches here is the answer the client will get.
 
 use serde_json::Value;
@@ -21,13 +21,6 @@ pub(crate) struct Finished {
     pub(crate) findings: Findings,
 }
 
-/// How the answer reached us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Arrival {
-    Whole,
-    Streamed,
-}
-
 impl Shared {
     pub(crate) async fn finish(
         &self,
@@ -36,7 +29,6 @@ impl Shared {
         target: &ModelTarget,
         mut response: ModelResponse,
         mut json: Option<Value>,
-        arrival: Arrival,
     ) -> Result<Finished, Error> {
         let dims = Dims {
             tenant: &caller.tenant,
@@ -53,11 +45,6 @@ impl Shared {
                 target.invoke_id,
                 response.stop_reason.as_str()
             )));
-        }
-        if arrival == Arrival::Streamed
-            && let Some(b) = &admitted.guard.bedrock
-        {
-            guard::bedrock_allows(self.applier.as_ref(), b, &response.text(), dims).await?;
         }
         let out = guard::output(&admitted.guard, &mut response, &mut json, dims)?;
         let mut findings = admitted.findings.clone();

@@ -5,11 +5,10 @@ use serde_json::Value;
 
 use crate::chat::Prepared;
 use crate::error::Error;
-use crate::guardrails::{BedrockGuardrail, Findings, GuardrailConfig, PiiAction, check};
+use crate::guardrails::{Findings, GuardrailConfig, PiiAction, check};
 use crate::model::{
     ContentBlock, GuardrailOutcome, ModelResponse, StopReason, SystemBlock, ToolResultContent,
 };
-use crate::ports::GuardrailApplier;
 use crate::telemetry::{self, Dims};
 
 /// Applies input guardrails to everything the caller wrote: messages of every role (a
@@ -203,29 +202,5 @@ fn walk_strings(value: &mut Value, scan: &mut impl FnMut(&mut String)) {
             }
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
-}
-
-/// Asks Bedrock's guardrail about output text. A failed check is an error, never a pass:
-/// it is logged, counted (`GuardrailCheckErrors`) and withholds the answer.
-pub(crate) async fn bedrock_allows(
-    applier: &dyn GuardrailApplier,
-    guardrail: &BedrockGuardrail,
-    text: &str,
-    dims: Dims<'_>,
-) -> Result<(), Error> {
-    match applier.intervenes(guardrail, text).await {
-        Ok(false) => Ok(()),
-        Ok(true) => {
-            telemetry::count("GuardrailActions", 1, dims);
-            Err(Error::GuardrailBlocked(
-                "the Bedrock guardrail intervened on the answer".into(),
-            ))
-        }
-        Err(e) => {
-            telemetry::count("GuardrailCheckErrors", 1, dims);
-            tracing::error!(error = %e, guardrail = %guardrail.id, "Bedrock guardrail check failed; the answer is withheld");
-            Err(Error::Dependency(e))
-        }
     }
 }

@@ -63,12 +63,12 @@ pub enum CacheMode {
     Refresh,
 }
 
-/// No Bedrock guardrail applier (unit tests; deployments without one).
+/// No Bedrock guardrail applier (unit tests; batch and cache lookups, which never stream).
 pub struct NoApplier;
 
 #[async_trait::async_trait]
 impl GuardrailApplier for NoApplier {
-    async fn intervenes(
+    async fn input_intervenes(
         &self,
         _: &crate::guardrails::BedrockGuardrail,
         _: &str,
@@ -278,14 +278,7 @@ impl ChatService {
 
         let finished = self
             .shared
-            .finish(
-                caller,
-                &admitted,
-                &target,
-                response,
-                json,
-                finish::Arrival::Whole,
-            )
+            .finish(caller, &admitted, &target, response, json)
             .await?;
         Ok(Answer {
             citations: finished.response.citations,

@@ -1,27 +1,20 @@
 //! What stands between the model's deltas and the client: text is released only once the
 //! guardrails have seen it. Quarry's own checks release text up to a point no match can
-//! straddle ([`StreamGuard`]); a Bedrock guardrail releases it in checked chunks; and while
-//! either is on, tool-call arguments are held whole, to be checked with the answer.
+//! straddle ([`StreamGuard`]); a Bedrock guardrail checks each chunk itself before sending it
+//! (ConverseStream in sync mode); and while either is on, tool-call arguments and reasoning
+//! are held whole, to be checked with the answer.
 
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::guardrails::{BedrockGuardrail, Findings, GuardrailConfig, StreamGuard, check};
-use crate::ports::GuardrailApplier;
+use crate::guardrails::{Findings, GuardrailConfig, StreamGuard, check};
 use crate::service::guard;
-use crate::telemetry::Dims;
-
-/// Checks Bedrock's guardrail on streamed output every this many new characters.
-const APPLY_EVERY_CHARS: usize = 800;
 
 pub(super) struct Gate {
     config: GuardrailConfig,
     text: Option<StreamGuard>,
-    bedrock: Option<BedrockGuardrail>,
-    /// Text sent so far (Bedrock's check sees it with the new text).
-    sent: String,
-    /// Text past Quarry's checks, waiting for Bedrock's.
-    unchecked: String,
+    /// A Bedrock guardrail is on (it checks the text itself, in the call).
+    bedrock: bool,
     /// Tool-call arguments held until the answer is checked, by block index.
     tools: Vec<(u32, String)>,
     /// Reasoning was held: it is sent whole, once the answer (reasoning included) passed.
@@ -47,41 +40,22 @@ impl Gate {
         Self {
             config: config.clone(),
             text: StreamGuard::new(config),
-            bedrock: config.bedrock.clone(),
-            sent: String::new(),
-            unchecked: String::new(),
+            bedrock: config.bedrock.is_some(),
             tools: Vec::new(),
             reasoning: false,
         }
     }
 
     fn holds(&self) -> bool {
-        self.text.is_some() || self.bedrock.is_some()
+        self.text.is_some() || self.bedrock
     }
 
     /// A text delta in; the text to send now (maybe empty), or the refusal.
-    pub(super) async fn text(
-        &mut self,
-        delta: String,
-        applier: &dyn GuardrailApplier,
-        dims: Dims<'_>,
-    ) -> Result<String, Error> {
-        let released = match self.text.as_mut() {
-            Some(g) => g.push(&delta).map_err(|f| refused(&f))?,
-            None => delta,
-        };
-        let Some(b) = &self.bedrock else {
-            return Ok(released);
-        };
-        self.unchecked.push_str(&released);
-        if self.unchecked.len() < APPLY_EVERY_CHARS {
-            return Ok(String::new());
+    pub(super) fn text(&mut self, delta: String) -> Result<String, Error> {
+        match self.text.as_mut() {
+            Some(g) => g.push(&delta).map_err(|f| refused(&f)),
+            None => Ok(delta),
         }
-        let seen = format!("{}{}", self.sent, self.unchecked);
-        guard::bedrock_allows(applier, b, &seen, dims).await?;
-        let out = std::mem::take(&mut self.unchecked);
-        self.sent.push_str(&out);
-        Ok(out)
     }
 
     /// A reasoning delta in; `Some` to forward it now, `None` when it is held (guardrails
@@ -109,10 +83,10 @@ impl Gate {
     /// The model's stream ended: what is still held, to send once the answer has passed the
     /// checks on the whole (Bedrock's included).
     pub(super) fn end(mut self) -> Result<Held, Error> {
-        if let Some(g) = self.text.as_mut() {
-            let rest = g.finish().map_err(|f| refused(&f))?;
-            self.unchecked.push_str(&rest);
-        }
+        let rest = match self.text.as_mut() {
+            Some(g) => g.finish().map_err(|f| refused(&f))?,
+            None => String::new(),
+        };
         let config = self.config;
         let tools = self
             .tools
@@ -139,7 +113,7 @@ impl Gate {
             })
             .collect::<Result<_, _>>()?;
         Ok(Held {
-            text: self.unchecked,
+            text: rest,
             tools,
             reasoning: self.reasoning,
         })

@@ -19,7 +19,6 @@ pub use self::accumulator::Accumulator;
 use self::gate::{Gate, Held};
 use super::admit::Admitted;
 use super::charge::Charges;
-use super::finish::Arrival;
 use super::{OutputPlan, PromptTrace, Shared};
 use crate::chat::PromptUsed;
 use crate::error::Error;
@@ -27,7 +26,6 @@ use crate::guardrails::Findings;
 use crate::invoke::{Fallback, StreamInvocation};
 use crate::model::{StopReason, TokenUsage};
 use crate::pricing::MicroUsd;
-use crate::telemetry::Dims;
 use crate::tenancy::Caller;
 
 /// One event of a streamed answer.
@@ -129,14 +127,7 @@ impl Run {
         } = invocation;
         let mut acc = Accumulator::new(self.plan.as_ref().is_some_and(|p| p.via_tool));
         let ended = self
-            .forward(
-                &mut acc,
-                &target.invoke_id,
-                &target.base_id,
-                head,
-                rest,
-                &tx,
-            )
+            .forward(&mut acc, &target.invoke_id, head, rest, &tx)
             .await;
 
         // Charge what was used, exactly once, whatever happens next.
@@ -186,14 +177,7 @@ impl Run {
         };
         let item = match self
             .shared
-            .finish(
-                &self.caller,
-                &self.admitted,
-                &target,
-                response,
-                json,
-                Arrival::Streamed,
-            )
+            .finish(&self.caller, &self.admitted, &target, response, json)
             .await
         {
             Ok(done) => {
@@ -238,17 +222,10 @@ impl Run {
         &self,
         acc: &mut Accumulator,
         invoke_id: &str,
-        base_id: &str,
         head: Vec<crate::model::StreamEvent>,
         rest: crate::model::ModelStream,
         tx: &mpsc::Sender<StreamItem>,
     ) -> Ended {
-        let dims = Dims {
-            tenant: &self.caller.tenant,
-            model: base_id,
-            feature: self.admitted.prepared.feature().unwrap_or("-"),
-        };
-        let applier = self.shared.applier.as_ref();
         let mut gate = Gate::new(&self.admitted.guard);
         let mut events = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
         while let Some(item) = events.next().await {
@@ -263,7 +240,7 @@ impl Run {
                 }
             };
             let out = match acc.push(event) {
-                Some(StreamItem::Text(t)) => match gate.text(t, applier, dims).await {
+                Some(StreamItem::Text(t)) => match gate.text(t) {
                     Ok(t) if t.is_empty() => None,
                     Ok(t) => Some(StreamItem::Text(t)),
                     Err(e) => return Ended::Failed(e),
