@@ -102,4 +102,93 @@ except EventStreamError as e:
     assert e.response["Error"]["Code"] == "modelStreamErrorException", e.response
     assert deltas == 2, deltas
 
+admin("/faults", {"model": HAIKU, "mid_stream_error_after": None})
+
+# Images and documents: boto3 sends raw bytes (it base64-encodes them on the wire)
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6364f8ff0f0000050001a5f645400000000049454e44ae426082")
+SONNET = "anthropic.claude-sonnet-4-20250514-v1:0"
+pic = [{"role": "user", "content": [{"text": "What is this?"}, {"image": {"format": "png", "source": {"bytes": PNG}}}]}]
+assert client.converse(modelId=SONNET, messages=pic)["output"]["message"]["content"][0]["text"]
+for model, content in [(HAIKU, pic[0]["content"]),  # no vision
+                       (SONNET, [{"image": {"format": "jpeg", "source": {"bytes": PNG}}}])]:  # lying bytes
+    try:
+        client.converse(modelId=model, messages=[{"role": "user", "content": content}])
+        raise AssertionError(f"{model} took {content}")
+    except client.exceptions.ValidationException:
+        pass
+DOC = b"Revenue grew 12 percent in Q3. Costs were flat."
+out = client.converse(modelId=SONNET, messages=[{"role": "user", "content": [
+    {"text": "How did revenue do?"},
+    {"document": {"format": "txt", "name": "Q3 report", "source": {"bytes": DOC}, "citations": {"enabled": True}}}]}])
+cited = out["output"]["message"]["content"][0]["citationsContent"]
+c = cited["citations"][0]
+loc = c["location"]["documentChar"]
+assert c["title"] == "Q3 report" and DOC.decode()[loc["start"]:loc["end"]] == c["sourceContent"][0]["text"], cited
+try:
+    client.converse(modelId=SONNET, messages=[{"role": "user", "content": [
+        {"document": {"format": "txt", "name": "bad.name", "source": {"bytes": DOC}}}]}])
+    raise AssertionError("a document name with a dot was taken")
+except client.exceptions.ValidationException:
+    pass
+
+# Reasoning: signed, sent back unchanged next turn; an edited one is refused
+think = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+turn = [{"role": "user", "content": [{"text": "Is 91 prime?"}]}]
+out = client.converse(modelId=SONNET, messages=turn, inferenceConfig={"maxTokens": 2048},
+                      additionalModelRequestFields=think)
+blocks = out["output"]["message"]["content"]
+reasoning = blocks[0]["reasoningContent"]["reasoningText"]
+assert reasoning["text"] and reasoning["signature"], blocks
+turn += [out["output"]["message"], {"role": "user", "content": [{"text": "And 97?"}]}]
+client.converse(modelId=SONNET, messages=turn, inferenceConfig={"maxTokens": 2048},
+                additionalModelRequestFields=think)
+turn[1]["content"][0]["reasoningContent"]["reasoningText"]["text"] += "!"
+try:
+    client.converse(modelId=SONNET, messages=turn, inferenceConfig={"maxTokens": 2048},
+                    additionalModelRequestFields=think)
+    raise AssertionError("an edited signature was taken")
+except client.exceptions.ValidationException as e:
+    assert "signature" in str(e), e
+kinds = []
+for event in client.converse_stream(modelId=SONNET, messages=turn[:1], inferenceConfig={"maxTokens": 2048},
+                                    additionalModelRequestFields=think)["stream"]:
+    delta = event.get("contentBlockDelta", {}).get("delta", {})
+    kinds += [k for k in ("reasoningContent", "text") if k in delta]
+    if "reasoningContent" in delta and "signature" in delta["reasoningContent"]:
+        kinds.append("signature")
+assert kinds.index("signature") < kinds.index("text") and kinds[0] == "reasoningContent", kinds
+
+# Service tiers and latency: checked per model, echoed back
+out = client.converse(modelId=NOVA, messages=user, serviceTier={"type": "flex"})
+assert out["serviceTier"] == {"type": "flex"}, out
+try:
+    client.converse(modelId=HAIKU, messages=user, serviceTier={"type": "flex"})
+    raise AssertionError("flex on a model without it")
+except client.exceptions.ValidationException:
+    pass
+out = client.converse(modelId=HAIKU, messages=user, performanceConfig={"latency": "optimized"})
+assert out["performanceConfig"] == {"latency": "optimized"}, out
+meta = [e["metadata"] for e in client.converse_stream(modelId=NOVA, messages=user,
+                                                      serviceTier={"type": "priority"})["stream"] if "metadata" in e]
+assert meta[0]["serviceTier"] == {"type": "priority"}, meta
+
+# A prompt router says which model answered
+router = "arn:aws:bedrock:us-east-1:123456789012:default-prompt-router/anthropic.claude:1"
+out = client.converse(modelId=router, messages=user)
+assert "anthropic.claude" in out["trace"]["promptRouter"]["invokedModelId"], out
+
+# One-hour prompt-cache writes are reported as such
+long_system = [{"text": "You are a careful assistant. " * 400}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+out = client.converse(modelId=SONNET, system=long_system, messages=user)
+assert out["usage"]["cacheDetails"][0]["ttl"] == "1h", out["usage"]
+
+# Forced tool choice where the model lacks it
+tools = {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}], "toolChoice": {"any": {}}}
+try:
+    client.converse(modelId="meta.llama3-1-8b-instruct-v1:0", messages=user, toolConfig=tools)
+    raise AssertionError("forced tool choice on Llama")
+except client.exceptions.ValidationException:
+    pass
+
 print("boto3 OK")
