@@ -120,7 +120,8 @@ pub struct RoutingConfig {
     pub tiers: BTreeMap<String, Vec<String>>,
     /// Base model ID -> capabilities. A target whose base model is not here is refused.
     pub models: BTreeMap<String, ModelCapabilities>,
-    /// Application inference-profile ARN -> base model ID.
+    /// Application inference-profile (or prompt-router) ARN -> base model ID: the
+    /// capabilities it is checked against. A router's trace names the model charged.
     #[serde(default)]
     pub application_inference_profiles: BTreeMap<String, String>,
     /// Region prefixes of cross-region inference-profile IDs.
@@ -191,7 +192,7 @@ pub enum RoutingError {
 
 /// Bedrock's shapes of a model identifier (the `modelId` of Converse): a model or
 /// cross-region inference profile ID, or a Bedrock ARN (foundation model, inference profile,
-/// application inference profile, provisioned, custom or imported model).
+/// application inference profile, provisioned, custom or imported model, prompt router).
 pub fn check_model_id(id: &str) -> Result<(), RoutingError> {
     let refuse = || {
         let shown: String = id.chars().take(80).collect();
@@ -239,6 +240,8 @@ pub fn check_model_id(id: &str) -> Result<(), RoutingError> {
                 | "provisioned-model"
                 | "custom-model"
                 | "imported-model"
+                | "default-prompt-router"
+                | "prompt-router"
         )
         && (kind == "foundation-model") == account.is_empty()
         && rid.split('/').all(plain);

@@ -43,6 +43,13 @@ impl Model {
     fn requests(&self) -> Vec<(String, ModelRequest)> {
         self.requests.lock().unwrap().clone()
     }
+    /// Bedrock echoes the tier it served (`default` when none was asked).
+    fn served(request: &ModelRequest) -> Served {
+        Served {
+            service_tier: Some(request.service_tier.unwrap_or(ServiceTier::Default)),
+            ..Default::default()
+        }
+    }
     fn usage() -> TokenUsage {
         TokenUsage {
             input: 20,
@@ -70,7 +77,7 @@ impl ModelClient for Model {
             usage: Self::usage(),
             latency_ms: 1,
             citations: Vec::new(),
-            served: Default::default(),
+            served: Self::served(request),
         })
     }
 
@@ -100,7 +107,7 @@ impl ModelClient for Model {
         events.push(Ok(StreamEvent::Metadata {
             usage: Self::usage(),
             latency_ms: 1,
-            served: Default::default(),
+            served: Self::served(request),
         }));
         Ok(futures::stream::iter(events).boxed())
     }
@@ -139,7 +146,8 @@ fn params() -> Arc<MemoryParams> {
             "default_tier": "plain",
             "tiers": {"plain": ["text-only-v1"], "tools": ["tools-v1"]},
             "models": {
-                "text-only-v1": {"context_window": 8000, "max_output_tokens": 1000, "tool_use": false},
+                "text-only-v1": {"context_window": 8000, "max_output_tokens": 1000, "tool_use": false,
+                                 "service_tiers": ["flex"]},
                 "tools-v1": {"context_window": 8000, "max_output_tokens": 1000}
             }
         })
@@ -147,7 +155,7 @@ fn params() -> Arc<MemoryParams> {
     );
     p.put(
         "/q/pricing",
-        &json!({"models": {
+        &json!({"service_tiers": {"flex": "0.5"}, "models": {
             "text-only-v1": {"input": "1", "output": "2"},
             "tools-v1": {"input": "1", "output": "2"}
         }})
@@ -286,4 +294,55 @@ async fn a_streamed_request_fails_closed_and_carries_the_bedrock_guardrail() {
         requests[0].1.guardrail.as_ref().map(|g| g.id.as_str()),
         Some("g1")
     );
+}
+
+#[tokio::test]
+async fn the_tier_bedrock_served_is_priced_and_recorded_whole_or_streamed() {
+    let ledger = Arc::new(Ledger::default());
+    let model = Model::says("fine words");
+    let service = service(model.clone(), Arc::new(NoApplier), ledger.clone());
+    let who = caller(None);
+    let flex = |id: &str| {
+        let mut r = request(id, "plain", None);
+        r.input.service_tier = Some(ServiceTier::Flex);
+        r
+    };
+    let default = service
+        .answer(&who, request("d", "plain", None))
+        .await
+        .unwrap();
+    let whole = service.answer(&who, flex("w")).await.unwrap();
+    let (_, last) = collect(&service, flex("s"), &who).await;
+    let StreamItem::Done(streamed) = last else {
+        panic!("{last:?}");
+    };
+    assert_eq!(whole.served.service_tier, Some(ServiceTier::Flex));
+    assert_eq!(streamed.served.service_tier, Some(ServiceTier::Flex));
+    // 20 input and 10 output tokens at $1 and $2 per million: 40 micro-dollars; flex half.
+    assert_eq!(default.cost.map(|c| c.0), Some(40));
+    assert_eq!(whole.cost.map(|c| c.0), Some(20));
+    assert_eq!(streamed.cost.map(|c| c.0), Some(20));
+    let tiers: Vec<_> = ledger
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.id.clone(), r.service_tier, r.cost.map(|c| c.0)))
+        .collect();
+    assert_eq!(tiers.len(), 3, "{tiers:?}");
+    assert_eq!(tiers[0].1, Some(ServiceTier::Default));
+    assert!(
+        tiers[1..]
+            .iter()
+            .all(|t| t.1 == Some(ServiceTier::Flex) && t.2 == Some(20)),
+        "{tiers:?}"
+    );
+    // A tier the chain cannot serve is a 400 before any call.
+    let mut priority = request("p", "tools", None);
+    priority.input.service_tier = Some(ServiceTier::Priority);
+    let calls = model.requests().len();
+    let e = service.answer(&who, priority).await.unwrap_err();
+    assert_eq!(e.status_code(), 400, "{e}");
+    assert!(e.to_string().contains("priority"), "{e}");
+    assert_eq!(model.requests().len(), calls);
 }
