@@ -88,10 +88,17 @@ pub struct Head {
     pub degraded_to: Option<String>,
     /// OpenAI's `stream_options.include_usage`.
     pub include_usage: bool,
+    /// OpenAI's legacy function calling: the call streams as `function_call`.
+    pub legacy_functions: bool,
 }
 
 impl Head {
-    pub fn new(request_id: &str, stream: &AnswerStream, include_usage: bool) -> Self {
+    pub fn new(
+        request_id: &str,
+        stream: &AnswerStream,
+        include_usage: bool,
+        legacy_functions: bool,
+    ) -> Self {
         Self {
             request_id: request_id.to_owned(),
             completion_id: completion_id(request_id),
@@ -102,6 +109,7 @@ impl Head {
             prompt: stream.prompt.as_ref().map(PromptInfo::from),
             degraded_to: stream.degraded_to.clone(),
             include_usage,
+            legacy_functions,
         }
     }
 
@@ -238,9 +246,15 @@ pub fn respond<D: Dialect + Send + 'static>(
     mut log: RequestLog,
     answer: AnswerStream,
     include_usage: bool,
+    legacy_functions: bool,
 ) -> Response {
     log.streaming(&answer);
-    let fold = Fold::<D>::new(Head::new(&meta.request_id, &answer, include_usage));
+    let fold = Fold::<D>::new(Head::new(
+        &meta.request_id,
+        &answer,
+        include_usage,
+        legacy_functions,
+    ));
     let opening = fold.opening();
     let request_id = meta.request_id.clone();
     let run = Run {
@@ -295,6 +309,7 @@ pub(crate) mod testing {
             prompt: None,
             degraded_to: None,
             include_usage,
+            legacy_functions: false,
         }
     }
 

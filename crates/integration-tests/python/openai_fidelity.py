@@ -120,4 +120,29 @@ assert "nova-lite" in r.model, r.model
 default = client.chat.completions.create(model="us.amazon.nova-lite-v1:0", messages=[{"role": "user", "content": "hi"}])
 assert default.service_tier == "default", default
 
+# Legacy function calling: mapped to tools, answered in the legacy shape.
+functions = [{"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                     "required": ["city"]}}]
+ask = [{"role": "user", "content": "Weather in Rome?"}]
+r = client.chat.completions.create(model="fast", functions=functions, function_call={"name": "get_weather"},
+                                   messages=ask)
+msg = r.choices[0].message
+assert r.choices[0].finish_reason == "function_call", r
+assert msg.function_call.name == "get_weather" and not msg.tool_calls, msg
+history = ask + [{"role": "assistant", "content": None, "function_call": {
+    "name": "get_weather", "arguments": msg.function_call.arguments}},
+    {"role": "function", "name": "get_weather", "content": "sunny"}]
+r = client.chat.completions.create(model="fast", functions=functions, messages=history)
+assert r.choices[0].message.content and r.choices[0].finish_reason == "stop", r
+name, args, finish = None, "", None
+for chunk in client.chat.completions.create(model="fast", stream=True, functions=functions,
+                                            function_call={"name": "get_weather"}, messages=ask):
+    for choice in chunk.choices:
+        fc = choice.delta.function_call
+        if fc:
+            name = fc.name or name
+            args += fc.arguments or ""
+        finish = choice.finish_reason or finish
+assert name == "get_weather" and "city" in json.loads(args) and finish == "function_call", (name, args, finish)
+
 print("openai fidelity OK")

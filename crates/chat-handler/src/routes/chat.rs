@@ -26,6 +26,8 @@ pub struct Parsed {
     pub stream: bool,
     /// Whether the stream ends with the usage.
     pub include_usage: bool,
+    /// OpenAI's legacy function calling: the answer takes its shape.
+    pub legacy_functions: bool,
 }
 
 /// What distinguishes one chat API from another.
@@ -33,8 +35,12 @@ pub trait ChatApi: Dialect + Send + 'static {
     /// `METHOD /path`, for the request line.
     const ROUTE: &'static str;
     fn parse(body: &[u8], options: &Options) -> Result<Parsed, Error>;
-    /// The body of a whole answer.
-    fn body<'a>(meta: &RequestMeta, answer: &'a Answer) -> impl Serialize + 'a;
+    /// The body of a whole answer (`legacy_functions`: as the request's `Parsed` says).
+    fn body<'a>(
+        meta: &RequestMeta,
+        answer: &'a Answer,
+        legacy_functions: bool,
+    ) -> impl Serialize + 'a;
 }
 
 enum Reply {
@@ -43,6 +49,7 @@ enum Reply {
     Stream {
         answer: AnswerStream,
         include_usage: bool,
+        legacy_functions: bool,
     },
 }
 
@@ -64,7 +71,8 @@ pub async fn chat<A: ChatApi>(
         Ok(Reply::Stream {
             answer,
             include_usage,
-        }) => stream::respond::<A>(state, meta, log, answer, include_usage),
+            legacy_functions,
+        }) => stream::respond::<A>(state, meta, log, answer, include_usage, legacy_functions),
         Err(e) => {
             log.close(&state, &meta, Some(&e));
             ApiError::new(e, &meta.request_id).into_response()
@@ -89,6 +97,7 @@ async fn answer<A: ChatApi>(
     }
     log.feature = parsed.input.tags.get("feature").cloned();
     log.stream = parsed.stream;
+    let legacy_functions = parsed.legacy_functions;
     let request = AnswerRequest {
         id: meta.usage_id.clone(),
         input: parsed.input,
@@ -101,6 +110,7 @@ async fn answer<A: ChatApi>(
         return Ok(Reply::Stream {
             answer,
             include_usage: parsed.include_usage,
+            legacy_functions,
         });
     }
     let ticket = match idempotency::claim(state, &caller.tenant, headers, body).await? {
@@ -112,7 +122,7 @@ async fn answer<A: ChatApi>(
     };
     let outcome = match state.service.answer(caller, request).await {
         Ok(answer) => {
-            let body = to_json(&A::body(meta, &answer));
+            let body = to_json(&A::body(meta, &answer, legacy_functions));
             body.map(|body| (body, answer))
         }
         Err(e) => Err(e),

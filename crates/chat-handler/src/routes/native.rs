@@ -25,10 +25,11 @@ impl ChatApi for Native {
             cache,
             stream,
             include_usage: true,
+            legacy_functions: false,
         })
     }
 
-    fn body<'a>(meta: &RequestMeta, answer: &'a Answer) -> impl Serialize + 'a {
+    fn body<'a>(meta: &RequestMeta, answer: &'a Answer, _: bool) -> impl Serialize + 'a {
         native::response(&meta.request_id, answer, meta.elapsed_ms())
     }
 }

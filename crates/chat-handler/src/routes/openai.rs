@@ -32,11 +32,21 @@ impl ChatApi for OpenAi {
             cache: CacheMode::Auto,
             stream: p.stream,
             include_usage: p.include_usage,
+            legacy_functions: p.legacy_functions,
         })
     }
 
-    fn body<'a>(meta: &RequestMeta, answer: &'a Answer) -> impl Serialize + 'a {
-        Completion::new(&meta.request_id, answer)
+    fn body<'a>(
+        meta: &RequestMeta,
+        answer: &'a Answer,
+        legacy_functions: bool,
+    ) -> impl Serialize + 'a {
+        let completion = Completion::new(&meta.request_id, answer);
+        if legacy_functions {
+            completion.in_legacy_shape()
+        } else {
+            completion
+        }
     }
 }
 
@@ -54,6 +64,15 @@ impl Dialect for OpenAi {
         match item {
             StreamItem::Text(text) => vec![delta(Delta::text(text))],
             StreamItem::Reasoning(text) => vec![delta(Delta::reasoning(text))],
+            // Legacy function calling carries one call: the first.
+            StreamItem::ToolStart { index, name, .. } if head.legacy_functions => match index {
+                0 => vec![delta(Delta::function(Some(name), ""))],
+                _ => Vec::new(),
+            },
+            StreamItem::ToolDelta { index, json } if head.legacy_functions => match index {
+                0 => vec![delta(Delta::function(None, json))],
+                _ => Vec::new(),
+            },
             StreamItem::ToolStart { index, id, name } => {
                 vec![delta(Delta::tool_start(*index, id, name))]
             }
@@ -61,7 +80,10 @@ impl Dialect for OpenAi {
                 vec![delta(Delta::tool_arguments(*index, json))]
             }
             StreamItem::Done(summary) => {
-                let finish = finish_reason(&summary.stop_reason);
+                let finish = match finish_reason(&summary.stop_reason) {
+                    "tool_calls" if head.legacy_functions => "function_call",
+                    other => other,
+                };
                 let chunks = ChunkHead {
                     service_tier: tier_name(&summary.served),
                     ..chunks

@@ -21,6 +21,7 @@ pub struct OtherFields {
     pub top_logprobs: Option<u32>,
     pub reasoning_effort: Option<String>,
     pub parallel_tool_calls: Option<bool>,
+    /// Legacy function calling, mapped to tools (`legacy`).
     pub functions: Option<Value>,
     pub function_call: Option<Value>,
     pub service_tier: Option<String>,
@@ -94,16 +95,6 @@ impl OtherFields {
             return Err(refuse(
                 "top_logprobs",
                 "logprobs are not available on Bedrock",
-            ));
-        }
-        if set(&self.functions) || set(&self.function_call) {
-            return Err(refuse(
-                if set(&self.functions) {
-                    "functions"
-                } else {
-                    "function_call"
-                },
-                "use 'tools' and 'tool_choice'",
             ));
         }
         if self.verbosity.as_ref().is_some_and(|v| v != "medium") {
@@ -204,7 +195,7 @@ mod tests {
             ("prediction", json!({"type": "content", "content": "x"})),
             ("top_logprobs", json!(3)),
             ("reasoning_effort", json!("extreme")),
-            ("functions", json!([{"name": "f"}])),
+            ("functions", json!("not a list")),
             ("function_call", json!("auto")),
             ("service_tier", json!("scale")),
             ("latency", json!("fastest")),
@@ -235,6 +226,7 @@ mod tests {
             ("service_tier", json!("flex")),
             ("service_tier", json!("priority")),
             ("latency", json!("optimized")),
+            ("functions", json!([{"name": "f"}])),
             ("seed", json!(42)),
             ("user", json!("u-1")),
             ("user", json!("not a tag: é")),

@@ -7,6 +7,7 @@
 
 pub mod content;
 pub mod fields;
+pub mod legacy;
 pub mod request;
 pub mod response;
 

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::content::{OaContent, ThinkingBlock, blocks_of, reasoning_blocks, text_of};
+use super::legacy::{Functions, call_id};
 use crate::native::{Limits, Stop, check_params, check_sizes};
 
 #[derive(Debug, Deserialize)]
@@ -70,6 +71,14 @@ pub enum OaMessage {
         /// The reasoning of that turn, signed, as Quarry's answers carry it.
         #[serde(default)]
         thinking_blocks: Vec<ThinkingBlock>,
+        /// Legacy function calling: the turn's one call.
+        #[serde(default)]
+        function_call: Option<OaFunctionCall>,
+    },
+    /// Legacy function calling: the result of the last call of function `name`.
+    Function {
+        name: String,
+        content: OaContent,
     },
     Tool {
         content: OaContent,
@@ -146,10 +155,12 @@ pub struct Parsed {
     pub input: ChatInput,
     pub stream: bool,
     pub include_usage: bool,
+    /// The request used legacy `functions`: the answer takes the legacy shape.
+    pub legacy_functions: bool,
 }
 
 impl CompletionRequest {
-    pub fn into_input(self, limits: &Limits) -> Result<Parsed, Error> {
+    pub fn into_input(mut self, limits: &Limits) -> Result<Parsed, Error> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(Error::bad_request("n", "only n = 1 is supported"));
         }
@@ -167,14 +178,20 @@ impl CompletionRequest {
                 OaMessage::System { content }
                 | OaMessage::Developer { content }
                 | OaMessage::User { content }
-                | OaMessage::Tool { content, .. } => content.size(),
+                | OaMessage::Tool { content, .. }
+                | OaMessage::Function { content, .. } => content.size(),
                 OaMessage::Assistant {
                     content,
                     tool_calls,
                     thinking_blocks: _,
+                    function_call,
                 } => {
                     let (c, m) = content.as_ref().map_or((0, 0), OaContent::size);
-                    let args: usize = tool_calls.iter().map(|c| c.function.arguments.len()).sum();
+                    let args: usize = tool_calls
+                        .iter()
+                        .map(|c| c.function.arguments.len())
+                        .sum::<usize>()
+                        + function_call.as_ref().map_or(0, |f| f.arguments.len());
                     (c + args, m)
                 }
             })
@@ -184,6 +201,21 @@ impl CompletionRequest {
         let _ = media;
         check_sizes(limits, self.messages.len(), chars)?;
 
+        let legacy =
+            Functions::parse(self.other.functions.take(), self.other.function_call.take())?;
+        if legacy.is_some() && !self.tools.is_empty() {
+            return Err(Error::bad_request(
+                "functions",
+                "give 'tools' or the legacy 'functions', not both",
+            ));
+        }
+        let legacy_functions = legacy.is_some();
+        if let Some(f) = legacy {
+            self.tools = f.tools;
+            self.tool_choice = f.choice.or(self.tool_choice);
+        }
+        // Legacy calls without IDs: each function message answers the last call of its name.
+        let mut open_calls: Vec<(String, String)> = Vec::new();
         let mut system = Vec::new();
         let mut messages: Vec<Message> = Vec::new();
         for (i, m) in self.messages.into_iter().enumerate() {
@@ -197,9 +229,15 @@ impl CompletionRequest {
                 }
                 OaMessage::Assistant {
                     content,
-                    tool_calls,
+                    mut tool_calls,
                     thinking_blocks,
+                    function_call,
                 } => {
+                    if let Some(call) = function_call {
+                        let id = call_id(i);
+                        open_calls.push((call.name.clone(), id.clone()));
+                        tool_calls.push(OaToolCall { id, function: call });
+                    }
                     // Reasoning first, as the model wrote it.
                     let mut blocks = reasoning_blocks(thinking_blocks, &at)?;
                     if let Some(c) = content {
@@ -229,6 +267,27 @@ impl CompletionRequest {
                         ));
                     }
                     push(&mut messages, Role::Assistant, blocks);
+                }
+                OaMessage::Function { name, content } => {
+                    let at_name = open_calls.iter().rposition(|(n, _)| *n == name);
+                    let Some(id) = at_name.map(|p| open_calls.remove(p).1) else {
+                        return Err(Error::bad_request(
+                            at,
+                            format!(
+                                "a function message answers an assistant function_call of '{name}', and there is none before it"
+                            ),
+                        ));
+                    };
+                    let text = text_of(content, &at)?;
+                    push(
+                        &mut messages,
+                        Role::User,
+                        vec![ContentBlock::ToolResult {
+                            tool_use_id: id,
+                            content: vec![ToolResultContent::Text(text)],
+                            is_error: false,
+                        }],
+                    );
                 }
                 OaMessage::Tool {
                     content,
@@ -386,6 +445,7 @@ impl CompletionRequest {
             },
             stream: self.stream,
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),
+            legacy_functions,
         })
     }
 }
@@ -435,5 +495,63 @@ mod tests {
 
         let without = parse(json!([{"role": "user", "content": "hi"}]));
         assert!(without.tools.is_empty() && without.tool_choice.is_none());
+    }
+
+    fn legacy(body: serde_json::Value) -> Result<super::Parsed, quarry_core::Error> {
+        let request: CompletionRequest = serde_json::from_value(body).unwrap();
+        request.into_input(&Limits {
+            max_messages: 100,
+            max_total_chars: 100_000,
+        })
+    }
+
+    #[test]
+    fn legacy_functions_become_tools_and_their_results_find_their_call() {
+        let f = json!([{"name": "f", "parameters": {"type": "object"}}]);
+        let p = legacy(json!({"model": "fast", "functions": f, "function_call": {"name": "f"}, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}},
+            {"role": "function", "name": "f", "content": "done"},
+        ]}))
+        .unwrap();
+        assert!(p.legacy_functions);
+        assert_eq!(p.input.tools[0].name, "f");
+        assert_eq!(
+            p.input.tool_choice,
+            Some(quarry_core::model::ToolChoice::Tool("f".into()))
+        );
+        let ids: Vec<String> = p
+            .input
+            .messages
+            .iter()
+            .flat_map(|m| m.content.iter())
+            .filter_map(|b| match b {
+                quarry_core::model::ContentBlock::ToolUse { id, .. } => Some(id.clone()),
+                quarry_core::model::ContentBlock::ToolResult { tool_use_id, .. } => {
+                    Some(tool_use_id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["call_fn_1", "call_fn_1"]);
+
+        for (body, field) in [
+            // A result with no call before it.
+            (
+                json!({"model": "fast", "functions": f, "messages": [
+                    {"role": "user", "content": "go"},
+                    {"role": "function", "name": "f", "content": "done"}]}),
+                "messages[1]",
+            ),
+            // Tools and functions together.
+            (
+                json!({"model": "fast", "functions": f, "tools": [{"type": "function", "function": {"name": "g"}}],
+                       "messages": [{"role": "user", "content": "go"}]}),
+                "functions",
+            ),
+        ] {
+            let e = legacy(body).err().unwrap();
+            assert_eq!(e.field(), Some(field), "{e}");
+        }
     }
 }

@@ -99,6 +99,9 @@ pub struct AssistantMessage<'a> {
     pub refusal: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall<'a>>,
+    /// Legacy function calling's one call (when the request used `functions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionCall<'a>>,
     /// The model's reasoning (the field OpenAI-compatible servers use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
@@ -161,6 +164,22 @@ pub struct Extras {
 }
 
 impl<'a> Completion<'a> {
+    /// The answer in legacy function calling's shape: the first tool call is the
+    /// message's `function_call`, and the finish reason says `function_call`.
+    pub fn in_legacy_shape(mut self) -> Self {
+        let [choice] = &mut self.choices;
+        let message = &mut choice.message;
+        if !message.tool_calls.is_empty() {
+            let first = message.tool_calls.remove(0);
+            message.tool_calls.clear();
+            message.function_call = Some(first.function);
+        }
+        if choice.finish_reason == "tool_calls" {
+            choice.finish_reason = "function_call";
+        }
+        self
+    }
+
     pub fn new(request_id: &str, answer: &'a Answer) -> Self {
         let text = answer.text();
         let tool_calls: Vec<ToolCall<'a>> = answer
@@ -191,6 +210,7 @@ impl<'a> Completion<'a> {
                     content,
                     refusal: None,
                     tool_calls,
+                    function_call: None,
                     reasoning_content: answer.reasoning(),
                     thinking_blocks: thinking_blocks(&answer.content),
                     citations: &answer.citations,
@@ -250,6 +270,9 @@ pub struct Delta<'a> {
     pub content: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallDelta<'a>>,
+    /// Legacy function calling: the one call, name first, then its arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_call: Option<FunctionDelta<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<&'a str>,
     /// On the last content chunk: the reasoning blocks with their signatures.
@@ -291,6 +314,14 @@ impl<'a> Delta<'a> {
     pub fn text(text: &'a str) -> Self {
         Self {
             content: Some(text),
+            ..Self::default()
+        }
+    }
+
+    /// A legacy `function_call` piece: the name with the first, arguments after.
+    pub fn function(name: Option<&'a str>, arguments: &'a str) -> Self {
+        Self {
+            function_call: Some(FunctionDelta { name, arguments }),
             ..Self::default()
         }
     }
