@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use quarry_aws::bedrock::BedrockModels;
+use quarry_aws::image_fetch::{HttpImageFetcher, ImageFetchPolicy};
 use quarry_aws::{Bootstrap, SdkPorts, Settings, ports_from_sdk};
 use quarry_core::chat::Preparer;
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::ports::AdmissionControl;
 use quarry_core::ports::GuardrailApplier;
+use quarry_core::ports::ImageFetcher;
 use quarry_core::ports::JobStore;
 use quarry_core::ports::ModelClient;
 use quarry_core::ports::ParameterStore;
@@ -44,6 +46,8 @@ pub struct Options {
     /// The streaming Function URL: only the chat routes, and only streamed answers (whole
     /// answers, models and batches go through the HTTP API and its throttling).
     pub stream_only: bool,
+    /// Where OpenAI `image_url` links may be fetched from (nowhere by default).
+    pub image_fetch: ImageFetchPolicy,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             log_content: false,
             budget_max_age: Duration::from_secs(30),
             stream_only: false,
+            image_fetch: ImageFetchPolicy::default(),
         }
     }
 }
@@ -90,7 +95,8 @@ impl Options {
     /// `QUARRY_REQUEST_TIMEOUT_MS`, `QUARRY_DEADLINE_MARGIN_MS`, `QUARRY_CONFIG_MAX_AGE_SECS`,
     /// `QUARRY_CACHE_TTL_SECS`, `QUARRY_IDEMPOTENCY_WINDOW_SECS`, `QUARRY_LOG_CONTENT`,
     /// `QUARRY_AUTH_MODE` (with `QUARRY_TENANT_CLAIM`, `QUARRY_ADMIN_CLAIM`),
-    /// `QUARRY_RESPONSE_STREAMING` (the streaming Function URL: streamed chat only).
+    /// `QUARRY_RESPONSE_STREAMING` (the streaming Function URL: streamed chat only), and the
+    /// image fetch's (`ImageFetchPolicy::from_lookup`: `QUARRY_IMAGE_URL_HOSTS`, ...).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
         let num = |key: &str, default: u64| quarry_aws::settings::env_u64(&get, key, default);
@@ -123,6 +129,7 @@ impl Options {
                 d.budget_max_age.as_secs(),
             )?),
             stream_only: get("QUARRY_RESPONSE_STREAMING").is_some_and(|v| v == "true"),
+            image_fetch: ImageFetchPolicy::from_lookup(&get)?,
         })
     }
 }
@@ -148,6 +155,8 @@ pub struct AppState {
     pub jobs: Arc<dyn JobStore>,
     /// Flushes metrics at the end of a request when the runtime does not (streaming).
     pub flush_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Fetches linked images, when the deployment allows it.
+    pub images: Option<Arc<dyn ImageFetcher>>,
 }
 
 impl HandlerPorts {
@@ -223,6 +232,9 @@ impl AppState {
                 log_content: options.log_content,
             },
         );
+        let images = options.image_fetch.enabled().then(|| {
+            Arc::new(HttpImageFetcher::new(options.image_fetch.clone())) as Arc<dyn ImageFetcher>
+        });
         Self {
             options,
             settings,
@@ -230,6 +242,7 @@ impl AppState {
             idempotency: ports.idempotency,
             jobs: ports.jobs,
             flush_metrics: None,
+            images,
         }
     }
 }

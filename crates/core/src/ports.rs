@@ -351,6 +351,14 @@ pub trait GuardrailApplier: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Fetches the image an OpenAI `image_url` links to, where the deployment allows it: the
+/// adapter enforces the hosts, the addresses, the size and the time limit.
+#[async_trait]
+pub trait ImageFetcher: Send + Sync {
+    /// The image's bytes, or why it cannot be had (told to the caller, with a 400).
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, String>;
+}
+
 /// Messages for people (budget thresholds, runaway spend).
 #[async_trait]
 pub trait Notifier: Send + Sync {

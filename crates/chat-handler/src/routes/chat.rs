@@ -34,6 +34,8 @@ pub struct Parsed {
 pub trait ChatApi: Dialect + Send + 'static {
     /// `METHOD /path`, for the request line.
     const ROUTE: &'static str;
+    /// Its messages may link images by URL (fetched where the deployment allows it).
+    const LINKS_IMAGES: bool = false;
     fn parse(body: &[u8], options: &Options) -> Result<Parsed, Error>;
     /// The body of a whole answer (`legacy_functions`: as the request's `Parsed` says).
     fn body<'a>(
@@ -88,7 +90,15 @@ async fn answer<A: ChatApi>(
     body: &[u8],
     log: &mut RequestLog,
 ) -> Result<Reply, Error> {
-    let parsed = A::parse(body, &state.options)?;
+    // Linked images are fetched first (where the deployment allows it), then checked with
+    // the inline ones.
+    let fetched = match (&state.images, A::LINKS_IMAGES) {
+        (Some(fetcher), true) => {
+            quarry_http::openai::content::inline_image_urls(body, fetcher.as_ref()).await?
+        }
+        _ => None,
+    };
+    let parsed = A::parse(fetched.as_deref().unwrap_or(body), &state.options)?;
     if state.options.stream_only && !parsed.stream {
         return Err(Error::bad_request(
             "stream",

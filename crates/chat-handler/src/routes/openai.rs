@@ -23,6 +23,7 @@ const DONE: &str = "[DONE]";
 
 impl ChatApi for OpenAi {
     const ROUTE: &'static str = "POST /v1/chat/completions";
+    const LINKS_IMAGES: bool = true;
 
     fn parse(body: &[u8], options: &Options) -> Result<Parsed, Error> {
         let request: CompletionRequest = parse_json(body)?;

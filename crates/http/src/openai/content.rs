@@ -7,6 +7,7 @@ use base64::Engine;
 use quarry_core::Error;
 use quarry_core::media::{self, Document, DocumentFormat, DocumentSource, Image, ImageFormat};
 use quarry_core::model::ContentBlock;
+use quarry_core::ports::ImageFetcher;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -137,7 +138,7 @@ pub fn blocks_of(content: OaContent, at: &str) -> Result<Vec<ContentBlock>, Erro
 
 fn image(url: &str) -> Result<Image, String> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Err("image URLs are not fetched by this gateway: send the image inline as a data URL (data:image/png;base64,...)".into());
+        return Err("this deployment does not fetch image URLs: send the image inline as a data URL (data:image/png;base64,...)".into());
     }
     let (mime, bytes) = media::parse_data_url(url)?;
     let format = ImageFormat::from_mime(&mime).ok_or_else(|| {
@@ -211,4 +212,59 @@ pub fn reasoning_blocks(blocks: Vec<ThinkingBlock>, at: &str) -> Result<Vec<Cont
             ),
         })
         .collect()
+}
+
+/// Replaces the `https` image URLs of a Chat Completions body with the images themselves
+/// (as data URLs), fetched under the deployment's policy; `None` when there are none. Runs
+/// before the body is parsed, so the images are then checked as inline ones are.
+pub async fn inline_image_urls(
+    body: &[u8],
+    fetcher: &dyn ImageFetcher,
+) -> Result<Option<Vec<u8>>, Error> {
+    // Most bodies link no image: no second parse for them.
+    if !body.windows(8).any(|w| w == b"https://") {
+        return Ok(None);
+    }
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        // Not JSON: the parse proper says what is wrong.
+        return Ok(None);
+    };
+    let mut changed = false;
+    let messages = value
+        .get_mut("messages")
+        .and_then(serde_json::Value::as_array_mut);
+    for (i, message) in messages.into_iter().flatten().enumerate() {
+        let parts = message
+            .get_mut("content")
+            .and_then(serde_json::Value::as_array_mut);
+        for (j, part) in parts.into_iter().flatten().enumerate() {
+            let Some(url) = part
+                .pointer_mut("/image_url/url")
+                .filter(|u| u.as_str().is_some_and(|u| u.starts_with("https://")))
+            else {
+                continue;
+            };
+            let at = format!("messages[{i}].content[{j}]");
+            let link = url.as_str().unwrap_or_default().to_owned();
+            let bytes = fetcher
+                .fetch(&link)
+                .await
+                .map_err(|m| Error::bad_request(at.clone(), m))?;
+            let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
+                Error::bad_request(at, "the linked file is not a png, jpeg, gif or webp image")
+            })?;
+            *url = serde_json::Value::String(format!(
+                "data:image/{};base64,{}",
+                format.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(&bytes)
+            ));
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    serde_json::to_vec(&value)
+        .map(Some)
+        .map_err(|e| Error::Internal(format!("the request could not be rewritten: {e}")))
 }
