@@ -10,6 +10,13 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod error;
+mod options;
+mod served;
+
+pub use self::error::{ModelError, ModelErrorKind};
+pub use self::options::{Effort, ReasoningRequest, ServiceTier};
+pub use self::served::{Citation, CitationLocation, CitationUnit, GuardrailOutcome, Served};
 pub use crate::media::{Document, DocumentFormat, DocumentSource, Image, ImageFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,98 +145,6 @@ pub enum ToolChoice {
 pub struct GuardrailRef {
     pub id: String,
     pub version: String,
-}
-
-/// How hard a reasoning model should think: an effort, or (for models that take one) a
-/// budget of reasoning tokens. Mapped per model by [`crate::invoke::request_for`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ReasoningRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effort: Option<Effort>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget_tokens: Option<u32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Effort {
-    Minimal,
-    Low,
-    Medium,
-    High,
-}
-
-impl Effort {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "minimal" => Self::Minimal,
-            "low" => Self::Low,
-            "medium" => Self::Medium,
-            "high" => Self::High,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Minimal => "minimal",
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-        }
-    }
-
-    /// Reasoning tokens for models that take a budget (Claude's minimum is 1,024).
-    pub fn budget(self) -> u32 {
-        match self {
-            Self::Minimal => 1_024,
-            Self::Low => 2_048,
-            Self::Medium => 8_192,
-            Self::High => 24_576,
-        }
-    }
-
-    /// The effort a budget amounts to, for models that take an effort.
-    pub fn of_budget(tokens: u32) -> Self {
-        match tokens {
-            0..=1_024 => Self::Minimal,
-            1_025..=4_096 => Self::Low,
-            4_097..=16_384 => Self::Medium,
-            _ => Self::High,
-        }
-    }
-}
-
-/// Bedrock's service tiers (Converse `serviceTier`): flex is cheaper and slower, priority
-/// dearer and first in line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceTier {
-    Default,
-    Flex,
-    Priority,
-    Reserved,
-}
-
-impl ServiceTier {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "default" => Self::Default,
-            "flex" => Self::Flex,
-            "priority" => Self::Priority,
-            "reserved" => Self::Reserved,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Default => "default",
-            Self::Flex => "flex",
-            Self::Priority => "priority",
-            Self::Reserved => "reserved",
-        }
-    }
 }
 
 /// A request to one model.
@@ -365,76 +280,6 @@ pub struct ModelResponse {
     pub served: Served,
 }
 
-/// What Bedrock reports about how a call was served.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Served {
-    /// The service tier that served the call (Converse `serviceTier`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_tier: Option<ServiceTier>,
-    /// The model a prompt router sent the call to (`trace.promptRouter.invokedModelId`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invoked_model: Option<String>,
-    /// What the Bedrock guardrail of the call did, from its trace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guardrail: Option<GuardrailOutcome>,
-}
-
-impl Served {
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-
-    /// Later reports fill what earlier ones left out.
-    pub fn merge(&mut self, other: Served) {
-        self.service_tier = other.service_tier.or(self.service_tier);
-        self.invoked_model = other.invoked_model.or(self.invoked_model.take());
-        self.guardrail = match (self.guardrail, other.guardrail) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-    }
-}
-
-/// What a Bedrock guardrail did to an answer: `Masked` answers are Bedrock's anonymised
-/// text and are delivered; `Blocked` ones are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuardrailOutcome {
-    Masked,
-    Blocked,
-}
-
-/// A span of a document the answer cites.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Citation {
-    /// The cited document's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// The quoted text of the document.
-    #[serde(default)]
-    pub quote: String,
-    /// Which document (its position among the request's documents) and where in it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<CitationLocation>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CitationLocation {
-    /// `char`, `page` or `chunk`: what `start` and `end` count.
-    pub unit: CitationUnit,
-    pub document_index: u32,
-    pub start: u32,
-    pub end: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CitationUnit {
-    Char,
-    Page,
-    Chunk,
-}
-
 impl ModelResponse {
     pub fn text(&self) -> String {
         text_of(&self.content)
@@ -537,109 +382,3 @@ impl StreamEvent {
 }
 
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ModelError>> + Send>>;
-
-/// How a model call failed, in Bedrock's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelErrorKind {
-    Throttled,
-    ServiceUnavailable,
-    ModelNotReady,
-    ModelTimeout,
-    InternalServer,
-    /// The model itself failed (Bedrock's ModelErrorException, 424).
-    ModelFailed,
-    /// An error event inside a stream (ModelStreamErrorException).
-    StreamError,
-    /// Our own per-attempt time limit, or a network failure.
-    Timeout,
-    Network,
-    Validation,
-    AccessDenied,
-    NotFound,
-    QuotaExceeded,
-}
-
-impl ModelErrorKind {
-    /// The request may have reached the model and been billed: it was cut off (our time
-    /// limit, the network, Bedrock's model timeout) or failed inside a stream. Refusals
-    /// (throttling, validation, access, quotas, outages) happen before inference.
-    pub fn may_be_billed(self) -> bool {
-        matches!(
-            self,
-            Self::Timeout | Self::Network | Self::StreamError | Self::ModelTimeout
-        )
-    }
-
-    /// Worth another attempt: transient conditions on Bedrock's side or the network.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            Self::Throttled
-                | Self::ServiceUnavailable
-                | Self::ModelNotReady
-                | Self::ModelTimeout
-                | Self::InternalServer
-                | Self::Timeout
-                | Self::Network
-                | Self::StreamError
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Throttled => "throttled",
-            Self::ServiceUnavailable => "service_unavailable",
-            Self::ModelNotReady => "model_not_ready",
-            Self::ModelTimeout => "model_timeout",
-            Self::InternalServer => "internal_server",
-            Self::ModelFailed => "model_failed",
-            Self::StreamError => "stream_error",
-            Self::Timeout => "timeout",
-            Self::Network => "network",
-            Self::Validation => "validation",
-            Self::AccessDenied => "access_denied",
-            Self::NotFound => "not_found",
-            Self::QuotaExceeded => "quota_exceeded",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{kind:?}: {message}")]
-pub struct ModelError {
-    pub kind: ModelErrorKind,
-    pub message: String,
-}
-
-impl ModelError {
-    /// A ValidationException caused by this model's limits rather than by the request: the
-    /// input is longer than its context window, or it lacks a capability the request uses.
-    /// Another model of the chain may take the same request.
-    pub fn is_model_limit(&self) -> bool {
-        if self.kind != ModelErrorKind::Validation {
-            return false;
-        }
-        let m = self.message.to_ascii_lowercase();
-        [
-            "input is too long",
-            "too many input tokens",
-            "prompt is too long",
-            "context window",
-            "context length",
-            "doesn't support",
-            "does not support",
-            "is not supported for",
-            "not supported by this model",
-        ]
-        .iter()
-        .any(|p| m.contains(p))
-    }
-
-    pub fn new(kind: ModelErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-}
