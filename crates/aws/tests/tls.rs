@@ -1,9 +1,7 @@
 //! The SDK clients verify TLS with the compiled-in roots: a server whose certificate no
 //! Mozilla root vouches for is refused during the handshake, before any request is sent.
 //!
-//! `fixtures/self-signed.{crt,key}`: a certificate for `localhost` and its key, made for this
-//! test only (`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes
-//! -days 36500 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1`).
+//! The server presents testkit's self-signed certificate for `localhost`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,28 +12,11 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssm::config::Credentials;
 use tokio::io::AsyncWriteExt;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-const CERT: &[u8] = include_bytes!("fixtures/self-signed.crt");
-const KEY: &[u8] = include_bytes!("fixtures/self-signed.key");
 
 /// A TLS server on loopback presenting a self-signed certificate for `localhost`; counts the
 /// handshakes that completed (and answers those with an empty 200).
 async fn self_signed_server() -> (u16, Arc<AtomicUsize>) {
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(CERT).unwrap()],
-            PrivateKeyDer::from_pem_slice(KEY).unwrap(),
-        )
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let acceptor = quarry_testkit::tls::localhost_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let completed = Arc::new(AtomicUsize::new(0));

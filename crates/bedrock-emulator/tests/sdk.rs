@@ -4,11 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-
-use aws_sdk_bedrockruntime::Client;
-use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -19,55 +14,12 @@ use aws_sdk_bedrockruntime::types::{
     SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
 };
 use aws_smithy_types::{Document, Number};
-use bedrock_emulator::{EmulatorConfig, RunningEmulator};
+use bedrock_emulator::RunningEmulator;
 use serde_json::{Value, json};
 
-const HAIKU: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
-const NOVA: &str = "amazon.nova-lite-v1:0";
+mod common;
 
-async fn emulator() -> RunningEmulator {
-    bedrock_emulator::start(EmulatorConfig::builtin(), "127.0.0.1:0")
-        .await
-        .unwrap()
-}
-
-fn client(emulator: &RunningEmulator) -> Client {
-    let config = aws_sdk_bedrockruntime::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .endpoint_url(emulator.url())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
-}
-
-fn user(text: &str) -> Message {
-    Message::builder()
-        .role(ConversationRole::User)
-        .content(ContentBlock::Text(text.into()))
-        .build()
-        .unwrap()
-}
-
-fn to_document(v: &Value) -> Document {
-    match v {
-        Value::Null => Document::Null,
-        Value::Bool(b) => Document::Bool(*b),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => Document::Number(Number::PosInt(u)),
-            (_, Some(i)) => Document::Number(Number::NegInt(i)),
-            _ => Document::Number(Number::Float(n.as_f64().unwrap())),
-        },
-        Value::String(s) => Document::String(s.clone()),
-        Value::Array(a) => Document::Array(a.iter().map(to_document).collect()),
-        Value::Object(o) => Document::Object(
-            o.iter()
-                .map(|(k, v)| (k.clone(), to_document(v)))
-                .collect::<HashMap<_, _>>(),
-        ),
-    }
-}
+use common::{HAIKU, NOVA, client, emulator, to_document, user};
 
 fn weather_tool() -> ToolConfiguration {
     let schema = json!({

@@ -15,13 +15,8 @@ use quarry_aws::image_fetch::ImageFetchPolicy;
 use quarry_testkit::Stack;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-const CERT: &[u8] = include_bytes!("../../aws/tests/fixtures/self-signed.crt");
-const KEY: &[u8] = include_bytes!("../../aws/tests/fixtures/self-signed.key");
+const CERT: &[u8] = quarry_testkit::tls::LOCALHOST_CERT;
 const PNG: &[u8] = &[
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52,
 ];
@@ -55,17 +50,7 @@ fn answer(path: &str) -> Option<Vec<u8>> {
 }
 
 async fn image_server() -> u16 {
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(CERT).unwrap()],
-            PrivateKeyDer::from_pem_slice(KEY).unwrap(),
-        )
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let acceptor = quarry_testkit::tls::localhost_acceptor();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

@@ -24,6 +24,8 @@ use quarry_aws::Settings;
 mod emf;
 pub use emf::EmfCapture;
 
+pub mod tls;
+
 /// A sample event of `events/` (the shapes AWS sends), as text.
 pub fn event(name: &str) -> String {
     let path = workspace_root().join("events").join(name);
