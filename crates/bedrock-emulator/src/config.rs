@@ -111,7 +111,14 @@ impl EmulatorConfig {
         config.recorded_requests = overlay.recorded_requests;
         config.seed = overlay.seed;
         config.prompt_cache_ttl_secs = overlay.prompt_cache_ttl_secs;
+        config.check()?;
         Ok(config)
+    }
+
+    /// Settings that would make a model unable to answer are refused at load time rather
+    /// than at the first request.
+    pub fn check(&self) -> Result<(), String> {
+        self.models.iter().try_for_each(|(id, spec)| spec.check(id))
     }
 }
 
@@ -149,6 +156,65 @@ pub struct ModelSpec {
     pub latency_optimized: bool,
     /// Accepts cache checkpoints with a one-hour `ttl`.
     pub extended_cache_ttl: bool,
+    /// `chat` (Converse and InvokeModel) or `embedding` (InvokeModel only).
+    pub kind: ModelKind,
+    /// Embedding models: the InvokeModel body they take.
+    pub embedding_body: EmbeddingBody,
+    /// Embedding models: the vector sizes a request may ask for.
+    pub dimensions: Vec<u32>,
+    /// Embedding models: the vector size when the request names none.
+    pub default_dimension: u32,
+    /// Embedding models: most texts one call embeds.
+    pub max_texts: u32,
+    /// Embedding models: most tokens of one text (longer texts are refused or truncated).
+    pub max_input_tokens: u32,
+    /// Embedding models: most characters of one text, a limit of the request's schema;
+    /// 0 for none.
+    pub max_input_chars: u32,
+}
+
+/// What a model answers: conversations, or embedding vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+/// The InvokeModel body of an embedding model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingBody {
+    /// Amazon Titan Text Embeddings V2: `{"inputText", "dimensions", "normalize",
+    /// "embeddingTypes"}`.
+    #[default]
+    TitanV2,
+    /// Cohere Embed v3: `{"texts", "input_type", "truncate", "embedding_types"}`.
+    CohereV3,
+    /// Cohere Embed v4: v3's body with `output_dimension` and `max_tokens`.
+    CohereV4,
+}
+
+impl ModelSpec {
+    /// An embedding model's settings must describe a model that can answer at all.
+    fn check(&self, id: &str) -> Result<(), String> {
+        if self.kind != ModelKind::Embedding {
+            return Ok(());
+        }
+        if !self.dimensions.contains(&self.default_dimension) {
+            return Err(format!(
+                "model {id}: default_dimension {} is not one of dimensions {:?}",
+                self.default_dimension, self.dimensions
+            ));
+        }
+        if self.max_texts == 0 || self.max_input_tokens == 0 {
+            return Err(format!(
+                "model {id}: an embedding model needs max_texts and max_input_tokens above 0"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ModelSpec {
@@ -173,6 +239,13 @@ impl Default for ModelSpec {
             service_tiers: vec!["default".into()],
             latency_optimized: false,
             extended_cache_ttl: false,
+            kind: ModelKind::Chat,
+            embedding_body: EmbeddingBody::TitanV2,
+            dimensions: Vec::new(),
+            default_dimension: 0,
+            max_texts: 1,
+            max_input_tokens: 8192,
+            max_input_chars: 0,
         }
     }
 }
@@ -241,6 +314,7 @@ mod tests {
         );
         assert!(config.models.contains_key("amazon.nova-lite-v1:0"));
         assert!(config.guardrails.contains_key("quarrydefault"));
+        config.check().unwrap();
         for models in config.prompt_routers.values() {
             for model in models {
                 assert!(config.models.contains_key(model), "{model}");
@@ -268,6 +342,20 @@ mod tests {
         assert_eq!(config.models["acme.tiny-v1:0"].max_output_tokens, 16);
         assert!(config.models.contains_key("amazon.nova-lite-v1:0"));
         assert_eq!(config.latency.ttft_ms, 5);
+    }
+
+    #[test]
+    fn embedding_models_need_a_default_dimension_they_serve() {
+        let e = EmulatorConfig::from_yaml_over_builtin(
+            "models:\n  acme.embed-v1:0:\n    kind: embedding\n    dimensions: [256]\n    default_dimension: 512\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("default_dimension"), "{e}");
+        let config = EmulatorConfig::builtin();
+        let titan = &config.models["amazon.titan-embed-text-v2:0"];
+        assert_eq!(titan.kind, ModelKind::Embedding);
+        assert_eq!(titan.default_dimension, 1024);
+        assert_eq!(config.models["amazon.nova-lite-v1:0"].kind, ModelKind::Chat);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub mod validate;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{EmulatorConfig, Latency, ModelSpec};
+pub use config::{EmbeddingBody, EmulatorConfig, Latency, ModelKind, ModelSpec};
 pub use error::{BedrockError, ErrorKind};
 pub use faults::FaultSpec;
 pub use output::StopReason;
