@@ -81,6 +81,7 @@ pub mod citations;
 pub mod config;
 pub mod content;
 pub mod converse;
+pub mod embedding;
 pub mod error;
 pub mod eventstream;
 pub mod faults;
