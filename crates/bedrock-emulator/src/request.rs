@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::catalog::ResolvedModel;
 use crate::converse::{ConverseBody, Prompt};
+use crate::embedding;
 use crate::error::{BedrockError, ErrorKind};
 use crate::invoke;
 use crate::router::Router;
@@ -49,7 +50,7 @@ pub fn parse_json(body: &Bytes) -> Result<Value, BedrockError> {
 
 /// Converse takes JSON; InvokeModel's body is a blob, which the SDKs send as
 /// `application/octet-stream` unless the caller names a content type.
-fn require_json_content_type(headers: &HeaderMap, blob_body: bool) -> Result<(), BedrockError> {
+pub fn require_json_content_type(headers: &HeaderMap, blob_body: bool) -> Result<(), BedrockError> {
     match headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -129,6 +130,11 @@ fn prompt_for(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Prompt, BedrockError> {
+    // Embedding models are served apart; one reaching here sits behind a prompt router,
+    // which only chat models answer.
+    if embedding::is_embedding(model) {
+        return Err(embedding::unsupported(op).unwrap_or_else(embedding::not_chat));
+    }
     let blob_body = matches!(
         op,
         ModelOp::InvokeModel | ModelOp::InvokeModelWithResponseStream

@@ -15,6 +15,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use crate::catalog::resolve;
+use crate::embedding;
 use crate::error::{BedrockError, ErrorKind};
 use crate::eventstream::{self, Step};
 use crate::guarded;
@@ -154,6 +155,12 @@ async fn model_call(
         Ok(target) => target,
         Err(e) => return (raw_id.to_owned(), Err(e)),
     };
+    if let Target::Model(model) = &target
+        && embedding::is_embedding(model)
+    {
+        let result = embedding::serve(state, model, op, headers, &body, request_id).await;
+        return (model.base_id.clone(), result);
+    }
     let routed = match routed_prompt(&target, op, headers, &body) {
         Ok(routed) => routed,
         Err(e) => {
