@@ -177,19 +177,21 @@ fn truncated(text: &str, limit: u32, truncate: &str) -> Result<String, BedrockEr
 
 /// The response body and the input tokens it used (those of the embedded texts).
 pub fn respond(model: &str, request: &CohereRequest, id: &str) -> (Value, u32) {
+    // Every form derives from the floats as sent, so a caller's own quantisation of them
+    // agrees with the model's.
     let units: Vec<Vec<f64>> = request
         .embedded
         .iter()
-        .map(|t| unit_vector(model, t, request.dimensions))
+        .map(|t| {
+            unit_vector(model, t, request.dimensions)
+                .into_iter()
+                .map(rounded)
+                .collect()
+        })
         .collect();
-    let floats = || -> Vec<Vec<f64>> {
-        units
-            .iter()
-            .map(|u| u.iter().copied().map(rounded).collect())
-            .collect()
-    };
+    let floats = || json!(units);
     let (embeddings, response_type) = match &request.types {
-        None => (json!(floats()), "embeddings_floats"),
+        None => (floats(), "embeddings_floats"),
         Some(types) => {
             let mut by_type = Map::new();
             for t in types {
@@ -198,7 +200,7 @@ pub fn respond(model: &str, request: &CohereRequest, id: &str) -> (Value, u32) {
                     "uint8" => json!(units.iter().map(|u| uint8(u)).collect::<Vec<_>>()),
                     "binary" => json!(units.iter().map(|u| binary(u)).collect::<Vec<_>>()),
                     "ubinary" => json!(units.iter().map(|u| ubinary(u)).collect::<Vec<_>>()),
-                    _ => json!(floats()),
+                    _ => floats(),
                 };
                 by_type.insert(t.clone(), member);
             }

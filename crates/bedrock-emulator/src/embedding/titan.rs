@@ -104,7 +104,7 @@ pub fn respond(model: &str, request: &TitanRequest) -> (Value, u32) {
     let mut by_type = Map::new();
     for t in &request.types {
         let member = if t == "binary" {
-            json!(sign_bits(&unit))
+            json!(sign_bits(&floats))
         } else {
             json!(floats)
         };

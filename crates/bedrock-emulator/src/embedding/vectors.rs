@@ -6,6 +6,12 @@
 //! that share words or word pieces share dimensions, so their cosine similarity is higher
 //! than that of unrelated texts, whose features land on unrelated dimensions. The same
 //! model, text and size always give the same vector; another model gives another space.
+//!
+//! Hashed features leave most dimensions at zero, which no real embedding does (and which
+//! would make binary forms mostly zero bits). An orthogonal transform spreads the vector
+//! over every dimension: per-model sign flips, then a Walsh-Hadamard transform over blocks
+//! of a power-of-two size. Orthogonal transforms keep every dot product, so the similarities
+//! above are unchanged.
 
 use crate::generate::Prng;
 
@@ -38,6 +44,9 @@ fn feature_hash(seed: u64, kind: u8, chars: &[char]) -> u64 {
 fn add_feature(sums: &mut [f64], hash: u64, weight: f64) {
     let mut rng = Prng::new(hash);
     let len = sums.len() as u64;
+    // A per-feature factor in [0.75, 1.25): with weights all alike, the spreading transform
+    // would cancel many dimensions to exactly zero.
+    let weight = weight * (0.75 + 0.5 * rng.unit());
     for _ in 0..SLOTS_PER_FEATURE {
         let r = rng.next_u64();
         // The low bits pick the dimension, the top bit the sign.
@@ -80,7 +89,37 @@ pub fn unit_vector(model: &str, text: &str, dimensions: usize) -> Vec<f64> {
         let length: Vec<char> = text.chars().count().to_string().chars().collect();
         add_feature(&mut sums, feature_hash(seed, b'e', &length), WORD_WEIGHT);
     }
+    spread(&mut sums, seed);
     normalised(sums)
+}
+
+/// The orthogonal transform that makes a sparse vector dense (see the module comment).
+fn spread(v: &mut [f64], seed: u64) {
+    let mut signs = Prng::new(seed);
+    for x in v.iter_mut() {
+        if signs.next_u64() >> 63 == 1 {
+            *x = -*x;
+        }
+    }
+    // The largest power of two dividing the length: 256 for 256, 512 for 1536.
+    let block = 1usize << v.len().trailing_zeros();
+    let scale = 1.0 / (block as f64).sqrt();
+    for chunk in v.chunks_mut(block) {
+        let mut half = 1;
+        while half < chunk.len() {
+            for start in (0..chunk.len()).step_by(half * 2) {
+                for i in start..start + half {
+                    let (a, b) = (chunk[i], chunk[i + half]);
+                    chunk[i] = a + b;
+                    chunk[i + half] = a - b;
+                }
+            }
+            half *= 2;
+        }
+        for x in chunk.iter_mut() {
+            *x *= scale;
+        }
+    }
 }
 
 fn normalised(mut v: Vec<f64>) -> Vec<f64> {
@@ -211,6 +250,32 @@ mod tests {
                 assert!(s > u + 0.2, "{dims}: {anchor:?}: {s} vs {u}");
             }
         }
+    }
+
+    #[test]
+    fn vectors_are_dense() {
+        for dims in [256, 1024, 1536] {
+            let v = unit_vector(MODEL, "hello world", dims);
+            let zeros = v.iter().filter(|x| x.abs() < 1e-12).count();
+            assert!(zeros < dims / 10, "{dims}: {zeros} zeros");
+            let positive = sign_bits(&v).iter().filter(|b| **b == 1).count();
+            assert!(
+                positive > dims / 4 && positive < dims * 3 / 4,
+                "{dims}: {positive}"
+            );
+        }
+    }
+
+    #[test]
+    fn spreading_keeps_dot_products() {
+        let mut a: Vec<f64> = (0..1536).map(|i| f64::from(i % 7) - 3.0).collect();
+        let mut b: Vec<f64> = (0..1536).map(|i| f64::from(i % 5) - 2.0).collect();
+        let before = cosine(&a, &b);
+        let norm = a.iter().map(|x| x * x).sum::<f64>();
+        spread(&mut a, 9);
+        spread(&mut b, 9);
+        assert!((cosine(&a, &b) - before).abs() < 1e-9);
+        assert!((a.iter().map(|x| x * x).sum::<f64>() - norm).abs() < 1e-6);
     }
 
     #[test]
