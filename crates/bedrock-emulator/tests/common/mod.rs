@@ -4,10 +4,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
-use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_bedrockruntime::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::ConverseOutput;
 use aws_sdk_bedrockruntime::operation::converse_stream::ConverseStreamOutput;
@@ -19,6 +23,8 @@ use aws_smithy_types::{Document, Number};
 use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
 
+pub mod embeddings;
+
 pub const HAIKU_3: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 pub const HAIKU: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
 pub const SONNET_35: &str = "anthropic.claude-3-5-sonnet-20241022-v2:0";
@@ -29,6 +35,10 @@ pub const NOVA: &str = "amazon.nova-lite-v1:0";
 pub const NOVA_PRO: &str = "amazon.nova-pro-v1:0";
 pub const LLAMA: &str = "meta.llama3-1-8b-instruct-v1:0";
 pub const MISTRAL: &str = "mistral.mistral-large-2407-v1:0";
+pub const TITAN_EMBED: &str = "amazon.titan-embed-text-v2:0";
+pub const COHERE_EMBED: &str = "cohere.embed-english-v3";
+pub const COHERE_EMBED_MULTI: &str = "cohere.embed-multilingual-v3";
+pub const COHERE_EMBED_V4: &str = "cohere.embed-v4:0";
 
 pub async fn emulator() -> RunningEmulator {
     bedrock_emulator::start(EmulatorConfig::builtin(), "127.0.0.1:0")
@@ -36,15 +46,87 @@ pub async fn emulator() -> RunningEmulator {
         .unwrap()
 }
 
-pub fn client(emulator: &RunningEmulator) -> Client {
-    let config = aws_sdk_bedrockruntime::Config::builder()
+/// An emulator with the built-in catalog and `yaml` laid over it.
+pub async fn emulator_with(yaml: &str) -> RunningEmulator {
+    let config = EmulatorConfig::from_yaml_over_builtin(yaml).unwrap();
+    bedrock_emulator::start(config, "127.0.0.1:0")
+        .await
+        .unwrap()
+}
+
+fn config_builder(emulator: &RunningEmulator) -> aws_sdk_bedrockruntime::config::Builder {
+    aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .endpoint_url(emulator.url())
         .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+}
+
+pub fn client(emulator: &RunningEmulator) -> Client {
+    Client::from_conf(config_builder(emulator).build())
+}
+
+/// The response headers of a client's last call. InvokeModel's output leaves Bedrock's
+/// usage headers out, so an interceptor reads them off the HTTP response.
+#[derive(Debug, Clone, Default)]
+pub struct SeenHeaders(Arc<Mutex<Vec<(String, String)>>>);
+
+impl SeenHeaders {
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// A header's value as a number (panics when absent).
+    pub fn number(&self, name: &str) -> u64 {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Intercept for SeenHeaders {
+    fn name(&self) -> &'static str {
+        "SeenHeaders"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let mut seen = self.0.lock().unwrap();
+        seen.clear();
+        for (name, value) in context.response().headers().iter() {
+            seen.push((name.to_owned(), value.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// A client whose calls' response headers can be read.
+pub fn client_seeing_headers(emulator: &RunningEmulator) -> (Client, SeenHeaders) {
+    let seen = SeenHeaders::default();
+    let config = config_builder(emulator).interceptor(seen.clone()).build();
+    (Client::from_conf(config), seen)
+}
+
+/// Sets faults through the admin API.
+pub async fn set_faults(emulator: &RunningEmulator, body: Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/_emulator/faults", emulator.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
 }
 
 pub fn user(text: &str) -> Message {
