@@ -5,7 +5,7 @@
 //! through an endpoint override (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`).
 //!
 //! Operations: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream,
-//! CountTokens and ApplyGuardrail. Output is deterministic (the same request gets the same
+//! CountTokens and ApplyGuardrail; embedding models (Titan, Cohere Embed) through InvokeModel. Output is deterministic (the same request gets the same
 //! answer), usage is realistic (about four characters a token, prompt-cache reads and writes
 //! when `cachePoint` blocks are sent), latency and faults are configurable per model, and an
 //! admin API under `/_emulator/` exposes call counters and the requests received.
@@ -64,6 +64,37 @@
 //!   `guardrail_intervened`. With `trace: enabled`, `trace.guardrail` lists
 //!   `inputAssessment` and `outputAssessments` with each finding's action (`BLOCKED`,
 //!   `ANONYMIZED`, or `NONE` where async mode could not mask).
+//! * **Embedding models** (`kind: embedding`) answer InvokeModel only: Converse and
+//!   ConverseStream say "This action doesn't support the model that you provided. Try again
+//!   with a supported text or chat model.", InvokeModelWithResponseStream "The model is
+//!   unsupported for streaming.", and CountTokens refuses them too. A body is checked against
+//!   the model's schema and every violation is listed in one error, one after the other:
+//!   `Malformed input request: #: required key [texts] not found#: extraneous key
+//!   [inputText] is not permitted, please reformat your input and try again.` (also
+//!   `#/dimensions: 300 is not a valid enum value`, `#/normalize: expected type: Boolean,
+//!   found: String`, `#/texts: expected maximum item count: 96, found: 97`, ...). Chat models
+//!   refuse embedding bodies the same way (extraneous keys).
+//!   - **Titan Text Embeddings V2**: `inputText` of 1 to 50,000 characters and at most 8,192
+//!     tokens (`400 Bad Request: Too many input tokens. Max input tokens: 8192, request input
+//!     token count: N`); `dimensions` 256, 512 or 1024 (default); `normalize` (default true;
+//!     off, the vector's norm is 1 + ln(1 + characters)); `embeddingTypes` `float` and/or
+//!     `binary` (0 or 1 per dimension, the sign of the float). `embedding` always holds the
+//!     floats; `embeddingsByType` the types asked for.
+//!   - **Cohere Embed v3** (english, multilingual): 1 to 96 `texts` of at most 2,048
+//!     characters (a schema limit `truncate` does not lift) and `input_type` required. A text
+//!     over the model's 512 tokens is refused (`Input is too long for requested model.`)
+//!     unless `truncate` is `START` (keep the end) or `END` (keep the start). Without
+//!     `embedding_types` the answer is `embeddings_floats` (`[[float]]`), else
+//!     `embeddings_by_type` with `float`, `int8`, `uint8`, `binary` and `ubinary` (the last
+//!     two pack eight dimensions a byte, first dimension in the top bit).
+//!   - **Cohere Embed v4**: v3's body plus `output_dimension` 256, 512, 1024 or 1536
+//!     (default), `max_tokens` (1 to 128,000, the per-text limit), and `truncate` `LEFT` and
+//!     `RIGHT` as well; it always answers by type (`float` when none is named).
+//!   - Images (`images`, v4's `inputs`, `input_type: image`) are refused. Vectors are
+//!     deterministic per model, text and size, and texts sharing words or word pieces get
+//!     closer vectors than unrelated ones; `input_type` does not change a vector. Usage is in
+//!     InvokeModel's headers: input tokens summed over the texts (after truncation), 0 output
+//!     tokens, and the latency. Faults, counters and recorded requests work as for any model.
 //! * **Steering the model**: a line `Repeat: TEXT` in the last user message makes the answer
 //!   exactly TEXT (to put PII in the output, say); the `stop_reason` fault still ends any
 //!   answer with the stop reason it names.
