@@ -192,6 +192,7 @@ impl BatchMessage {
                 temperature: self.temperature,
                 top_p: self.top_p,
                 stop: self.stop,
+                top_k: None,
             },
             tools: Vec::new(),
             tool_choice: None,
@@ -202,6 +203,7 @@ impl BatchMessage {
             service_tier: None,
             latency_optimized: false,
             single_tool_call: false,
+            anthropic_beta: Vec::new(),
         }
     }
 }

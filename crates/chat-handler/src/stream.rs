@@ -185,7 +185,8 @@ impl<D: Dialect> Fold<D> {
             StreamItem::Done(_) | StreamItem::Error(_) => self.finished = true,
             StreamItem::ToolStart { .. }
             | StreamItem::ToolDelta { .. }
-            | StreamItem::Reasoning(_) => {}
+            | StreamItem::Reasoning(_)
+            | StreamItem::ReasoningSigned(_) => {}
         }
         let progress = Progress {
             text: &self.text,

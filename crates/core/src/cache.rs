@@ -71,6 +71,7 @@ impl CacheKey {
             service_tier: _,
             latency_optimized: _,
             single_tool_call,
+            anthropic_beta,
             // Derived per model from the fields above.
             additional_fields: _,
         } = request;
@@ -79,6 +80,7 @@ impl CacheKey {
             temperature,
             top_p,
             stop,
+            top_k,
         } = params;
         let Route { tier, chain } = route;
         let mut h = Sha256::new();
@@ -100,6 +102,8 @@ impl CacheKey {
         feed(&mut h, "temperature", &temperature.map(f32::to_bits));
         feed(&mut h, "top_p", &top_p.map(f32::to_bits));
         feed(&mut h, "stop", stop);
+        feed(&mut h, "top_k", top_k);
+        feed(&mut h, "anthropic_beta", anthropic_beta);
         feed(&mut h, "tools", tools);
         feed(&mut h, "tool_choice", tool_choice);
         feed(&mut h, "reasoning", reasoning);
@@ -196,6 +200,7 @@ mod tests {
                 inference_profile_prefixes: vec![],
                 tier_max_tokens: Default::default(),
                 tier_service_tiers: Default::default(),
+                model_aliases: Default::default(),
             }),
             prompt: None,
             output_schema: None,

@@ -53,6 +53,8 @@ pub struct ChatInput {
     pub latency_optimized: bool,
     /// `parallel_tool_calls: false`.
     pub single_tool_call: bool,
+    /// Anthropic beta features (the Messages API's `anthropic-beta`).
+    pub anthropic_beta: Vec<String>,
 }
 
 /// The prompt version a request used.
@@ -301,6 +303,7 @@ impl Preparer {
         params.max_tokens = p.max_tokens.or(params.max_tokens);
         params.temperature = p.temperature.or(params.temperature);
         params.top_p = p.top_p.or(params.top_p);
+        params.top_k = p.top_k.or(params.top_k);
         if !p.stop.is_empty() {
             params.stop = p.stop;
         }
@@ -323,6 +326,7 @@ impl Preparer {
             service_tier: input.service_tier.or(prompt_tier),
             latency_optimized: input.latency_optimized,
             single_tool_call: input.single_tool_call,
+            anthropic_beta: input.anthropic_beta,
             additional_fields: None,
         };
         // The chain is cut to the models that can do what the request asks.

@@ -25,6 +25,7 @@ pub enum Need {
     LatencyOptimized,
     StrictTools,
     SingleToolCall,
+    TopK,
 }
 
 impl Need {
@@ -40,6 +41,7 @@ impl Need {
             Self::ServiceTier(_) => "service_tier",
             Self::LatencyOptimized => "latency",
             Self::SingleToolCall => "parallel_tool_calls",
+            Self::TopK => "top_k",
         }
     }
 
@@ -58,6 +60,7 @@ impl Need {
             Self::LatencyOptimized => "latency-optimized inference".into(),
             Self::StrictTools => "strict tools".into(),
             Self::SingleToolCall => "turning off parallel tool calls".into(),
+            Self::TopK => "top_k sampling".into(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Need {
             Self::LatencyOptimized => c.latency_optimized,
             Self::StrictTools => c.strict_tools,
             Self::SingleToolCall => c.parallel_tool_control,
+            Self::TopK => c.top_k,
         }
     }
 }
@@ -136,6 +140,9 @@ pub fn needs(request: &ModelRequest) -> Vec<Need> {
     }
     if request.latency_optimized {
         out.push(Need::LatencyOptimized);
+    }
+    if request.params.top_k.is_some() {
+        out.push(Need::TopK);
     }
     out
 }

@@ -56,6 +56,9 @@ pub struct ModelCapabilities {
     /// Parallel tool calls can be turned off (Claude's `disable_parallel_tool_use`).
     #[serde(default)]
     pub parallel_tool_control: bool,
+    /// `top_k` sampling (Claude's `top_k`, Nova's `inferenceConfig.topK`).
+    #[serde(default)]
+    pub top_k: bool,
 }
 
 /// How a reasoning model is configured through `additionalModelRequestFields`.
@@ -99,6 +102,7 @@ impl Default for ModelCapabilities {
             latency_optimized: false,
             strict_tools: false,
             parallel_tool_control: false,
+            top_k: false,
         }
     }
 }
@@ -134,6 +138,10 @@ pub struct RoutingConfig {
     /// the models of the chain that serve it; a request or prompt naming a tier overrides).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tier_service_tiers: BTreeMap<String, ServiceTier>,
+    /// Other names for a tier or a model: Anthropic's model names (what Claude Code and the
+    /// Anthropic SDKs send) -> a Bedrock model, inference profile or tier.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_aliases: BTreeMap<String, String>,
 }
 
 const REGION_PREFIXES: [&str; 8] = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
@@ -282,6 +290,13 @@ impl RoutingConfig {
                     .map_err(|e| RoutingError::Invalid(format!("tier '{tier}': {e}")))?;
             }
         }
+        for (alias, to) in &self.model_aliases {
+            if !self.tiers.contains_key(to) {
+                self.target(to).map_err(|e| {
+                    RoutingError::Invalid(format!("model alias '{alias}' -> '{to}': {e}"))
+                })?;
+            }
+        }
         for (arn, base) in &self.application_inference_profiles {
             if !self.models.contains_key(base) {
                 return Err(RoutingError::Invalid(format!(
@@ -302,6 +317,7 @@ impl RoutingConfig {
             None => self.tier(&self.default_tier),
             Some(RouteSpec::Tier(t)) => self.tier(t),
             Some(RouteSpec::Model(m)) => {
+                let m = self.model_aliases.get(m).unwrap_or(m);
                 // A name that is a tier is a tier: OpenAI clients send everything as `model`.
                 if self.tiers.contains_key(m) {
                     self.tier(m)

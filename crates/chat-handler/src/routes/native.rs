@@ -42,6 +42,8 @@ impl Dialect for Native {
     fn frames(head: &Head, item: &StreamItem, progress: Progress<'_>) -> Vec<Frame> {
         match item {
             StreamItem::Text(text) => vec![Frame::json(Some("delta"), &StreamDelta { text })],
+            // The signatures come with `done`, in `output.reasoning_parts`.
+            StreamItem::ReasoningSigned(_) => Vec::new(),
             StreamItem::Reasoning(text) => {
                 vec![Frame::json(Some("reasoning"), &StreamDelta { text })]
             }

@@ -65,6 +65,8 @@ impl Dialect for OpenAi {
         match item {
             StreamItem::Text(text) => vec![delta(Delta::text(text))],
             StreamItem::Reasoning(text) => vec![delta(Delta::reasoning(text))],
+            // The signatures come on the last chunk, in `thinking_blocks`.
+            StreamItem::ReasoningSigned(_) => Vec::new(),
             // Legacy function calling carries one call: the first.
             StreamItem::ToolStart { index, name, .. } if head.legacy_functions => match index {
                 0 => vec![delta(Delta::function(Some(name), ""))],

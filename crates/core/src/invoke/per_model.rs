@@ -18,8 +18,8 @@ const ANSWER_TOKENS: u32 = 4_096;
 /// * prompt-cache checkpoints are removed for models that do not support them (a fallback
 ///   model may not), rather than failing validation;
 /// * a default service tier (the routing's) applies only to models that serve it;
-/// * reasoning and `parallel_tool_calls: false` become the model's own
-///   `additionalModelRequestFields`.
+/// * reasoning, `top_k`, Anthropic betas and `parallel_tool_calls: false` become the model's
+///   own `additionalModelRequestFields` (betas for Claude only: they are Anthropic's).
 pub fn request_for<'a>(target: &ModelTarget, request: &'a ModelRequest) -> Cow<'a, ModelRequest> {
     let caps = &target.capabilities;
     let has_points = request
@@ -38,7 +38,16 @@ pub fn request_for<'a>(target: &ModelTarget, request: &'a ModelRequest) -> Cow<'
         && !request.tools.is_empty()
         && matches!(request.tool_choice, None | Some(ToolChoice::Auto));
     let reasoning = request.reasoning.filter(|_| caps.reasoning.is_some());
-    if !strip_points && !drop_tier && !parallel_off && reasoning.is_none() {
+    let claude = target.base_id.starts_with("anthropic.");
+    let top_k = request.params.top_k.filter(|_| caps.top_k);
+    let betas = claude && !request.anthropic_beta.is_empty();
+    if !strip_points
+        && !drop_tier
+        && !parallel_off
+        && reasoning.is_none()
+        && top_k.is_none()
+        && !betas
+    {
         return Cow::Borrowed(request);
     }
     let mut r = request.clone();
@@ -55,6 +64,17 @@ pub fn request_for<'a>(target: &ModelTarget, request: &'a ModelRequest) -> Cow<'
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    if let Some(k) = top_k {
+        // Converse has no topK: each provider's own field.
+        if claude {
+            fields.insert("top_k".into(), json!(k));
+        } else {
+            fields.insert("inferenceConfig".into(), json!({"topK": k}));
+        }
+    }
+    if betas {
+        fields.insert("anthropic_beta".into(), json!(request.anthropic_beta));
+    }
     if parallel_off {
         // Claude's own tool_choice, beside Converse's: it carries the switch Converse lacks.
         fields.insert(

@@ -119,6 +119,9 @@ pub struct InferenceParams {
     pub top_p: Option<f32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// Sample from the k likeliest tokens (models with `top_k`: Claude, Nova).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +174,10 @@ pub struct ModelRequest {
     /// `parallel_tool_calls: false`: at most one tool call per turn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single_tool_call: bool,
+    /// Anthropic beta features asked for (`anthropic-beta`), for Claude models only: the ones
+    /// Bedrock accepts pass through `additionalModelRequestFields.anthropic_beta`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anthropic_beta: Vec<String>,
     /// Converse `additionalModelRequestFields`, in the target model's own terms: set per
     /// model by [`crate::invoke::request_for`], never by callers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

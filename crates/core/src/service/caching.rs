@@ -163,12 +163,14 @@ pub(crate) fn from_cache(hit: Hit, admitted: Admitted) -> Answer {
 pub(crate) fn replay(hit: Hit, admitted: Admitted) -> AnswerStream {
     let answer = hit.answer;
     let chars: Vec<char> = answer.response.text().chars().collect();
-    let mut items: Vec<StreamItem> = answer
-        .response
-        .reasoning()
-        .map(StreamItem::Reasoning)
-        .into_iter()
-        .collect();
+    // Reasoning first, each block with its signature, as a live stream sends them.
+    let mut items: Vec<StreamItem> = Vec::new();
+    for block in &answer.response.content {
+        if let ContentBlock::Reasoning { text, signature } = block {
+            items.push(StreamItem::Reasoning(text.clone()));
+            items.extend(signature.clone().map(StreamItem::ReasoningSigned));
+        }
+    }
     items.extend(
         chars
             .chunks(16)

@@ -223,6 +223,7 @@ impl ChatRequest {
             temperature: self.temperature,
             top_p: self.top_p,
             stop: self.stop.map(Stop::into_vec).unwrap_or_default(),
+            top_k: None,
         };
         check_params(&params)?;
         let selector = match (self.version, self.label) {
@@ -278,6 +279,7 @@ impl ChatRequest {
             service_tier: crate::openai::fields::tier_of(self.service_tier.as_deref())?,
             latency_optimized: crate::openai::fields::latency_of(self.latency.as_deref())?,
             single_tool_call: false,
+            anthropic_beta: Vec::new(),
         };
         Ok((input, self.cache.into(), self.stream))
     }

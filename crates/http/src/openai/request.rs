@@ -405,6 +405,7 @@ impl CompletionRequest {
             temperature: self.temperature,
             top_p: self.top_p,
             stop: self.stop.map(Stop::into_vec).unwrap_or_default(),
+            top_k: None,
         };
         check_params(&params)?;
         let reasoning = self.other.reasoning()?;
@@ -442,6 +443,7 @@ impl CompletionRequest {
                     }
                     tags
                 },
+                anthropic_beta: Vec::new(),
             },
             stream: self.stream,
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),

@@ -125,14 +125,14 @@ impl Accumulator {
                         index: i,
                         signature: s,
                         ..
-                    }) if *i == index => *s = Some(signature),
+                    }) if *i == index => *s = Some(signature.clone()),
                     _ => self.reasoning.push(Reasoning::Text {
                         index,
                         text: String::new(),
-                        signature: Some(signature),
+                        signature: Some(signature.clone()),
                     }),
                 }
-                None
+                Some(StreamItem::ReasoningSigned(signature))
             }
             StreamEvent::RedactedReasoning { data, .. } => {
                 self.reasoning.push(Reasoning::Redacted(data));

@@ -24,7 +24,7 @@ use crate::chat::PromptUsed;
 use crate::error::Error;
 use crate::guardrails::Findings;
 use crate::invoke::{Fallback, StreamInvocation};
-use crate::model::{StopReason, TokenUsage};
+use crate::model::{ContentBlock, StopReason, TokenUsage};
 use crate::pricing::MicroUsd;
 use crate::tenancy::Caller;
 
@@ -34,6 +34,8 @@ pub enum StreamItem {
     Text(String),
     /// A piece of the model's reasoning.
     Reasoning(String),
+    /// The reasoning block so far is complete: its signature (sent back on a later turn).
+    ReasoningSigned(String),
     /// A tool call begins; `index` counts tool calls from 0.
     ToolStart {
         index: u32,
@@ -181,12 +183,22 @@ impl Run {
             .await
         {
             Ok(done) => {
-                // Held reasoning goes out as the guardrails left it (masked where they masked).
-                if held.reasoning
-                    && let Some(r) = done.response.reasoning()
-                    && tx.send(StreamItem::Reasoning(r)).await.is_err()
-                {
-                    return;
+                // Held reasoning goes out as the guardrails left it (masked where they masked),
+                // each block with its signature when it kept one.
+                if held.reasoning {
+                    for block in &done.response.content {
+                        let ContentBlock::Reasoning { text, signature } = block else {
+                            continue;
+                        };
+                        if tx.send(StreamItem::Reasoning(text.clone())).await.is_err() {
+                            return;
+                        }
+                        if let Some(s) = signature
+                            && tx.send(StreamItem::ReasoningSigned(s.clone())).await.is_err()
+                        {
+                            return;
+                        }
+                    }
                 }
                 if !held.text.is_empty() && tx.send(StreamItem::Text(held.text)).await.is_err() {
                     return;
@@ -246,6 +258,9 @@ impl Run {
                     Err(e) => return Ended::Failed(e),
                 },
                 Some(StreamItem::Reasoning(r)) => gate.reasoning(r).map(StreamItem::Reasoning),
+                Some(StreamItem::ReasoningSigned(s)) => {
+                    gate.reasoning(s).map(StreamItem::ReasoningSigned)
+                }
                 Some(StreamItem::ToolDelta { index, json }) => gate
                     .tool(index, json)
                     .map(|(index, json)| StreamItem::ToolDelta { index, json }),
