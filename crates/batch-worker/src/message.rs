@@ -204,6 +204,7 @@ impl BatchMessage {
             latency_optimized: false,
             single_tool_call: false,
             anthropic_beta: Vec::new(),
+            system_cache_point: false,
         }
     }
 }

@@ -24,6 +24,7 @@ use axum::routing::{get, post};
 use http::Method;
 use quarry_http::routes::{Route, router};
 
+use crate::routes::anthropic::Anthropic;
 use crate::routes::chat::chat;
 use crate::routes::native::Native;
 use crate::routes::openai::OpenAi;
@@ -35,6 +36,18 @@ pub fn routes() -> Vec<Route<Arc<AppState>>> {
     vec![
         (Method::POST, "/v1/chat", post(chat::<Native>)),
         (Method::POST, "/v1/chat/completions", post(chat::<OpenAi>)),
+        (
+            Method::POST,
+            "/v1/messages",
+            post(chat::<Anthropic>)
+                .layer(axum::middleware::from_fn(routes::anthropic::reshape_errors)),
+        ),
+        (
+            Method::POST,
+            "/v1/messages/count_tokens",
+            post(routes::anthropic::count_tokens)
+                .layer(axum::middleware::from_fn(routes::anthropic::reshape_errors)),
+        ),
         (Method::GET, "/v1/models", get(routes::models::handler)),
         (
             Method::GET,

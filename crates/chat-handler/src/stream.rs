@@ -148,17 +148,25 @@ pub struct Progress<'a> {
 
 /// How a chat API writes a stream.
 pub trait Dialect {
+    /// What the API tracks from one item to the next (the Messages API numbers its blocks).
+    type State: Default + Send;
     /// Sent first, with the first token.
     fn opening(head: &Head) -> Vec<Frame>;
     /// The frames of one item.
-    fn frames(head: &Head, item: &StreamItem, progress: Progress<'_>) -> Vec<Frame>;
+    fn frames(
+        head: &Head,
+        state: &mut Self::State,
+        item: &StreamItem,
+        progress: Progress<'_>,
+    ) -> Vec<Frame>;
 }
 
 /// Items in, frames out. The stream is over after a summary or an error; nothing follows.
-pub struct Fold<D> {
+pub struct Fold<D: Dialect> {
     head: Head,
     text: String,
     finished: bool,
+    state: D::State,
     dialect: PhantomData<D>,
 }
 
@@ -168,6 +176,7 @@ impl<D: Dialect> Fold<D> {
             head,
             text: String::new(),
             finished: false,
+            state: D::State::default(),
             dialect: PhantomData,
         }
     }
@@ -192,7 +201,7 @@ impl<D: Dialect> Fold<D> {
             text: &self.text,
             elapsed_ms,
         };
-        D::frames(&self.head, item, progress)
+        D::frames(&self.head, &mut self.state, item, progress)
     }
 
     pub fn finished(&self) -> bool {
@@ -205,7 +214,7 @@ impl<D: Dialect> Fold<D> {
 }
 
 /// The fold, and what is needed to write the request's line when it ends.
-struct Run<D> {
+struct Run<D: Dialect> {
     fold: Fold<D>,
     log: Option<RequestLog>,
     state: Shared,

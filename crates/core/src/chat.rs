@@ -55,6 +55,9 @@ pub struct ChatInput {
     pub single_tool_call: bool,
     /// Anthropic beta features (the Messages API's `anthropic-beta`).
     pub anthropic_beta: Vec<String>,
+    /// The caller marked its system prompt for prompt caching (`cache_control`): a
+    /// checkpoint follows it (removed for models without prompt caching).
+    pub system_cache_point: bool,
 }
 
 /// The prompt version a request used.
@@ -296,6 +299,8 @@ impl Preparer {
             && caps.prompt_caching
             && system.iter().map(|s| estimate_tokens(s)).sum::<u32>() >= caps.cache_min_tokens
         {
+            system_blocks.push(SystemBlock::CachePoint);
+        } else if input.system_cache_point && !system_blocks.is_empty() {
             system_blocks.push(SystemBlock::CachePoint);
         }
 

@@ -7,6 +7,7 @@
 //! they only ever see a known caller and a bounded JSON body; the router ([`routes`]) gives
 //! its own 404 and 405 the same envelope.
 
+pub mod anthropic;
 pub mod auth;
 pub mod batches;
 pub mod body;

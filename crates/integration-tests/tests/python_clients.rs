@@ -69,3 +69,15 @@ async fn the_openai_client_sends_images_documents_reasoning_and_tiers() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_official_anthropic_client_works_unmodified() {
+    let stack = quarry_testkit::Stack::start().await;
+    let url = common::serve(common::state(&stack, common::options())).await;
+    run_script(
+        "anthropic_client.py",
+        &[("QUARRY_URL", &url), ("QUARRY_KEY", stack.key("acme"))],
+        "anthropic OK",
+    )
+    .await;
+}

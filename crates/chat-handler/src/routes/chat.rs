@@ -36,7 +36,11 @@ pub trait ChatApi: Dialect + Send + 'static {
     const ROUTE: &'static str;
     /// Its messages may link images by URL (fetched where the deployment allows it).
     const LINKS_IMAGES: bool = false;
-    fn parse(body: &[u8], options: &Options) -> Result<Parsed, Error>;
+    fn parse(body: &[u8], headers: &HeaderMap, options: &Options) -> Result<Parsed, Error>;
+    /// An error response, in the API's own shape.
+    fn error(e: Error, request_id: &str) -> Response {
+        ApiError::new(e, request_id).into_response()
+    }
     /// The body of a whole answer (`legacy_functions`: as the request's `Parsed` says).
     fn body<'a>(
         meta: &RequestMeta,
@@ -77,7 +81,7 @@ pub async fn chat<A: ChatApi>(
         }) => stream::respond::<A>(state, meta, log, answer, include_usage, legacy_functions),
         Err(e) => {
             log.close(&state, &meta, Some(&e));
-            ApiError::new(e, &meta.request_id).into_response()
+            A::error(e, &meta.request_id)
         }
     }
 }
@@ -98,7 +102,7 @@ async fn answer<A: ChatApi>(
         }
         _ => None,
     };
-    let parsed = A::parse(fetched.as_deref().unwrap_or(body), &state.options)?;
+    let parsed = A::parse(fetched.as_deref().unwrap_or(body), headers, &state.options)?;
     if state.options.stream_only && !parsed.stream {
         return Err(Error::bad_request(
             "stream",

@@ -6,10 +6,11 @@
 //!
 //! - [`chat`]: the flow both chat APIs share (parse, answer or stream, idempotency, the
 //!   request line), over a [`chat::ChatApi`];
-//! - [`native`] and [`openai`]: the two chat APIs, i.e. how each reads a request and writes
-//!   an answer and a stream;
+//! - [`native`], [`openai`] and [`anthropic`]: the chat APIs, i.e. how each reads a request
+//!   and writes an answer and a stream;
 //! - [`models`] and [`batches`]: reads that need no model.
 
+pub mod anthropic;
 pub mod batches;
 pub mod chat;
 pub mod models;

@@ -1,6 +1,7 @@
 //! `POST /v1/chat`: Quarry's native chat API (its wire types are `quarry_http::native`).
 //! A stream is `start`, `delta`s, then `done` (or `error`), each a named event.
 
+use http::HeaderMap;
 use quarry_core::Error;
 use quarry_core::service::{Answer, StreamItem};
 use quarry_http::native::{self, ChatRequest, StreamDelta, StreamDone};
@@ -17,7 +18,7 @@ pub struct Native;
 impl ChatApi for Native {
     const ROUTE: &'static str = "POST /v1/chat";
 
-    fn parse(body: &[u8], options: &Options) -> Result<Parsed, Error> {
+    fn parse(body: &[u8], _: &HeaderMap, options: &Options) -> Result<Parsed, Error> {
         let request: ChatRequest = parse_json(body)?;
         let (input, cache, stream) = request.into_input(&options.limits())?;
         Ok(Parsed {
@@ -35,11 +36,13 @@ impl ChatApi for Native {
 }
 
 impl Dialect for Native {
+    type State = ();
+
     fn opening(head: &Head) -> Vec<Frame> {
         vec![Frame::json(Some("start"), &head.start())]
     }
 
-    fn frames(head: &Head, item: &StreamItem, progress: Progress<'_>) -> Vec<Frame> {
+    fn frames(head: &Head, _: &mut (), item: &StreamItem, progress: Progress<'_>) -> Vec<Frame> {
         match item {
             StreamItem::Text(text) => vec![Frame::json(Some("delta"), &StreamDelta { text })],
             // The signatures come with `done`, in `output.reasoning_parts`.

@@ -2,6 +2,7 @@
 //! `quarry_http::openai`). A stream is unnamed `chat.completion.chunk` events, the usage
 //! last when the client asks for it, then `data: [DONE]`, as the official clients expect.
 
+use http::HeaderMap;
 use quarry_core::Error;
 use quarry_core::service::{Answer, CacheMode, StreamItem};
 use quarry_http::openai::{
@@ -25,7 +26,7 @@ impl ChatApi for OpenAi {
     const ROUTE: &'static str = "POST /v1/chat/completions";
     const LINKS_IMAGES: bool = true;
 
-    fn parse(body: &[u8], options: &Options) -> Result<Parsed, Error> {
+    fn parse(body: &[u8], _: &HeaderMap, options: &Options) -> Result<Parsed, Error> {
         let request: CompletionRequest = parse_json(body)?;
         let p = request.into_input(&options.limits())?;
         Ok(Parsed {
@@ -52,6 +53,8 @@ impl ChatApi for OpenAi {
 }
 
 impl Dialect for OpenAi {
+    type State = ();
+
     fn opening(head: &Head) -> Vec<Frame> {
         vec![Frame::json(
             None,
@@ -59,7 +62,7 @@ impl Dialect for OpenAi {
         )]
     }
 
-    fn frames(head: &Head, item: &StreamItem, _: Progress<'_>) -> Vec<Frame> {
+    fn frames(head: &Head, _: &mut (), item: &StreamItem, _: Progress<'_>) -> Vec<Frame> {
         let chunks = head.chunks();
         let delta = |delta: Delta<'_>| Frame::json(None, &chunks.chunk(delta, None));
         match item {

@@ -6,7 +6,10 @@
 use super::Shared;
 use crate::chat::{Prepared, estimate_tokens};
 use crate::invoke::{Attempt, AttemptOutcome};
-use crate::model::{ModelErrorKind, ModelRequest, Served, ServiceTier, SystemBlock, TokenUsage};
+use crate::model::{
+    ContentBlock, ModelErrorKind, ModelRequest, Served, ServiceTier, SystemBlock, TokenUsage,
+    ToolResultContent,
+};
 use crate::ports::{Clock, SystemClock};
 use crate::pricing::{MicroUsd, Priced};
 use crate::routing::ModelTarget;
@@ -125,7 +128,7 @@ pub(crate) fn request_tokens(request: &ModelRequest) -> u32 {
     let messages: u32 = request
         .messages
         .iter()
-        .map(|m| estimate_tokens(&m.text()) + 4)
+        .map(|m| m.content.iter().map(block_tokens).sum::<u32>() + 4)
         .sum();
     let tools: u32 = request
         .tools
@@ -133,6 +136,27 @@ pub(crate) fn request_tokens(request: &ModelRequest) -> u32 {
         .map(|t| estimate_tokens(&serde_json::to_string(t).unwrap_or_default()))
         .sum();
     system.saturating_add(messages).saturating_add(tools).max(1)
+}
+
+/// Tokens of one block, estimated: text by its length, images and documents by their kind.
+fn block_tokens(block: &ContentBlock) -> u32 {
+    let json = |v: &serde_json::Value| estimate_tokens(&v.to_string());
+    match block {
+        ContentBlock::Text(t) => estimate_tokens(t),
+        ContentBlock::Reasoning { text, .. } => estimate_tokens(text),
+        ContentBlock::RedactedReasoning(data) => u32::try_from(data.len() / 4).unwrap_or(u32::MAX),
+        ContentBlock::Image(_) => crate::media::IMAGE_TOKENS,
+        ContentBlock::Document(d) => d.estimated_tokens(),
+        ContentBlock::ToolUse { input, .. } => json(input),
+        ContentBlock::ToolResult { content, .. } => content
+            .iter()
+            .map(|c| match c {
+                ToolResultContent::Text(t) => estimate_tokens(t),
+                ToolResultContent::Json(v) => json(v),
+            })
+            .sum(),
+        ContentBlock::CachePoint => 0,
+    }
 }
 
 /// The `Fallbacks` and `Throttles` metrics of one invocation.

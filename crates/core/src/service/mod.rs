@@ -243,6 +243,13 @@ impl ChatService {
         Ok((admitted, hit))
     }
 
+    /// The input tokens a request would use, estimated after the prompt, routing and policy
+    /// (what Anthropic's `count_tokens` answers): nothing is called, counted or charged.
+    pub async fn count_tokens(&self, caller: &Caller, input: ChatInput) -> Result<u64, Error> {
+        let prepared = self.preparer.prepare(caller, input).await?;
+        Ok(u64::from(charge::request_tokens(&prepared.request)))
+    }
+
     /// Answers a request.
     pub async fn answer(&self, caller: &Caller, req: AnswerRequest) -> Result<Answer, Error> {
         let (admitted, hit) = self

@@ -280,6 +280,7 @@ impl ChatRequest {
             latency_optimized: crate::openai::fields::latency_of(self.latency.as_deref())?,
             single_tool_call: false,
             anthropic_beta: Vec::new(),
+            system_cache_point: false,
         };
         Ok((input, self.cache.into(), self.stream))
     }

@@ -444,6 +444,7 @@ impl CompletionRequest {
                     tags
                 },
                 anthropic_beta: Vec::new(),
+                system_cache_point: false,
             },
             stream: self.stream,
             include_usage: self.stream_options.is_some_and(|o| o.include_usage),

@@ -194,7 +194,10 @@ impl Run {
                             return;
                         }
                         if let Some(s) = signature
-                            && tx.send(StreamItem::ReasoningSigned(s.clone())).await.is_err()
+                            && tx
+                                .send(StreamItem::ReasoningSigned(s.clone()))
+                                .await
+                                .is_err()
                         {
                             return;
                         }

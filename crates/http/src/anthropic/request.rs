@@ -1,0 +1,583 @@
+//! The request of `POST /v1/messages` (Anthropic's Messages API, as Claude Code and the
+//! official SDKs send it), and its translation to Quarry's chat input.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use quarry_core::Error;
+use quarry_core::chat::ChatInput;
+use quarry_core::media::{self, Document, DocumentFormat, DocumentSource, Image, ImageFormat};
+use quarry_core::model::{
+    ContentBlock, InferenceParams, Message, ReasoningRequest, Role, ToolChoice, ToolResultContent,
+    ToolSpec,
+};
+use quarry_core::routing::RouteSpec;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::native::{Limits, check_params, check_sizes};
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesRequest {
+    pub model: String,
+    /// Required by `/v1/messages`; `count_tokens` takes none.
+    pub max_tokens: Option<u32>,
+    pub messages: Vec<InMessage>,
+    pub system: Option<System>,
+    #[serde(default)]
+    pub stop_sequences: Vec<String>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<u32>,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default)]
+    pub tools: Vec<Value>,
+    pub tool_choice: Option<InToolChoice>,
+    pub thinking: Option<Thinking>,
+    pub metadata: Option<Metadata>,
+    /// `auto` or `standard_only`: Anthropic's own tiers; Bedrock's default serves both.
+    pub service_tier: Option<String>,
+    /// Features Bedrock does not offer: refused by name when set.
+    pub mcp_servers: Option<Value>,
+    pub container: Option<Value>,
+    pub context_management: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum System {
+    Text(String),
+    Blocks(Vec<InBlock>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InMessage {
+    pub role: Role,
+    pub content: InContent,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum InContent {
+    Text(String),
+    Blocks(Vec<InBlock>),
+}
+
+/// A content block, with the `cache_control` any block may carry.
+#[derive(Debug, Deserialize)]
+pub struct InBlock {
+    #[serde(flatten)]
+    pub kind: BlockKind,
+    pub cache_control: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BlockKind {
+    Text {
+        text: String,
+    },
+    Image {
+        source: Source,
+    },
+    Document {
+        source: Source,
+        title: Option<String>,
+        citations: Option<CitationsParam>,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[serde(default)]
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Option<ToolResultContentIn>,
+        #[serde(default)]
+        is_error: bool,
+    },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    RedactedThinking {
+        data: String,
+    },
+    #[serde(other)]
+    Unsupported,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ToolResultContentIn {
+    Text(String),
+    Blocks(Vec<InBlock>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Source {
+    Base64 { media_type: String, data: String },
+    Text { data: String },
+    Url { url: String },
+    Content { content: Vec<InBlock> },
+    File { file_id: String },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CitationsParam {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InToolChoice {
+    Auto {
+        #[serde(default)]
+        disable_parallel_tool_use: bool,
+    },
+    Any {
+        #[serde(default)]
+        disable_parallel_tool_use: bool,
+    },
+    Tool {
+        name: String,
+        #[serde(default)]
+        disable_parallel_tool_use: bool,
+    },
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Thinking {
+    Enabled { budget_tokens: u32 },
+    Disabled,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Metadata {
+    pub user_id: Option<String>,
+}
+
+/// The parsed request: what to answer and how.
+pub struct Parsed {
+    pub input: ChatInput,
+    pub stream: bool,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::bad_request(field, message)
+}
+
+/// Characters of text a block list carries (the size limit counts them).
+fn chars_of(blocks: &[InBlock]) -> usize {
+    blocks
+        .iter()
+        .map(|b| match &b.kind {
+            BlockKind::Text { text } => text.len(),
+            BlockKind::Thinking { thinking, .. } => thinking.len(),
+            BlockKind::ToolUse { input, .. } => input.to_string().len(),
+            BlockKind::ToolResult {
+                content: Some(ToolResultContentIn::Text(t)),
+                ..
+            } => t.len(),
+            BlockKind::ToolResult {
+                content: Some(ToolResultContentIn::Blocks(b)),
+                ..
+            } => chars_of(b),
+            BlockKind::Document {
+                source: Source::Text { data },
+                ..
+            } => data.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+fn decode(data: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("data must be base64: {e}"))
+}
+
+fn image(source: Source) -> Result<Image, String> {
+    let Source::Base64 { media_type, data } = source else {
+        return Err("images are taken inline (source type base64)".into());
+    };
+    let format = ImageFormat::from_mime(&media_type).ok_or_else(|| {
+        format!("'{media_type}' images are not supported: Bedrock takes png, jpeg, gif and webp")
+    })?;
+    let image = Image {
+        format,
+        bytes: decode(&data)?,
+    };
+    media::check_image(&image)?;
+    Ok(image)
+}
+
+fn document(
+    source: Source,
+    title: Option<String>,
+    citations: bool,
+    index: usize,
+) -> Result<Document, String> {
+    let (format, source) = match source {
+        Source::Base64 { media_type, data } => (
+            DocumentFormat::from_mime(&media_type)
+                .ok_or_else(|| format!("'{media_type}' documents are not supported"))?,
+            DocumentSource::Bytes(decode(&data)?),
+        ),
+        Source::Text { data } => (DocumentFormat::Txt, DocumentSource::Text(data)),
+        Source::Content { content } => {
+            let text: Vec<String> = content
+                .into_iter()
+                .filter_map(|b| match b.kind {
+                    BlockKind::Text { text } => Some(text),
+                    _ => None,
+                })
+                .collect();
+            (DocumentFormat::Txt, DocumentSource::Text(text.join("\n")))
+        }
+        Source::Url { .. } | Source::File { .. } => {
+            return Err("documents are taken inline (source type base64 or text)".into());
+        }
+    };
+    let doc = Document {
+        format,
+        name: media::document_name_from(title.as_deref().unwrap_or_default(), index),
+        source,
+        citations,
+    };
+    media::check_document(&doc)?;
+    Ok(doc)
+}
+
+/// Converse blocks of one message (or of the system prompt); a `cache_control` marks a
+/// prompt-cache checkpoint after its block.
+fn blocks(list: Vec<InBlock>, at: &str, documents: &mut usize) -> Result<Vec<ContentBlock>, Error> {
+    let mut out = Vec::with_capacity(list.len());
+    let mut reasoning = Vec::new();
+    for (j, b) in list.into_iter().enumerate() {
+        let here = format!("{at}.content[{j}]");
+        let part = |r: Result<ContentBlock, String>| r.map_err(|m| bad(here.clone(), m));
+        let block = match b.kind {
+            BlockKind::Text { text } => ContentBlock::Text(text),
+            BlockKind::Image { source } => part(image(source).map(ContentBlock::Image))?,
+            BlockKind::Document {
+                source,
+                title,
+                citations,
+            } => {
+                let cite = citations.is_some_and(|c| c.enabled);
+                let d =
+                    part(document(source, title, cite, *documents).map(ContentBlock::Document))?;
+                *documents += 1;
+                d
+            }
+            BlockKind::ToolUse { id, name, input } => ContentBlock::ToolUse { id, name, input },
+            BlockKind::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => ContentBlock::ToolResult {
+                tool_use_id,
+                content: match content {
+                    None => Vec::new(),
+                    Some(ToolResultContentIn::Text(t)) => vec![ToolResultContent::Text(t)],
+                    Some(ToolResultContentIn::Blocks(list)) => list
+                        .into_iter()
+                        .filter_map(|b| match b.kind {
+                            BlockKind::Text { text } => Some(ToolResultContent::Text(text)),
+                            _ => None,
+                        })
+                        .collect(),
+                },
+                is_error,
+            },
+            // Reasoning goes first in its message, as Bedrock requires whatever order the
+            // client accumulated it in.
+            BlockKind::Thinking {
+                thinking,
+                signature,
+            } => {
+                reasoning.push(ContentBlock::Reasoning {
+                    text: thinking,
+                    signature: Some(signature),
+                });
+                continue;
+            }
+            BlockKind::RedactedThinking { data } => {
+                reasoning.push(part(decode(&data).map(ContentBlock::RedactedReasoning))?);
+                continue;
+            }
+            BlockKind::Unsupported => {
+                return Err(bad(
+                    here,
+                    "this block type is not supported through Bedrock (server tools, search results and containers are not)",
+                ));
+            }
+        };
+        out.push(block);
+        if b.cache_control.is_some() {
+            out.push(ContentBlock::CachePoint);
+        }
+    }
+    reasoning.extend(out);
+    Ok(reasoning)
+}
+
+/// A tool definition: a custom tool (`name`, `description`, `input_schema`); Anthropic's
+/// server tools (web search, code execution, ...) are not offered through Bedrock.
+fn tool(value: Value, i: usize) -> Result<ToolSpec, Error> {
+    let at = format!("tools[{i}]");
+    if let Some(kind) = value.get("type").and_then(Value::as_str)
+        && kind != "custom"
+    {
+        return Err(bad(
+            at,
+            format!("tool type '{kind}' is not available through Bedrock: define custom tools"),
+        ));
+    }
+    let name = value
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("{at}.name"), "a tool needs a name"))?;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(bad(
+            format!("{at}.name"),
+            "a tool name is 1 to 64 characters of A-Z a-z 0-9 _ -",
+        ));
+    }
+    Ok(ToolSpec {
+        name: name.to_owned(),
+        description: value
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        input_schema: value
+            .get("input_schema")
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        strict: value.get("strict").and_then(Value::as_bool),
+    })
+}
+
+impl MessagesRequest {
+    /// The input of `count_tokens`: the same body, `max_tokens` optional.
+    pub fn into_count_input(mut self, limits: &Limits) -> Result<ChatInput, Error> {
+        if self.max_tokens.is_none() {
+            self.max_tokens = Some(match &self.thinking {
+                Some(Thinking::Enabled { budget_tokens }) => budget_tokens.saturating_add(1),
+                _ => 1,
+            });
+        }
+        self.into_input(limits, Vec::new()).map(|p| p.input)
+    }
+
+    /// The chat input. `betas` are the `anthropic-beta` header's features that Bedrock takes.
+    pub fn into_input(self, limits: &Limits, betas: Vec<String>) -> Result<Parsed, Error> {
+        let max_tokens = self
+            .max_tokens
+            .ok_or_else(|| bad("max_tokens", "max_tokens is required"))?;
+        for (field, set) in [
+            ("mcp_servers", self.mcp_servers.is_some()),
+            ("container", self.container.is_some()),
+            ("context_management", self.context_management.is_some()),
+        ] {
+            if set {
+                return Err(bad(
+                    field,
+                    format!("'{field}' is not available through Bedrock"),
+                ));
+            }
+        }
+        if let Some(tier) = &self.service_tier
+            && !matches!(tier.as_str(), "auto" | "standard_only")
+        {
+            return Err(bad(
+                "service_tier",
+                "service_tier is 'auto' or 'standard_only'",
+            ));
+        }
+        let chars = self
+            .messages
+            .iter()
+            .map(|m| match &m.content {
+                InContent::Text(t) => t.len(),
+                InContent::Blocks(b) => chars_of(b),
+            })
+            .sum::<usize>()
+            + match &self.system {
+                Some(System::Text(t)) => t.len(),
+                Some(System::Blocks(b)) => chars_of(b),
+                None => 0,
+            };
+        check_sizes(limits, self.messages.len(), chars)?;
+
+        let mut documents = 0;
+        let mut system = Vec::new();
+        let mut system_cache = false;
+        match self.system {
+            None => {}
+            Some(System::Text(t)) => system.push(t),
+            Some(System::Blocks(list)) => {
+                for (j, b) in list.into_iter().enumerate() {
+                    match b.kind {
+                        BlockKind::Text { text } => system.push(text),
+                        _ => {
+                            return Err(bad(
+                                format!("system[{j}]"),
+                                "system blocks are text blocks",
+                            ));
+                        }
+                    }
+                    system_cache |= b.cache_control.is_some();
+                }
+            }
+        }
+        let mut messages: Vec<Message> = Vec::with_capacity(self.messages.len());
+        for (i, m) in self.messages.into_iter().enumerate() {
+            let at = format!("messages[{i}]");
+            let content = match m.content {
+                InContent::Text(t) => vec![ContentBlock::Text(t)],
+                InContent::Blocks(list) => blocks(list, &at, &mut documents)?,
+            };
+            if content.is_empty() {
+                return Err(bad(at, "a message needs content"));
+            }
+            messages.push(Message {
+                role: m.role,
+                content,
+            });
+        }
+        if messages.is_empty() {
+            return Err(bad("messages", "at least one message is needed"));
+        }
+
+        let tools = self
+            .tools
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| tool(t, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut single_tool_call = false;
+        let mut tool_choice = match self.tool_choice {
+            None => (!tools.is_empty()).then_some(ToolChoice::Auto),
+            Some(InToolChoice::Auto {
+                disable_parallel_tool_use,
+            }) => {
+                single_tool_call = disable_parallel_tool_use;
+                Some(ToolChoice::Auto)
+            }
+            Some(InToolChoice::Any {
+                disable_parallel_tool_use,
+            }) => {
+                single_tool_call = disable_parallel_tool_use;
+                Some(ToolChoice::Any)
+            }
+            Some(InToolChoice::Tool {
+                name,
+                disable_parallel_tool_use,
+            }) => {
+                if !tools.iter().any(|t| t.name == name) {
+                    return Err(bad(
+                        "tool_choice.name",
+                        format!("tool_choice names '{name}', which is not in tools"),
+                    ));
+                }
+                single_tool_call = disable_parallel_tool_use;
+                Some(ToolChoice::Tool(name))
+            }
+            Some(InToolChoice::None) => None,
+        };
+        let mut tools = tools;
+        let none_chosen = tool_choice.is_none() && !tools.is_empty();
+        if none_chosen {
+            // Bedrock has no "none": with tool calls in the history the tools must stay
+            // declared; the model is told not to call one.
+            let history = messages.iter().any(|m| {
+                m.content.iter().any(|b| {
+                    matches!(
+                        b,
+                        ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. }
+                    )
+                })
+            });
+            if history {
+                system.push("Do not call any tool in this turn: answer in text.".into());
+                tool_choice = Some(ToolChoice::Auto);
+            } else {
+                tools.clear();
+            }
+        }
+        let reasoning = match self.thinking {
+            Some(Thinking::Enabled { budget_tokens }) => {
+                if budget_tokens < 1_024 {
+                    return Err(bad(
+                        "thinking.budget_tokens",
+                        "thinking.budget_tokens is at least 1024",
+                    ));
+                }
+                if budget_tokens >= max_tokens {
+                    return Err(bad(
+                        "max_tokens",
+                        "max_tokens must be greater than thinking.budget_tokens",
+                    ));
+                }
+                Some(ReasoningRequest {
+                    effort: None,
+                    budget_tokens: Some(budget_tokens),
+                })
+            }
+            Some(Thinking::Disabled) | None => None,
+        };
+        let params = InferenceParams {
+            max_tokens: Some(max_tokens),
+            temperature: self.temperature,
+            top_p: self.top_p,
+            stop: self.stop_sequences,
+            top_k: self.top_k,
+        };
+        check_params(&params)?;
+        if params.top_k == Some(0) {
+            return Err(bad("top_k", "top_k is at least 1"));
+        }
+        let mut tags = BTreeMap::new();
+        // The user goes to Bedrock's invocation logs when it fits a tag.
+        if let Some(user) = self.metadata.and_then(|m| m.user_id).filter(|u| {
+            quarry_core::chat::check_tags(&BTreeMap::from([("user".into(), u.clone())])).is_ok()
+        }) {
+            tags.insert("user".to_owned(), user);
+        }
+        let mut input = ChatInput {
+            system,
+            messages,
+            route: Some(RouteSpec::Model(self.model)),
+            params,
+            tools,
+            tool_choice,
+            tags,
+            reasoning,
+            single_tool_call,
+            anthropic_beta: betas,
+            ..Default::default()
+        };
+        if system_cache {
+            input.system_cache_point = true;
+        }
+        Ok(Parsed {
+            input,
+            stream: self.stream,
+        })
+    }
+}
