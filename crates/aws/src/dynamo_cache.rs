@@ -82,6 +82,18 @@ impl DynamoCache {
         }
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
     /// Cache entries of a tenant (optionally one prompt's): their keys.
     async fn keys_of(
         &self,

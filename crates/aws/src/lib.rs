@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod budgets;
 pub mod document;
 pub mod dynamo_cache;
+pub mod embedding_cache;
 pub mod image_fetch;
 pub mod jobs;
 pub mod ledger;

@@ -48,6 +48,12 @@ pub fn routes() -> Vec<Route<Arc<AppState>>> {
             post(routes::anthropic::count_tokens)
                 .layer(axum::middleware::from_fn(routes::anthropic::reshape_errors)),
         ),
+        (
+            Method::POST,
+            "/v1/embeddings",
+            post(routes::embeddings::openai),
+        ),
+        (Method::POST, "/v1/embed", post(routes::embeddings::native)),
         (Method::GET, "/v1/models", get(routes::models::handler)),
         (
             Method::GET,
@@ -57,11 +63,14 @@ pub fn routes() -> Vec<Route<Arc<AppState>>> {
     ]
 }
 
+/// The routes the streaming Function URL serves: the chat routes.
+const STREAMED_ROUTES: [&str; 3] = ["/v1/chat", "/v1/chat/completions", "/v1/messages"];
+
 /// The chat API's router (on the streaming Function URL, its two chat routes only).
 pub fn app(state: Arc<AppState>) -> Router {
     let mut routes = routes();
     if state.options.stream_only {
-        routes.retain(|(method, _, _)| method == Method::POST);
+        routes.retain(|(method, path, _)| method == Method::POST && STREAMED_ROUTES.contains(path));
     }
     router(routes)
         .route_layer(axum::middleware::from_fn_with_state(

@@ -9,8 +9,10 @@ use quarry_aws::bedrock::BedrockModels;
 use quarry_aws::image_fetch::{HttpImageFetcher, ImageFetchPolicy};
 use quarry_aws::{Bootstrap, SdkPorts, Settings, ports_from_sdk};
 use quarry_core::chat::Preparer;
+use quarry_core::embeddings::{EmbeddingPorts, EmbeddingService};
 use quarry_core::invoke::{Invoker, RetryPolicy};
 use quarry_core::ports::AdmissionControl;
+use quarry_core::ports::EmbeddingCache;
 use quarry_core::ports::GuardrailApplier;
 use quarry_core::ports::ImageFetcher;
 use quarry_core::ports::JobStore;
@@ -144,6 +146,7 @@ pub struct HandlerPorts {
     pub ledger: Arc<dyn UsageLedger>,
     pub applier: Arc<dyn GuardrailApplier>,
     pub jobs: Arc<dyn JobStore>,
+    pub embeddings: Arc<dyn EmbeddingCache>,
 }
 
 pub struct AppState {
@@ -157,6 +160,7 @@ pub struct AppState {
     pub flush_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Fetches linked images, when the deployment allows it.
     pub images: Option<Arc<dyn ImageFetcher>>,
+    pub embeddings: EmbeddingService,
 }
 
 impl HandlerPorts {
@@ -169,11 +173,12 @@ impl HandlerPorts {
             params: ports.params(),
             models: bedrock.clone(),
             cache: cache.clone(),
-            idempotency: cache,
+            idempotency: cache.clone(),
             admission: ports.admission(),
             ledger: ports.ledger(),
             applier: bedrock,
             jobs: ports.jobs(),
+            embeddings: cache,
         }
     }
 }
@@ -217,6 +222,17 @@ impl AppState {
     pub fn with_ports(ports: HandlerPorts, settings: Settings, options: Options) -> Self {
         let preparer =
             Preparer::from_params(ports.params, &settings.param_prefix, options.config_max_age);
+        let embeddings = EmbeddingService::new(
+            EmbeddingPorts {
+                configs: preparer.configs().clone(),
+                client: ports.models.clone(),
+                cache: ports.embeddings,
+                admission: ports.admission.clone(),
+                ledger: ports.ledger.clone(),
+            },
+            options.retry.clone(),
+            options.cache_ttl,
+        );
         let invoker = Arc::new(Invoker::new(ports.models, options.retry.clone()));
         let service = ChatService::new(
             Ports {
@@ -243,6 +259,7 @@ impl AppState {
             jobs: ports.jobs,
             flush_metrics: None,
             images,
+            embeddings,
         }
     }
 }

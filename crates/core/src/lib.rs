@@ -20,6 +20,7 @@ pub mod budget;
 pub mod cache;
 pub mod chat;
 pub mod config;
+pub mod embeddings;
 pub mod error;
 pub mod guardrails;
 pub mod invoke;

@@ -150,6 +150,18 @@ pub fn needs(request: &ModelRequest) -> Vec<Need> {
 /// Cuts the chain to the models that can do everything the request asks; a 400 naming the
 /// first need no model of the chain meets.
 pub fn fit(route: &mut Route, request: &ModelRequest) -> Result<(), Error> {
+    // Embedding models do not chat.
+    if route
+        .chain
+        .iter()
+        .all(|t| t.capabilities.embedding.is_some())
+    {
+        return Err(Error::bad_request(
+            "model",
+            "an embedding model does not chat: send it to /v1/embeddings",
+        ));
+    }
+    route.chain.retain(|t| t.capabilities.embedding.is_none());
     let needs = needs(request);
     if needs.is_empty() {
         return Ok(());

@@ -169,6 +169,34 @@ pub trait ModelClient: Send + Sync {
         request: &ModelRequest,
         timeout: Duration,
     ) -> Result<ModelStream, ModelError>;
+
+    /// Embeds texts with an embedding model (InvokeModel, in the model's own body). A client
+    /// without embedding models refuses.
+    async fn embed(
+        &self,
+        model_id: &str,
+        request: &crate::embeddings::EmbedRequest,
+        timeout: Duration,
+    ) -> Result<crate::embeddings::EmbedResponse, ModelError> {
+        let _ = (request, timeout);
+        Err(ModelError::new(
+            crate::model::ModelErrorKind::Validation,
+            format!("{model_id} cannot embed here"),
+        ))
+    }
+}
+
+/// Embeddings already computed, per tenant, keyed by model, dimensions and text. Errors fail
+/// open: callers log and compute.
+#[async_trait]
+pub trait EmbeddingCache: Send + Sync {
+    /// The vectors of `keys`, in order (`None`: not cached).
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<f32>>>, StoreError>;
+    async fn put_many(
+        &self,
+        entries: &[(String, Vec<f32>)],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
 }
 
 /// Configuration and prompts (SSM Parameter Store in AWS).

@@ -59,6 +59,19 @@ pub struct ModelCapabilities {
     /// `top_k` sampling (Claude's `top_k`, Nova's `inferenceConfig.topK`).
     #[serde(default)]
     pub top_k: bool,
+    /// An embedding model (served through `/v1/embeddings`, never chat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingCapabilities>,
+}
+
+/// What an embedding model takes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingCapabilities {
+    /// Output sizes it offers (`dimensions`).
+    pub dimensions: Vec<u32>,
+    /// Most texts one call embeds.
+    pub max_batch: u32,
 }
 
 /// How a reasoning model is configured through `additionalModelRequestFields`.
@@ -103,6 +116,7 @@ impl Default for ModelCapabilities {
             strict_tools: false,
             parallel_tool_control: false,
             top_k: false,
+            embedding: None,
         }
     }
 }

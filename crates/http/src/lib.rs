@@ -12,6 +12,7 @@ pub mod auth;
 pub mod batches;
 pub mod body;
 pub mod context;
+pub mod embeddings;
 pub mod error;
 pub mod extract;
 pub mod native;

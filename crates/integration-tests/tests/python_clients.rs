@@ -81,3 +81,20 @@ async fn the_official_anthropic_client_works_unmodified() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_openai_client_embeds_unmodified() {
+    let stack = quarry_testkit::Stack::start().await;
+    let url = common::serve(common::state(&stack, common::options())).await;
+    let emulator = stack.emulator.url();
+    run_script(
+        "openai_embeddings.py",
+        &[
+            ("QUARRY_URL", &url),
+            ("QUARRY_KEY", stack.key("acme")),
+            ("EMULATOR_URL", emulator.as_str()),
+        ],
+        "embeddings OK",
+    )
+    .await;
+}

@@ -18,6 +18,7 @@ use aws_sdk_bedrockruntime::types as bt;
 use quarry_core::model::{ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream};
 use quarry_core::ports::ModelClient;
 
+mod embed;
 mod request;
 mod response;
 
@@ -208,6 +209,15 @@ impl ModelClient for BedrockModels {
             }
         });
         Ok(Box::pin(stream))
+    }
+
+    async fn embed(
+        &self,
+        model_id: &str,
+        request: &quarry_core::embeddings::EmbedRequest,
+        timeout: Duration,
+    ) -> Result<quarry_core::embeddings::EmbedResponse, ModelError> {
+        self.embed_texts(model_id, request, timeout).await
     }
 }
 

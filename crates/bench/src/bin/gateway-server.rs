@@ -103,6 +103,7 @@ fn main() {
             params,
             models: bedrock.clone(),
             cache: Arc::new(NoCache),
+            embeddings: Arc::new(quarry_core::embeddings::NoEmbeddingCache),
             idempotency: Arc::new(NoIdempotency),
             admission: Arc::new(AdmitAll),
             ledger: Arc::new(NoLedger),

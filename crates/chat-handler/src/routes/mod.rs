@@ -13,6 +13,7 @@
 pub mod anthropic;
 pub mod batches;
 pub mod chat;
+pub mod embeddings;
 pub mod models;
 pub mod native;
 pub mod openai;

@@ -36,7 +36,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Full jitter: uniform in [0, min(max, base * 2^retry)].
-    pub(super) fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let cap = self
             .base_delay
             .saturating_mul(1u32 << retry.min(16))
