@@ -2,7 +2,7 @@
 //!
 //! Each usage record is one transaction: a marker item (`REC#{sha256(tenant, id)}`,
 //! condition: absent) and ADDs to the tenant's counters: per month (`T#{tenant}#M#{month}`: `TOTAL`, `MODEL#...`,
-//! `FEATURE#...`, `DAY#...`), per day (`T#{tenant}#D#{date}`: `TOTAL`, `MODEL#...`,
+//! `FEATURE#...`, `KEY#...` (the caller's key label), `DAY#...`), per day (`T#{tenant}#D#{date}`: `TOTAL`, `MODEL#...`,
 //! `FEATURE#...`) and per hour (`T#{tenant}#H#{hour}`: `TOTAL`, for runaway detection).
 //! The marker makes a replayed record count once. Money is integer micro-USD.
 //!
@@ -182,6 +182,9 @@ impl DynamoLedger {
             tx = tx
                 .transact_items(self.counter(&month, &feature, r, None)?)
                 .transact_items(self.counter(&day, &feature, r, None)?);
+        }
+        if let Some(k) = &r.key {
+            tx = tx.transact_items(self.counter(&month, &format!("KEY#{k}"), r, None)?);
         }
         match tx.send().await {
             Ok(_) => Ok(Written::Counted),

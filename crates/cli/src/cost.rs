@@ -28,6 +28,8 @@ pub enum By {
     Model,
     Feature,
     Day,
+    /// The API key (developer) that made the calls.
+    Key,
 }
 
 impl By {
@@ -36,6 +38,7 @@ impl By {
             Self::Model => "MODEL#",
             Self::Feature => "FEATURE#",
             Self::Day => "DAY#",
+            Self::Key => "KEY#",
         }
     }
 }
@@ -211,8 +214,14 @@ pub async fn run(args: CostArgs) -> Result<(), String> {
                 }
                 // Spend without a feature tag is spend too: its own row, so the rows add up
                 // to the ledger's total.
-                if matches!(b, By::Feature) && (rest.requests > 0 || rest.cost_micro > 0) {
-                    rows.push(row(t, "(untagged)".into(), rest, &standing));
+                if matches!(b, By::Feature | By::Key) && (rest.requests > 0 || rest.cost_micro > 0)
+                {
+                    let label = if matches!(b, By::Key) {
+                        "(no key)"
+                    } else {
+                        "(untagged)"
+                    };
+                    rows.push(row(t, label.into(), rest, &standing));
                 }
             }
         }
@@ -252,6 +261,7 @@ fn print_table(month: &str, by: Option<By>, rows: &[Row]) {
         Some(By::Model) => "model",
         Some(By::Feature) => "feature",
         Some(By::Day) => "day",
+        Some(By::Key) => "key",
     };
     println!("Quarry cost report, {month} (month to date, UTC)");
     let width = rows

@@ -169,6 +169,7 @@ async fn a_report_is_the_bill_or_an_error() {
             estimated: false,
             at_ms: chrono::Utc::now().timestamp_millis(),
             service_tier: None,
+            key: None,
         })
         .await
         .unwrap();
@@ -214,6 +215,20 @@ async fn a_report_is_the_bill_or_an_error() {
     );
     assert_eq!(
         by_feature
+            .iter()
+            .map(|r| r["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        2
+    );
+
+    // By developer (key label): the rows add up too, unlabelled calls in their own row.
+    let (ok, out) = quarry(&stack, &["--tenant", "acme", "--by", "key", "--json"]);
+    assert!(ok, "{out}");
+    let by_key: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(!by_key.is_empty(), "{out}");
+    assert_eq!(by_key.iter().map(micros).sum::<u64>(), micros(acme));
+    assert_eq!(
+        by_key
             .iter()
             .map(|r| r["requests"].as_u64().unwrap())
             .sum::<u64>(),

@@ -133,10 +133,21 @@ impl BudgetAdmission {
             .map(|(s, _)| s.clone())
     }
 
-    fn decision(state: Option<BudgetState>, feature: Option<&str>) -> Result<Admission, Error> {
+    fn decision(
+        state: Option<BudgetState>,
+        feature: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Admission, Error> {
         let Some(state) = state else {
             return Ok(Admission::Proceed);
         };
+        if let Some(k) = key
+            && state.blocked_keys.iter().any(|b| b == k)
+        {
+            return Err(Error::BudgetExceeded(format!(
+                "the monthly budget of key '{k}' is spent; requests with it are refused until next month or a raise"
+            )));
+        }
         if state.level == BudgetLevel::Blocked {
             return Err(Error::BudgetExceeded(format!(
                 "{}; requests are refused until the budget resets next month or is raised",
@@ -175,7 +186,11 @@ impl AdmissionControl for BudgetAdmission {
         feature: Option<&str>,
         _route: &Route,
     ) -> Result<Admission, Error> {
-        let decision = Self::decision(self.state(caller).await?, feature)?;
+        let decision = Self::decision(
+            self.state(caller).await?,
+            feature,
+            caller.key_label.as_deref(),
+        )?;
         let Some(limits) = caller.policy.rate_limits else {
             return Ok(decision);
         };
@@ -228,7 +243,8 @@ impl AdmissionControl for BudgetAdmission {
 
     async fn peek(&self, caller: &Caller, feature: Option<&str>, _route: &Route) -> Admission {
         match self.state(caller).await {
-            Ok(state) => Self::decision(state, feature).unwrap_or(Admission::Proceed),
+            Ok(state) => Self::decision(state, feature, caller.key_label.as_deref())
+                .unwrap_or(Admission::Proceed),
             Err(_) => Admission::Proceed,
         }
     }

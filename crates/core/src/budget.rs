@@ -55,6 +55,10 @@ pub struct TenantBudget {
     /// Per-feature monthly limits (the `feature` tag); reaching one blocks that feature.
     #[serde(default)]
     pub features: BTreeMap<String, Usd>,
+    /// A monthly limit for each API key of the tenant (a developer's): reaching it blocks
+    /// that key alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<Usd>,
 }
 
 fn default_action() -> LimitAction {
@@ -115,6 +119,9 @@ pub struct BudgetState {
     /// Features blocked by their own limit.
     #[serde(default)]
     pub blocked_features: Vec<String>,
+    /// Keys (labels) blocked by the per-key limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_keys: Vec<String>,
     /// The tenant's configured features: spend under any other name (or none) counts
     /// against what the monthly limit leaves after them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -133,6 +140,7 @@ impl BudgetState {
             reason: String::new(),
             degrade_to: None,
             blocked_features: Vec::new(),
+            blocked_keys: Vec::new(),
             configured_features: Vec::new(),
             other_features_blocked: false,
             month: month.to_owned(),
@@ -157,6 +165,7 @@ pub fn evaluate(
     month: &str,
     spend: MicroUsd,
     feature_spend: &BTreeMap<String, MicroUsd>,
+    key_spend: &BTreeMap<String, MicroUsd>,
     global_spend: MicroUsd,
 ) -> BudgetState {
     let mut state = BudgetState::ok(month);
@@ -186,6 +195,13 @@ pub fn evaluate(
         if feature_spend.get(feature).copied().unwrap_or_default() >= limit.0 {
             state.blocked_features.push(feature.clone());
         }
+    }
+    if let Some(limit) = b.per_key {
+        state.blocked_keys = key_spend
+            .iter()
+            .filter(|(_, spent)| **spent >= limit.0)
+            .map(|(k, _)| k.clone())
+            .collect();
     }
     // A per-feature limit cannot be dodged by leaving the tag out or renaming it: spend
     // under no configured feature has what the monthly limit leaves after the features'.
@@ -266,30 +282,48 @@ mod tests {
         let b = budgets();
         let none = BTreeMap::new();
         assert_eq!(
-            evaluate(&b, "acme", "2026-11", usd("10"), &none, usd("10")).level,
+            evaluate(&b, "acme", "2026-11", usd("10"), &none, &none, usd("10")).level,
             BudgetLevel::Ok
         );
         assert_eq!(
-            evaluate(&b, "acme", "2026-11", usd("50"), &none, usd("50")).level,
+            evaluate(&b, "acme", "2026-11", usd("50"), &none, &none, usd("50")).level,
             BudgetLevel::Warning
         );
-        let s = evaluate(&b, "acme", "2026-11", usd("100"), &none, usd("100"));
+        let s = evaluate(&b, "acme", "2026-11", usd("100"), &none, &none, usd("100"));
         assert_eq!(
             (s.level, s.degrade_to.as_deref()),
             (BudgetLevel::Degraded, Some("batch"))
         );
         assert_eq!(
-            evaluate(&b, "globex", "2026-11", usd("50.000001"), &none, usd("60")).level,
+            evaluate(
+                &b,
+                "globex",
+                "2026-11",
+                usd("50.000001"),
+                &none,
+                &none,
+                usd("60")
+            )
+            .level,
             BudgetLevel::Blocked
         );
         // The global budget blocks everyone.
         assert_eq!(
-            evaluate(&b, "acme", "2026-11", usd("1"), &none, usd("1000")).level,
+            evaluate(&b, "acme", "2026-11", usd("1"), &none, &none, usd("1000")).level,
             BudgetLevel::Blocked
         );
         // Unknown tenants have no budget of their own.
         assert_eq!(
-            evaluate(&b, "initech", "2026-11", usd("1000000"), &none, usd("1")).level,
+            evaluate(
+                &b,
+                "initech",
+                "2026-11",
+                usd("1000000"),
+                &none,
+                &none,
+                usd("1")
+            )
+            .level,
             BudgetLevel::Ok
         );
     }
@@ -298,7 +332,15 @@ mod tests {
     fn features_block_alone() {
         let b = budgets();
         let f: BTreeMap<String, MicroUsd> = [("summarize".to_owned(), usd("10"))].into();
-        let s = evaluate(&b, "acme", "2026-11", usd("20"), &f, usd("20"));
+        let s = evaluate(
+            &b,
+            "acme",
+            "2026-11",
+            usd("20"),
+            &f,
+            &BTreeMap::new(),
+            usd("20"),
+        );
         assert_eq!(s.level, BudgetLevel::Ok);
         assert_eq!(s.blocked_features, ["summarize"]);
     }
@@ -308,10 +350,26 @@ mod tests {
         // acme: $100 a month, `summarize` $10: $90 for everything else.
         let b = budgets();
         let f: BTreeMap<String, MicroUsd> = [("summarize".to_owned(), usd("5"))].into();
-        let s = evaluate(&b, "acme", "2026-11", usd("50"), &f, usd("50"));
+        let s = evaluate(
+            &b,
+            "acme",
+            "2026-11",
+            usd("50"),
+            &f,
+            &BTreeMap::new(),
+            usd("50"),
+        );
         assert_eq!(s.configured_features, ["summarize"]);
         assert!(!s.other_features_blocked, "$45 of $90");
-        let s = evaluate(&b, "acme", "2026-11", usd("95"), &f, usd("95"));
+        let s = evaluate(
+            &b,
+            "acme",
+            "2026-11",
+            usd("95"),
+            &f,
+            &BTreeMap::new(),
+            usd("95"),
+        );
         assert!(s.other_features_blocked, "$90 of $90 outside `summarize`");
         assert!(
             s.blocked_features.is_empty(),
@@ -323,6 +381,7 @@ mod tests {
             "globex",
             "2026-11",
             usd("10"),
+            &BTreeMap::new(),
             &BTreeMap::new(),
             usd("10"),
         );
@@ -341,5 +400,28 @@ mod tests {
         assert!(
             serde_json::from_str::<Budgets>(r#"{"tenants": {"a": {"monthly_usd": 10}}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn a_key_over_its_own_limit_is_blocked_alone() {
+        let b: Budgets = serde_json::from_value(serde_json::json!({
+            "tenants": {"acme": {"monthly_usd": "100", "per_key": "5"}}
+        }))
+        .unwrap();
+        let keys = BTreeMap::from([
+            ("alice".to_owned(), usd("5")),
+            ("bob".to_owned(), usd("4.999999")),
+        ]);
+        let s = evaluate(
+            &b,
+            "acme",
+            "2026-11",
+            usd("10"),
+            &BTreeMap::new(),
+            &keys,
+            usd("10"),
+        );
+        assert_eq!(s.blocked_keys, ["alice"]);
+        assert_eq!(s.level, BudgetLevel::Ok, "the tenant is fine");
     }
 }

@@ -377,6 +377,7 @@ impl EmbeddingService {
             cached: false,
             estimated: false,
             service_tier: None,
+            key: caller.key_label.clone(),
             at_ms: SystemClock.now_ms(),
         };
         if let Err(e) = self.ports.ledger.record(&record).await {

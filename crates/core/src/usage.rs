@@ -23,6 +23,10 @@ pub struct UsageRecord {
     /// Tokens estimated (the stream ended before Bedrock reported usage).
     #[serde(default)]
     pub estimated: bool,
+    /// The label of the API key that made the call (a developer's, for per-key budgets and
+    /// reports); `None` for batch work and unlabelled callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The service tier that served the call, when Bedrock said (priced by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<crate::model::ServiceTier>,

@@ -205,7 +205,31 @@ impl CostAlarm {
                 .map_err(|e| e.to_string())?;
             features.insert(feature.clone(), MicroUsd(totals.cost_micro));
         }
-        let state = evaluate(budgets, tenant, month, tenant_spend, &features, global);
+        // Per-key limits: the spend of every key of the tenant this month.
+        let mut keys: BTreeMap<String, MicroUsd> = BTreeMap::new();
+        if budgets
+            .tenants
+            .get(tenant)
+            .is_some_and(|b| b.per_key.is_some())
+        {
+            for (key, totals) in self
+                .reader
+                .list(&month_pk(tenant, month), "KEY#")
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                keys.insert(key, MicroUsd(totals.cost_micro));
+            }
+        }
+        let state = evaluate(
+            budgets,
+            tenant,
+            month,
+            tenant_spend,
+            &features,
+            &keys,
+            global,
+        );
         let before = self
             .budgets
             .state(tenant)

@@ -271,6 +271,7 @@ impl Shared {
             cached: false,
             estimated: *estimated,
             service_tier: *tier,
+            key: caller.key_label.clone(),
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;
@@ -310,6 +311,7 @@ impl Shared {
             cached: true,
             estimated: false,
             service_tier: None,
+            key: caller.key_label.clone(),
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;
