@@ -146,12 +146,10 @@ async fn a_claude_code_session_works_through_quarry() {
     let r = post(&url, &key, "/v1/messages", &next).await;
     assert_eq!(r.status(), 200);
     let events = sse_events(r).await;
-    let stop = events
+    let stop: Value = events
         .iter()
-        .filter_map(|(_, e, d)| {
-            (e == "message_delta").then(|| serde_json::from_str::<Value>(d).unwrap())
-        })
-        .next()
+        .find(|(_, e, _)| e == "message_delta")
+        .map(|(_, _, d)| serde_json::from_str(d).unwrap())
         .unwrap();
     assert_eq!(stop["delta"]["stop_reason"], "end_turn", "{events:?}");
 }
