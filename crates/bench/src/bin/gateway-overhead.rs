@@ -1,7 +1,9 @@
-//! Warm gateway overhead: latency through the chat API minus latency straight to the
-//! emulator (zero model latency), p50 and p99, at concurrency 1 and 64 on loopback, cache
-//! bypassed; and the gateway's peak RSS under that load.
+//! Warm gateway overhead: latency through one of Quarry's APIs minus latency straight to the
+//! emulator (zero model latency), p50 and p99, at concurrency 1 and 64 (or `--concurrency`)
+//! on loopback, cache bypassed; and the gateway's peak RSS under that load.
 //! `cargo build --release -p bedrock-emulator -p quarry-bench && ./target/release/gateway-overhead`
+//! (`--api chat|messages|embeddings`: the native chat API, Anthropic's Messages API, or
+//! OpenAI's embeddings against Titan v2 through InvokeModel).
 
 #![allow(clippy::expect_used)]
 
@@ -24,6 +26,17 @@ struct Args {
     /// production.
     #[arg(long, default_value_t = 0)]
     model_latency_ms: u64,
+    #[arg(long, value_enum, default_value_t = Api::Chat)]
+    api: Api,
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64])]
+    concurrency: Vec<usize>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Api {
+    Chat,
+    Messages,
+    Embeddings,
 }
 
 fn main() {
@@ -50,7 +63,8 @@ fn main() {
             Server::start_command(cmd, "gateway listening on ").await.expect("gateway")
         };
         let message = "Give me a short status update.";
-        let direct = Target {
+        let key = vec![("authorization".into(), "Bearer qk_bench_key".into())];
+        let converse = Target {
             uri: format!("{}/model/us.anthropic.claude-3-5-haiku-20241022-v1:0/converse", emulator.url).parse().expect("uri"),
             body: Bytes::from(
                 serde_json::json!({
@@ -61,19 +75,39 @@ fn main() {
             ),
             headers: Vec::new(),
         };
-        let through = Target {
-            uri: format!("{}/v1/chat", gateway.url).parse().expect("uri"),
-            body: Bytes::from(
-                serde_json::json!({"messages": [{"role": "user", "content": message}], "max_tokens": 256, "cache": "bypass", "tier": "fast"}).to_string(),
-            ),
-            headers: vec![("authorization".into(), "Bearer qk_bench_key".into())],
+        let (direct, through) = match args.api {
+            Api::Chat => (converse, Target {
+                uri: format!("{}/v1/chat", gateway.url).parse().expect("uri"),
+                body: Bytes::from(
+                    serde_json::json!({"messages": [{"role": "user", "content": message}], "max_tokens": 256, "cache": "bypass", "tier": "fast"}).to_string(),
+                ),
+                headers: key,
+            }),
+            Api::Messages => (converse, Target {
+                uri: format!("{}/v1/messages", gateway.url).parse().expect("uri"),
+                body: Bytes::from(
+                    serde_json::json!({"model": "claude-3-5-haiku-20241022", "max_tokens": 256, "messages": [{"role": "user", "content": message}]}).to_string(),
+                ),
+                headers: vec![("x-api-key".into(), "qk_bench_key".into()), ("anthropic-version".into(), "2023-06-01".into())],
+            }),
+            Api::Embeddings => (Target {
+                uri: format!("{}/model/amazon.titan-embed-text-v2:0/invoke", emulator.url).parse().expect("uri"),
+                body: Bytes::from(serde_json::json!({"inputText": message}).to_string()),
+                headers: Vec::new(),
+            }, Target {
+                uri: format!("{}/v1/embeddings", gateway.url).parse().expect("uri"),
+                body: Bytes::from(
+                    serde_json::json!({"model": "amazon.titan-embed-text-v2:0", "input": message}).to_string(),
+                ),
+                headers: key,
+            }),
         };
-        println!("Gateway overhead (chat-handler router + Bedrock SDK call vs. direct Converse to the emulator),");
+        println!("Gateway overhead ({:?} API: chat-handler router + Bedrock SDK call vs. the direct call to the emulator),", args.api);
         println!(
             "cache bypassed, configuration/cache/ledger in memory, model latency {} ms, {} s per run:",
             args.model_latency_ms, args.seconds
         );
-        for concurrency in [1usize, 64] {
+        for &concurrency in &args.concurrency {
             let http = client(concurrency);
             let d = load(&http, &direct, concurrency, Duration::from_secs(1), Duration::from_secs(args.seconds)).await;
             let g = load(&http, &through, concurrency, Duration::from_secs(1), Duration::from_secs(args.seconds)).await;
