@@ -501,24 +501,8 @@ impl MessagesRequest {
             Some(InToolChoice::None) => None,
         };
         let mut tools = tools;
-        let none_chosen = tool_choice.is_none() && !tools.is_empty();
-        if none_chosen {
-            // Bedrock has no "none": with tool calls in the history the tools must stay
-            // declared; the model is told not to call one.
-            let history = messages.iter().any(|m| {
-                m.content.iter().any(|b| {
-                    matches!(
-                        b,
-                        ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. }
-                    )
-                })
-            });
-            if history {
-                system.push("Do not call any tool in this turn: answer in text.".into());
-                tool_choice = Some(ToolChoice::Auto);
-            } else {
-                tools.clear();
-            }
+        if tool_choice.is_none() && !tools.is_empty() {
+            tool_choice = crate::openai::request::no_tool(&messages, &mut tools, &mut system);
         }
         let reasoning = match self.thinking {
             Some(Thinking::Enabled { budget_tokens }) => {

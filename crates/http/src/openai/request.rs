@@ -150,6 +150,31 @@ fn push(messages: &mut Vec<Message>, role: Role, blocks: Vec<ContentBlock>) {
     }
 }
 
+/// `tool_choice: none`, which Bedrock lacks. Without tool calls in the history, the model is
+/// simply not offered the tools. With them, Bedrock refuses the history unless the tools are
+/// declared: they stay, and the model is told not to call one.
+pub(crate) fn no_tool(
+    messages: &[Message],
+    tools: &mut Vec<ToolSpec>,
+    system: &mut Vec<String>,
+) -> Option<ToolChoice> {
+    let history_has_tools = messages.iter().any(|m| {
+        m.content.iter().any(|b| {
+            matches!(
+                b,
+                ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. }
+            )
+        })
+    });
+    if history_has_tools {
+        system.push("Do not call any tool in this turn: answer in text.".to_owned());
+        Some(ToolChoice::Auto)
+    } else {
+        tools.clear();
+        None
+    }
+}
+
 /// The parsed request: what to answer and how.
 pub struct Parsed {
     pub input: ChatInput,
@@ -347,28 +372,7 @@ impl CompletionRequest {
             Some(OaToolChoice::Mode(m)) => match m.as_str() {
                 "auto" => Some(ToolChoice::Auto),
                 "required" => Some(ToolChoice::Any),
-                "none" => {
-                    // Bedrock has no "none". Without tool calls in the history, the model is
-                    // simply not offered the tools. With them, Bedrock refuses the history
-                    // unless the tools are declared: they stay, and the model is told not to
-                    // call one.
-                    let history_has_tools = messages.iter().any(|m: &Message| {
-                        m.content.iter().any(|b| {
-                            matches!(
-                                b,
-                                ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. }
-                            )
-                        })
-                    });
-                    if history_has_tools {
-                        system
-                            .push("Do not call any tool in this turn: answer in text.".to_owned());
-                        Some(ToolChoice::Auto)
-                    } else {
-                        tools.clear();
-                        None
-                    }
-                }
+                "none" => no_tool(&messages, &mut tools, &mut system),
                 other => {
                     return Err(Error::bad_request(
                         "tool_choice",
