@@ -1,6 +1,7 @@
 //! The request parsers of the chat API, exactly as the router calls them: the body bytes
-//! through `parse_json` into the native `ChatRequest` (`POST /v1/chat`) and the OpenAI
-//! `CompletionRequest` (`POST /v1/chat/completions`), then into `ChatInput`.
+//! through `parse_json` into the native `ChatRequest` (`POST /v1/chat`), the OpenAI
+//! `CompletionRequest` (`POST /v1/chat/completions`) and Anthropic's `MessagesRequest`
+//! (`POST /v1/messages`, with an `anthropic-beta` header), then into `ChatInput`.
 //!
 //! Properties: never a panic; a failure is a client error (400 naming a field, or 413), and
 //! "not valid JSON" only for bytes that are not JSON; a success is a request that passed
@@ -11,6 +12,7 @@
 
 use bytes::Bytes;
 use chat_handler::Options;
+use chat_handler::routes::anthropic::Anthropic;
 use chat_handler::routes::chat::{ChatApi, Parsed};
 use chat_handler::routes::native::Native;
 use chat_handler::routes::openai::OpenAi;
@@ -32,15 +34,52 @@ fuzz_target!(|data: &[u8]| {
         .clone()
         .or_else(|| serde_json::from_str(&String::from_utf8_lossy(data)).ok());
 
-    match Native::parse(&body, &options) {
+    let none = http::HeaderMap::new();
+    match Native::parse(&body, &none, &options) {
         Ok(parsed) => check_native(&parsed, json.as_ref(), &options),
         Err(e) => check_error(&e, json.as_ref()),
     }
-    match OpenAi::parse(&body, &options) {
+    match OpenAi::parse(&body, &none, &options) {
         Ok(parsed) => check_openai(&parsed, lenient.as_ref(), &options),
         Err(e) => check_error(&e, json.as_ref()),
     }
+    let mut betas = http::HeaderMap::new();
+    betas.insert(
+        "anthropic-beta",
+        http::HeaderValue::from_static("claude-code-20250219,interleaved-thinking-2025-05-14"),
+    );
+    match Anthropic::parse(&body, &betas, &options) {
+        Ok(parsed) => check_messages(&parsed),
+        Err(e) => check_error(&e, json.as_ref()),
+    }
 });
+
+/// A Messages request: messages in order, reasoning first in each, betas Bedrock takes.
+fn check_messages(parsed: &Parsed) {
+    let input = &parsed.input;
+    check_params(&input.params);
+    assert!(input.params.max_tokens.is_some(), "max_tokens is required");
+    assert!(!input.messages.is_empty());
+    for m in &input.messages {
+        assert!(!m.content.is_empty());
+        let first_other = m.content.iter().position(|b| {
+            !matches!(
+                b,
+                ContentBlock::Reasoning { .. } | ContentBlock::RedactedReasoning(_)
+            )
+        });
+        if let Some(at) = first_other {
+            assert!(
+                m.content[at..].iter().all(|b| !matches!(
+                    b,
+                    ContentBlock::Reasoning { .. } | ContentBlock::RedactedReasoning(_)
+                )),
+                "reasoning after other content"
+            );
+        }
+    }
+    assert_eq!(input.anthropic_beta, ["interleaved-thinking-2025-05-14"]);
+}
 
 fn check_error(e: &Error, json: Option<&Value>) {
     match e {
@@ -102,11 +141,20 @@ fn check_native(parsed: &Parsed, json: Option<&Value>, options: &Options) {
     assert!(chars <= options.max_total_chars);
     for m in &input.messages {
         assert!(matches!(m.role, Role::User | Role::Assistant));
-        assert!(
-            m.content
-                .iter()
-                .all(|b| matches!(b, ContentBlock::Text(_) | ContentBlock::CachePoint))
-        );
+        for b in &m.content {
+            match b {
+                ContentBlock::Text(_) | ContentBlock::CachePoint => {}
+                // Media that passed is media Bedrock takes.
+                ContentBlock::Image(i) => assert!(quarry_core::media::check_image(i).is_ok()),
+                ContentBlock::Document(d) => {
+                    assert!(quarry_core::media::check_document(d).is_ok())
+                }
+                // Reasoning sent back is signed (unsigned reasoning is left out).
+                ContentBlock::Reasoning { signature, .. } => assert!(signature.is_some()),
+                ContentBlock::RedactedReasoning(_) => {}
+                other => panic!("the native API made a {other:?} block"),
+            }
+        }
     }
     assert!(input.tools.is_empty() && input.tool_choice.is_none());
     assert!(input.system.len() <= 1);
@@ -188,7 +236,13 @@ fn check_openai(parsed: &Parsed, json: Option<&Value>, options: &Options) {
             )
         })
         .count();
-    assert_eq!(input.system.len(), system_sent);
+    // `tool_choice: none` with tool calls in the history adds one instruction.
+    let none_with_history = obj.get("tool_choice").and_then(Value::as_str) == Some("none")
+        && input.tool_choice.is_some();
+    assert_eq!(
+        input.system.len(),
+        system_sent + usize::from(none_with_history)
+    );
     assert_eq!(
         input.route,
         Some(RouteSpec::Model(
@@ -205,7 +259,12 @@ fn check_openai(parsed: &Parsed, json: Option<&Value>, options: &Options) {
         );
     }
     if obj.get("tool_choice").and_then(Value::as_str) == Some("none") {
-        assert!(input.tools.is_empty() && input.tool_choice.is_none());
+        // No tools, or (a history with tool calls needs them declared) tools the model is
+        // told not to call.
+        assert!(
+            (input.tools.is_empty() && input.tool_choice.is_none())
+                || input.tool_choice == Some(ToolChoice::Auto)
+        );
     }
     assert_eq!(parsed.stream, obj.get("stream") == Some(&Value::Bool(true)));
     if parsed.include_usage {

@@ -28,9 +28,15 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut out = String::new();
     for d in &deltas {
-        out.push_str(&g.push(d).unwrap_or_else(|f| panic!("redact refused: {f:?}")));
+        out.push_str(
+            &g.push(d)
+                .unwrap_or_else(|f| panic!("redact refused: {f:?}")),
+        );
     }
-    out.push_str(&g.finish().unwrap_or_else(|f| panic!("redact refused: {f:?}")));
+    out.push_str(
+        &g.finish()
+            .unwrap_or_else(|f| panic!("redact refused: {f:?}")),
+    );
     assert_eq!(out, whole);
 
     let block = GuardrailConfig {
@@ -59,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
         refused = g.finish().map(|t| sent.push_str(&t)).is_err();
     }
     assert_eq!(refused, refused_whole, "text {text:?}");
-    assert!(scan_policy(&block, &sent, false).is_empty(), "sent {sent:?}");
+    assert!(
+        scan_policy(&block, &sent, false).is_empty(),
+        "sent {sent:?}"
+    );
     assert!(scan_pii(&block, &sent).1.is_empty(), "sent {sent:?}");
 });
 

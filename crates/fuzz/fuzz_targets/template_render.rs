@@ -97,6 +97,7 @@ fn read(data: &[u8]) -> (PromptSpec, Map<String, Value>) {
         cache: CacheSettings::default(),
         prompt_caching: false,
         guardrails: None,
+        service_tier: None,
     };
     (spec, given)
 }
