@@ -384,6 +384,16 @@ impl EmbeddingService {
             metrics::counter!("UsageNotRecorded").increment(1);
             tracing::error!(error = %e, record = ?record, "USAGE NOT RECORDED: ledger and spill both failed");
         }
+        // The dashboard's token and spend figures include embeddings.
+        let dims = crate::telemetry::Dims {
+            tenant: &caller.tenant,
+            model: &target.base_id,
+            feature: record.feature.as_deref().unwrap_or("-"),
+        };
+        crate::telemetry::count("InputTokens", input_tokens, dims);
+        if let Some(c) = cost {
+            crate::telemetry::count("CostMicroUSD", c.0, dims);
+        }
         self.ports.admission.used(caller, input_tokens).await;
         cost
     }
