@@ -5,11 +5,12 @@
 //! states what it changes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultSpec;
+use crate::knowledge::corpus::KnowledgeBaseSpec;
 
 const DEFAULT_CONFIG: &str = include_str!("../default-config.yaml");
 
@@ -39,6 +40,10 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Lifetime of an emulated prompt-cache entry, in seconds.
     pub prompt_cache_ttl_secs: u64,
+    /// Knowledge Bases by ID, each a local folder of documents.
+    pub knowledge_bases: BTreeMap<String, KnowledgeBaseSpec>,
+    /// A folder whose every subfolder `{id}/` is a knowledge base with default chunking.
+    pub knowledge_bases_dir: Option<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -58,6 +63,8 @@ impl Default for EmulatorConfig {
             recorded_requests: 200,
             seed: 0x5eed,
             prompt_cache_ttl_secs: 300,
+            knowledge_bases: BTreeMap::new(),
+            knowledge_bases_dir: None,
         }
     }
 }
@@ -111,6 +118,8 @@ impl EmulatorConfig {
         config.recorded_requests = overlay.recorded_requests;
         config.seed = overlay.seed;
         config.prompt_cache_ttl_secs = overlay.prompt_cache_ttl_secs;
+        config.knowledge_bases.extend(overlay.knowledge_bases);
+        config.knowledge_bases_dir = overlay.knowledge_bases_dir;
         config.check()?;
         Ok(config)
     }

@@ -5,7 +5,8 @@
 //! through an endpoint override (`AWS_ENDPOINT_URL_BEDROCK_RUNTIME`).
 //!
 //! Operations: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream,
-//! CountTokens and ApplyGuardrail; embedding models (Titan, Cohere Embed) through InvokeModel. Output is deterministic (the same request gets the same
+//! CountTokens and ApplyGuardrail; Knowledge Bases' Retrieve and RetrieveAndGenerate over a
+//! local corpus; embedding models (Titan, Cohere Embed) through InvokeModel. Output is deterministic (the same request gets the same
 //! answer), usage is realistic (about four characters a token, prompt-cache reads and writes
 //! when `cachePoint` blocks are sent), latency and faults are configurable per model, and an
 //! admin API under `/_emulator/` exposes call counters and the requests received.
@@ -95,6 +96,37 @@
 //!     closer vectors than unrelated ones; `input_type` does not change a vector. Usage is in
 //!     InvokeModel's headers: input tokens summed over the texts (after truncation), 0 output
 //!     tokens, and the latency. Faults, counters and recorded requests work as for any model.
+//! * **Knowledge Bases** (Agents for Amazon Bedrock Runtime, same endpoint): config
+//!   `knowledge_bases: {ID: {path, chunking: {strategy: fixed|headings, max_tokens: 300,
+//!   overlap_percent: 20}}}`, or `knowledge_bases_dir` / `--knowledge-bases DIR` where each
+//!   subfolder `DIR/ID/` is a knowledge base with the default chunking. `.md`, `.txt` and
+//!   `.html` files (tags stripped) are read at the first query and kept in memory (the admin
+//!   reset forgets them, so edited files are read again); `FILE.metadata.json` holds
+//!   Bedrock's `{"metadataAttributes": {...}}`. `fixed` cuts windows of whole words of at
+//!   most `max_tokens` tokens (four characters a token), each starting `overlap_percent` of
+//!   the previous window's words before its end; `headings` first splits at Markdown
+//!   heading lines. A chunk's location is `s3://{ID}/{path in the folder}` and its metadata
+//!   the sidecar's attributes plus `x-amz-bedrock-kb-source-uri`, `-chunk-id` and
+//!   `-data-source-id`.
+//!   - **Retrieve** (`POST /knowledgebases/{ID}/retrieve`): `retrievalQuery.text` of 1 to
+//!     1,000 characters; `numberOfResults` 1 to 100 (default 5); `overrideSearchType`
+//!     `SEMANTIC` (default) scores `(cosine + 1) / 2` of the Titan V2 space's vectors
+//!     (512 dimensions), `HYBRID` `0.7 x` that `+ 0.3 x` the share of the query's words
+//!     found in the chunk; results best first. `filter` takes `equals`, `notEquals`,
+//!     `greaterThan(OrEquals)`, `lessThan(OrEquals)` (numbers), `in`, `notIn` (lists),
+//!     `startsWith`, `stringContains` (strings; on a list attribute any member),
+//!     `listContains`, and `andAll` / `orAll` of at least two filters; each filter object
+//!     sets exactly one operator. A key the chunk lacks passes only `notEquals` and
+//!     `notIn`. `rerankingConfiguration` is accepted and changes nothing; no `nextToken` is
+//!     returned. An unknown ID is a 404 ResourceNotFoundException; constraint violations are
+//!     `1 validation error detected: Value '0' at
+//!     'retrievalConfiguration.vectorSearchConfiguration.numberOfResults' failed to satisfy
+//!     constraint: ...`. Faults, counters and recorded requests use the knowledge base ID.
+//!   - **RetrieveAndGenerate** (`POST /retrieveAndGenerate`, `type: KNOWLEDGE_BASE` only):
+//!     `modelArn` must resolve like a model ID; the answer joins the first sentence of each
+//!     of the top three passages, and each sentence is a citation whose `span` covers
+//!     characters `start..=end` of `output.text` and whose reference is the passage. The
+//!     request's `sessionId` is echoed, else a new one is made.
 //! * **Steering the model**: a line `Repeat: TEXT` in the last user message makes the answer
 //!   exactly TEXT (to put PII in the output, say); the `stop_reason` fault still ends any
 //!   answer with the stop reason it names.
@@ -120,6 +152,7 @@ pub mod generate;
 pub mod guarded;
 pub mod guardrail;
 pub mod invoke;
+pub mod knowledge;
 pub mod output;
 pub mod reasoning;
 pub mod render;

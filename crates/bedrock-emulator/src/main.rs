@@ -46,6 +46,10 @@ struct Args {
     /// Seed of probabilistic faults.
     #[arg(long)]
     seed: Option<u64>,
+    /// Folder whose every subfolder `{id}/` is a knowledge base (Retrieve,
+    /// RetrieveAndGenerate).
+    #[arg(long, env = "BEDROCK_EMULATOR_KNOWLEDGE_BASES")]
+    knowledge_bases: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -126,6 +130,9 @@ async fn run(args: Args) -> Result<(), String> {
 
     if let Some(seed) = args.seed {
         config.seed = seed;
+    }
+    if let Some(dir) = args.knowledge_bases {
+        config.knowledge_bases_dir = Some(dir);
     }
     let addr = format!("{}:{}", args.host, args.port);
     let emulator = bedrock_emulator::start(config, addr.as_str())

@@ -1,5 +1,5 @@
-//! The Bedrock Runtime HTTP surface: request routing, the five model operations and
-//! ApplyGuardrail.
+//! The Bedrock Runtime HTTP surface: request routing, the five model operations,
+//! ApplyGuardrail and the Knowledge Base operations (Retrieve, RetrieveAndGenerate).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::error::{BedrockError, ErrorKind};
 use crate::eventstream::{self, Step};
 use crate::guarded;
 use crate::guardrail;
+use crate::knowledge;
 use crate::output::StopReason;
 use crate::render::{self, Extras, MidStreamFault, Usage};
 use crate::request::{ModelOp, Routed, Target, routed_prompt};
@@ -38,6 +39,8 @@ pub fn router(state: SharedState) -> Router {
 enum Route {
     Model { id: String, op: ModelOp },
     Guardrail { id: String, version: String },
+    Retrieve { knowledge_base_id: String },
+    RetrieveAndGenerate,
 }
 
 fn decode(segment: &str) -> Result<String, BedrockError> {
@@ -74,6 +77,10 @@ fn route(uri: &Uri) -> Result<Route, BedrockError> {
             id: decode(id)?,
             version: decode(version)?,
         }),
+        ["knowledgebases", id, "retrieve"] => Ok(Route::Retrieve {
+            knowledge_base_id: decode(id)?,
+        }),
+        ["retrieveAndGenerate"] => Ok(Route::RetrieveAndGenerate),
         _ => Err(unknown()),
     }
 }
@@ -128,6 +135,19 @@ async fn handle(
             state.record("ApplyGuardrail", &id, &body);
             let result = guardrail::apply(&state.config().guardrails, &id, &version, &body);
             state.count("ApplyGuardrail", &id, result.is_err());
+            result
+        }
+        Route::Retrieve { knowledge_base_id } => {
+            state.record("Retrieve", &knowledge_base_id, &body);
+            let result = knowledge::serve::retrieve(state, &knowledge_base_id, &body);
+            state.count("Retrieve", &knowledge_base_id, result.is_err());
+            result
+        }
+        Route::RetrieveAndGenerate => {
+            let counted_as = knowledge::serve::knowledge_base_named(&body);
+            state.record("RetrieveAndGenerate", &counted_as, &body);
+            let result = knowledge::serve::retrieve_and_generate(state, &body, request_id);
+            state.count("RetrieveAndGenerate", &counted_as, result.is_err());
             result
         }
     }

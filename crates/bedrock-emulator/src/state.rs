@@ -13,6 +13,8 @@ use crate::catalog::ResolvedModel;
 use crate::config::{EmulatorConfig, Latency};
 use crate::faults::{CallFaults, FaultSpec};
 use crate::generate::Prng;
+use crate::knowledge::KnowledgeCache;
+use crate::knowledge::corpus::Chunk;
 use crate::render::{Timing, Usage};
 use crate::tally::CachePrefix;
 
@@ -45,6 +47,7 @@ pub struct EmulatorState {
     prompt_cache: Mutex<HashMap<[u8; 32], Instant>>,
     rng: Mutex<Prng>,
     seq: AtomicU64,
+    knowledge: KnowledgeCache,
 }
 
 impl EmulatorState {
@@ -57,6 +60,7 @@ impl EmulatorState {
             recorded: Mutex::new(VecDeque::new()),
             prompt_cache: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            knowledge: KnowledgeCache::default(),
         }
     }
 
@@ -238,6 +242,15 @@ impl EmulatorState {
         }
     }
 
+    /// The chunks of knowledge base `id`, read from its folder at first use.
+    pub fn knowledge_base(
+        &self,
+        id: &str,
+    ) -> Result<std::sync::Arc<Vec<Chunk>>, crate::BedrockError> {
+        let config = self.config();
+        self.knowledge.get(&config, id)
+    }
+
     /// Forgets counters, recorded requests and the prompt cache; faults go back to the
     /// configured ones.
     pub fn reset(&self) {
@@ -246,5 +259,7 @@ impl EmulatorState {
         lock(&self.counters).clear();
         lock(&self.recorded).clear();
         lock(&self.prompt_cache).clear();
+        // Corpora are read again at their next query, picking up edited files.
+        self.knowledge.clear();
     }
 }
