@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultSpec;
+use crate::grounding::GroundingSpec;
 use crate::knowledge::corpus::KnowledgeBaseSpec;
 
 const DEFAULT_CONFIG: &str = include_str!("../default-config.yaml");
@@ -296,6 +297,8 @@ pub struct GuardrailSpec {
     pub denied_words: Vec<String>,
     pub blocked_input_messaging: String,
     pub blocked_outputs_messaging: String,
+    /// Contextual grounding checks of ApplyGuardrail (OUTPUT source only).
+    pub contextual_grounding: Option<GroundingSpec>,
 }
 
 impl Default for GuardrailSpec {
@@ -305,6 +308,7 @@ impl Default for GuardrailSpec {
             denied_words: Vec::new(),
             blocked_input_messaging: "Sorry, the model cannot answer this question.".into(),
             blocked_outputs_messaging: "Sorry, the model cannot answer this question.".into(),
+            contextual_grounding: None,
         }
     }
 }

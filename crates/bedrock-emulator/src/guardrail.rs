@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::{GuardrailAction, GuardrailSpec};
 use crate::error::{BedrockError, ErrorKind};
+use crate::grounding::{self, GroundingFinding};
 use crate::request::parse_json;
 
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct WordFinding {
 pub struct Assessment {
     pub pii: Vec<PiiFinding>,
     pub words: Vec<WordFinding>,
+    /// Contextual grounding checks run (ApplyGuardrail on OUTPUT only), passed or not.
+    pub grounding: Vec<GroundingFinding>,
     /// The texts with ANONYMIZE matches masked as `{TYPE}`.
     pub outputs: Vec<String>,
     pub text_units: u32,
@@ -39,11 +42,13 @@ pub struct Assessment {
 
 impl Assessment {
     pub fn blocked(&self) -> bool {
-        !self.words.is_empty() || self.pii.iter().any(|f| f.action == GuardrailAction::Block)
+        !self.words.is_empty()
+            || self.pii.iter().any(|f| f.action == GuardrailAction::Block)
+            || self.grounding.iter().any(GroundingFinding::blocked)
     }
 
     pub fn intervened(&self) -> bool {
-        !self.words.is_empty() || !self.pii.is_empty()
+        !self.words.is_empty() || !self.pii.is_empty() || self.blocked()
     }
 }
 
@@ -136,7 +141,7 @@ pub fn usage_json(spec: &GuardrailSpec, assessment: &Assessment) -> Value {
         "wordPolicyUnits": if spec.denied_words.is_empty() { 0 } else { assessment.text_units },
         "sensitiveInformationPolicyUnits": if spec.pii.is_empty() { 0 } else { assessment.text_units },
         "sensitiveInformationPolicyFreeUnits": 0,
-        "contextualGroundingPolicyUnits": 0,
+        "contextualGroundingPolicyUnits": if assessment.grounding.is_empty() { 0 } else { assessment.text_units },
     })
 }
 
@@ -172,6 +177,17 @@ pub fn assessment_json(assessment: &Assessment, masks: bool) -> Value {
         policies.insert(
             "wordPolicy".into(),
             json!({ "customWords": words, "managedWordLists": [] }),
+        );
+    }
+    if !assessment.grounding.is_empty() {
+        let filters: Vec<Value> = assessment
+            .grounding
+            .iter()
+            .map(GroundingFinding::json)
+            .collect();
+        policies.insert(
+            "contextualGroundingPolicy".into(),
+            json!({ "filters": filters }),
         );
     }
     Value::Object(policies)
@@ -266,6 +282,38 @@ pub fn check_guardrail_ref(id: &str, version: &str, at: &str) -> Result<(), Bedr
     Ok(())
 }
 
+/// The role of an ApplyGuardrail text block, from its `qualifiers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Qualifier {
+    GuardContent,
+    GroundingSource,
+    Query,
+}
+
+/// Text blocks with their role; a block without qualifiers is guarded content. Reference
+/// blocks (grounding source, query) only feed the grounding check, as in Bedrock.
+fn qualified_texts(content: &[Value]) -> Vec<(Qualifier, String)> {
+    content
+        .iter()
+        .filter_map(|block| {
+            let text = block.get("text")?;
+            let qualifiers: Vec<&str> = text
+                .get("qualifiers")
+                .and_then(Value::as_array)
+                .map(|q| q.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let role = if qualifiers.contains(&"grounding_source") {
+                Qualifier::GroundingSource
+            } else if qualifiers.contains(&"query") {
+                Qualifier::Query
+            } else {
+                Qualifier::GuardContent
+            };
+            Some((role, text.get("text")?.as_str()?.to_owned()))
+        })
+        .collect()
+}
+
 /// The ApplyGuardrail operation.
 pub fn apply(
     guardrails: &BTreeMap<String, GuardrailSpec>,
@@ -296,17 +344,33 @@ pub fn apply(
     let content = value.get("content").and_then(Value::as_array).ok_or_else(|| {
         BedrockError::validation("1 validation error detected: Value null at 'content' failed to satisfy constraint: Member must not be null")
     })?;
-    let texts: Vec<String> = content
+    let blocks = qualified_texts(content);
+    let texts: Vec<String> = blocks
         .iter()
-        .filter_map(|block| {
-            block
-                .get("text")
-                .and_then(|t| t.get("text"))
-                .and_then(Value::as_str)
-        })
-        .map(str::to_owned)
+        .filter(|(q, _)| *q == Qualifier::GuardContent)
+        .map(|(_, t)| t.clone())
         .collect();
-    let assessment = assess(spec, &texts)?;
+    let mut assessment = assess(spec, &texts)?;
+    if let Some(grounding) = spec
+        .contextual_grounding
+        .as_ref()
+        .filter(|_| !source_is_input)
+    {
+        let joined = |kind: Qualifier| {
+            let parts: Vec<&str> = blocks
+                .iter()
+                .filter(|(q, _)| *q == kind)
+                .map(|(_, t)| t.as_str())
+                .collect();
+            (!parts.is_empty()).then(|| parts.join("\n"))
+        };
+        assessment.grounding = grounding::check(
+            grounding,
+            &texts.join("\n"),
+            joined(Qualifier::GroundingSource).as_deref(),
+            joined(Qualifier::Query).as_deref(),
+        );
+    }
     Ok(axum::Json(apply_response(spec, &assessment, source_is_input)).into_response())
 }
 

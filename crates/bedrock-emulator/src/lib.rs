@@ -65,6 +65,17 @@
 //!   `guardrail_intervened`. With `trace: enabled`, `trace.guardrail` lists
 //!   `inputAssessment` and `outputAssessments` with each finding's action (`BLOCKED`,
 //!   `ANONYMIZED`, or `NONE` where async mode could not mask).
+//! * **Contextual grounding** (ApplyGuardrail, `source: OUTPUT` only): a guardrail's
+//!   `contextual_grounding: {grounding_threshold, relevance_threshold}` runs a check per
+//!   threshold. Text blocks' `qualifiers` say what they are: `grounding_source`, `query`,
+//!   or `guard_content` (also a block without qualifiers; only these go through the other
+//!   policies). GROUNDING (needs a grounding source) is the share of the guarded text's
+//!   words found in the source, RELEVANCE (needs a query) the share of the query's words
+//!   found in the guarded text; words are lower-cased, common stop words left out, scores
+//!   rounded to two decimals. A score below its threshold blocks (`GUARDRAIL_INTERVENED`,
+//!   the blocked output message); `assessments[].contextualGroundingPolicy.filters` lists
+//!   every check run as `{type, threshold, score, action: BLOCKED|NONE, detected}`, and
+//!   `usage.contextualGroundingPolicyUnits` is charged.
 //! * **Embedding models** (`kind: embedding`) answer InvokeModel only: Converse and
 //!   ConverseStream say "This action doesn't support the model that you provided. Try again
 //!   with a supported text or chat model.", InvokeModelWithResponseStream "The model is
@@ -149,6 +160,7 @@ pub mod error;
 pub mod eventstream;
 pub mod faults;
 pub mod generate;
+pub mod grounding;
 pub mod guarded;
 pub mod guardrail;
 pub mod invoke;
