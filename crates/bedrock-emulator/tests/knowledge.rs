@@ -443,3 +443,38 @@ async fn retrieve_and_generate_cites_the_passages_it_quotes() {
         (404, Some("ResourceNotFoundException"))
     );
 }
+
+#[tokio::test]
+async fn the_sample_corpus_keeps_tenants_apart() {
+    let mut config = EmulatorConfig::builtin();
+    config.knowledge_bases_dir =
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/knowledge-bases"));
+    let emu = bedrock_emulator::start(config, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let path = "/knowledgebases/quarry-docs/retrieve";
+    let query = |filter: Value| {
+        json!({"retrievalQuery": {"text": "how long are deleted series restorable from snapshots"},
+               "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 10, "filter": filter}}})
+    };
+    let (_, _, globex) = post(
+        &emu,
+        path,
+        query(json!({"equals": {"key": "tenant", "value": "globex"}})),
+    )
+    .await;
+    assert!(uris(&globex)[0].ends_with("/retention.md"), "{globex}");
+    let (_, _, acme) = post(
+        &emu,
+        path,
+        query(json!({"equals": {"key": "tenant", "value": "acme"}})),
+    )
+    .await;
+    let acme = uris(&acme);
+    assert!(!acme.is_empty());
+    assert!(
+        acme.iter()
+            .all(|u| u.ends_with("/pricing.md") || u.ends_with("/security.md")),
+        "{acme:?}"
+    );
+}
