@@ -119,8 +119,13 @@
 //!   heading lines. A chunk's location is `s3://{ID}/{path in the folder}` and its metadata
 //!   the sidecar's attributes plus `x-amz-bedrock-kb-source-uri`, `-chunk-id` and
 //!   `-data-source-id`.
-//!   - **Retrieve** (`POST /knowledgebases/{ID}/retrieve`): `retrievalQuery.text` of 1 to
-//!     1,000 characters; `numberOfResults` 1 to 100 (default 5); `overrideSearchType`
+//!   - **IDs**: a knowledge base ARN (`arn:aws:bedrock:REGION:ACCOUNT:knowledge-base/ID`)
+//!     names its ID. An unknown ID of Bedrock's shape (ten letters or digits) is a 404
+//!     ResourceNotFoundException, any other unknown one a ValidationException quoting the
+//!     identifier's pattern; configured or folder names outside the pattern (`quarry-docs`)
+//!     are served all the same.
+//!   - **Retrieve** (`POST /knowledgebases/{ID}/retrieve`): `retrievalQuery.text` of at most
+//!     20,000 characters; `numberOfResults` 1 to 100 (default 5); `overrideSearchType`
 //!     `SEMANTIC` (default) scores `(cosine + 1) / 2` of the Titan V2 space's vectors
 //!     (512 dimensions), `HYBRID` `0.7 x` that `+ 0.3 x` the share of the query's words
 //!     found in the chunk; results best first. `filter` takes `equals`, `notEquals`,
@@ -129,12 +134,13 @@
 //!     `listContains`, and `andAll` / `orAll` of at least two filters; each filter object
 //!     sets exactly one operator. A key the chunk lacks passes only `notEquals` and
 //!     `notIn`. `rerankingConfiguration` is accepted and changes nothing; no `nextToken` is
-//!     returned. An unknown ID is a 404 ResourceNotFoundException; constraint violations are
+//!     returned. Constraint violations are
 //!     `1 validation error detected: Value '0' at
 //!     'retrievalConfiguration.vectorSearchConfiguration.numberOfResults' failed to satisfy
 //!     constraint: ...`. Faults, counters and recorded requests use the knowledge base ID.
 //!   - **RetrieveAndGenerate** (`POST /retrieveAndGenerate`, `type: KNOWLEDGE_BASE` only):
-//!     `modelArn` must resolve like a model ID; the answer joins the first sentence of each
+//!     `input.text` of at most 1,000 characters, `sessionId` 2 to 100 of
+//!     `[0-9a-zA-Z._:-]`; `modelArn` must resolve like a model ID; the answer joins the first sentence of each
 //!     of the top three passages, and each sentence is a citation whose `span` covers
 //!     characters `start..=end` of `output.text` and whose reference is the passage. The
 //!     request's `sessionId` is echoed, else a new one is made.

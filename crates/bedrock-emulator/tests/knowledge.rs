@@ -325,14 +325,32 @@ async fn an_unknown_knowledge_base_is_not_found() {
     assert_eq!(status, 404);
     assert_eq!(kind.as_deref(), Some("ResourceNotFoundException"));
     assert!(body["message"].as_str().unwrap().contains("NOSUCHKB00"));
-    // A path-like ID never reaches the file system.
-    let (status, _, _) = post(
+    // An ID breaking Bedrock's pattern is refused, and never reaches the file system.
+    let (status, kind, body) = post(
         &emu,
         "/knowledgebases/..%2F..%2Fetc/retrieve",
         json!({"retrievalQuery": {"text": "x"}}),
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        (status, kind.as_deref()),
+        (400, Some("ValidationException"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("knowledgeBaseId")
+    );
+    // A knowledge base ARN names its ID.
+    let arn = format!("arn:aws:bedrock:us-east-1:123456789012:knowledge-base/{KB}");
+    let (status, _, body) = post(
+        &emu,
+        &format!("/knowledgebases/{}/retrieve", arn.replace('/', "%2F")),
+        json!({"retrievalQuery": {"text": "backups"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
@@ -425,6 +443,16 @@ async fn retrieve_and_generate_cites_the_passages_it_quotes() {
             .ends_with("backup.md")
     );
     assert_eq!(emu.state().calls(Some("RetrieveAndGenerate"), Some(KB)), 1);
+
+    let mut bad_session = request.clone();
+    bad_session["sessionId"] = json!("no spaces allowed");
+    let (status, _, body) = post(&emu, "/retrieveAndGenerate", bad_session).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("sessionId"));
+    let mut long_input = request.clone();
+    long_input["input"]["text"] = json!("x".repeat(1001));
+    let (status, _, _) = post(&emu, "/retrieveAndGenerate", long_input).await;
+    assert_eq!(status, 400);
 
     let mut unknown_model = request.clone();
     unknown_model["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"]["modelArn"] =

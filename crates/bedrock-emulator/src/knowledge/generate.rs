@@ -77,17 +77,29 @@ fn first_sentence(text: &str) -> &str {
 
 /// The answer; `session_id` is the request's or a new one.
 pub fn respond(chunks: &[Chunk], body: &Value, session_id: &str) -> Result<Value, BedrockError> {
-    let query = retrieve::query_text(body, "input")?;
+    let query = retrieve::query_text(body, "input", 1000)?;
     let kb = body
         .pointer("/retrieveAndGenerateConfiguration/knowledgeBaseConfiguration")
         .cloned()
         .unwrap_or(Value::Null);
     let search = retrieve::search(kb.get("retrievalConfiguration"))?;
     let ranked = retrieve::rank(chunks, &query, &search);
-    let session = body
-        .get("sessionId")
-        .and_then(Value::as_str)
-        .unwrap_or(session_id);
+    let session = match body.get("sessionId") {
+        None => session_id,
+        Some(v) => v
+            .as_str()
+            .filter(|s| {
+                (2..=100).contains(&s.len())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+            })
+            .ok_or_else(|| {
+                BedrockError::validation(format!(
+                    "1 validation error detected: Value '{}' at 'sessionId' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[0-9a-zA-Z._:-]+$",
+                    v.as_str().unwrap_or_default()
+                ))
+            })?,
+    };
     if ranked.is_empty() {
         // Bedrock's model answers this way when retrieval found nothing.
         return Ok(json!({

@@ -29,10 +29,11 @@ impl KnowledgeCache {
             .loaded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = id_of(id);
         if let Some(chunks) = loaded.get(id) {
             return Ok(chunks.clone());
         }
-        let spec = spec_of(config, id).ok_or_else(|| not_found(id))?;
+        let spec = spec_of(config, id).ok_or_else(|| unknown(id))?;
         let chunks =
             Arc::new(corpus::load(id, &spec).map_err(|message| {
                 BedrockError::new(ErrorKind::InternalServerException, message)
@@ -49,12 +50,34 @@ impl KnowledgeCache {
     }
 }
 
-/// Bedrock's answer for a knowledge base ID that names none.
-pub fn not_found(id: &str) -> BedrockError {
-    BedrockError::new(
-        ErrorKind::ResourceNotFoundException,
-        format!("Knowledge base with id {id} does not exist"),
-    )
+/// The ID in a knowledge base ARN (`arn:aws:bedrock:REGION:ACCOUNT:knowledge-base/ID`),
+/// or the identifier itself.
+fn id_of(identifier: &str) -> &str {
+    identifier
+        .strip_prefix("arn:")
+        .and_then(|arn| arn.split_once(":knowledge-base/"))
+        .map_or(identifier, |(_, id)| id)
+}
+
+/// Bedrock's ID shape: ten letters or digits.
+fn is_bedrock_id(id: &str) -> bool {
+    id.len() == 10 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// An ID no knowledge base answers to: a well-formed one is not found; any other is
+/// refused by the identifier's pattern, as Bedrock refuses it. Local names that break the
+/// pattern (a folder called `quarry-docs`) are still served when they exist.
+fn unknown(id: &str) -> BedrockError {
+    if is_bedrock_id(id) {
+        BedrockError::new(
+            ErrorKind::ResourceNotFoundException,
+            format!("Knowledge base with id {id} does not exist"),
+        )
+    } else {
+        BedrockError::validation(format!(
+            "1 validation error detected: Value '{id}' at 'knowledgeBaseId' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[0-9a-zA-Z]{{10}}$|^arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{{1,20}}:[0-9]{{12}}:knowledge-base/[0-9a-zA-Z]{{10}}$"
+        ))
+    }
 }
 
 /// A configured knowledge base, or a subfolder of `knowledge_bases_dir` with the default

@@ -11,7 +11,8 @@ use crate::error::BedrockError;
 
 /// Share of a HYBRID score that comes from keyword overlap.
 const KEYWORD_WEIGHT: f64 = 0.3;
-const MAX_QUERY_CHARS: usize = 1000;
+/// Longest Retrieve query, in characters (RetrieveAndGenerate's input allows 1,000).
+pub const MAX_QUERY_CHARS: usize = 20_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchType {
@@ -52,8 +53,8 @@ fn missing(at: &str) -> BedrockError {
     ))
 }
 
-/// The query text at `at` (`retrievalQuery.text`, `input.text`).
-pub fn query_text(body: &Value, parent: &str) -> Result<String, BedrockError> {
+/// The query text at `at` (`retrievalQuery.text`, `input.text`), at most `max` characters.
+pub fn query_text(body: &Value, parent: &str, max: usize) -> Result<String, BedrockError> {
     let at = format!("{parent}.text");
     let text = body
         .get(parent)
@@ -62,11 +63,11 @@ pub fn query_text(body: &Value, parent: &str) -> Result<String, BedrockError> {
     let s = text
         .as_str()
         .ok_or_else(|| invalid(&at, text, "Member must be a string"))?;
-    if s.is_empty() || s.chars().count() > MAX_QUERY_CHARS {
+    if s.chars().count() > max {
         return Err(invalid(
             &at,
             text,
-            &format!("Member must have length between 1 and {MAX_QUERY_CHARS}"),
+            &format!("Member must have length less than or equal to {max}"),
         ));
     }
     Ok(s.to_owned())
@@ -166,7 +167,7 @@ pub fn result(chunk: &Chunk, score: f64) -> Value {
 
 /// Answers Retrieve for a parsed body against the knowledge base's chunks.
 pub fn respond(chunks: &[Chunk], body: &Value) -> Result<Value, BedrockError> {
-    let query = query_text(body, "retrievalQuery")?;
+    let query = query_text(body, "retrievalQuery", MAX_QUERY_CHARS)?;
     let search = search(body.get("retrievalConfiguration"))?;
     if let Some(token) = body.get("nextToken")
         && !token
