@@ -292,26 +292,36 @@ enum Qualifier {
 
 /// Text blocks with their role; a block without qualifiers is guarded content. Reference
 /// blocks (grounding source, query) only feed the grounding check, as in Bedrock.
-fn qualified_texts(content: &[Value]) -> Vec<(Qualifier, String)> {
-    content
-        .iter()
-        .filter_map(|block| {
-            let text = block.get("text")?;
-            let qualifiers: Vec<&str> = text
-                .get("qualifiers")
-                .and_then(Value::as_array)
-                .map(|q| q.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let role = if qualifiers.contains(&"grounding_source") {
-                Qualifier::GroundingSource
-            } else if qualifiers.contains(&"query") {
-                Qualifier::Query
-            } else {
-                Qualifier::GuardContent
-            };
-            Some((role, text.get("text")?.as_str()?.to_owned()))
-        })
-        .collect()
+fn qualified_texts(content: &[Value]) -> Result<Vec<(Qualifier, String)>, BedrockError> {
+    let mut blocks = Vec::new();
+    for block in content {
+        let Some(text) = block.get("text") else {
+            continue;
+        };
+        let mut role = Qualifier::GuardContent;
+        for q in text
+            .get("qualifiers")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            match q.as_str() {
+                Some("grounding_source") => role = Qualifier::GroundingSource,
+                Some("query") if role != Qualifier::GroundingSource => role = Qualifier::Query,
+                Some("query" | "guard_content") => {}
+                _ => {
+                    return Err(BedrockError::validation(format!(
+                        "1 validation error detected: Value '{}' at 'content.member.text.qualifiers.member' failed to satisfy constraint: Member must satisfy enum value set: [grounding_source, query, guard_content]",
+                        q.as_str().map_or_else(|| q.to_string(), str::to_owned)
+                    )));
+                }
+            }
+        }
+        if let Some(t) = text.get("text").and_then(Value::as_str) {
+            blocks.push((role, t.to_owned()));
+        }
+    }
+    Ok(blocks)
 }
 
 /// The ApplyGuardrail operation.
@@ -344,7 +354,7 @@ pub fn apply(
     let content = value.get("content").and_then(Value::as_array).ok_or_else(|| {
         BedrockError::validation("1 validation error detected: Value null at 'content' failed to satisfy constraint: Member must not be null")
     })?;
-    let blocks = qualified_texts(content);
+    let blocks = qualified_texts(content)?;
     let texts: Vec<String> = blocks
         .iter()
         .filter(|(q, _)| *q == Qualifier::GuardContent)

@@ -109,3 +109,16 @@ async fn input_is_not_checked_for_grounding() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn an_unknown_qualifier_is_refused() {
+    let emu = emulator().await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/guardrail/grounded/version/DRAFT/apply", emu.url()))
+        .json(&json!({"source": "OUTPUT", "content": [{"text": {"text": "x", "qualifiers": ["context"]}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.headers()["x-amzn-errortype"], "ValidationException");
+}

@@ -559,6 +559,48 @@ async fn prompt_cache_writes_then_reads() {
 }
 
 #[tokio::test]
+async fn apply_guardrail_reports_contextual_grounding_through_the_sdk() {
+    use aws_sdk_bedrockruntime::types::GuardrailContentQualifier as Q;
+    let emu = common::emulator_with(
+        "guardrails:\n  grounded:\n    contextual_grounding: {grounding_threshold: 0.7, relevance_threshold: 0.5}\n",
+    )
+    .await;
+    let block = |text: &str, q: Q| {
+        GuardrailContentBlock::Text(
+            GuardrailTextBlock::builder()
+                .text(text)
+                .qualifiers(q)
+                .build()
+                .unwrap(),
+        )
+    };
+    let out = client(&emu)
+        .apply_guardrail()
+        .guardrail_identifier("grounded")
+        .guardrail_version("DRAFT")
+        .source(GuardrailContentSource::Output)
+        .content(block(
+            "Quarry keeps backups for thirty days.",
+            Q::GroundingSource,
+        ))
+        .content(block("How long are backups kept?", Q::Query))
+        .content(block("Backups are kept forever on tape.", Q::GuardContent))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.action().as_str(), "GUARDRAIL_INTERVENED");
+    let filters = out.assessments()[0]
+        .contextual_grounding_policy()
+        .unwrap()
+        .filters();
+    assert_eq!(filters[0].r#type().as_str(), "GROUNDING");
+    assert_eq!(filters[0].action().as_str(), "BLOCKED");
+    assert!(filters[0].score() < filters[0].threshold());
+    assert_eq!(filters[0].detected(), Some(true));
+    assert_eq!(filters[1].r#type().as_str(), "RELEVANCE");
+}
+
+#[tokio::test]
 async fn apply_guardrail_anonymizes_and_blocks() {
     let emu = emulator().await;
     let c = client(&emu);
