@@ -69,7 +69,7 @@
 //!   `contextual_grounding: {grounding_threshold, relevance_threshold}` runs a check per
 //!   threshold. Text blocks' `qualifiers` say what they are: `grounding_source`, `query`,
 //!   or `guard_content` (also a block without qualifiers; only these go through the other
-//!   policies). GROUNDING (needs a grounding source) is the share of the guarded text's
+//!   policies; any other qualifier is a ValidationException). GROUNDING (needs a grounding source) is the share of the guarded text's
 //!   words found in the source, RELEVANCE (needs a query) the share of the query's words
 //!   found in the guarded text; words are lower-cased, common stop words left out, scores
 //!   rounded to two decimals. A score below its threshold blocks (`GUARDRAIL_INTERVENED`,
