@@ -114,6 +114,12 @@ async fn embeddings_are_cached_per_tenant_charged_and_governed() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["embeddings"].as_array().unwrap().len(), 5);
     assert_eq!(r.body["model_calls"], 1);
+    // Cohere's bodies carry no token count: Bedrock's header does, and it is charged.
+    assert!(
+        r.body["usage"]["input_tokens"].as_u64().unwrap() > 0,
+        "{}",
+        r.body
+    );
     assert_eq!(emu.calls(Some("InvokeModel"), Some(COHERE)), 1);
     let sent = &emu.recorded(1)[0].body;
     assert_eq!(sent["input_type"], "search_query", "{sent}");

@@ -233,16 +233,10 @@ fn document(
             DocumentSource::Bytes(decode(&data)?),
         ),
         Source::Text { data } => (DocumentFormat::Txt, DocumentSource::Text(data)),
-        Source::Content { content } => {
-            let text: Vec<String> = content
-                .into_iter()
-                .filter_map(|b| match b.kind {
-                    BlockKind::Text { text } => Some(text),
-                    _ => None,
-                })
-                .collect();
-            (DocumentFormat::Txt, DocumentSource::Text(text.join("\n")))
-        }
+        Source::Content { content } => (
+            DocumentFormat::Txt,
+            DocumentSource::Text(texts(content, "a content document")?.join("\n")),
+        ),
         Source::Url { .. } | Source::File { .. } => {
             return Err("documents are taken inline (source type base64 or text)".into());
         }
@@ -255,6 +249,16 @@ fn document(
     };
     media::check_document(&doc)?;
     Ok(doc)
+}
+
+/// The texts of blocks that may hold only text; any other block is refused, never dropped.
+fn texts(list: Vec<InBlock>, what: &str) -> Result<Vec<String>, String> {
+    list.into_iter()
+        .map(|b| match b.kind {
+            BlockKind::Text { text } => Ok(text),
+            _ => Err(format!("{what} takes text blocks only here")),
+        })
+        .collect()
 }
 
 /// Converse blocks of one message (or of the system prompt); a `cache_control` marks a
@@ -289,12 +293,10 @@ fn blocks(list: Vec<InBlock>, at: &str, documents: &mut usize) -> Result<Vec<Con
                 content: match content {
                     None => Vec::new(),
                     Some(ToolResultContentIn::Text(t)) => vec![ToolResultContent::Text(t)],
-                    Some(ToolResultContentIn::Blocks(list)) => list
+                    Some(ToolResultContentIn::Blocks(list)) => texts(list, "a tool_result")
+                        .map_err(|m| bad(here.clone(), m))?
                         .into_iter()
-                        .filter_map(|b| match b.kind {
-                            BlockKind::Text { text } => Some(ToolResultContent::Text(text)),
-                            _ => None,
-                        })
+                        .map(ToolResultContent::Text)
                         .collect(),
                 },
                 is_error,
@@ -563,5 +565,67 @@ impl MessagesRequest {
             input,
             stream: self.stream,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<Parsed, Error> {
+        let request: MessagesRequest = serde_json::from_value(body).unwrap();
+        request.into_input(
+            &Limits {
+                max_messages: 100,
+                max_total_chars: 100_000,
+            },
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn blocks_that_cannot_be_sent_are_refused_by_name_never_dropped() {
+        let image = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}});
+        for (content, field) in [
+            // An image inside a tool result.
+            (
+                json!([{"type": "tool_result", "tool_use_id": "t1", "content": [image.clone()]}]),
+                "messages[0].content[0]",
+            ),
+            // An image inside a content document.
+            (
+                json!([{"type": "document", "source": {"type": "content", "content": [image]}}]),
+                "messages[0].content[0]",
+            ),
+            // A server tool's result.
+            (
+                json!([{"type": "web_search_tool_result", "tool_use_id": "t1", "content": []}]),
+                "messages[0].content[0]",
+            ),
+        ] {
+            let e = parse(json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": content}]}))
+                .err()
+                .unwrap();
+            assert_eq!(e.field(), Some(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn reasoning_goes_first_and_cache_control_marks_a_checkpoint() {
+        let p = parse(json!({"model": "m", "max_tokens": 2000, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "answer", "cache_control": {"type": "ephemeral"}},
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"}]}]}))
+        .unwrap();
+        let content = &p.input.messages[1].content;
+        assert!(
+            matches!(content[0], ContentBlock::Reasoning { .. }),
+            "{content:?}"
+        );
+        assert_eq!(content[1], ContentBlock::Text("answer".into()));
+        assert_eq!(content[2], ContentBlock::CachePoint);
     }
 }
