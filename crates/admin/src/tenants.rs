@@ -25,6 +25,7 @@ pub async fn seed(
     ssm: &SsmParams,
     settings: &Settings,
     tenants: &[&str],
+    knowledge_bases: &[String],
 ) -> Result<Vec<IssuedKey>, ParamError> {
     let mut directory = TenantDirectory::default();
     let mut keys = Vec::new();
@@ -35,6 +36,7 @@ pub async fn seed(
                 allowed_tiers: vec!["*".into()],
                 allowed_models: vec!["*".into()],
                 batch_senders: vec!["*".into()],
+                knowledge_bases: knowledge_bases.to_vec(),
                 ..TenantPolicy::default()
             },
         );

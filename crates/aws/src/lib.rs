@@ -1,5 +1,5 @@
 //! Quarry's adapters on the AWS SDK: the core's ports implemented with Bedrock Runtime,
-//! SSM, DynamoDB, SQS and SNS. Endpoints come from the SDK's standard environment variables
+//! Bedrock Agent Runtime, SSM, DynamoDB, SQS and SNS. Endpoints come from the SDK's standard environment variables
 //! only (see [`sdk::load`]). This is what the Lambdas link: a Lambda starts with
 //! [`bootstrap::init`] and takes its adapters from [`ports_from_sdk`]. Operator tooling
 //! (config push, prompt admin, tenants, provisioning) lives in `quarry-admin`.
@@ -12,6 +12,7 @@ pub mod dynamo_cache;
 pub mod embedding_cache;
 pub mod image_fetch;
 pub mod jobs;
+pub mod knowledge;
 pub mod ledger;
 pub mod ports;
 pub mod queues;

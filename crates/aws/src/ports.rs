@@ -27,6 +27,7 @@ use quarry_core::ports::{Clock, SystemClock};
 use crate::budgets::DynamoBudgets;
 use crate::dynamo_cache::DynamoCache;
 use crate::jobs::DynamoJobs;
+use crate::knowledge::BedrockRetriever;
 use crate::ledger::{DynamoLedger, LedgerReader};
 use crate::sns::SnsNotifier;
 use crate::ssm::SsmParams;
@@ -50,6 +51,7 @@ pub struct SdkPorts {
     ledger_reader: OnceLock<Arc<LedgerReader>>,
     budgets: OnceLock<Arc<DynamoBudgets>>,
     alerts: OnceLock<Arc<SnsNotifier>>,
+    retriever: OnceLock<Arc<BedrockRetriever>>,
 }
 
 /// The adapters of `settings`' stage on `sdk`.
@@ -68,6 +70,33 @@ pub fn ports_from_sdk(sdk: &SdkConfig, settings: &Settings) -> SdkPorts {
         ledger_reader: OnceLock::new(),
         budgets: OnceLock::new(),
         alerts: OnceLock::new(),
+        retriever: OnceLock::new(),
+    }
+}
+
+/// Retrieval's ports; `guardrail` is `ID:VERSION` (an unusable one is logged and left out:
+/// prompts that need it then fail with a configuration error that says so).
+pub fn retrieval_ports(
+    retriever: Arc<BedrockRetriever>,
+    cache: Arc<DynamoCache>,
+    bedrock: Arc<BedrockModels>,
+    guardrail: Option<&str>,
+) -> quarry_core::retrieval::RetrievalPorts {
+    let grounding_guardrail = guardrail.and_then(|g| {
+        // The version is after the last ':' (an ARN has colons of its own).
+        let (id, version) = match g.rsplit_once(':') {
+            Some((id, v)) if v == "DRAFT" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) => (id, v),
+            _ => (g, "DRAFT"),
+        };
+        serde_json::from_value(serde_json::json!({"id": id, "version": version}))
+            .map_err(|e| tracing::error!(error = %e, guardrail = %g, "QUARRY_GROUNDING_GUARDRAIL is not a guardrail ID:VERSION; ignored"))
+            .ok()
+    });
+    quarry_core::retrieval::RetrievalPorts {
+        retriever,
+        cache,
+        grounding: bedrock,
+        grounding_guardrail,
     }
 }
 
@@ -105,6 +134,22 @@ impl SdkPorts {
     /// Bedrock Runtime: the model client and the guardrail applier.
     pub fn bedrock(&self) -> Arc<BedrockModels> {
         once(&self.bedrock, || BedrockModels::new(&self.sdk))
+    }
+
+    /// Bedrock Agent Runtime's Retrieve.
+    pub fn retriever(&self) -> Arc<BedrockRetriever> {
+        once(&self.retriever, || BedrockRetriever::new(&self.sdk))
+    }
+
+    /// Retrieval: Retrieve, its cache (the response cache's table) and the grounding check
+    /// (Bedrock's ApplyGuardrail).
+    pub fn retrieval(&self) -> quarry_core::retrieval::RetrievalPorts {
+        retrieval_ports(
+            self.retriever(),
+            self.cache(),
+            self.bedrock(),
+            self.settings.grounding_guardrail.as_deref(),
+        )
     }
 
     /// The response cache table: the cache and the idempotency store.

@@ -38,6 +38,9 @@ pub struct Settings {
     pub alerts_topic: String,
     /// Topic CloudWatch alarms publish to, which triggers cost-alarm: name or ARN.
     pub alarms_topic: String,
+    /// The Bedrock guardrail that scores grounding (`ID:VERSION`), for prompts with a
+    /// grounding check that name none: `QUARRY_GROUNDING_GUARDRAIL`.
+    pub grounding_guardrail: Option<String>,
 }
 
 impl Settings {
@@ -54,6 +57,7 @@ impl Settings {
             spill_queue: format!("quarry-{stage}-ledger-spill"),
             alerts_topic: format!("quarry-{stage}-alerts"),
             alarms_topic: format!("quarry-{stage}-alarms"),
+            grounding_guardrail: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl Settings {
             spill_queue: or("QUARRY_SPILL_QUEUE", d.spill_queue),
             alerts_topic: or("QUARRY_ALERTS_TOPIC", d.alerts_topic),
             alarms_topic: or("QUARRY_ALARMS_TOPIC", d.alarms_topic),
+            grounding_guardrail: get("QUARRY_GROUNDING_GUARDRAIL").filter(|v| !v.is_empty()),
             stage,
         }
     }

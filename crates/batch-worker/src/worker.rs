@@ -110,6 +110,7 @@ pub struct WorkerPorts {
     pub admission: Arc<dyn AdmissionControl>,
     pub ledger: Arc<dyn UsageLedger>,
     pub results: Option<Arc<dyn ResultsSink>>,
+    pub retrieval: quarry_core::retrieval::RetrievalPorts,
 }
 
 impl WorkerPorts {
@@ -126,6 +127,7 @@ impl WorkerPorts {
             ledger: ports.ledger(),
             results: results_queue
                 .map(|url| Arc::new(SqsResults::new(ports.sdk(), url)) as Arc<dyn ResultsSink>),
+            retrieval: ports.retrieval(),
         }
     }
 }
@@ -165,6 +167,7 @@ impl Worker {
                 admission: ports.admission,
                 ledger: ports.ledger,
                 applier: Arc::new(NoApplier),
+                retrieval: ports.retrieval,
             },
             ServiceOptions::default(),
         );

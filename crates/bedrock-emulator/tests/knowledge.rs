@@ -480,7 +480,7 @@ async fn the_sample_corpus_keeps_tenants_apart() {
     let emu = bedrock_emulator::start(config, "127.0.0.1:0")
         .await
         .unwrap();
-    let path = "/knowledgebases/quarry-docs/retrieve";
+    let path = "/knowledgebases/QUARRYDOCS/retrieve";
     let query = |filter: Value| {
         json!({"retrievalQuery": {"text": "how long are deleted series restorable from snapshots"},
                "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 10, "filter": filter}}})

@@ -202,6 +202,7 @@ fn bench(c: &mut Criterion) {
             admission: Arc::new(AdmitAll),
             ledger: Arc::new(NoLedger),
             applier: Arc::new(NoApplier),
+            retrieval: Default::default(),
         },
         ServiceOptions::default(),
     );

@@ -138,6 +138,11 @@ impl CacheState {
                 admission: Arc::new(AdmitAll),
                 ledger: Arc::new(NoLedger),
                 applier: Arc::new(NoApplier),
+                // Cached retrievals only: this function never calls a Knowledge Base.
+                retrieval: quarry_core::retrieval::RetrievalPorts {
+                    cache: store.clone(),
+                    ..Default::default()
+                },
             },
             ServiceOptions::default(),
         );

@@ -147,6 +147,7 @@ pub struct HandlerPorts {
     pub applier: Arc<dyn GuardrailApplier>,
     pub jobs: Arc<dyn JobStore>,
     pub embeddings: Arc<dyn EmbeddingCache>,
+    pub retrieval: quarry_core::retrieval::RetrievalPorts,
 }
 
 pub struct AppState {
@@ -179,6 +180,7 @@ impl HandlerPorts {
             applier: bedrock,
             jobs: ports.jobs(),
             embeddings: cache,
+            retrieval: ports.retrieval(),
         }
     }
 }
@@ -198,11 +200,19 @@ impl AppState {
         settings: Settings,
         options: Options,
     ) -> Self {
+        let sdk_ports = Self::sdk_ports(sdk, &settings, &options);
+        let retriever = Arc::new(quarry_aws::knowledge::BedrockRetriever::new(bedrock));
         let bedrock = Arc::new(BedrockModels::new(bedrock));
         let ports = HandlerPorts {
             models: bedrock.clone(),
-            applier: bedrock,
-            ..HandlerPorts::from_sdk_ports(&Self::sdk_ports(sdk, &settings, &options))
+            applier: bedrock.clone(),
+            retrieval: quarry_aws::ports::retrieval_ports(
+                retriever,
+                sdk_ports.cache(),
+                bedrock,
+                settings.grounding_guardrail.as_deref(),
+            ),
+            ..HandlerPorts::from_sdk_ports(&sdk_ports)
         };
         Self::with_ports(ports, settings, options)
     }
@@ -242,6 +252,7 @@ impl AppState {
                 admission: ports.admission,
                 ledger: ports.ledger,
                 applier: ports.applier,
+                retrieval: ports.retrieval,
             },
             ServiceOptions {
                 default_cache_ttl: options.cache_ttl,

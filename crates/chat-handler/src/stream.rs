@@ -90,6 +90,8 @@ pub struct Head {
     pub include_usage: bool,
     /// OpenAI's legacy function calling: the call streams as `function_call`.
     pub legacy_functions: bool,
+    /// What retrieval gave the model.
+    pub retrieval: Option<quarry_core::retrieval::RetrievalOutcome>,
 }
 
 impl Head {
@@ -110,6 +112,7 @@ impl Head {
             degraded_to: stream.degraded_to.clone(),
             include_usage,
             legacy_functions,
+            retrieval: stream.retrieval.clone(),
         }
     }
 
@@ -122,6 +125,11 @@ impl Head {
             cached: self.cached,
             prompt: self.prompt.as_ref(),
             degraded_to: self.degraded_to.as_deref(),
+            sources: quarry_http::sources::sources(self.retrieval.as_ref()),
+            retrieval: self
+                .retrieval
+                .as_ref()
+                .map(quarry_http::sources::RetrievalSummary::of),
         }
     }
 
@@ -320,6 +328,7 @@ pub(crate) mod testing {
             degraded_to: None,
             include_usage,
             legacy_functions: false,
+            retrieval: None,
         }
     }
 
@@ -341,6 +350,7 @@ pub(crate) mod testing {
             reasoning: Vec::new(),
             citations: Vec::new(),
             served: Default::default(),
+            grounding: None,
         }))
     }
 

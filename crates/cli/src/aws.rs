@@ -22,6 +22,10 @@ pub struct AwsArgs {
     /// customer-managed key (output `KmsKeyAlias`). SSM's `aws/ssm` key when unset.
     #[arg(long, env = "QUARRY_KMS_KEY_ID", global = true)]
     pub kms_key_id: Option<String>,
+    /// The Bedrock guardrail that scores grounding (`ID:VERSION`), for prompts whose
+    /// grounding check names none (`quarry dev`'s emulator: `quarrygrounding:DRAFT`).
+    #[arg(long, env = "QUARRY_GROUNDING_GUARDRAIL", global = true)]
+    pub grounding_guardrail: Option<String>,
 }
 
 impl AwsArgs {
@@ -59,7 +63,9 @@ impl AwsArgs {
     }
 
     pub fn settings(&self) -> Settings {
-        Settings::for_stage(&self.stage)
+        let mut settings = Settings::for_stage(&self.stage);
+        settings.grounding_guardrail = self.grounding_guardrail.clone();
+        settings
     }
 
     /// The SDK configuration of SSM, DynamoDB and SQS: `--aws-endpoint` when given.

@@ -83,11 +83,16 @@ async fn start_moto(infra: &Path) -> Result<(String, Child), String> {
 
 async fn start_emulator(infra: &Path) -> Result<RunningEmulator, String> {
     let file = infra.join("local/emulator.yaml");
-    let config = if file.exists() {
+    let mut config = if file.exists() {
         EmulatorConfig::from_file(&file).map_err(|e| e.to_string())?
     } else {
         EmulatorConfig::builtin()
     };
+    // The sample Knowledge Bases (`infra/knowledge-bases/{id}/`), unless the file names its own.
+    let corpus = infra.join("knowledge-bases");
+    if config.knowledge_bases_dir.is_none() && corpus.is_dir() {
+        config.knowledge_bases_dir = Some(corpus);
+    }
     bedrock_emulator::start(config, "127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot start the Bedrock emulator: {e}"))
@@ -142,7 +147,9 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let keys = quarry_admin::tenants::seed(&ssm, &settings, &DEMO_TENANTS)
+    // The demo tenants may retrieve from every Knowledge Base routing.yaml declares.
+    let knowledge_bases: Vec<String> = sources.routing.knowledge_bases.keys().cloned().collect();
+    let keys = quarry_admin::tenants::seed(&ssm, &settings, &DEMO_TENANTS, &knowledge_bases)
         .await
         .map_err(|e| e.to_string())?;
 
@@ -155,6 +162,9 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         .arg(args.port.to_string())
         .env("AWS_ENDPOINT_URL", &aws_url)
         .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &bedrock_url)
+        // The one Bedrock endpoint serves Agent Runtime (Retrieve) and the control plane too.
+        .env("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &bedrock_url)
+        .env("AWS_ENDPOINT_URL_BEDROCK", &bedrock_url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -166,6 +176,10 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
+    if std::env::var("QUARRY_GROUNDING_GUARDRAIL").is_err() && args.bedrock_endpoint.is_none() {
+        // The emulator's guardrail with a contextual grounding policy.
+        serve.env("QUARRY_GROUNDING_GUARDRAIL", "quarrygrounding:DRAFT");
+    }
     if std::env::var("QUARRY_CONFIG_MAX_AGE_SECS").is_err() {
         // Short locally, so a pushed prompt or label shows within seconds.
         serve.env("QUARRY_CONFIG_MAX_AGE_SECS", "5");

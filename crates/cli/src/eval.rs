@@ -69,7 +69,8 @@ pub struct GateArgs {
     /// First backoff after a throttle (doubles per retry, full jitter).
     #[arg(long, default_value_t = 2000)]
     pub backoff_ms: u64,
-    /// The tenant the eval's usage is charged to (feature `eval` in the ledger).
+    /// The tenant the eval's usage is charged to (feature `eval` in the ledger); a shared
+    /// Knowledge Base is searched as this tenant (its documents only).
     #[arg(long, default_value = "eval")]
     pub tenant: String,
     /// Where runs are saved.
@@ -287,6 +288,11 @@ async fn evaluate(
         aws.settings(),
         chat_handler::Options::default(),
     );
+    // The eval may retrieve from every Knowledge Base the routing declares.
+    let mut options = options;
+    if let Ok(routing) = state.service.configs().routing().await {
+        options.knowledge_bases = routing.knowledge_bases.keys().cloned().collect();
+    }
     let bar = ProgressBar::new((cases.len() * combinations.len()) as u64);
     if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} cases {elapsed} {msg}") {
         bar.set_style(style);
@@ -396,11 +402,11 @@ impl Report {
 
     fn print_csv(&self) {
         println!(
-            "combination,cases,passed,failed,errors,pass_rate,p50_ms,p95_ms,input_tokens,output_tokens,cost_usd,cost_per_1k_usd,judge_cost_usd,retries,meets_gate"
+            "combination,cases,passed,failed,errors,pass_rate,p50_ms,p95_ms,input_tokens,output_tokens,cost_usd,cost_per_1k_usd,judge_cost_usd,retries,meets_gate,retrieval_hit_rate,grounding_mean"
         );
         for s in &self.summaries {
             println!(
-                "\"{}\",{},{},{},{},{:.4},{},{},{},{},{},{},{},{},{}",
+                "\"{}\",{},{},{},{},{:.4},{},{},{},{},{},{},{},{},{},{},{}",
                 s.label.replace('"', "\"\""),
                 s.cases,
                 s.passed,
@@ -417,7 +423,11 @@ impl Report {
                     .map_or_else(String::new, |m| MicroUsd(m).to_usd_string()),
                 MicroUsd(s.judge_cost_micros).to_usd_string(),
                 s.retries,
-                s.meets_gate()
+                s.meets_gate(),
+                s.retrieval_hit_rate
+                    .map_or_else(String::new, |r| format!("{r:.4}")),
+                s.grounding_mean
+                    .map_or_else(String::new, |g| format!("{g:.4}"))
             );
         }
     }
@@ -430,8 +440,18 @@ impl Report {
             .max()
             .unwrap_or(11)
             .max(11);
+        // Retrieval's columns only when a combination retrieved.
+        let rag = self
+            .summaries
+            .iter()
+            .any(|s| s.retrieval_hit_rate.is_some() || s.grounding_mean.is_some());
+        let rag_head = if rag {
+            format!("  {:>7}  {:>8}", "hit", "grounded")
+        } else {
+            String::new()
+        };
         println!(
-            "{:<width$}  {:>6}  {:>7}  {:>7}  {:>8}  {:>8}  {:>12}  {:>7}  gate",
+            "{:<width$}  {:>6}  {:>7}  {:>7}  {:>8}  {:>8}  {:>12}  {:>7}{rag_head}  gate",
             "combination",
             "pass",
             "p50 ms",
@@ -442,8 +462,19 @@ impl Report {
             "retries"
         );
         for s in &self.summaries {
+            let rag_cells = if rag {
+                format!(
+                    "  {:>7}  {:>8}",
+                    s.retrieval_hit_rate
+                        .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+                    s.grounding_mean
+                        .map_or("-".to_owned(), |g| format!("{g:.2}"))
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "{:<width$}  {:>5.1}%  {:>7}  {:>7}  {:>8}  {:>8}  {:>12}  {:>7}  {}",
+                "{:<width$}  {:>5.1}%  {:>7}  {:>7}  {:>8}  {:>8}  {:>12}  {:>7}{rag_cells}  {}",
                 s.label,
                 s.pass_rate * 100.0,
                 s.p50_ms,

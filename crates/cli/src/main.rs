@@ -7,6 +7,7 @@ mod budgets;
 mod cost;
 mod dev;
 mod eval;
+mod kb;
 mod prompts;
 mod serve;
 mod tenant_policy;
@@ -50,6 +51,8 @@ enum Command {
     Keys(admin::KeysArgs),
     /// Evaluate prompts and models on golden sets: run (grid, gate), compare saved runs.
     Eval(eval::EvalArgs),
+    /// Knowledge Bases: what a query retrieves, with scores.
+    Kb(kb::KbArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             Command::Tenants(args) => admin::tenants(args).await,
             Command::Keys(args) => admin::keys(args).await,
             Command::Eval(args) => eval::run_command(args).await,
+            Command::Kb(args) => kb::run(args).await,
         }
     });
     match result {

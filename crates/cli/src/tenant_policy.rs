@@ -21,6 +21,7 @@ pub enum Field {
     DeniedWords,
     DeniedTopics,
     Bedrock,
+    KnowledgeBases,
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -67,6 +68,9 @@ pub struct PolicyEdit {
     /// A Bedrock guardrail, `ID:VERSION` (VERSION a number or DRAFT).
     #[arg(long)]
     pub bedrock_guardrail: Option<String>,
+    /// Knowledge Bases its prompts may retrieve from, by ID.
+    #[arg(long, value_delimiter = ',')]
+    pub knowledge_bases: Option<Vec<String>>,
     /// Fields to remove (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub clear: Vec<Field>,
@@ -113,7 +117,19 @@ impl PolicyEdit {
                         g.bedrock = None;
                     }
                 }
+                Field::KnowledgeBases => policy.knowledge_bases.clear(),
             }
+        }
+        if let Some(v) = self.knowledge_bases {
+            if let Some(bad) = v
+                .iter()
+                .find(|id| !quarry_core::retrieval::spec::valid_id(id) || id.starts_with("arn:"))
+            {
+                return Err(format!(
+                    "--knowledge-bases: '{bad}' is not a Knowledge Base ID (10 letters and digits)"
+                ));
+            }
+            policy.knowledge_bases = v;
         }
         if let Some(v) = self.tiers {
             policy.allowed_tiers = v;

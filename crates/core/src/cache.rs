@@ -55,6 +55,8 @@ impl CacheKey {
             prompt_system_blocks: _,
             variable_texts: _,
             tags: _,
+            // The passages are in the messages; the query and grounding check below.
+            retrieval,
         } = prepared;
         let ModelRequest {
             system,
@@ -109,6 +111,11 @@ impl CacheKey {
         feed(&mut h, "reasoning", reasoning);
         feed(&mut h, "single_tool_call", single_tool_call);
         feed(&mut h, "output_schema", output_schema);
+        feed(
+            &mut h,
+            "retrieval",
+            &retrieval.as_ref().map(|r| (&r.query, &r.grounding)),
+        );
         // A stricter guardrail must not serve answers cached under a laxer one.
         feed(&mut h, "guardrails", guard);
         let prompt_id = prompt.as_ref().map(
@@ -141,6 +148,9 @@ pub struct CachedAnswer {
     pub json: Option<serde_json::Value>,
     /// Unix seconds.
     pub created_at: i64,
+    /// The grounding check's verdict on this answer, when its prompt asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<crate::retrieval::GroundingResult>,
 }
 
 use crate::ports::ResponseCache;
@@ -201,6 +211,7 @@ mod tests {
                 tier_max_tokens: Default::default(),
                 tier_service_tiers: Default::default(),
                 model_aliases: Default::default(),
+                knowledge_bases: Default::default(),
             }),
             prompt: None,
             output_schema: None,
@@ -211,6 +222,7 @@ mod tests {
 
             cache_ttl_seconds: 0,
             tags: Default::default(),
+            retrieval: None,
         }
     }
 

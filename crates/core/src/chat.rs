@@ -92,6 +92,8 @@ pub struct Prepared {
     /// checked like user input, and masked where they were rendered.
     pub variable_texts: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    /// The prompt's retrieval, to run once the request is admitted.
+    pub retrieval: Option<crate::retrieval::RetrievalPlan>,
 }
 
 impl Prepared {
@@ -205,6 +207,7 @@ impl Preparer {
         let mut ttl = 0;
         let mut guardrails = None;
         let mut prompt_tier = None;
+        let mut retrieval = None;
 
         if let Some(p) = &input.prompt {
             crate::prompts::validate_name(&p.name)?;
@@ -235,6 +238,19 @@ impl Preparer {
             strings_of(&Value::Object(input.variables.clone()), &mut variable_texts);
             if let Some(s) = rendered.system {
                 system.push(s);
+            }
+            if let (Some(kb), Some((query, filter))) = (&spec.knowledge_base, rendered.retrieval) {
+                let entry = routing
+                    .knowledge_bases
+                    .get(crate::retrieval::spec::short_id(&kb.id));
+                retrieval = Some(crate::retrieval::RetrievalPlan::new(
+                    caller,
+                    kb,
+                    entry,
+                    &query,
+                    filter,
+                    spec.grounding.clone(),
+                )?);
             }
             // The rendered template is this turn's user message, after any history.
             match messages.last_mut() {
@@ -357,6 +373,7 @@ impl Preparer {
             prompt_system_blocks,
             variable_texts,
             tags: input.tags,
+            retrieval,
         })
     }
 }

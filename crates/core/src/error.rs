@@ -53,6 +53,9 @@ pub enum Error {
     /// A guardrail refused the request or the answer.
     #[error("{0}")]
     GuardrailBlocked(String),
+    /// The answer failed the prompt's grounding check with the `block` action.
+    #[error("{0}")]
+    Ungrounded(String),
     /// The model's output did not validate against the requested schema, even after one
     /// repair attempt.
     #[error("{0}")]
@@ -122,6 +125,7 @@ impl Error {
             Self::BudgetExceeded(_) => 402,
             Self::RateLimited { .. } => 429,
             Self::GuardrailBlocked(_) => 400,
+            Self::Ungrounded(_) => 422,
             Self::InvalidOutput(_) => 502,
             Self::StreamInterrupted(_) => 502,
             Self::IdempotencyMismatch(_) => 422,
@@ -160,6 +164,7 @@ impl Error {
             Self::BudgetExceeded(_) => "budget_exceeded",
             Self::RateLimited { .. } => "rate_limited",
             Self::GuardrailBlocked(_) => "guardrail_blocked",
+            Self::Ungrounded(_) => "ungrounded_answer",
             Self::InvalidOutput(_) => "invalid_model_output",
             Self::StreamInterrupted(_) => "stream_interrupted",
             Self::IdempotencyMismatch(_) => "idempotency_key_reused",
@@ -188,6 +193,7 @@ impl Error {
             | Self::Routing(_)
             | Self::BudgetExceeded(_)
             | Self::GuardrailBlocked(_)
+            | Self::Ungrounded(_)
             | Self::IdempotencyMismatch(_) => false,
         }
     }

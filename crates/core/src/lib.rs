@@ -9,6 +9,7 @@
 //!   snapshot, tenant policy).
 //! * [`service`]: the answer pipeline ([`ChatService`]), one path for streamed and whole
 //!   answers.
+//! * [`retrieval`]: Knowledge Base retrieval, sources, citations and the grounding check.
 //! * [`invoke`]: retries, fallback, circuit breakers and the deadline.
 //! * [`admission`]: budget and rate-limit policy over the budget-store port.
 //! * Configuration and its types: [`config`], [`params`], [`routing`], [`pricing`],
@@ -32,6 +33,7 @@ pub mod params;
 pub mod ports;
 pub mod pricing;
 pub mod prompts;
+pub mod retrieval;
 pub mod routing;
 pub mod service;
 pub mod telemetry;

@@ -16,6 +16,9 @@
 //! | [`JobStore`] | batch items: claims, leases, results, counts | DynamoDB |
 //! | [`ResultsSink`] | finished items and jobs for a consumer | SQS |
 //! | [`GuardrailApplier`] | Bedrock's ApplyGuardrail on output text | Bedrock Runtime |
+//! | [`Retriever`] | passages from a Knowledge Base | Bedrock Agent Runtime (Retrieve) |
+//! | [`RetrievalCache`] | retrieved passages per tenant, with a TTL | DynamoDB |
+//! | [`GroundingChecker`] | contextual grounding scores of an answer | Bedrock Runtime (ApplyGuardrail) |
 //! | [`Notifier`] | messages for people | SNS |
 //! | [`Clock`] | the time, injected so tests need no sleeps | [`SystemClock`] |
 //!
@@ -56,6 +59,7 @@ pub enum Dependency {
     S3,
     Firehose,
     Bedrock,
+    KnowledgeBases,
 }
 
 impl Dependency {
@@ -68,6 +72,7 @@ impl Dependency {
             Self::S3 => "S3",
             Self::Firehose => "Data Firehose",
             Self::Bedrock => "Bedrock",
+            Self::KnowledgeBases => "Bedrock Knowledge Bases",
         }
     }
 }
@@ -377,6 +382,44 @@ pub trait GuardrailApplier: Send + Sync {
         guardrail: &BedrockGuardrail,
         input: &str,
     ) -> Result<bool, StoreError>;
+}
+
+/// Passages from a Bedrock Knowledge Base (Retrieve). `timeout` bounds the call.
+#[async_trait]
+pub trait Retriever: Send + Sync {
+    async fn retrieve(
+        &self,
+        query: &crate::retrieval::RetrievalQuery,
+        timeout: Duration,
+    ) -> Result<Vec<crate::retrieval::Passage>, StoreError>;
+}
+
+/// Retrieved passages, by a key that starts with the tenant's (see
+/// [`crate::retrieval::RetrievalPlan::cache_key`]). Errors fail open: callers log and
+/// retrieve.
+#[async_trait]
+pub trait RetrievalCache: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<Vec<crate::retrieval::Passage>>, StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        passages: &[crate::retrieval::Passage],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+}
+
+/// Bedrock Guardrails' contextual grounding check (ApplyGuardrail with the
+/// `grounding_source`, `query` and `guard_content` qualifiers). Inputs are within Bedrock's
+/// bounds (see [`crate::retrieval::grounding`]).
+#[async_trait]
+pub trait GroundingChecker: Send + Sync {
+    async fn score(
+        &self,
+        guardrail: &BedrockGuardrail,
+        source: &str,
+        query: &str,
+        answer: &str,
+    ) -> Result<crate::retrieval::GroundingScores, StoreError>;
 }
 
 /// Fetches the image an OpenAI `image_url` links to, where the deployment allows it: the

@@ -156,6 +156,10 @@ pub struct RoutingConfig {
     /// Anthropic SDKs send) -> a Bedrock model, inference profile or tier.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub model_aliases: BTreeMap<String, String>,
+    /// The Knowledge Bases prompts may retrieve from, by ID: each one's embedding model and,
+    /// for one tenants share, the metadata attribute that holds each document's tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub knowledge_bases: BTreeMap<String, crate::retrieval::KnowledgeBaseEntry>,
 }
 
 const REGION_PREFIXES: [&str; 8] = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
@@ -302,6 +306,20 @@ impl RoutingConfig {
             for target in chain {
                 self.target(target)
                     .map_err(|e| RoutingError::Invalid(format!("tier '{tier}': {e}")))?;
+            }
+        }
+        for (id, kb) in &self.knowledge_bases {
+            if !crate::retrieval::spec::valid_id(id) || id.starts_with("arn:") {
+                return Err(RoutingError::Invalid(format!(
+                    "knowledge_bases: '{id}' is not a Knowledge Base ID (10 letters and digits)"
+                )));
+            }
+            if kb.embedding_model.is_empty()
+                || kb.tenant_attribute.as_deref().is_some_and(str::is_empty)
+            {
+                return Err(RoutingError::Invalid(format!(
+                    "knowledge_bases: '{id}' needs an embedding_model, and a non-empty tenant_attribute if it has one"
+                )));
             }
         }
         for (alias, to) in &self.model_aliases {

@@ -58,6 +58,13 @@ pub fn millis(name: &'static str, ms: u64, d: Dims<'_>) {
         .record(ms as f64);
 }
 
+/// A score between 0 and 1 (grounding, relevance).
+pub fn score(name: &'static str, value: f64, d: Dims<'_>) {
+    metrics::histogram!(name).record(value);
+    metrics::histogram!(name, "Tenant" => d.tenant.to_owned(), "Model" => d.model.to_owned(), "Feature" => feature_label(d.tenant, d.feature))
+        .record(value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

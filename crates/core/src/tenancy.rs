@@ -43,6 +43,9 @@ pub struct TenantPolicy {
     /// Requests and tokens per minute (DynamoDB counters); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,
+    /// Knowledge Bases this tenant's prompts may retrieve from, by ID; none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge_bases: Vec<String>,
 }
 
 fn all() -> Vec<String> {
@@ -63,6 +66,11 @@ impl TenantPolicy {
         self.allowed_prompts
             .as_ref()
             .is_none_or(|allowed| allowed.iter().any(|p| p == "*" || p == name))
+    }
+
+    /// Only the IDs listed: there is no wildcard, a Knowledge Base is granted by name.
+    pub fn allows_knowledge_base(&self, id: &str) -> bool {
+        self.knowledge_bases.iter().any(|k| k == id)
     }
 
     pub fn allows_tier(&self, tier: &str) -> bool {

@@ -177,6 +177,7 @@ fn service(
             admission: Arc::new(AdmitAll),
             ledger,
             applier,
+            retrieval: Default::default(),
         },
         ServiceOptions::default(),
     )

@@ -84,6 +84,30 @@ pub enum Assertion {
     MaxLatencyMs {
         value: u64,
     },
+    /// A source the answer was given: `uri` (or its ending, `pricing.md`) is among the
+    /// answer's `sources`, and, when the model cited its sources, among those it cited.
+    Cites {
+        uri: String,
+    },
+    /// The grounding check scored the answer at least `min_score`.
+    Grounded {
+        min_score: f64,
+    },
+    /// Retrieval found `uri` (or its ending) among its first `k` passages (all of them when
+    /// `k` is absent): a case of the retrieval hit rate.
+    RetrievalHit {
+        uri: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        k: Option<usize>,
+    },
+}
+
+/// `uri` is `wanted`, or ends with it after a `/`.
+pub fn same_source(uri: &str, wanted: &str) -> bool {
+    uri == wanted
+        || uri
+            .strip_suffix(wanted)
+            .is_some_and(|head| head.ends_with('/'))
 }
 
 /// An LLM-as-judge rubric: `model` scores the answer from 1 to 5; the case passes at
@@ -110,6 +134,12 @@ pub struct Observed<'a> {
     pub json: Option<&'a Value>,
     pub output_tokens: u64,
     pub latency_ms: u64,
+    /// The URIs of the answer's sources, best first.
+    pub sources: &'a [String],
+    /// The URIs of the sources its citations name.
+    pub cited: &'a [String],
+    /// The grounding check's score, when one ran.
+    pub grounding: Option<f64>,
 }
 
 impl Assertion {
@@ -166,6 +196,39 @@ impl Assertion {
                 }
                 true
             }
+            Self::Cites { uri } => {
+                if !o.sources.iter().any(|s| same_source(s, uri)) {
+                    return Err(format!("cites: {uri} is not among the sources"));
+                }
+                if !o.cited.is_empty() && !o.cited.iter().any(|s| same_source(s, uri)) {
+                    return Err(format!("cites: the answer cites other sources than {uri}"));
+                }
+                true
+            }
+            Self::Grounded { min_score } => match o.grounding {
+                None => {
+                    return Err(
+                        "grounded: no grounding check ran (does the prompt set grounding?)".into(),
+                    );
+                }
+                Some(score) if score < *min_score => {
+                    return Err(format!(
+                        "grounded: score {score:.2}, at least {min_score:.2} wanted"
+                    ));
+                }
+                Some(_) => true,
+            },
+            Self::RetrievalHit { uri, k } => {
+                let top = k.unwrap_or(usize::MAX);
+                if !o.sources.iter().take(top).any(|s| same_source(s, uri)) {
+                    return Err(format!(
+                        "retrieval_hit: {uri} not among the first {} sources",
+                        k.map_or("".to_owned(), |k| k.to_string())
+                    )
+                    .replace("first  sources", "sources"));
+                }
+                true
+            }
         };
         if ok {
             Ok(())
@@ -190,6 +253,10 @@ impl Assertion {
                 .map(|_| ())
                 .map_err(|e| format!("invalid JSON Schema: {e}")),
             Self::JsonPath { path, .. } => json_pointer(path).map(|_| ()),
+            Self::Grounded { min_score } if !(0.0..=1.0).contains(min_score) => {
+                Err("grounded: min_score is between 0 and 1".into())
+            }
+            Self::RetrievalHit { k: Some(0), .. } => Err("retrieval_hit: k is at least 1".into()),
             _ => Ok(()),
         }
     }
@@ -294,7 +361,55 @@ mod tests {
             json: None,
             output_tokens: 10,
             latency_ms: 100,
+            sources: &[],
+            cited: &[],
+            grounding: None,
         }
+    }
+
+    #[test]
+    fn retrieval_assertions_read_sources_citations_and_grounding() {
+        let sources = [
+            "s3://KB/docs/pricing.md".to_owned(),
+            "s3://KB/security.md".to_owned(),
+        ];
+        let with = |cited: &'static [String], grounding| Observed {
+            sources: &sources,
+            cited,
+            grounding,
+            ..observed("x")
+        };
+        let cites = Assertion::Cites {
+            uri: "pricing.md".into(),
+        };
+        assert_eq!(cites.check(&with(&[], None)), Ok(()));
+        // A suffix matches whole path segments only.
+        let partial = Assertion::Cites {
+            uri: "ricing.md".into(),
+        };
+        assert!(partial.check(&with(&[], None)).is_err());
+        assert!(cites.check(&observed("x")).is_err());
+        let hit = |k| Assertion::RetrievalHit {
+            uri: "security.md".into(),
+            k,
+        };
+        assert_eq!(hit(None).check(&with(&[], None)), Ok(()));
+        assert_eq!(hit(Some(2)).check(&with(&[], None)), Ok(()));
+        assert!(
+            hit(Some(1))
+                .check(&with(&[], None))
+                .unwrap_err()
+                .contains("first 1")
+        );
+        let grounded = Assertion::Grounded { min_score: 0.7 };
+        assert_eq!(grounded.check(&with(&[], Some(0.7))), Ok(()));
+        assert!(grounded.check(&with(&[], Some(0.69))).is_err());
+        assert!(
+            grounded
+                .check(&with(&[], None))
+                .unwrap_err()
+                .contains("no grounding")
+        );
     }
 
     #[test]

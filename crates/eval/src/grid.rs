@@ -63,6 +63,13 @@ pub struct CellSummary {
     pub judge_cost_micros: u64,
     /// Case runs after throttles or transient failures.
     pub retries: u32,
+    /// Share of the cases with `retrieval_hit` assertions whose expected sources were
+    /// retrieved; `None` without such cases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval_hit_rate: Option<f64>,
+    /// Mean grounding score of the answers checked; `None` when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding_mean: Option<f64>,
     /// Why the gate refused this combination; empty when it passed.
     pub gate_failures: Vec<String>,
 }
@@ -81,6 +88,11 @@ pub fn percentile(values: &mut [u64], p: f64) -> u64 {
     values.sort_unstable();
     let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
     values[rank.clamp(1, values.len()) - 1]
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / f64::from(n))
 }
 
 pub fn summarize(cell: &CellResult, gate: &Gate) -> CellSummary {
@@ -121,6 +133,12 @@ pub fn summarize(cell: &CellResult, gate: &Gate) -> CellSummary {
             .filter_map(|r| r.judge.as_ref().and_then(|j| j.cost_micros))
             .sum(),
         retries: cell.results.iter().map(|r| r.retries).sum(),
+        retrieval_hit_rate: mean(
+            cell.results
+                .iter()
+                .filter_map(|r| r.retrieval_hit.map(|hit| if hit { 1.0 } else { 0.0 })),
+        ),
+        grounding_mean: mean(cell.results.iter().filter_map(|r| r.grounding)),
         gate_failures: Vec::new(),
     };
     summary.gate_failures = gate.failures(&summary);
@@ -316,6 +334,9 @@ mod tests {
             model_calls: 1,
             fallbacks: vec![],
             judge: None,
+            sources: vec![],
+            grounding: None,
+            retrieval_hit: None,
         }
     }
 

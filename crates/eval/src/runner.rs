@@ -71,6 +71,9 @@ pub struct EvalOptions {
     pub backoff: Duration,
     /// Time budget of one request (retries included).
     pub request_timeout: Duration,
+    /// Knowledge Bases the eval's prompts may retrieve from (as `tenant`: a shared one is
+    /// filtered to that tenant's documents).
+    pub knowledge_bases: Vec<String>,
 }
 
 impl Default for EvalOptions {
@@ -82,6 +85,7 @@ impl Default for EvalOptions {
             case_retries: 4,
             backoff: Duration::from_secs(2),
             request_timeout: Duration::from_secs(120),
+            knowledge_bases: Vec::new(),
         }
     }
 }
@@ -141,6 +145,15 @@ pub struct CaseResult {
     pub fallbacks: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judge: Option<JudgeResult>,
+    /// The URIs of the sources retrieval gave the model, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// The grounding check's score, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<f64>,
+    /// Whether the case's `retrieval_hit` assertions held (none: it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval_hit: Option<bool>,
 }
 
 /// One column of the grid with its case results, in set order.
@@ -183,6 +196,7 @@ pub async fn run(
             policy: TenantPolicy {
                 allowed_tiers: vec!["*".into()],
                 allowed_models: vec!["*".into()],
+                knowledge_bases: options.knowledge_bases.clone(),
                 ..TenantPolicy::default()
             },
         },
@@ -280,6 +294,9 @@ impl Runner<'_> {
             model_calls: 0,
             fallbacks: Vec::new(),
             judge: None,
+            sources: Vec::new(),
+            grounding: None,
+            retrieval_hit: None,
         };
         let answered = match self.answer(&request_id, input).await {
             Ok(a) => a,
@@ -316,14 +333,36 @@ impl Runner<'_> {
         result.cost_micros = answer.cost.map(|c| c.0);
         result.model_calls = answer.model_calls;
         result.fallbacks = answer.fallbacks.iter().map(|f| f.model.clone()).collect();
+        let sources: Vec<String> = answer
+            .retrieval
+            .iter()
+            .flat_map(|r| r.sources.iter())
+            .map(|s| s.uri.clone().unwrap_or_default())
+            .collect();
+        let cited: Vec<String> = answer
+            .citations
+            .iter()
+            .filter_map(|c| c.source)
+            .filter_map(|id| sources.get(id.saturating_sub(1) as usize).cloned())
+            .collect();
+        result.sources = sources.clone();
+        result.grounding = answer.grounding.as_ref().map(|g| g.score);
         let observed = Observed {
             text: &text,
             json: answer.json.as_ref(),
             output_tokens: answer.usage.output,
             latency_ms: result.latency_ms,
+            sources: &sources,
+            cited: &cited,
+            grounding: result.grounding,
         };
         for assertion in &case.assertions {
-            if let Err(why) = assertion.check(&observed) {
+            let outcome = assertion.check(&observed);
+            if matches!(assertion, crate::golden::Assertion::RetrievalHit { .. }) {
+                let hit = outcome.is_ok() && result.retrieval_hit != Some(false);
+                result.retrieval_hit = Some(hit);
+            }
+            if let Err(why) = outcome {
                 result.failures.push(why);
             }
         }

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod native;
 pub mod openai;
 pub mod routes;
+pub mod sources;
 
 pub use auth::{AuthMode, Credential, authenticate};
 pub use body::parse_json;

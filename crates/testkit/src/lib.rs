@@ -143,6 +143,8 @@ pub fn aws_env(moto_url: &str, bedrock_url: &str) -> Vec<(String, String)> {
     [
         ("AWS_ENDPOINT_URL", moto_url),
         ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", bedrock_url),
+        ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", bedrock_url),
+        ("AWS_ENDPOINT_URL_BEDROCK", bedrock_url),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
@@ -175,6 +177,9 @@ pub fn unique_stage() -> String {
     )
 }
 
+/// The emulator's grounding guardrail, the deployment's default under `quarry dev`.
+pub const DEV_GROUNDING_GUARDRAIL: &str = "quarrygrounding:DRAFT";
+
 /// moto + emulator + a provisioned stage with `infra/` pushed.
 pub struct Stack {
     pub moto_url: String,
@@ -202,10 +207,16 @@ impl Stack {
         emulator: EmulatorConfig,
         extra_env: &[(&str, &str)],
     ) -> Stack {
+        let mut emulator = emulator;
+        // The sample Knowledge Bases, as `quarry dev` serves them.
+        if emulator.knowledge_bases.is_empty() && emulator.knowledge_bases_dir.is_none() {
+            emulator.knowledge_bases_dir = Some(workspace_root().join("infra/knowledge-bases"));
+        }
         let emulator = bedrock_emulator::start(emulator, "127.0.0.1:0")
             .await
             .expect("emulator");
-        let settings = Settings::for_stage(&unique_stage());
+        let mut settings = Settings::for_stage(&unique_stage());
+        settings.grounding_guardrail = Some(DEV_GROUNDING_GUARDRAIL.to_owned());
         let mut env = aws_env(moto_url, &emulator.url());
         env.push(("QUARRY_STAGE".into(), settings.stage.clone()));
         env.extend(
@@ -226,9 +237,12 @@ impl Stack {
         quarry_admin::infra::push_prompts(&ssm, &settings, &sources.prompts)
             .await
             .expect("push prompts");
-        let keys = quarry_admin::tenants::seed(&ssm, &settings, &["acme", "globex"])
-            .await
-            .expect("tenants");
+        let knowledge_bases: Vec<String> =
+            sources.routing.knowledge_bases.keys().cloned().collect();
+        let keys =
+            quarry_admin::tenants::seed(&ssm, &settings, &["acme", "globex"], &knowledge_bases)
+                .await
+                .expect("tenants");
         Stack {
             moto_url: moto_url.to_owned(),
             emulator,

@@ -19,6 +19,7 @@ use quarry_core::model::{ModelError, ModelErrorKind, ModelRequest, ModelResponse
 use quarry_core::ports::ModelClient;
 
 mod embed;
+mod grounding;
 mod request;
 mod response;
 

@@ -154,6 +154,7 @@ fn citation_of(
         title: title.map(str::to_owned),
         quote,
         location,
+        source: None,
     }
 }
 

@@ -125,6 +125,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
                 admission: Arc::new(AdmitAll),
                 ledger: Arc::new(NoLedger),
                 results: None,
+                retrieval: Default::default(),
             };
             (Worker::with_ports(ports, &stack.settings, options), jobs)
         }

@@ -112,6 +112,7 @@ fn main() {
                 &sdk,
                 "unused-in-this-benchmark",
             )),
+            retrieval: Default::default(),
         };
         let state = Arc::new(AppState::with_ports(ports, settings, Options::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -103,11 +103,13 @@ impl Dialect for OpenAi {
                 };
                 let mut frames = vec![Frame::json(None, &chunks.chunk(last, Some(finish)))];
                 if head.include_usage {
-                    let extras = Extras {
-                        cost_usd: summary.cost.map(|c| c.to_usd_string()),
-                        cached: head.cached,
-                        fallbacks: head.fallbacks.clone(),
-                    };
+                    let extras = Extras::new(
+                        summary.cost,
+                        head.cached,
+                        head.fallbacks.clone(),
+                        head.retrieval.as_ref(),
+                        summary.grounding.as_ref(),
+                    );
                     frames.push(Frame::json(None, &chunks.usage(&summary.usage, extras)));
                 }
                 frames.push(Frame::raw(DONE));

@@ -55,6 +55,10 @@ pub struct Citation {
     /// Which document (its position among the request's documents) and where in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<CitationLocation>,
+    /// The retrieved source cited (its `id` among the answer's `sources`), when the cited
+    /// document was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,6 +29,36 @@ impl std::fmt::Debug for CompiledPrompt {
 pub struct Rendered {
     pub system: Option<String>,
     pub user: String,
+    /// The retrieval query and filter, for a prompt with a `knowledge_base`.
+    pub retrieval: Option<(String, Option<Value>)>,
+}
+
+/// The strings of a JSON value that are templates (`{{` or `{%`), in a fixed walk order.
+fn template_strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| template_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| template_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Replaces the template strings of `value`, in the same order, with `rendered`.
+fn replace_templates(value: &mut Value, rendered: &mut impl Iterator<Item = String>) {
+    match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => {
+            if let Some(r) = rendered.next() {
+                *s = r;
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| replace_templates(v, rendered)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| replace_templates(v, rendered)),
+        _ => {}
+    }
 }
 
 impl CompiledPrompt {
@@ -60,8 +90,36 @@ impl CompiledPrompt {
             env.add_template_owned("system", system.clone())
                 .map_err(|e| invalid(format!("system: {e}")))?;
         }
+        if spec.grounding.is_some() && spec.knowledge_base.is_none() {
+            return Err(invalid(
+                "grounding checks answers against retrieved passages: declare a knowledge_base"
+                    .into(),
+            ));
+        }
+        if let Some(g) = &spec.grounding {
+            g.check().map_err(invalid)?;
+        }
+        let mut names = vec!["template".to_owned(), "system".to_owned()];
+        if let Some(kb) = &spec.knowledge_base {
+            kb.check().map_err(invalid)?;
+            if let Some(query) = &kb.query {
+                env.add_template_owned("query", query.clone())
+                    .map_err(|e| invalid(format!("knowledge_base.query: {e}")))?;
+                names.push("query".into());
+            }
+            let mut filters = Vec::new();
+            if let Some(f) = &kb.filter {
+                template_strings(f, &mut filters);
+            }
+            for (i, f) in filters.into_iter().enumerate() {
+                let name = format!("filter.{i}");
+                env.add_template_owned(name.clone(), f)
+                    .map_err(|e| invalid(format!("knowledge_base.filter: {e}")))?;
+                names.push(name);
+            }
+        }
         let mut template_vars = BTreeSet::new();
-        for name in ["template", "system"] {
+        for name in &names {
             if let Ok(t) = env.get_template(name) {
                 template_vars.extend(t.undeclared_variables(false));
             }
@@ -167,9 +225,35 @@ impl CompiledPrompt {
         } else {
             None
         };
+        let user = render("template")?;
+        let retrieval = match &self.spec.knowledge_base {
+            None => None,
+            Some(kb) => {
+                let query = match (&kb.query, ctx.get_attr("question")) {
+                    (Some(_), _) => render("query")?,
+                    (None, Ok(q)) if !q.is_undefined() && !q.is_none() => q.to_string(),
+                    (None, _) => user.clone(),
+                };
+                let filter = match &kb.filter {
+                    None => None,
+                    Some(f) => {
+                        let mut count = Vec::new();
+                        template_strings(f, &mut count);
+                        let rendered = (0..count.len())
+                            .map(|i| render(&format!("filter.{i}")))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let mut f = f.clone();
+                        replace_templates(&mut f, &mut rendered.into_iter());
+                        Some(f)
+                    }
+                };
+                Some((query, filter))
+            }
+        };
         Ok(Rendered {
             system,
-            user: render("template")?,
+            user,
+            retrieval,
         })
     }
 }

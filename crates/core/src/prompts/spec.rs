@@ -138,6 +138,13 @@ pub struct PromptSpec {
     /// request's own `service_tier` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<crate::model::ServiceTier>,
+    /// Retrieval from a Bedrock Knowledge Base: its passages go to the model with their
+    /// sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_base: Option<crate::retrieval::KnowledgeBaseSpec>,
+    /// The contextual grounding check of answers against the retrieved passages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<crate::retrieval::GroundingSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -35,6 +35,8 @@ pub(crate) struct Admitted {
     pub(crate) key: Option<CacheKey>,
     pub(crate) degraded_to: Option<String>,
     pub(crate) trace: PromptTrace,
+    /// What retrieval gave the model, for a prompt that retrieves.
+    pub(crate) retrieval: Option<crate::retrieval::RetrievalOutcome>,
 }
 
 fn trace(request: &ModelRequest, keep: bool) -> PromptTrace {
@@ -72,6 +74,8 @@ impl ChatService {
         input: ChatInput,
         cache: CacheMode,
         mode: Mode,
+        request_id: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<Admitted, Error> {
         let mut prepared = self.preparer.prepare(caller, input).await?;
         let tenant = caller.policy.guardrails.clone().unwrap_or_default();
@@ -159,6 +163,18 @@ impl ChatService {
             }
         };
         cap_max_tokens(&mut prepared, caller);
+        let mut retrieval = shared
+            .retrieve(caller, &mut prepared, mode, request_id, deadline)
+            .await?;
+        // Sources go back to the caller: masked as the answer is, whatever the action (a
+        // passage is the Knowledge Base's text, not the caller's to be refused for).
+        if guard.is_active()
+            && let Some(r) = retrieval.as_mut()
+        {
+            for source in &mut r.sources {
+                source.excerpt = crate::guardrails::check(&guard, &source.excerpt, false).0;
+            }
+        }
         let safe = prepared.request.params.temperature == Some(0.0) || prepared.prompt_cacheable;
         let key = (cache != CacheMode::Bypass && safe)
             .then(|| CacheKey::new(&caller.tenant, &prepared, &guard));
@@ -170,6 +186,7 @@ impl ChatService {
             key,
             degraded_to,
             trace,
+            retrieval,
         })
     }
 }

@@ -112,6 +112,7 @@ impl Shared {
         target: &ModelTarget,
         response: &ModelResponse,
         json: &Option<serde_json::Value>,
+        grounding: &Option<crate::retrieval::GroundingResult>,
         dims: Dims<'_>,
     ) {
         let Some(key) = &admitted.key else {
@@ -127,6 +128,7 @@ impl Shared {
                 .map(|p| (p.name.clone(), p.version)),
             json: json.clone(),
             created_at: SystemClock.now_secs(),
+            grounding: grounding.clone(),
         };
         if let Err(e) = self.cache.put(key, &entry, self.ttl(prepared)).await {
             telemetry::count("CacheErrors", 1, dims);
@@ -156,6 +158,8 @@ pub(crate) fn from_cache(hit: Hit, admitted: Admitted) -> Answer {
         degraded_to: admitted.degraded_to,
         model_calls: 0,
         prompt_trace: admitted.trace,
+        retrieval: admitted.retrieval,
+        grounding: answer.grounding,
     }
 }
 
@@ -205,6 +209,7 @@ pub(crate) fn replay(hit: Hit, admitted: Admitted) -> AnswerStream {
         reasoning: answer.response.reasoning_blocks(),
         citations: answer.response.citations.clone(),
         served: answer.response.served.clone(),
+        grounding: answer.grounding.clone(),
     })));
     AnswerStream {
         model: answer.model,
@@ -215,6 +220,7 @@ pub(crate) fn replay(hit: Hit, admitted: Admitted) -> AnswerStream {
         guardrails: admitted.findings,
         ttft_ms: 0,
         prompt_trace: admitted.trace,
+        retrieval: admitted.retrieval,
         events: futures::stream::iter(items).boxed(),
     }
 }

@@ -317,7 +317,7 @@ impl Shared {
         self.write(&record).await;
     }
 
-    async fn write(&self, record: &UsageRecord) {
+    pub(super) async fn write(&self, record: &UsageRecord) {
         if let Err(e) = self.ledger.record(record).await {
             // The ledger retries and spills; reaching here means both failed.
             metrics::counter!("UsageNotRecorded").increment(1);

@@ -19,6 +19,7 @@ pub(crate) struct Finished {
     pub(crate) json: Option<Value>,
     /// Input and output findings together.
     pub(crate) findings: Findings,
+    pub(crate) grounding: Option<crate::retrieval::GroundingResult>,
 }
 
 impl Shared {
@@ -46,14 +47,32 @@ impl Shared {
                 response.stop_reason.as_str()
             )));
         }
+        if let Some(r) = &admitted.retrieval
+            && r.context == Some(crate::retrieval::ContextMode::Documents)
+        {
+            crate::retrieval::context::link(&mut response.citations, &r.sources);
+        }
         let out = guard::output(&admitted.guard, &mut response, &mut json, dims)?;
         let mut findings = admitted.findings.clone();
         findings.merge(out);
-        self.store(admitted, target, &response, &json, dims).await;
+        let grounding = self
+            .ground(
+                caller,
+                &admitted.prepared,
+                admitted.retrieval.as_ref(),
+                &response.text(),
+            )
+            .await?;
+        // An answer that failed its grounding check is not served again from the cache.
+        if grounding.as_ref().is_none_or(|g| g.passed) {
+            self.store(admitted, target, &response, &json, &grounding, dims)
+                .await;
+        }
         Ok(Finished {
             response,
             json,
             findings,
+            grounding,
         })
     }
 }

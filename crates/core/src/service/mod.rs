@@ -29,6 +29,7 @@ mod charge;
 mod finish;
 mod guard;
 mod output;
+mod retrieve;
 pub mod stream;
 
 use std::sync::Arc;
@@ -142,6 +143,10 @@ pub struct Answer {
     pub citations: Vec<crate::model::Citation>,
     /// How Bedrock served it: the service tier, a prompt router's choice.
     pub served: crate::model::Served,
+    /// What retrieval did (the sources given to the model), for a prompt that retrieves.
+    pub retrieval: Option<crate::retrieval::RetrievalOutcome>,
+    /// The grounding check's verdict, for a prompt that asks for one.
+    pub grounding: Option<crate::retrieval::GroundingResult>,
 }
 
 impl Answer {
@@ -162,6 +167,7 @@ pub struct Ports {
     pub admission: Arc<dyn AdmissionControl>,
     pub ledger: Arc<dyn UsageLedger>,
     pub applier: Arc<dyn GuardrailApplier>,
+    pub retrieval: crate::retrieval::RetrievalPorts,
 }
 
 /// What a service and the tasks driving its streams share.
@@ -170,6 +176,7 @@ pub(crate) struct Shared {
     pub(crate) ledger: Arc<dyn UsageLedger>,
     pub(crate) admission: Arc<dyn AdmissionControl>,
     pub(crate) applier: Arc<dyn GuardrailApplier>,
+    pub(crate) retrieval: crate::retrieval::RetrievalPorts,
     pub(crate) configs: Arc<Configs>,
     pub(crate) validators: Validators,
     pub(crate) ttl: Duration,
@@ -189,6 +196,7 @@ impl ChatService {
             ledger: ports.ledger,
             admission: ports.admission,
             applier: ports.applier,
+            retrieval: ports.retrieval,
             configs: ports.preparer.configs().clone(),
             validators: Validators::default(),
             ttl: options.default_cache_ttl,
@@ -212,9 +220,22 @@ impl ChatService {
     /// The cached answer to a request, if there is one; never calls a model. `Ok(None)`:
     /// no entry; `Err(NotFound)`: the request is not one the cache would hold.
     pub async fn lookup(&self, caller: &Caller, input: ChatInput) -> Result<Option<Answer>, Error> {
+        let deadline = Instant::now() + Duration::from_secs(5);
         let admitted = self
-            .admit(caller, input, CacheMode::Auto, admit::Mode::Peek)
+            .admit(
+                caller,
+                input,
+                CacheMode::Auto,
+                admit::Mode::Peek,
+                "",
+                deadline,
+            )
             .await?;
+        // A prompt's answer depends on what it retrieves: with no cached retrieval, no
+        // cached answer can be known here (this function does not retrieve).
+        if admitted.prepared.retrieval.is_some() && admitted.retrieval.is_none() {
+            return Ok(None);
+        }
         let Some(key) = &admitted.key else {
             return Err(Error::NotFound(
                 "this request is never cached: set temperature to 0, or use a prompt marked cacheable".into(),
@@ -234,8 +255,11 @@ impl ChatService {
         cache: CacheMode,
         request_id: &str,
         mode: admit::Mode,
+        deadline: Instant,
     ) -> Result<(admit::Admitted, Option<caching::Hit>), Error> {
-        let admitted = self.admit(caller, input, cache, mode).await?;
+        let admitted = self
+            .admit(caller, input, cache, mode, request_id, deadline)
+            .await?;
         let hit = self
             .shared
             .try_cache(caller, &admitted, cache, request_id)
@@ -253,7 +277,14 @@ impl ChatService {
     /// Answers a request.
     pub async fn answer(&self, caller: &Caller, req: AnswerRequest) -> Result<Answer, Error> {
         let (admitted, hit) = self
-            .begin(caller, req.input, req.cache, &req.id, admit::Mode::Whole)
+            .begin(
+                caller,
+                req.input,
+                req.cache,
+                &req.id,
+                admit::Mode::Whole,
+                req.deadline,
+            )
             .await?;
         if let Some(hit) = hit {
             return Ok(caching::from_cache(hit, admitted));
@@ -305,6 +336,8 @@ impl ChatService {
             degraded_to: admitted.degraded_to,
             model_calls: charges.count(),
             prompt_trace: admitted.trace,
+            retrieval: admitted.retrieval,
+            grounding: finished.grounding,
         })
     }
 
@@ -317,7 +350,14 @@ impl ChatService {
     ) -> Result<AnswerStream, Error> {
         let started = Instant::now();
         let (admitted, hit) = self
-            .begin(caller, req.input, req.cache, &req.id, admit::Mode::Stream)
+            .begin(
+                caller,
+                req.input,
+                req.cache,
+                &req.id,
+                admit::Mode::Stream,
+                req.deadline,
+            )
             .await?;
         if let Some(hit) = hit {
             return Ok(caching::replay(hit, admitted));

@@ -114,12 +114,22 @@ impl Message {
             stop_reason: stop_reason(&answer.stop_reason),
             stop_sequence: None,
             usage: usage(&answer.usage),
-            quarry: json!({
-                "model": answer.model,
-                "cost_usd": answer.cost.map(|c| c.to_usd_string()),
-                "cached": answer.cached,
-                "fallbacks": answer.fallbacks.iter().map(FallbackOut::from).collect::<Vec<_>>(),
-            }),
+            quarry: {
+                let mut quarry = json!({
+                    "model": answer.model,
+                    "cost_usd": answer.cost.map(|c| c.to_usd_string()),
+                    "cached": answer.cached,
+                    "fallbacks": answer.fallbacks.iter().map(FallbackOut::from).collect::<Vec<_>>(),
+                });
+                if let Some(fields) = quarry.as_object_mut() {
+                    crate::sources::extend(
+                        fields,
+                        answer.retrieval.as_ref(),
+                        answer.grounding.as_ref(),
+                    );
+                }
+                quarry
+            },
         }
     }
 }

@@ -366,6 +366,15 @@ pub struct ChatResponse {
     /// The Bedrock service tier that served the answer, when Bedrock said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
+    /// The passages the model was given, for a prompt that retrieves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<quarry_core::retrieval::Source>,
+    /// What retrieval did (`knowledge_base_id`, `cached`, `degraded`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Value>,
+    /// The grounding check's verdict (scores, thresholds, `passed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<quarry_core::retrieval::GroundingResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -421,6 +430,12 @@ pub fn response(id: &str, answer: &Answer, total_ms: u64) -> ChatResponse {
         guardrails: (!answer.guardrails.is_empty()).then(|| answer.guardrails.clone()),
         degraded_to: answer.degraded_to.clone(),
         service_tier: answer.served.service_tier,
+        sources: crate::sources::sources(answer.retrieval.as_ref()).to_vec(),
+        retrieval: answer
+            .retrieval
+            .as_ref()
+            .map(|r| serde_json::json!(crate::sources::RetrievalSummary::of(r))),
+        grounding: answer.grounding.clone(),
     }
 }
 
@@ -433,6 +448,11 @@ pub struct StreamStart<'a> {
     pub cached: bool,
     pub prompt: Option<&'a PromptInfo>,
     pub degraded_to: Option<&'a str>,
+    /// The passages the model was given (known before the first token).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub sources: &'a [quarry_core::retrieval::Source],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<crate::sources::RetrievalSummary<'a>>,
 }
 
 /// `event: delta`: the next piece of text.
@@ -458,6 +478,12 @@ pub struct StreamDone<'a> {
     pub guardrails: Option<&'a Findings>,
     pub degraded_to: Option<&'a str>,
     pub service_tier: Option<ServiceTier>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub sources: &'a [quarry_core::retrieval::Source],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<crate::sources::RetrievalSummary<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<&'a quarry_core::retrieval::GroundingResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -501,6 +527,9 @@ impl<'a> StreamDone<'a> {
             guardrails: (!summary.guardrails.is_empty()).then_some(&summary.guardrails),
             degraded_to: start.degraded_to,
             service_tier: summary.served.service_tier,
+            sources: start.sources,
+            retrieval: start.retrieval.clone(),
+            grounding: summary.grounding.as_ref(),
         }
     }
 }

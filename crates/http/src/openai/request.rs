@@ -40,6 +40,12 @@ pub struct CompletionRequest {
     pub logprobs: Option<bool>,
     /// Free-form tags; `feature` is used for cost attribution.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Quarry's extension (`extra_body`): a prompt from the registry, `NAME`, `NAME@VERSION`
+    /// or `NAME:LABEL`, rendered as this turn's user message after `messages`.
+    pub prompt: Option<String>,
+    /// Quarry's extension: the prompt's variables.
+    #[serde(default)]
+    pub variables: serde_json::Map<String, Value>,
     /// Every other field of the API: refused when it would change the answer.
     #[serde(flatten)]
     pub other: super::fields::OtherFields,
@@ -190,6 +196,30 @@ impl CompletionRequest {
             return Err(Error::bad_request("n", "only n = 1 is supported"));
         }
         self.other.check()?;
+        let prompt = match self.prompt.as_deref() {
+            None => {
+                if !self.variables.is_empty() {
+                    return Err(Error::bad_request(
+                        "variables",
+                        "variables need a prompt: name one with 'prompt'",
+                    ));
+                }
+                None
+            }
+            Some(reference) => {
+                let (name, selector) = quarry_core::prompts::parse_reference(reference)
+                    .map_err(|e| Error::bad_request("prompt", e.to_string()))?;
+                Some(quarry_core::chat::PromptRef {
+                    name,
+                    // A bare name is the prompt's default version (label `prod`, else latest).
+                    selector: match selector {
+                        quarry_core::prompts::PromptSelector::Latest => None,
+                        s => Some(s),
+                    },
+                    ab_key: None,
+                })
+            }
+        };
         if self.logprobs == Some(true) {
             return Err(Error::bad_request(
                 "logprobs",
@@ -331,10 +361,11 @@ impl CompletionRequest {
                 }
             }
         }
-        if messages.is_empty() {
+        // A prompt renders this turn's user message itself.
+        if messages.is_empty() && prompt.is_none() {
             return Err(Error::bad_request(
                 "messages",
-                "at least one user message is needed",
+                "at least one user message is needed (or a 'prompt')",
             ));
         }
 
@@ -418,8 +449,8 @@ impl CompletionRequest {
         let single_tool_call = self.other.parallel_tool_calls == Some(false);
         Ok(Parsed {
             input: ChatInput {
-                prompt: None,
-                variables: Default::default(),
+                prompt,
+                variables: self.variables,
                 system,
                 messages,
                 route: Some(RouteSpec::Model(self.model)),

@@ -80,6 +80,9 @@ pub struct Completion<'a> {
     pub cost_usd: Option<String>,
     /// Served from Quarry's response cache.
     pub cached: bool,
+    /// The passages the model was given, for a prompt that retrieves (also in `quarry`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub sources: &'a [quarry_core::retrieval::Source],
     pub quarry: Extras,
 }
 
@@ -161,6 +164,28 @@ pub struct Extras {
     pub cost_usd: Option<String>,
     pub cached: bool,
     pub fallbacks: Vec<FallbackOut>,
+    /// Retrieval's `sources`, `retrieval` and `grounding` (see [`crate::sources`]).
+    #[serde(flatten)]
+    pub retrieval: serde_json::Map<String, Value>,
+}
+
+impl Extras {
+    pub fn new(
+        cost: Option<quarry_core::pricing::MicroUsd>,
+        cached: bool,
+        fallbacks: Vec<FallbackOut>,
+        retrieval: Option<&quarry_core::retrieval::RetrievalOutcome>,
+        grounding: Option<&quarry_core::retrieval::GroundingResult>,
+    ) -> Self {
+        let mut fields = serde_json::Map::new();
+        crate::sources::extend(&mut fields, retrieval, grounding);
+        Self {
+            cost_usd: cost.map(|c| c.to_usd_string()),
+            cached,
+            fallbacks,
+            retrieval: fields,
+        }
+    }
 }
 
 impl<'a> Completion<'a> {
@@ -223,11 +248,14 @@ impl<'a> Completion<'a> {
             service_tier: tier_name(&answer.served),
             cost_usd: answer.cost.map(|c| c.to_usd_string()),
             cached: answer.cached,
-            quarry: Extras {
-                cost_usd: answer.cost.map(|c| c.to_usd_string()),
-                cached: answer.cached,
-                fallbacks: answer.fallbacks.iter().map(FallbackOut::from).collect(),
-            },
+            sources: crate::sources::sources(answer.retrieval.as_ref()),
+            quarry: Extras::new(
+                answer.cost,
+                answer.cached,
+                answer.fallbacks.iter().map(FallbackOut::from).collect(),
+                answer.retrieval.as_ref(),
+                answer.grounding.as_ref(),
+            ),
         }
     }
 }
@@ -326,6 +354,8 @@ mod tests {
             prompt_trace: PromptTrace::default(),
             citations: Vec::new(),
             served: Default::default(),
+            retrieval: None,
+            grounding: None,
         }
     }
 
@@ -434,11 +464,7 @@ mod tests {
             cache_write: 2,
             cache_write_1h: 0,
         };
-        let extras = Extras {
-            cost_usd: Some("0.000015".into()),
-            cached: false,
-            fallbacks: Vec::new(),
-        };
+        let extras = Extras::new(Some(MicroUsd(15)), false, Vec::new(), None, None);
         assert_eq!(
             wire(HEAD.usage(&usage, extras)),
             json!({

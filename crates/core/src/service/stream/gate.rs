@@ -19,6 +19,9 @@ pub(super) struct Gate {
     tools: Vec<(u32, String)>,
     /// Reasoning was held: it is sent whole, once the answer (reasoning included) passed.
     reasoning: bool,
+    /// Every piece of the answer is held until the end (a check on the whole answer may
+    /// still refuse it): the text released so far.
+    whole: Option<String>,
 }
 
 /// What is still held when the model's stream ends; sent once the whole answer passed.
@@ -36,25 +39,34 @@ pub(super) fn refused(findings: &Findings) -> Error {
 }
 
 impl Gate {
-    pub(super) fn new(config: &GuardrailConfig) -> Self {
+    /// `whole`: hold the whole answer until it has been checked as a whole.
+    pub(super) fn new(config: &GuardrailConfig, whole: bool) -> Self {
         Self {
             config: config.clone(),
             text: StreamGuard::new(config),
             bedrock: config.bedrock.is_some(),
             tools: Vec::new(),
             reasoning: false,
+            whole: whole.then(String::new),
         }
     }
 
     fn holds(&self) -> bool {
-        self.text.is_some() || self.bedrock
+        self.text.is_some() || self.bedrock || self.whole.is_some()
     }
 
     /// A text delta in; the text to send now (maybe empty), or the refusal.
     pub(super) fn text(&mut self, delta: String) -> Result<String, Error> {
-        match self.text.as_mut() {
-            Some(g) => g.push(&delta).map_err(|f| refused(&f)),
-            None => Ok(delta),
+        let released = match self.text.as_mut() {
+            Some(g) => g.push(&delta).map_err(|f| refused(&f))?,
+            None => delta,
+        };
+        match self.whole.as_mut() {
+            Some(held) => {
+                held.push_str(&released);
+                Ok(String::new())
+            }
+            None => Ok(released),
         }
     }
 
@@ -83,10 +95,13 @@ impl Gate {
     /// The model's stream ended: what is still held, to send once the answer has passed the
     /// checks on the whole (Bedrock's included).
     pub(super) fn end(mut self) -> Result<Held, Error> {
-        let rest = match self.text.as_mut() {
+        let mut rest = match self.text.as_mut() {
             Some(g) => g.finish().map_err(|f| refused(&f))?,
             None => String::new(),
         };
+        if let Some(held) = self.whole.take() {
+            rest = held + &rest;
+        }
         let config = self.config;
         let tools = self
             .tools

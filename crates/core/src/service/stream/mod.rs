@@ -62,6 +62,7 @@ pub struct StreamSummary {
     pub reasoning: Vec<crate::model::ContentBlock>,
     pub citations: Vec<crate::model::Citation>,
     pub served: crate::model::Served,
+    pub grounding: Option<crate::retrieval::GroundingResult>,
 }
 
 /// A streamed answer: what is known when the first token arrives, and the events.
@@ -75,6 +76,8 @@ pub struct AnswerStream {
     /// From the call to the first token.
     pub ttft_ms: u64,
     pub prompt_trace: PromptTrace,
+    /// What retrieval gave the model (known before the first token).
+    pub retrieval: Option<crate::retrieval::RetrievalOutcome>,
     pub events: BoxStream<'static, StreamItem>,
 }
 
@@ -104,6 +107,7 @@ impl Run {
             guardrails: admitted.findings.clone(),
             ttft_ms,
             prompt_trace: admitted.trace.clone(),
+            retrieval: admitted.retrieval.clone(),
             events: futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|i| (i, rx))
             })
@@ -225,6 +229,7 @@ impl Run {
                     reasoning: done.response.reasoning_blocks(),
                     citations: done.response.citations.clone(),
                     served: done.response.served.clone(),
+                    grounding: done.grounding,
                 }))
             }
             Err(e) => StreamItem::Error(e),
@@ -241,7 +246,16 @@ impl Run {
         rest: crate::model::ModelStream,
         tx: &mpsc::Sender<StreamItem>,
     ) -> Ended {
-        let mut gate = Gate::new(&self.admitted.guard);
+        // An answer a grounding check may refuse is held whole: it is released only once
+        // it passed.
+        let blocks = self
+            .admitted
+            .prepared
+            .retrieval
+            .as_ref()
+            .and_then(|r| r.grounding.as_ref())
+            .is_some_and(|g| g.action == crate::retrieval::GroundingAction::Block);
+        let mut gate = Gate::new(&self.admitted.guard, blocks);
         let mut events = futures::stream::iter(head.into_iter().map(Ok)).chain(rest);
         while let Some(item) = events.next().await {
             let event = match item {
