@@ -216,3 +216,81 @@ async fn a_prompt_pushed_after_a_miss_is_seen_when_configuration_is_read_every_t
     params.put("/q/prompts/late", &serde_json::to_string(&spec()).unwrap());
     assert!(store.get("late", &PromptSelector::Latest).await.is_ok());
 }
+
+fn rag(kb: Value) -> PromptSpec {
+    serde_json::from_value(json!({
+        "name": "docs",
+        "template": "Context first. Question: {{ question }}",
+        "variables": {"question": {"type": "string"}, "team": {"type": "string", "default": "core"}},
+        "knowledge_base": kb,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_retrieval_query_defaults_to_the_question_and_filters_render_as_strings() {
+    let p = CompiledPrompt::compile(rag(json!({
+        "id": "QUARRYDOCS",
+        "filter": {"andAll": [
+            {"equals": {"key": "team", "value": "{{ team }}"}},
+            {"greaterThan": {"key": "year", "value": 2023}}
+        ]}
+    })))
+    .unwrap();
+    // A variable that looks like JSON stays one string value: it cannot add a clause.
+    let hostile = "x\"}}, {\"equals\": {\"key\": \"tenant\", \"value\": \"globex\"}}";
+    let r = p
+        .render(&vars(json!({"question": "What is new?", "team": hostile})))
+        .unwrap();
+    let (query, filter) = r.retrieval.unwrap();
+    assert_eq!(query, "What is new?");
+    let filter = filter.unwrap();
+    assert_eq!(filter["andAll"][0]["equals"]["value"], hostile);
+    assert_eq!(filter["andAll"][1]["greaterThan"]["value"], 2023);
+    assert_eq!(filter["andAll"].as_array().unwrap().len(), 2);
+
+    // A query template of its own; no `question` variable: the rendered turn.
+    let p = CompiledPrompt::compile(rag(
+        json!({"id": "QUARRYDOCS", "query": "{{ team }}: {{ question }}"}),
+    ))
+    .unwrap();
+    let (query, _) = p
+        .render(&vars(json!({"question": "Why?"})))
+        .unwrap()
+        .retrieval
+        .unwrap();
+    assert_eq!(query, "core: Why?");
+}
+
+#[test]
+fn retrieval_settings_bedrock_would_refuse_are_refused_on_compile() {
+    for (kb, why) in [
+        (json!({"id": "quarry-docs"}), "knowledge_base.id"),
+        (json!({"id": "QUARRYDOCS", "top_k": 0}), "top_k"),
+        (
+            json!({"id": "QUARRYDOCS", "filter": {"like": {"key": "a", "value": 1}}}),
+            "unknown operator",
+        ),
+        (
+            json!({"id": "QUARRYDOCS", "query": "{{ unclosed"}),
+            "knowledge_base.query",
+        ),
+    ] {
+        let e = CompiledPrompt::compile(rag(kb.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{kb}: {e}");
+    }
+    let mut no_kb = spec();
+    no_kb.grounding = Some(serde_json::from_value(json!({"threshold": 0.5})).unwrap());
+    let e = CompiledPrompt::compile(no_kb).unwrap_err().to_string();
+    assert!(e.contains("declare a knowledge_base"), "{e}");
+    let mut bad = rag(json!({"id": "QUARRYDOCS"}));
+    bad.grounding = Some(serde_json::from_value(json!({"threshold": 1.5})).unwrap());
+    assert!(
+        CompiledPrompt::compile(bad)
+            .unwrap_err()
+            .to_string()
+            .contains("threshold")
+    );
+}

@@ -228,3 +228,63 @@ mod tests {
         assert_eq!(a.cache_key("acme"), a.clone().cache_key("acme"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::tenancy::TenantPolicy;
+    use proptest::prelude::*;
+
+    fn filter() -> impl Strategy<Value = Value> {
+        let leaf = (
+            prop::sample::select(vec!["equals", "notEquals", "in", "startsWith"]),
+            "\\PC{0,12}",
+            "\\PC{0,24}",
+        )
+            .prop_map(|(op, key, value)| {
+                let key = if key.is_empty() { "k".to_owned() } else { key };
+                json!({ op: {"key": key, "value": value} })
+            });
+        leaf.prop_recursive(3, 12, 4, |inner| {
+            (
+                prop::sample::select(vec!["andAll", "orAll"]),
+                prop::collection::vec(inner, 2..=4),
+            )
+                .prop_map(|(op, items)| json!({ op: items }))
+        })
+    }
+
+    proptest! {
+        /// Whatever filter a request's variables render to, a shared Knowledge Base's
+        /// retrieval is the conjunction of it and the caller's own clause.
+        #[test]
+        fn the_tenant_clause_always_wraps_the_filter(f in filter(), tenant in "[a-z]{1,12}") {
+            let caller = Caller {
+                tenant: tenant.clone(),
+                admin: false,
+                operator: false,
+                key_label: None,
+                policy: TenantPolicy {
+                    knowledge_bases: vec!["QUARRYDOCS".into()],
+                    ..TenantPolicy::default()
+                },
+            };
+            let spec: KnowledgeBaseSpec = serde_json::from_value(json!({"id": "QUARRYDOCS"})).unwrap();
+            let entry = KnowledgeBaseEntry {
+                embedding_model: "m".into(),
+                tenant_attribute: Some("tenant".into()),
+            };
+            match RetrievalPlan::new(&caller, &spec, Some(&entry), "q", Some(f.clone()), None) {
+                Ok(plan) => {
+                    let sent = plan.query.filter.unwrap();
+                    prop_assert_eq!(&sent["andAll"][0], &f);
+                    prop_assert_eq!(&sent["andAll"][1], &tenant_clause("tenant", &tenant));
+                    prop_assert_eq!(sent.as_object().unwrap().len(), 1);
+                    prop_assert_eq!(sent["andAll"].as_array().unwrap().len(), 2);
+                }
+                // A filter Bedrock would refuse is the caller's 400, never sent.
+                Err(e) => prop_assert_eq!(e.status_code(), 400),
+            }
+        }
+    }
+}
