@@ -165,9 +165,12 @@ fn iam_is_least_privilege() {
                     );
                 }
             }
-            if actions.iter().any(|a| a.starts_with("bedrock:Invoke")) {
+            let text = serde_yaml_ng::to_string(&st["Resource"]).unwrap();
+            if st["Sid"] == "RerankRetrievedPassages" {
+                // Rerank models: exactly those the stack names.
+                assert!(text.contains("RerankModelIds"), "{name}: {text}");
+            } else if actions.iter().any(|a| a.starts_with("bedrock:Invoke")) {
                 // Scoped to the routed models and profiles, built from the stack parameters.
-                let text = serde_yaml_ng::to_string(&st["Resource"]).unwrap();
                 assert!(
                     text.contains("foundation-model/") && text.contains("FoundationModelIds"),
                     "{name}: {text}"
@@ -177,6 +180,33 @@ fn iam_is_least_privilege() {
                     "{name}: {text}"
                 );
             }
+            // Retrieval only from the Knowledge Bases the stack names.
+            if actions.iter().any(|a| a == "bedrock:Retrieve") {
+                assert!(text.contains("KnowledgeBaseArns"), "{name}: {text}");
+            }
+        }
+    }
+    // Prompts retrieve, rerank and check grounding wherever they run (chat, streamed chat,
+    // batch), each permission scoped to what the stack names.
+    for function in ["ChatFunction", "ChatStreamFunction", "BatchWorkerFunction"] {
+        let f = resources(&t)
+            .into_iter()
+            .find(|(n, _)| n == function)
+            .unwrap()
+            .1;
+        let sids: Vec<String> = statements(&f)
+            .iter()
+            .filter_map(|st| st["Sid"].as_str().map(str::to_owned))
+            .collect();
+        for sid in [
+            "RetrieveFromKnowledgeBases",
+            "GroundingCheck",
+            "RerankRetrievedPassages",
+        ] {
+            assert!(
+                sids.iter().any(|s| s == sid),
+                "{function}: no {sid} in {sids:?}"
+            );
         }
     }
     // The cache API can never call a model.
