@@ -66,7 +66,16 @@ impl Shared {
         self.grounding_guardrail(&plan)?;
         let kb = spec::short_id(&plan.query.knowledge_base_id).to_owned();
         let key = plan.cache_key(&caller.tenant);
-        let hit = match self.retrieval.cache.get(&key).await {
+        // `cache_ttl_seconds: 0` turns the cache off, both ways.
+        let cacheable = plan.spec.cache_ttl_seconds > 0;
+        let read = async {
+            if cacheable {
+                self.retrieval.cache.get(&key).await
+            } else {
+                Ok(None)
+            }
+        };
+        let hit = match read.await {
             Ok(hit) => hit,
             Err(e) => {
                 tracing::warn!(error = %e, "retrieval cache read failed; retrieving");
@@ -91,14 +100,19 @@ impl Shared {
                 .await
             {
                 Ok(p) => {
-                    self.charge_retrieval(caller, prepared, request_id, &plan, p.len())
-                        .await;
+                    // The charge and the cache write are independent: one round trip, not two.
                     let ttl = Duration::from_secs(plan.spec.cache_ttl_seconds);
-                    if !ttl.is_zero()
-                        && let Err(e) = self.retrieval.cache.put(&key, &p, ttl).await
-                    {
-                        tracing::warn!(error = %e, "retrieval cache write failed");
-                    }
+                    let store = async {
+                        if !ttl.is_zero()
+                            && let Err(e) = self.retrieval.cache.put(&key, &p, ttl).await
+                        {
+                            tracing::warn!(error = %e, "retrieval cache write failed");
+                        }
+                    };
+                    tokio::join!(
+                        self.charge_retrieval(caller, prepared, request_id, &plan, p.len()),
+                        store
+                    );
                     (p, false)
                 }
                 Err(e) if plan.spec.on_failure == OnFailure::Degraded => {
