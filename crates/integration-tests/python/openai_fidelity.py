@@ -145,4 +145,18 @@ for chunk in client.chat.completions.create(model="fast", stream=True, functions
         finish = choice.finish_reason or finish
 assert name == "get_weather" and "city" in json.loads(args) and finish == "function_call", (name, args, finish)
 
+# A prompt that retrieves, named in the extension: the sources come back beside the answer,
+# whole and on the stream's usage chunk.
+rag = {"prompt": "docs-qa", "variables": {"question": "How much does Acme pay per sensor each month?"}}
+r = client.chat.completions.create(model="fast", messages=[], extra_body=rag)
+extra = r.model_extra
+assert any(s["uri"].endswith("/pricing.md") for s in extra["sources"]), extra
+assert extra["quarry"]["retrieval"]["knowledge_base_id"] == "QUARRYDOCS", extra
+assert isinstance(extra["quarry"]["grounding"]["score"], float), extra
+last = None
+for chunk in client.chat.completions.create(model="fast", messages=[], extra_body=rag, stream=True,
+                                            stream_options={"include_usage": True}):
+    last = chunk
+assert last.usage and last.model_extra["quarry"]["sources"], last
+
 print("openai fidelity OK")

@@ -491,3 +491,68 @@ async fn openai_clients_get_sources_in_the_extension() {
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+#[tokio::test]
+async fn the_cache_lookup_function_answers_rag_prompts_from_its_caches_only() {
+    use tower::ServiceExt;
+    let stack = Stack::start().await;
+    let s = state(&stack, options());
+    // The cache function's own settings: no grounding guardrail (it never checks answers).
+    let mut settings = stack.settings.clone();
+    settings.grounding_guardrail = None;
+    let lookup = std::sync::Arc::new(cache_lookup::CacheState::from_sdk(
+        &stack.sdk,
+        &settings,
+        cache_lookup::CacheOptions::from_lookup(|_| None).unwrap(),
+    ));
+    // Temperature 0, and a grounding check every answer passes: answers are cached (one
+    // that fails its check never is).
+    push(
+        &stack,
+        vec![rag(
+            "kb-cached",
+            json!({"grounding": {"threshold": 0.0, "action": "flag"}}),
+        )],
+    )
+    .await;
+    let body =
+        json!({"prompt": "kb-cached", "variables": {"question": "What does Acme pay per sensor?"}});
+    let ask = |body: Value| {
+        let lookup = lookup.clone();
+        let key = stack.key("acme").to_owned();
+        async move {
+            let request = http::Request::post("/v1/cache/lookup")
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            let response = cache_lookup::app(lookup).oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let retrieves = stack.emulator.state().calls(Some("Retrieve"), Some(KB));
+    // Nothing retrieved yet: a miss, and no Knowledge Base call from this function.
+    let (status, reply) = ask(body.clone()).await;
+    assert_eq!(status, 404, "{reply}");
+    assert_eq!(
+        stack.emulator.state().calls(Some("Retrieve"), Some(KB)),
+        retrieves
+    );
+
+    let answered = chat(&s, stack.key("acme"), body.clone()).await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    let (status, reply) = ask(body).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["cached"], true);
+    assert_eq!(reply["output"]["text"], answered.body["output"]["text"]);
+    assert_eq!(reply["sources"], answered.body["sources"]);
+    assert_eq!(reply["grounding"], answered.body["grounding"]);
+    assert_eq!(
+        stack.emulator.state().calls(Some("Retrieve"), Some(KB)),
+        retrieves + 1
+    );
+}

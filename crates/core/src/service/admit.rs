@@ -37,6 +37,8 @@ pub(crate) struct Admitted {
     pub(crate) trace: PromptTrace,
     /// What retrieval gave the model, for a prompt that retrieves.
     pub(crate) retrieval: Option<crate::retrieval::RetrievalOutcome>,
+    /// The retrieval's ledger line, being written: awaited before the request answers.
+    pub(crate) pending: super::retrieve::Pending,
 }
 
 fn trace(request: &ModelRequest, keep: bool) -> PromptTrace {
@@ -163,7 +165,7 @@ impl ChatService {
             }
         };
         cap_max_tokens(&mut prepared, caller);
-        let mut retrieval = shared
+        let (mut retrieval, pending) = shared
             .retrieve(caller, &mut prepared, mode, request_id, deadline)
             .await?;
         // Sources go back to the caller: masked as the answer is, whatever the action (a
@@ -187,6 +189,7 @@ impl ChatService {
             degraded_to,
             trace,
             retrieval,
+            pending,
         })
     }
 }

@@ -276,7 +276,7 @@ impl ChatService {
 
     /// Answers a request.
     pub async fn answer(&self, caller: &Caller, req: AnswerRequest) -> Result<Answer, Error> {
-        let (admitted, hit) = self
+        let (mut admitted, hit) = self
             .begin(
                 caller,
                 req.input,
@@ -286,11 +286,20 @@ impl ChatService {
                 req.deadline,
             )
             .await?;
+        // The retrieval's ledger line, written beside the model call; settled before answering.
+        let pending = admitted.pending.take();
         if let Some(hit) = hit {
+            retrieve::settle(pending).await;
             return Ok(caching::from_cache(hit, admitted));
         }
 
-        let plan = self.shared.plan(&admitted.prepared)?;
+        let plan = match self.shared.plan(&admitted.prepared) {
+            Ok(plan) => plan,
+            Err(e) => {
+                retrieve::settle(pending).await;
+                return Err(e);
+            }
+        };
         // The calls and their charge run to the end in a task of their own: a caller that
         // goes away (a dropped connection cancels its handler) cannot stop a call Bedrock
         // bills from being charged.
@@ -306,6 +315,7 @@ impl ChatService {
             let cost = shared
                 .charge(&owner, &admitted.prepared, &id, &charges)
                 .await;
+            retrieve::settle(pending).await;
             (admitted, charges, result, cost)
         })
         .await
@@ -349,7 +359,7 @@ impl ChatService {
         req: AnswerRequest,
     ) -> Result<AnswerStream, Error> {
         let started = Instant::now();
-        let (admitted, hit) = self
+        let (mut admitted, hit) = self
             .begin(
                 caller,
                 req.input,
@@ -359,10 +369,18 @@ impl ChatService {
                 req.deadline,
             )
             .await?;
+        let pending = admitted.pending.take();
         if let Some(hit) = hit {
+            retrieve::settle(pending).await;
             return Ok(caching::replay(hit, admitted));
         }
-        let plan = self.shared.plan(&admitted.prepared)?;
+        let plan = match self.shared.plan(&admitted.prepared) {
+            Ok(plan) => plan,
+            Err(e) => {
+                retrieve::settle(pending).await;
+                return Err(e);
+            }
+        };
         let request = output::shaped(&admitted.prepared.request, plan.as_ref());
         let chain = &admitted.prepared.route.chain;
         let invocation = self
@@ -383,7 +401,13 @@ impl ChatService {
                 .charge(caller, &admitted.prepared, &id, &early)
                 .await;
         }
-        let invocation = invocation.map_err(Error::Invoke)?;
+        let invocation = match invocation {
+            Ok(i) => i,
+            Err(f) => {
+                retrieve::settle(pending).await;
+                return Err(Error::Invoke(f));
+            }
+        };
         charge::count_attempts(
             caller,
             &admitted.prepared,
@@ -397,6 +421,7 @@ impl ChatService {
             plan,
             request_id: req.id,
             input_tokens: charge::request_tokens(&request),
+            pending,
         }
         .start(started.elapsed().as_millis() as u64, invocation))
     }

@@ -3,6 +3,7 @@
 //! is asked): the tenant's cached results, else a Retrieve call charged on its own ledger
 //! line. Grounding runs on the finished answer, before it is cached or released.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,6 +23,18 @@ use crate::retrieval::{
 use crate::telemetry::{self, Dims};
 use crate::tenancy::Caller;
 use crate::usage::UsageRecord;
+
+/// A retrieval's ledger line and cache write, still running.
+pub(crate) type Pending = Option<tokio::task::JoinHandle<()>>;
+
+/// Waits for a retrieval's ledger line (a request answers only once it is written).
+pub(crate) async fn settle(pending: Pending) {
+    if let Some(task) = pending
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "the retrieval's ledger task failed");
+    }
+}
 
 /// The longest a Retrieve call may take, whatever time the request has left.
 const MAX_RETRIEVAL_TIME: Duration = Duration::from_secs(10);
@@ -50,20 +63,26 @@ impl Shared {
     }
 
     /// Retrieves the request's passages and puts them in its request. `None`: the request
-    /// does not retrieve, or (a cache lookup) its results are not cached.
+    /// does not retrieve, or (a cache lookup) its results are not cached. An uncached
+    /// retrieval's ledger line and cache write run in a task of their own, beside the model
+    /// call: the request waits for it before it answers ([`Pending`]).
     pub(crate) async fn retrieve(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         prepared: &mut Prepared,
         mode: Mode,
         request_id: &str,
         deadline: Instant,
-    ) -> Result<Option<RetrievalOutcome>, Error> {
+    ) -> Result<(Option<RetrievalOutcome>, Pending), Error> {
         let Some(plan) = prepared.retrieval.clone() else {
-            return Ok(None);
+            return Ok((None, None));
         };
-        // Refused before anything is spent.
-        self.grounding_guardrail(&plan)?;
+        let mut pending = None;
+        // Refused before anything is spent (a lookup answers from the cache only: it never
+        // checks an answer).
+        if mode != Mode::Peek {
+            self.grounding_guardrail(&plan)?;
+        }
         let kb = spec::short_id(&plan.query.knowledge_base_id).to_owned();
         let key = plan.cache_key(&caller.tenant);
         // `cache_ttl_seconds: 0` turns the cache off, both ways.
@@ -94,37 +113,50 @@ impl Shared {
         );
         let (passages, cached) = match hit {
             Some(p) => (p, true),
-            None if mode == Mode::Peek => return Ok(None),
+            None if mode == Mode::Peek => return Ok((None, None)),
             None => match self
                 .call_retrieve(caller, prepared, &plan, &kb, deadline)
                 .await
             {
                 Ok(p) => {
-                    // The charge and the cache write are independent: one round trip, not two.
-                    let ttl = Duration::from_secs(plan.spec.cache_ttl_seconds);
-                    let store = async {
-                        if !ttl.is_zero()
-                            && let Err(e) = self.retrieval.cache.put(&key, &p, ttl).await
-                        {
-                            tracing::warn!(error = %e, "retrieval cache write failed");
-                        }
-                    };
-                    tokio::join!(
-                        self.charge_retrieval(caller, prepared, request_id, &plan, p.len()),
-                        store
-                    );
+                    let shared = self.clone();
+                    let (caller, feature) = (caller.clone(), prepared.feature().map(str::to_owned));
+                    let (id, plan, key, stored) =
+                        (request_id.to_owned(), plan.clone(), key.clone(), p.clone());
+                    pending = Some(tokio::spawn(async move {
+                        // The charge and the cache write are independent: one round trip.
+                        let ttl = Duration::from_secs(plan.spec.cache_ttl_seconds);
+                        let store = async {
+                            if !ttl.is_zero()
+                                && let Err(e) = shared.retrieval.cache.put(&key, &stored, ttl).await
+                            {
+                                tracing::warn!(error = %e, "retrieval cache write failed");
+                            }
+                        };
+                        let charge = shared.charge_retrieval(
+                            &caller,
+                            feature.as_deref(),
+                            &id,
+                            &plan,
+                            stored.len(),
+                        );
+                        tokio::join!(charge, store);
+                    }));
                     (p, false)
                 }
                 Err(e) if plan.spec.on_failure == OnFailure::Degraded => {
                     tracing::warn!(error = %e, knowledge_base = %kb, "retrieval failed; answering without context (degraded)");
-                    return Ok(Some(RetrievalOutcome {
-                        knowledge_base_id: kb,
-                        sources: Vec::new(),
-                        cached: false,
-                        degraded: Some(e.to_string()),
-                        context: None,
-                        below_min_score: 0,
-                    }));
+                    return Ok((
+                        Some(RetrievalOutcome {
+                            knowledge_base_id: kb,
+                            sources: Vec::new(),
+                            cached: false,
+                            degraded: Some(e.to_string()),
+                            context: None,
+                            below_min_score: 0,
+                        }),
+                        None,
+                    ));
                 }
                 Err(e) => return Err(e),
             },
@@ -132,15 +164,21 @@ impl Shared {
         let (sources, below_min_score) = context::select(passages, plan.spec.min_score);
         let mode = context::mode_for(&prepared.route.chain, &prepared.request, sources.len());
         context::insert(&mut prepared.request, &sources, mode);
-        crate::needs::fit(&mut prepared.route, &prepared.request)?;
-        Ok(Some(RetrievalOutcome {
+        let outcome = RetrievalOutcome {
             knowledge_base_id: kb,
             context: (!sources.is_empty()).then_some(mode),
             sources,
             cached,
             degraded: None,
             below_min_score,
-        }))
+        };
+        match crate::needs::fit(&mut prepared.route, &prepared.request) {
+            Ok(()) => Ok((Some(outcome), pending)),
+            Err(e) => {
+                settle(pending).await;
+                Err(e)
+            }
+        }
     }
 
     async fn call_retrieve(
@@ -182,7 +220,7 @@ impl Shared {
     async fn charge_retrieval(
         &self,
         caller: &Caller,
-        prepared: &Prepared,
+        feature: Option<&str>,
         request_id: &str,
         plan: &RetrievalPlan,
         passages: usize,
@@ -227,7 +265,7 @@ impl Shared {
                 id,
                 tenant: caller.tenant.clone(),
                 model: model.clone(),
-                feature: prepared.feature().map(str::to_owned),
+                feature: feature.map(str::to_owned),
                 usage,
                 cost,
                 cached: false,
@@ -240,7 +278,7 @@ impl Shared {
             let d = Dims {
                 tenant: &caller.tenant,
                 model: &model,
-                feature: prepared.feature().unwrap_or("-"),
+                feature: feature.unwrap_or("-"),
             };
             if let Some(c) = cost {
                 telemetry::count("CostMicroUSD", c.0, d);

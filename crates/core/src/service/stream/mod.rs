@@ -91,6 +91,8 @@ pub(crate) struct Run {
     pub(crate) request_id: String,
     /// The shaped request's input tokens, estimated (charged if Bedrock reports none).
     pub(crate) input_tokens: u32,
+    /// The retrieval's ledger line, being written: settled before the stream ends.
+    pub(crate) pending: super::retrieve::Pending,
 }
 
 impl Run {
@@ -127,7 +129,7 @@ enum Ended {
 }
 
 impl Run {
-    async fn drive(self, invocation: StreamInvocation, tx: mpsc::Sender<StreamItem>) {
+    async fn drive(mut self, invocation: StreamInvocation, tx: mpsc::Sender<StreamItem>) {
         let StreamInvocation {
             target, head, rest, ..
         } = invocation;
@@ -154,6 +156,7 @@ impl Run {
             .shared
             .charge(&self.caller, prepared, &self.request_id, &charges)
             .await;
+        super::retrieve::settle(self.pending.take()).await;
         let held = match ended {
             Ended::Complete(held) => held,
             Ended::ClientGone => {
