@@ -47,6 +47,7 @@ bench: venv
 	./target/release/gateway-overhead
 	./target/release/gateway-overhead --model-latency-ms 50
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/batch-drain
+	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/retrieval-overhead
 	./target/release/cold-start
 	$(MAKE) bench-peer
 

@@ -12,8 +12,11 @@
 //!
 //! Each round sends one request of each, interleaved, through the chat-handler router
 //! (production wiring), with the response cache bypassed so the model is called every time.
-//! A fourth row times Retrieve alone, through the SDK adapter. Prints a markdown table;
-//! `--json PATH` writes the figures.
+//! The same three run again with the ledger as a no-op (everything else identical): moto
+//! serves DynamoDB from one Python process, so the retrieval's ledger transaction queues
+//! behind the model call's there, where DynamoDB would run them side by side. A last row
+//! times Retrieve alone, through the SDK adapter. Prints a markdown table; `--json PATH`
+//! writes the figures.
 //! `cargo build --release -p quarry-bench && QUARRY_PYTHON=.venv/bin/python ./target/release/retrieval-overhead`
 
 #![allow(clippy::expect_used)]
@@ -21,12 +24,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chat_handler::{AppState, Options};
+use chat_handler::{AppState, HandlerPorts, Options};
 use clap::Parser;
 use quarry_aws::knowledge::BedrockRetriever;
 use quarry_bench::Run;
 use quarry_core::ports::Retriever;
 use quarry_core::retrieval::RetrievalQuery;
+use quarry_core::usage::NoLedger;
 use quarry_testkit::Stack;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -110,6 +114,17 @@ fn main() {
             stack.settings.clone(),
             Options::default(),
         ));
+        let no_ledger = {
+            let options = Options::default();
+            let ports = HandlerPorts {
+                ledger: Arc::new(NoLedger),
+                ..HandlerPorts::from_sdk_ports(
+                    &quarry_aws::ports_from_sdk(&stack.sdk, &stack.settings)
+                        .with_budget_max_age(options.budget_max_age),
+                )
+            };
+            Arc::new(AppState::with_ports(ports, stack.settings.clone(), options))
+        };
         let body = |name: &str| {
             json!({"prompt": name, "version": 1, "cache": "bypass",
                    "variables": {"question": "How much does Acme pay per sensor each month?"}})
@@ -126,17 +141,20 @@ fn main() {
             rerank: None,
         };
 
-        let mut runs = [Run::default(), Run::default(), Run::default(), Run::default()];
+        let mut runs: [Run; 7] = Default::default();
         let started = Instant::now();
         for round in 0..args.warmup + args.requests {
             let measured = round >= args.warmup;
             let mut results = Vec::new();
-            for (body, want_sources, want_cached) in [
-                (&plain_body, false, None),
-                (&fresh_body, true, Some(false)),
-                (&cached_body, true, Some(true)),
+            for (app, body, want_sources, want_cached) in [
+                (&state, &plain_body, false, None),
+                (&state, &fresh_body, true, Some(false)),
+                (&state, &cached_body, true, Some(true)),
+                (&no_ledger, &plain_body, false, None),
+                (&no_ledger, &fresh_body, true, Some(false)),
+                (&no_ledger, &cached_body, true, Some(true)),
             ] {
-                let (status, reply, elapsed) = chat(&state, &key, body).await;
+                let (status, reply, elapsed) = chat(app, &key, body).await;
                 let ok = status == 200
                     && reply.get("sources").is_some() == want_sources
                     && (want_cached.is_none()
@@ -161,22 +179,27 @@ fn main() {
             }
         }
         let wall = started.elapsed();
-        let [plain, fresh, cached, retrieve] = &runs;
-        let added = |run: &Run, p: f64| ms(run.percentile(p)) - ms(plain.percentile(p));
+        let [plain, fresh, cached, plain_nl, fresh_nl, cached_nl, retrieve] = &runs;
+        let added = |run: &Run, base: &Run, p: f64| ms(run.percentile(p)) - ms(base.percentile(p));
         println!("### Retrieval's added latency (emulator and moto on loopback)");
         println!();
         println!("| Request | Samples | p50 (ms) | p99 (ms) | Added to p50 (ms) | Added to p99 (ms) | Errors |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for (name, run, base) in [
-            ("Prompt without retrieval", plain, false),
-            ("Retrieval, uncached (Retrieve + ledger line + cache write)", fresh, true),
-            ("Retrieval, cached (one `GetItem`)", cached, true),
-            ("Retrieve alone, through the SDK adapter", retrieve, false),
+            ("Prompt without retrieval", plain, None),
+            ("Retrieval, uncached (Retrieve + ledger line + cache write)", fresh, Some(plain)),
+            ("Retrieval, cached (one `GetItem`)", cached, Some(plain)),
+            ("Prompt without retrieval, ledger a no-op", plain_nl, None),
+            ("Retrieval, uncached, ledger a no-op", fresh_nl, Some(plain_nl)),
+            ("Retrieval, cached, ledger a no-op", cached_nl, Some(plain_nl)),
+            ("Retrieve alone, through the SDK adapter", retrieve, None),
         ] {
-            let (a50, a99) = if base {
-                (format!("{:+.3}", added(run, 50.0)), format!("{:+.3}", added(run, 99.0)))
-            } else {
-                ("".into(), "".into())
+            let (a50, a99) = match base {
+                Some(b) => (
+                    format!("{:+.3}", added(run, b, 50.0)),
+                    format!("{:+.3}", added(run, b, 99.0)),
+                ),
+                None => (String::new(), String::new()),
             };
             println!(
                 "| {name} | {} | {:.3} | {:.3} | {a50} | {a99} | {} |",
@@ -197,6 +220,9 @@ fn main() {
                 "plain": figures(plain),
                 "uncached": figures(fresh),
                 "cached": figures(cached),
+                "plain_no_ledger": figures(plain_nl),
+                "uncached_no_ledger": figures(fresh_nl),
+                "cached_no_ledger": figures(cached_nl),
                 "retrieve": figures(retrieve),
             });
             std::fs::write(path, serde_json::to_string_pretty(&out).expect("json"))
