@@ -226,6 +226,9 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         println!(
             "Try: curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Hello, Quarry!\"}}]}}'"
         );
+        println!(
+            "Try retrieval (Knowledge Base QUARRYDOCS, as acme): curl -s {base}/v1/chat -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"prompt\":\"docs-qa\",\"variables\":{{\"question\":\"How much does Acme pay per sensor?\"}}}}'"
+        );
     }
     println!("Ctrl-C stops everything.");
     let _ = std::io::stdout().flush();

@@ -75,6 +75,24 @@ async fn quarry_dev_serves_the_printed_curl_and_stops_cleanly() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["prompt"]["label"], "prod", "{body}");
+    // The RAG prompt works out of the box: the emulator serves the sample Knowledge Base
+    // (Agent Runtime on the Bedrock endpoint) and scores grounding.
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/chat"))
+        .bearer_auth(&keys[0].1)
+        .json(&serde_json::json!({"prompt": "docs-qa", "variables": {"question": "How much does Acme pay per sensor?"}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["retrieval"]["knowledge_base_id"], "QUARRYDOCS",
+        "{body}"
+    );
+    assert!(!body["sources"].as_array().unwrap().is_empty(), "{body}");
+    assert!(body["grounding"]["score"].is_number(), "{body}");
     // The printed evaluation calls this binary, and says the emulator's text is filler.
     let evaluate = evaluate.expect("an Evaluate line");
     assert!(

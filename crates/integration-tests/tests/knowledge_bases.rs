@@ -68,8 +68,7 @@ fn last(stack: &Stack, operation: &str) -> Value {
         .state()
         .recorded(200)
         .into_iter()
-        .filter(|r| r.operation == operation)
-        .next_back()
+        .rfind(|r| r.operation == operation)
         .map(|r| r.body)
         .unwrap_or(Value::Null)
 }

@@ -53,7 +53,7 @@ enum Reply {
     Whole(Response),
     /// The first token has arrived; the rest is the stream's.
     Stream {
-        answer: AnswerStream,
+        answer: Box<AnswerStream>,
         include_usage: bool,
         legacy_functions: bool,
     },
@@ -78,7 +78,7 @@ pub async fn chat<A: ChatApi>(
             answer,
             include_usage,
             legacy_functions,
-        }) => stream::respond::<A>(state, meta, log, answer, include_usage, legacy_functions),
+        }) => stream::respond::<A>(state, meta, log, *answer, include_usage, legacy_functions),
         Err(e) => {
             log.close(&state, &meta, Some(&e));
             A::error(e, &meta.request_id)
@@ -122,7 +122,7 @@ async fn answer<A: ChatApi>(
         idempotency::refuse_on_stream(headers)?;
         let answer = state.service.answer_stream(caller, request).await?;
         return Ok(Reply::Stream {
-            answer,
+            answer: Box::new(answer),
             include_usage: parsed.include_usage,
             legacy_functions,
         });
