@@ -190,3 +190,29 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// One `/v1/chat` call through the chat-handler router, in process (tower's `oneshot`), as
+/// lambda_http would drive it: (status, body, elapsed).
+pub async fn chat_in_process(
+    state: &Arc<chat_handler::AppState>,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value, Duration) {
+    use tower::ServiceExt;
+    let Ok(request) = http::Request::post("/v1/chat")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+    else {
+        return (0, serde_json::Value::Null, Duration::ZERO);
+    };
+    let started = Instant::now();
+    let Ok(response) = chat_handler::app(state.clone()).oneshot(request).await;
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let elapsed = started.elapsed();
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, body, elapsed)
+}

@@ -26,11 +26,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chat_handler::{AppState, HandlerPorts, Options};
 use clap::Parser;
 use quarry_aws::ports_from_sdk;
-use quarry_bench::Run;
+use quarry_bench::{Run, chat_in_process as chat};
 use quarry_core::usage::NoLedger;
 use quarry_testkit::Stack;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 #[derive(Parser)]
 struct Args {
@@ -43,27 +42,6 @@ struct Args {
     /// Writes the figures as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
-}
-
-/// One `/v1/chat` call through the router; returns (status, body, elapsed).
-async fn chat(state: &Arc<AppState>, key: &str, body: &Value) -> (u16, Value, Duration) {
-    let request = http::Request::post("/v1/chat")
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .expect("request");
-    let started = Instant::now();
-    let response = chat_handler::app(state.clone())
-        .oneshot(request)
-        .await
-        .expect("router");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let elapsed = started.elapsed();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, body, elapsed)
 }
 
 /// p50 (ms) of the first and of the last tenth of the samples: the usage table grows with every

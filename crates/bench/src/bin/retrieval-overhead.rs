@@ -27,13 +27,12 @@ use std::time::{Duration, Instant};
 use chat_handler::{AppState, HandlerPorts, Options};
 use clap::Parser;
 use quarry_aws::knowledge::BedrockRetriever;
-use quarry_bench::Run;
+use quarry_bench::{Run, chat_in_process as chat};
 use quarry_core::ports::Retriever;
 use quarry_core::retrieval::RetrievalQuery;
 use quarry_core::usage::NoLedger;
 use quarry_testkit::Stack;
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
@@ -45,29 +44,6 @@ struct Args {
     warmup: usize,
     #[arg(long)]
     json: Option<std::path::PathBuf>,
-}
-
-async fn chat(state: &Arc<AppState>, key: &str, body: &Value) -> (u16, Value, Duration) {
-    let request = http::Request::post("/v1/chat")
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .expect("request");
-    let started = Instant::now();
-    let response = chat_handler::app(state.clone())
-        .oneshot(request)
-        .await
-        .expect("router");
-    let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    let elapsed = started.elapsed();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        elapsed,
-    )
 }
 
 fn prompt(name: &str, ttl: Option<u64>) -> quarry_core::prompts::PromptSpec {
