@@ -69,8 +69,11 @@ pub fn verdict(
     scores: &[GroundingScores],
     unchecked: u64,
 ) -> GroundingResult {
-    let score = scores.iter().map(|s| s.grounding).fold(1.0, f64::min);
-    let relevance = scores.iter().map(|s| s.relevance).fold(1.0, f64::min);
+    // Nothing scored (no passage, or no answer text) is nothing grounded: 0, not 1.
+    let weakest =
+        |f: fn(&GroundingScores) -> f64| scores.iter().map(f).reduce(f64::min).unwrap_or(0.0);
+    let score = weakest(|s| s.grounding);
+    let relevance = weakest(|s| s.relevance);
     let passed = !scores.is_empty()
         && score >= spec.threshold
         && spec.relevance_threshold.is_none_or(|t| relevance >= t);
@@ -124,7 +127,9 @@ mod tests {
         assert!(!v.passed);
         let v = verdict(&spec(0.7, None), &[s(0.69, 1.0)], 0);
         assert!(!v.passed);
-        // Nothing scored is nothing passed.
-        assert!(!verdict(&spec(0.0, None), &[], 0).passed);
+        // Nothing scored is nothing passed, and says 0.
+        let none = verdict(&spec(0.0, None), &[], 0);
+        assert!(!none.passed);
+        assert_eq!((none.score, none.relevance_score), (0.0, 0.0));
     }
 }
