@@ -1,13 +1,14 @@
 //! The batch message, schema version 1 (see `infra/batch-message.schema.json`):
 //! `{"schema_version": 1, "job_id", "item_id", "tenant", "prompt"?, "version"? | "label"?,
 //! "variables"?, "messages"?, "tier"? | "model"?, "max_tokens"?, "temperature"?, "top_p"?,
-//! "stop"?, "tags"?, "output_schema"?}`; `messages` or `prompt` is required.
+//! "stop"?, "tags"?, "output_schema"?, "service_tier"?}`; `messages` or `prompt` is
+//! required.
 
 use std::collections::BTreeMap;
 
 use quarry_core::chat::{ChatInput, PromptRef};
 use quarry_core::jobs::id_ok;
-use quarry_core::model::{InferenceParams, Message};
+use quarry_core::model::{InferenceParams, Message, ServiceTier};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::routing::RouteSpec;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,19 @@ pub struct BatchMessage {
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
+    /// The Bedrock service tier the item may run on: `flex` (cheaper, may wait; a throttled
+    /// or slow flex call is retried at standard), `standard` or `priority`. Absent: the
+    /// prompt's, else the routing's default for the tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<BatchServiceTier>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchServiceTier {
+    Flex,
+    Standard,
+    Priority,
 }
 
 /// OpenAI-style message: `{"role": "user" | "assistant" | "system", "content": "..."}`.
@@ -198,9 +212,13 @@ impl BatchMessage {
             tool_choice: None,
             output_schema: self.output_schema,
             tags: self.tags,
-            // The prompt's or the routing's service tier (batch tiers may default to flex).
             reasoning: None,
-            service_tier: None,
+            // Absent: the prompt's or the routing's (a batch tier may default to flex).
+            service_tier: self.service_tier.map(|t| match t {
+                BatchServiceTier::Flex => ServiceTier::Flex,
+                BatchServiceTier::Standard => ServiceTier::Default,
+                BatchServiceTier::Priority => ServiceTier::Priority,
+            }),
             latency_optimized: false,
             single_tool_call: false,
             anthropic_beta: Vec::new(),

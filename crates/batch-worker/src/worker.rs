@@ -356,6 +356,7 @@ impl Worker {
                         .as_ref()
                         .map(|p| format!("{}@{}", p.name, p.version)),
                     cached: answer.cached,
+                    service_tier: answer.served.service_tier,
                 };
                 match self.record_success(&item, &result).await {
                     Ok(()) => {

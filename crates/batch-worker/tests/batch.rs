@@ -550,3 +550,73 @@ async fn ids_at_their_longest_are_stored_and_charged() {
         .unwrap();
     assert_eq!(total.requests, 1);
 }
+
+#[tokio::test]
+async fn batch_items_run_on_flex_and_a_throttled_flex_call_is_retried_at_standard() {
+    let stack = Stack::start().await;
+    let worker = Worker::from_sdk(&stack.sdk, &stack.settings, options());
+    let emu = stack.emulator.state();
+    let tier_sent = |n: usize| -> Value {
+        let converse: Vec<Value> = emu
+            .recorded(200)
+            .into_iter()
+            .filter(|r| r.operation == "Converse")
+            .map(|r| r.body)
+            .collect();
+        converse[n]["serviceTier"].clone()
+    };
+
+    // The batch tier's default (routing.yaml `tier_service_tiers`): flex, charged at flex.
+    let e = event(&[("m1", item("job-flex", "i1", "Summarize: flex"))]);
+    assert!(failures(&worker.handle(e, deadline(30)).await).is_empty());
+    assert_eq!(tier_sent(0), json!({"type": "flex"}));
+    let items = jobs(&stack).items("acme", "job-flex").await.unwrap();
+    let result = items[0].result.clone().unwrap();
+    assert_eq!(
+        result.service_tier,
+        Some(quarry_core::model::ServiceTier::Flex)
+    );
+    let pricing =
+        quarry_admin::infra::InfraSources::load(&quarry_testkit::workspace_root().join("infra"))
+            .unwrap()
+            .pricing;
+    // The batch tier's models are plain model IDs: the base model is the ID itself.
+    let base = result.model.as_str();
+    assert!(!base.starts_with("us."), "{base}");
+    let priced = |tier| match pricing.cost_in_tier(base, &result.usage, tier) {
+        quarry_core::pricing::Priced::Cost(c) => c,
+        quarry_core::pricing::Priced::Unpriced => panic!("{base} unpriced"),
+    };
+    assert_eq!(
+        result.cost,
+        Some(priced(Some(quarry_core::model::ServiceTier::Flex)))
+    );
+    assert!(priced(Some(quarry_core::model::ServiceTier::Flex)) < priced(None));
+
+    // Flex throttled: the same model at standard, at once, before the item's deadline.
+    let model = result.model.clone();
+    stack
+        .emulator
+        .state()
+        .update_faults(|f| f.entry(model.clone()).or_default().throttle_next = 1);
+    let e = event(&[("m2", item("job-flex", "i2", "Summarize: throttled"))]);
+    assert!(failures(&worker.handle(e, deadline(30)).await).is_empty());
+    assert_eq!(tier_sent(1), json!({"type": "flex"}));
+    // Standard: no `serviceTier` (Bedrock's default).
+    assert_eq!(tier_sent(2), Value::Null);
+    let items = jobs(&stack).items("acme", "job-flex").await.unwrap();
+    let second = items.iter().find(|i| i.item_id == "i2").unwrap();
+    let result = second.result.clone().unwrap();
+    assert_eq!(
+        result.service_tier,
+        Some(quarry_core::model::ServiceTier::Default)
+    );
+    assert_eq!(result.model, items[0].result.as_ref().unwrap().model);
+
+    // A job that must not wait names standard.
+    let mut body: Value = serde_json::from_str(&item("job-std", "i1", "Summarize: now")).unwrap();
+    body["service_tier"] = json!("standard");
+    let e = event(&[("m3", body.to_string())]);
+    assert!(failures(&worker.handle(e, deadline(30)).await).is_empty());
+    assert_ne!(tier_sent(3)["type"], "flex");
+}

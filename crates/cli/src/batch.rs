@@ -38,6 +38,10 @@ pub enum BatchCommand {
         /// The queue (default: the stage's batch queue).
         #[arg(long)]
         queue_url: Option<String>,
+        /// The service tier of the job's items (lines without `service_tier` get it): `flex`
+        /// is cheaper and may wait (a throttled or slow flex call is retried at standard).
+        #[arg(long, value_parser = ["flex", "standard", "priority"])]
+        service_tier: Option<String>,
     },
     /// Counts, cost and failures of a job.
     Status {
@@ -86,6 +90,7 @@ fn prepare(
     file: &PathBuf,
     job_id: &str,
     tenant: Option<&str>,
+    service_tier: Option<&str>,
 ) -> Result<Vec<(String, String)>, Vec<String>> {
     let reader = match std::fs::File::open(file) {
         Ok(f) => std::io::BufReader::new(f),
@@ -120,6 +125,9 @@ fn prepare(
                 .or_insert(json!(format!("line-{number}")));
             if let Some(t) = tenant {
                 obj.entry("tenant").or_insert(json!(t));
+            }
+            if let Some(t) = service_tier {
+                obj.entry("service_tier").or_insert(json!(t));
             }
         }
         let body = value.to_string();
@@ -241,14 +249,16 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             job_id,
             tenant,
             queue_url: queue,
+            service_tier,
         } => {
             let job_id = job_id.unwrap_or_else(new_job_id);
-            let items = prepare(&file, &job_id, tenant.as_deref()).map_err(|problems| {
-                format!(
-                    "nothing sent; fix these lines first:\n  {}",
-                    problems.join("\n  ")
-                )
-            })?;
+            let items = prepare(&file, &job_id, tenant.as_deref(), service_tier.as_deref())
+                .map_err(|problems| {
+                    format!(
+                        "nothing sent; fix these lines first:\n  {}",
+                        problems.join("\n  ")
+                    )
+                })?;
             check_prompts(&args.aws, &sdk, &settings, &items)
                 .await
                 .map_err(|problems| {

@@ -109,6 +109,9 @@ pub struct ItemResult {
     /// Answered from the response cache (no model call, no cost).
     #[serde(default)]
     pub cached: bool,
+    /// The service tier Bedrock says served the item (its price is that tier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<crate::model::ServiceTier>,
 }
 
 /// An item as stored.

@@ -28,6 +28,8 @@ enum Step {
 struct Scripted {
     script: Mutex<HashMap<String, VecDeque<Step>>>,
     calls: Mutex<Vec<String>>,
+    /// The service tier of each Converse call, as sent.
+    tiers: Mutex<Vec<Option<ServiceTier>>>,
 }
 
 impl Scripted {
@@ -97,6 +99,7 @@ impl ModelClient for Scripted {
         _: Duration,
     ) -> Result<ModelResponse, ModelError> {
         strict_about_cache_points(model, request)?;
+        self.tiers.lock().unwrap().push(request.service_tier);
         match self.next(model) {
             Step::Fail(kind) => Err(ModelError::new(kind, "scripted")),
             Step::Hang => {
@@ -378,4 +381,63 @@ async fn a_stream_falling_back_to_a_model_without_prompt_caching_drops_the_cache
         .await
         .expect("the fallback answers");
     assert_eq!(whole.target.invoke_id, "nocache-b");
+}
+
+fn flex_chain(ids: &[&str]) -> Vec<ModelTarget> {
+    ids.iter()
+        .map(|i| {
+            let caps = quarry_core::routing::ModelCapabilities {
+                service_tiers: vec![ServiceTier::Flex],
+                ..Default::default()
+            };
+            ModelTarget::new(i, i, caps)
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn flex_that_is_throttled_or_slow_is_retried_at_once_at_the_standard_tier() {
+    for failure in [ModelErrorKind::Throttled, ModelErrorKind::Timeout] {
+        let client = Arc::new(Scripted::default().on("a", &[Step::Fail(failure), Step::Answer]));
+        let request = ModelRequest {
+            service_tier: Some(ServiceTier::Flex),
+            ..request()
+        };
+        let started = Instant::now();
+        let done = invoker(client.clone())
+            .invoke(
+                &flex_chain(&["a", "b"]),
+                &request,
+                Instant::now() + Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.target.invoke_id, "a", "{failure:?}");
+        assert_eq!(
+            *client.tiers.lock().unwrap(),
+            [Some(ServiceTier::Flex), None]
+        );
+        // No backoff: standard capacity was not what was short.
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+    // A model that never served flex was called at the standard tier: a throttle there is a
+    // throttle, retried with backoff as always.
+    let client = Arc::new(
+        Scripted::default().on("a", &[Step::Fail(ModelErrorKind::Throttled), Step::Answer]),
+    );
+    let request = ModelRequest {
+        service_tier: Some(ServiceTier::Flex),
+        ..request()
+    };
+    let started = Instant::now();
+    invoker(client.clone())
+        .invoke(
+            &chain(&["a"]),
+            &request,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() > Duration::ZERO);
+    assert_eq!(*client.tiers.lock().unwrap(), [None, None]);
 }

@@ -12,6 +12,9 @@
 //! * No attempt starts with less than `min_attempt_time` left before the deadline, and each
 //!   attempt's own timeout ends at the deadline, so a Lambda never times out mid-retry.
 //! * Streams fall back only before the first token; after it, errors reach the caller.
+//! * A flex-tier call that is throttled or times out is retried at once at the standard
+//!   tier (same model, no backoff), and the rest of the invocation stays standard: flex is
+//!   spare capacity, so its shortage says nothing about the model.
 
 mod attempts;
 mod breaker;
@@ -31,7 +34,7 @@ pub use self::breaker::CircuitBreakers;
 pub use self::per_model::request_for;
 pub use self::policy::RetryPolicy;
 use crate::model::{
-    ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream, StreamEvent,
+    ModelError, ModelErrorKind, ModelRequest, ModelResponse, ModelStream, ServiceTier, StreamEvent,
 };
 use crate::ports::ModelClient;
 use crate::routing::ModelTarget;
@@ -248,6 +251,9 @@ impl Invoker {
         mode: Mode,
     ) -> Result<(Answered, ModelTarget, Vec<Attempt>), InvokeFailure> {
         let started = Instant::now();
+        // Flex capacity is Bedrock's to give: once a flex call is throttled or times out,
+        // the rest of the invocation runs at the standard tier.
+        let mut request = std::borrow::Cow::Borrowed(request);
         let mut attempts = Vec::new();
         let mut last_error = None;
         for target in chain {
@@ -279,7 +285,7 @@ impl Invoker {
                 }
                 self.breakers.started(&target.invoke_id, now, &self.policy);
                 let result = self
-                    .attempt(mode, target, request, remaining, deadline)
+                    .attempt(mode, target, &request, remaining, deadline)
                     .await;
                 let elapsed_ms = now.elapsed().as_millis() as u64;
                 match result {
@@ -302,6 +308,20 @@ impl Invoker {
                             },
                             elapsed_ms,
                         });
+                        if request.service_tier == Some(ServiceTier::Flex)
+                            && target.capabilities.serves_tier(ServiceTier::Flex)
+                            && matches!(
+                                error.kind,
+                                ModelErrorKind::Throttled | ModelErrorKind::Timeout
+                            )
+                        {
+                            // Straight away, on the same model: standard capacity is not
+                            // what was short, so no backoff and no breaker count.
+                            tracing::info!(model = %target.invoke_id, error = error.kind.as_str(), "flex tier unavailable; retrying at the standard tier");
+                            request.to_mut().service_tier = None;
+                            last_error = Some(error);
+                            continue;
+                        }
                         let next = self.after_failure(target, &error, attempt_no, deadline);
                         last_error = Some(error);
                         match next {
