@@ -117,6 +117,9 @@ pub struct ModelPrice {
     /// This model's own service-tier multipliers, over the table's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub service_tiers: BTreeMap<ServiceTier, PerMillion>,
+    /// This model's batch-inference multiplier, over the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<PerMillion>,
 }
 
 impl ModelPrice {
@@ -148,6 +151,17 @@ pub struct PricingTable {
     /// A tier missing here and on the model is priced as `default`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub service_tiers: BTreeMap<ServiceTier, PerMillion>,
+    /// Bedrock batch inference (bulk jobs): a multiplier of the on-demand price (`"0.5"`).
+    /// Without one (here or on the model), a model's bulk work is unpriced, never free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<PerMillion>,
+}
+
+/// A cost in pico-USD times a multiplier (in millionths), rounded up to the micro-dollar:
+/// pico-USD x micro -> divide by 1e6 twice.
+fn scaled(pico: u128, multiplier: PerMillion) -> MicroUsd {
+    let micros = (pico * u128::from(multiplier.0)).div_ceil(1_000_000_000_000);
+    MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX))
 }
 
 /// A cost, or the fact that the model has no price (which must be loud, never a silent zero).
@@ -166,6 +180,17 @@ impl PricingTable {
         self.cost_in_tier(base_model, usage, None)
     }
 
+    /// The cost of tokens processed by Bedrock batch inference.
+    pub fn cost_in_batch(&self, base_model: &str, usage: &TokenUsage) -> Priced {
+        let Some(p) = self.price(base_model) else {
+            return Priced::Unpriced;
+        };
+        match p.batch.or(self.batch) {
+            Some(m) => Priced::Cost(scaled(p.pico_usd(usage), m)),
+            None => Priced::Unpriced,
+        }
+    }
+
     /// The cost of a call served in `tier` (the tier Bedrock reported).
     pub fn cost_in_tier(
         &self,
@@ -181,12 +206,7 @@ impl PricingTable {
             .and_then(|t| p.service_tiers.get(&t).or(self.service_tiers.get(&t)));
         match multiplier {
             None => Priced::Cost(p.cost(usage)),
-            // The multiplier is in millionths: pico-USD x micro -> divide by 1e6 twice.
-            Some(m) => {
-                let pico = p.pico_usd(usage) * u128::from(m.0);
-                let micros = pico.div_ceil(1_000_000_000_000);
-                Priced::Cost(MicroUsd(u64::try_from(micros).unwrap_or(u64::MAX)))
-            }
+            Some(m) => Priced::Cost(scaled(p.pico_usd(usage), *m)),
         }
     }
 }
@@ -302,5 +322,39 @@ mod tests {
     fn unpriced_is_not_zero() {
         let table = PricingTable::default();
         assert_eq!(table.cost("x", &TokenUsage::default()), Priced::Unpriced);
+    }
+
+    #[test]
+    fn batch_inference_is_priced_by_its_multiplier_or_unpriced() {
+        let mut table: PricingTable = serde_json::from_value(serde_json::json!({
+            "models": {
+                "m": {"input": "1.00", "output": "3.00"},
+                "own": {"input": "1.00", "output": "3.00", "batch": "0.25"}
+            }
+        }))
+        .unwrap();
+        let usage = TokenUsage {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..TokenUsage::default()
+        };
+        // No batch price anywhere: loud, never zero.
+        assert_eq!(table.cost_in_batch("m", &usage), Priced::Unpriced);
+        table.batch = Some(PerMillion(500_000));
+        assert_eq!(
+            table.cost_in_batch("m", &usage),
+            Priced::Cost(MicroUsd(2_000_000))
+        );
+        assert_eq!(
+            table.cost_in_batch("own", &usage),
+            Priced::Cost(MicroUsd(1_000_000))
+        );
+        assert_eq!(table.cost_in_batch("none", &usage), Priced::Unpriced);
+        // Rounded up: one token is never free.
+        let one = TokenUsage {
+            input: 1,
+            ..TokenUsage::default()
+        };
+        assert_eq!(table.cost_in_batch("m", &one), Priced::Cost(MicroUsd(1)));
     }
 }
