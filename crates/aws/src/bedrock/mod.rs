@@ -20,6 +20,7 @@ use quarry_core::ports::ModelClient;
 
 mod embed;
 mod grounding;
+pub mod native;
 mod request;
 mod response;
 
