@@ -9,8 +9,8 @@
 //! local corpus; embedding models (Titan, Cohere Embed) through InvokeModel; and the control
 //! plane's batch inference jobs (CreateModelInvocationJob, GetModelInvocationJob,
 //! ListModelInvocationJobs, StopModelInvocationJob; the `bedrock` client reaches them through
-//! `AWS_ENDPOINT_URL_BEDROCK` set to the same URL). Output is deterministic (the same request gets the same
-//! answer), usage is realistic (about four characters a token, prompt-cache reads and writes
+//! `AWS_ENDPOINT_URL_BEDROCK` set to the same URL). Output is deterministic (the same request
+//! gets the same answer), usage is realistic (about four characters a token, prompt-cache reads and writes
 //! when `cachePoint` blocks are sent), latency and faults are configurable per model, and an
 //! admin API under `/_emulator/` exposes call counters and the requests received.
 //!
@@ -29,8 +29,8 @@
 //!   other providers call the tool straight away. A last user message naming a tool makes
 //!   the model call it.
 //! * **Images** (user messages only): png, jpeg, gif or webp whose magic bytes match the
-//!   format, at most 3.75 MB each and 20 a request; `s3Location` is refused (the emulator
-//!   reads no S3). Tool results' images are checked the same way.
+//!   format, at most 3.75 MB each and 20 a request; `s3Location` is refused (only batch
+//!   jobs read S3). Tool results' images are checked the same way.
 //! * **Documents** (user messages only): pdf, csv, doc, docx, xls, xlsx, html, txt or md;
 //!   at most 4.5 MB each and 5 a request; names of 1 to 200 characters that are
 //!   alphanumeric, whitespace (never two in a row), hyphens, parentheses or square
@@ -253,7 +253,8 @@ impl RunningEmulator {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`.
+    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and
+    /// `AWS_ENDPOINT_URL_BEDROCK`, for batch inference jobs).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

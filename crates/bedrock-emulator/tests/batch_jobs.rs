@@ -17,7 +17,7 @@ use aws_sdk_bedrock::operation::get_model_invocation_job::GetModelInvocationJobO
 use aws_sdk_bedrock::types::{
     ModelInvocationJobInputDataConfig, ModelInvocationJobOutputDataConfig,
     ModelInvocationJobS3InputDataConfig, ModelInvocationJobS3OutputDataConfig,
-    ModelInvocationJobStatus,
+    ModelInvocationJobStatus, SortOrder,
 };
 use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
@@ -461,8 +461,10 @@ async fn jobs_are_listed_by_status_and_name() {
     )
     .await;
     let done = create(&client, "list-done", "batch-list", "in.jsonl").await;
+    // Submit times are in milliseconds: the later job must be later by one at least.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let failed = create(&client, "list-failed", "batch-list", "missing.jsonl").await;
-    wait(&client, &done).await;
+    let (done_job, _) = wait(&client, &done).await;
     wait(&client, &failed).await;
 
     let completed = client
@@ -505,6 +507,26 @@ async fn jobs_are_listed_by_status_and_name() {
         .unwrap();
     assert_eq!(second_page.invocation_job_summaries()[0].job_arn, done);
     assert!(second_page.next_token().is_none());
+
+    let ascending = client
+        .list_model_invocation_jobs()
+        .sort_order(SortOrder::Ascending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ascending.invocation_job_summaries()[0].job_arn, done);
+    let later = client
+        .list_model_invocation_jobs()
+        .submit_time_after(done_job.submit_time)
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = later
+        .invocation_job_summaries()
+        .iter()
+        .map(|j| j.job_arn.as_str())
+        .collect();
+    assert_eq!(arns, [failed.as_str()]);
 
     let e = client
         .list_model_invocation_jobs()
@@ -654,4 +676,24 @@ async fn job_faults_fail_or_expire_jobs_and_reset_forgets_jobs() {
     let again = create(&client, "f3", "batch-faults", "in.jsonl").await;
     let (job, _) = wait(&client, &again).await;
     assert_eq!(job.status, Some(ModelInvocationJobStatus::Failed));
+}
+
+#[tokio::test]
+async fn a_job_below_the_minimum_record_count_fails() {
+    let emulator = emulator("  min_records: 2\n").await;
+    let client = client(&emulator);
+    bucket("batch-minimum").await;
+    put(
+        "batch-minimum",
+        "in.jsonl",
+        jsonl(&[json!({"modelInput": claude("Hi.")})]),
+    )
+    .await;
+    let arn = create(&client, "too-small", "batch-minimum", "in.jsonl").await;
+    let (job, _) = wait(&client, &arn).await;
+    assert_eq!(job.status, Some(ModelInvocationJobStatus::Failed));
+    assert_eq!(
+        job.message.as_deref(),
+        Some("The job has 1 records; a batch inference job needs at least 2.")
+    );
 }

@@ -14,7 +14,6 @@ pub mod store;
 pub mod validate;
 
 use std::collections::HashMap;
-use std::time::SystemTime;
 
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -97,9 +96,10 @@ pub fn create(state: &SharedState, body: &[u8]) -> Result<Response, BedrockError
         }
         (config.batch.region.clone(), config.batch.account_id.clone())
     };
-    let id = store.new_id();
-    let now = SystemTime::now();
+    let (seq, id) = store.new_id();
+    let now = store::now();
     let job = Job {
+        seq,
         arn: format!("arn:aws:bedrock:{region}:{account}:model-invocation-job/{id}"),
         id: id.clone(),
         name: request.job_name,
@@ -162,7 +162,7 @@ pub fn list(
         .filter(|j| q.submitted_after.is_none_or(|t| j.submit_time > t))
         .filter(|j| q.submitted_before.is_none_or(|t| j.submit_time < t))
         .collect();
-    jobs.sort_by(|a, b| a.submit_time.cmp(&b.submit_time).then(a.id.cmp(&b.id)));
+    jobs.sort_by(|a, b| a.submit_time.cmp(&b.submit_time).then(a.seq.cmp(&b.seq)));
     if q.descending {
         jobs.reverse();
     }

@@ -5,7 +5,7 @@
 //! GetModelInvocationJob see the phases Bedrock goes through; the output exists before
 //! the job reports it is done.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::faults::JobFaults;
 use super::input::{self, InputFile};
 use super::s3::{self, S3, S3Location};
-use super::store::{Counts, Job, Status};
+use super::store::{self, Counts, Job, Status};
 use crate::error::BedrockError;
 use crate::request::ModelOp;
 use crate::server::{SharedState, model_call};
@@ -114,7 +114,7 @@ async fn advance(state: &SharedState, id: &str, step: Duration, next: Status) ->
             }
             if job.stop_requested {
                 job.status = Status::Stopped;
-                job.end_time = Some(SystemTime::now());
+                job.end_time = Some(store::now());
                 return false;
             }
             job.status = next;
@@ -134,7 +134,7 @@ fn finish(state: &SharedState, id: &str, status: Status, message: Option<String>
             status
         };
         job.message = message;
-        job.end_time = Some(SystemTime::now());
+        job.end_time = Some(store::now());
     });
 }
 

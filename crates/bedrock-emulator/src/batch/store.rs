@@ -93,6 +93,8 @@ pub struct Counts {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
+    /// Creation order, which breaks ties between jobs submitted in the same millisecond.
+    pub seq: u64,
     pub arn: String,
     pub name: String,
     /// As the request named it.
@@ -113,6 +115,16 @@ pub struct Job {
     pub end_time: Option<SystemTime>,
     pub counts: Option<Counts>,
     pub stop_requested: bool,
+}
+
+/// Now, to the millisecond: Bedrock's times have no finer precision, and a time a caller
+/// read back from a job (to filter a listing by it) must compare equal to the job's own.
+pub fn now() -> SystemTime {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let millis = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
+    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
 }
 
 fn timestamp(t: SystemTime) -> Value {
@@ -195,13 +207,15 @@ impl JobStore {
         }
     }
 
-    /// A fresh job ID: twelve lowercase letters or digits, as Bedrock's.
-    pub fn new_id(&self) -> String {
+    /// A fresh job ID (twelve lowercase letters or digits, as Bedrock's) and its creation
+    /// sequence number.
+    pub fn new_id(&self) -> (u64, String) {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let mut rng = Prng::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        (0..12)
+        let id = (0..12)
             .map(|_| char::from(ID_ALPHABET[(rng.next_u64() % 36) as usize]))
-            .collect()
+            .collect();
+        (n, id)
     }
 
     /// Adds `job` unless its token already names a job; returns the job that stands.
@@ -244,7 +258,7 @@ impl JobStore {
         let mut table = lock(&self.table);
         let job = table.jobs.get_mut(id)?;
         let result = f(job);
-        job.last_modified = SystemTime::now();
+        job.last_modified = now();
         Some(result)
     }
 
@@ -274,8 +288,9 @@ mod tests {
     #[test]
     fn ids_are_twelve_lowercase_letters_or_digits_and_differ() {
         let store = JobStore::new(BatchFaults::default(), 1);
-        let a = store.new_id();
-        let b = store.new_id();
+        let (first, a) = store.new_id();
+        let (second, b) = store.new_id();
+        assert!(first < second);
         assert_eq!(a.len(), 12);
         assert!(
             a.bytes()

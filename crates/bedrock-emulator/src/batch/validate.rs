@@ -19,6 +19,7 @@ pub const ROLE_ARN_PATTERN: &str = r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+"
 pub const TOKEN_PATTERN: &str = r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}";
 pub const S3_URI_PATTERN: &str =
     r"s3://[a-z0-9][-.a-z0-9]{1,61}(?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?";
+pub const MODEL_ID_PATTERN: &str = r"(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:(([0-9]{12}:custom-model/[a-z0-9-]{1,63}[.]{1}[a-z0-9-:]{1,63}/[a-z0-9]{12}$)|(:foundation-model/[a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}$)))|([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)";
 pub const ACCOUNT_PATTERN: &str = r"[0-9]{12}";
 pub const JOB_IDENTIFIER_PATTERN: &str =
     r"((arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?[a-z0-9]{12})";
@@ -162,7 +163,7 @@ pub fn create_request(body: &[u8]) -> Result<CreateRequest, BedrockError> {
     }
     let model_id = required(&v, "modelId", "modelId", &mut errors);
     if let Some(model) = &model_id {
-        errors.string("modelId", model, 1, 2048, None);
+        errors.string("modelId", model, 1, 2048, Some(MODEL_ID_PATTERN));
     }
 
     let input_data_config = v.get("inputDataConfig").cloned().unwrap_or(Value::Null);
@@ -417,6 +418,7 @@ mod tests {
             ROLE_ARN_PATTERN,
             TOKEN_PATTERN,
             S3_URI_PATTERN,
+            MODEL_ID_PATTERN,
             ACCOUNT_PATTERN,
             JOB_IDENTIFIER_PATTERN,
         ] {
@@ -459,6 +461,23 @@ mod tests {
             e.message
         );
         assert!(e.message.contains("Value null at 'inputDataConfig'"));
+    }
+
+    #[test]
+    fn model_ids_follow_the_api_model() {
+        for ok in [
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-text-express-v1",
+        ] {
+            let mut v = valid();
+            v["modelId"] = json!(ok);
+            assert!(create_request(&body(v)).is_ok(), "{ok}");
+        }
+        let mut v = valid();
+        v["modelId"] = json!("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.x");
+        let e = create_request(&body(v)).unwrap_err();
+        assert!(e.message.contains("at 'modelId'"), "{}", e.message);
     }
 
     #[test]
