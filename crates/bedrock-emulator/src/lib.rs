@@ -151,7 +151,9 @@
 //!   or ARN}`, `GET /model-invocation-jobs`, `POST /model-invocation-job/{id}/stop`): the
 //!   request's constraints are the API model's (`jobName` `[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}`,
 //!   an IAM role ARN, `s3://` URIs, `timeoutDurationInHours` 24 to 168, default 168), all
-//!   violations listed in one ValidationException; `modelId` must resolve like a model ID
+//!   violations listed in one ValidationException; `modelId` must match the API model's
+//!   pattern (a foundation-model ARN names no version, an inference-profile ARN is refused;
+//!   `us.`-style profile IDs pass), resolve like a model ID
 //!   and name a model with `batch` (default on; Cohere's models are off). Job IDs are twelve
 //!   lowercase letters or digits; `clientRequestToken` returns the job it first created.
 //!   A job goes `Submitted`, `Validating` (reads its input), `Scheduled`, `InProgress`, each

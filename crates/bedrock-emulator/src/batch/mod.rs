@@ -83,7 +83,7 @@ pub fn create(state: &SharedState, body: &[u8]) -> Result<Response, BedrockError
         .as_deref()
         .and_then(|t| store.by_token(t))
     {
-        return Ok(json_response(validate::job_arn_body(&job.arn)));
+        return Ok(json_response(json!({ "jobArn": job.arn })));
     }
     let (region, account) = {
         let config = state.config();
@@ -125,7 +125,7 @@ pub fn create(state: &SharedState, body: &[u8]) -> Result<Response, BedrockError
     if stored.id == id {
         run::spawn(state.clone(), id);
     }
-    Ok(json_response(validate::job_arn_body(&stored.arn)))
+    Ok(json_response(json!({ "jobArn": stored.arn })))
 }
 
 fn not_found(identifier: &str) -> BedrockError {

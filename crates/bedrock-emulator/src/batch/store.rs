@@ -203,7 +203,11 @@ impl JobStore {
             faults: Mutex::new(faults),
             seq: AtomicU64::new(0),
             seed,
-            http: reqwest::Client::new(),
+            // A stalled S3 would otherwise hold a job in its phase for ever.
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
         }
     }
 

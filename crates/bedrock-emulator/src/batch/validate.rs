@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use regex::Regex;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::store::Status;
 use crate::error::BedrockError;
@@ -388,14 +388,10 @@ pub fn list_query(query: &HashMap<String, String>) -> Result<ListQuery, BedrockE
     })
 }
 
-/// An answer of `{"jobArn"}`.
-pub fn job_arn_body(arn: &str) -> Value {
-    json!({ "jobArn": arn })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body(v: Value) -> Vec<u8> {
         serde_json::to_vec(&v).unwrap()
