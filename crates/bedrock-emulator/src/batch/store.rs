@@ -202,7 +202,12 @@ impl JobStore {
             table: Mutex::new(Table::default()),
             faults: Mutex::new(faults),
             seq: AtomicU64::new(0),
-            seed,
+            // Job IDs name output folders: two emulators (or two runs) writing to one bucket
+            // must not reuse each other's, so the clock joins the configured seed.
+            seed: seed
+                ^ SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
             // A stalled S3 would otherwise hold a job in its phase for ever.
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(60))
