@@ -10,7 +10,10 @@
 //! | `DELETE /_emulator/faults` | clear every fault |
 //! | `GET/POST /_emulator/latency` | global or per-model `{"model"?, "ttft_ms", "per_token_ms"}` |
 //! | `GET /_emulator/models` | the model catalog |
-//! | `POST /_emulator/reset` | counters, requests, prompt cache and faults back to start |
+//! | `GET /_emulator/batch/faults` | active batch faults |
+//! | `POST /_emulator/batch/faults` | set batch faults: `{"fail_every": 2, "fail_next_jobs": 1, ...}` |
+//! | `DELETE /_emulator/batch/faults` | clear every batch fault |
+//! | `POST /_emulator/reset` | counters, requests, prompt cache, batch jobs and faults back to start |
 
 use std::collections::BTreeMap;
 
@@ -23,6 +26,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::batch::{BatchFaultUpdate, BatchFaults};
 use crate::config::Latency;
 use crate::faults::FaultUpdate;
 use crate::server::SharedState;
@@ -38,6 +42,12 @@ pub fn router() -> Router<SharedState> {
         .route("/faults", get(faults).post(set_faults).delete(clear_faults))
         .route("/latency", get(latency).post(set_latency))
         .route("/models", get(models))
+        .route(
+            "/batch/faults",
+            get(batch_faults)
+                .post(set_batch_faults)
+                .delete(clear_batch_faults),
+        )
         .route("/reset", post(reset))
 }
 
@@ -147,6 +157,26 @@ async fn models(State(state): State<SharedState>) -> impl IntoResponse {
         "models": config.models,
         "application_inference_profiles": config.application_inference_profiles,
     }))
+}
+
+async fn batch_faults(State(state): State<SharedState>) -> impl IntoResponse {
+    axum::Json(json!({ "faults": state.batch().faults() }))
+}
+
+async fn set_batch_faults(State(state): State<SharedState>, body: Bytes) -> Response {
+    let update: BatchFaultUpdate = match parse(&body) {
+        Ok(u) => u,
+        Err(message) => return bad_request(message),
+    };
+    state.batch().update_faults(|faults| faults.merge(update));
+    axum::Json(json!({ "faults": state.batch().faults() })).into_response()
+}
+
+async fn clear_batch_faults(State(state): State<SharedState>) -> impl IntoResponse {
+    state
+        .batch()
+        .update_faults(|faults| *faults = BatchFaults::default());
+    axum::Json(json!({ "faults": state.batch().faults() }))
 }
 
 async fn reset(State(state): State<SharedState>) -> impl IntoResponse {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::BatchConfig;
 use crate::faults::FaultSpec;
 use crate::grounding::GroundingSpec;
 use crate::knowledge::corpus::KnowledgeBaseSpec;
@@ -45,6 +46,8 @@ pub struct EmulatorConfig {
     pub knowledge_bases: BTreeMap<String, KnowledgeBaseSpec>,
     /// A folder whose every subfolder `{id}/` is a knowledge base with default chunking.
     pub knowledge_bases_dir: Option<PathBuf>,
+    /// Batch inference jobs: phase length, S3 endpoint and faults.
+    pub batch: BatchConfig,
 }
 
 impl Default for EmulatorConfig {
@@ -66,6 +69,7 @@ impl Default for EmulatorConfig {
             prompt_cache_ttl_secs: 300,
             knowledge_bases: BTreeMap::new(),
             knowledge_bases_dir: None,
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -121,6 +125,7 @@ impl EmulatorConfig {
         config.prompt_cache_ttl_secs = overlay.prompt_cache_ttl_secs;
         config.knowledge_bases.extend(overlay.knowledge_bases);
         config.knowledge_bases_dir = overlay.knowledge_bases_dir;
+        config.batch = overlay.batch;
         config.check()?;
         Ok(config)
     }
@@ -181,6 +186,8 @@ pub struct ModelSpec {
     /// Embedding models: most characters of one text, a limit of the request's schema;
     /// 0 for none.
     pub max_input_chars: u32,
+    /// Takes batch inference jobs (CreateModelInvocationJob).
+    pub batch: bool,
 }
 
 /// What a model answers: conversations, or embedding vectors.
@@ -256,6 +263,7 @@ impl Default for ModelSpec {
             max_texts: 1,
             max_input_tokens: 8192,
             max_input_chars: 0,
+            batch: true,
         }
     }
 }

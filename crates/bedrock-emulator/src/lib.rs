@@ -6,8 +6,11 @@
 //!
 //! Operations: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream,
 //! CountTokens and ApplyGuardrail; Knowledge Bases' Retrieve and RetrieveAndGenerate over a
-//! local corpus; embedding models (Titan, Cohere Embed) through InvokeModel. Output is deterministic (the same request gets the same
-//! answer), usage is realistic (about four characters a token, prompt-cache reads and writes
+//! local corpus; embedding models (Titan, Cohere Embed) through InvokeModel; and the control
+//! plane's batch inference jobs (CreateModelInvocationJob, GetModelInvocationJob,
+//! ListModelInvocationJobs, StopModelInvocationJob; the `bedrock` client reaches them through
+//! `AWS_ENDPOINT_URL_BEDROCK` set to the same URL). Output is deterministic (the same request
+//! gets the same answer), usage is realistic (about four characters a token, prompt-cache reads and writes
 //! when `cachePoint` blocks are sent), latency and faults are configurable per model, and an
 //! admin API under `/_emulator/` exposes call counters and the requests received.
 //!
@@ -26,8 +29,8 @@
 //!   other providers call the tool straight away. A last user message naming a tool makes
 //!   the model call it.
 //! * **Images** (user messages only): png, jpeg, gif or webp whose magic bytes match the
-//!   format, at most 3.75 MB each and 20 a request; `s3Location` is refused (the emulator
-//!   reads no S3). Tool results' images are checked the same way.
+//!   format, at most 3.75 MB each and 20 a request; `s3Location` is refused (only batch
+//!   jobs read S3). Tool results' images are checked the same way.
 //! * **Documents** (user messages only): pdf, csv, doc, docx, xls, xlsx, html, txt or md;
 //!   at most 4.5 MB each and 5 a request; names of 1 to 200 characters that are
 //!   alphanumeric, whitespace (never two in a row), hyphens, parentheses or square
@@ -144,6 +147,49 @@
 //!     of the top three passages, and each sentence is a citation whose `span` covers
 //!     characters `start..=end` of `output.text` and whose reference is the passage. The
 //!     request's `sessionId` is echoed, else a new one is made.
+//! * **Batch inference jobs** (`POST /model-invocation-job`, `GET /model-invocation-job/{id
+//!   or ARN}`, `GET /model-invocation-jobs`, `POST /model-invocation-job/{id}/stop`): the
+//!   request's constraints are the API model's (`jobName` `[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}`,
+//!   an IAM role ARN, `s3://` URIs, `timeoutDurationInHours` 24 to 168, default 168), all
+//!   violations listed in one ValidationException; `modelId` must match the API model's
+//!   pattern (a foundation-model ARN names no version, an inference-profile ARN is refused;
+//!   `us.`-style profile IDs pass), resolve like a model ID
+//!   and name a model with `batch` (default on; Cohere's models are off). Job IDs are twelve
+//!   lowercase letters or digits; `clientRequestToken` returns the job it first created.
+//!   A job goes `Submitted`, `Validating` (reads its input), `Scheduled`, `InProgress`, each
+//!   phase `batch.step_ms` long (100 ms), and ends `Completed`, `PartiallyCompleted` (some
+//!   records failed), `Failed` (the input is unreadable: no `.jsonl` file, a line that is
+//!   not JSON or lacks a `modelInput` object; fewer than `batch.min_records` records;
+//!   `message` says why), `Stopped` (StopModelInvocationJob shows `Stopping` until the next
+//!   phase; stopping an ended job is a ValidationException) or `Expired`. Get and List
+//!   report `totalRecordCount`, `processedRecordCount`, `successRecordCount` and
+//!   `errorRecordCount` once the input is read; List filters by `statusEquals`,
+//!   `nameContains`, `submitTimeAfter/Before`, newest first unless `sortOrder=Ascending`,
+//!   `maxResults` 1 to 1,000 with a `nextToken`.
+//!   - **S3**: unsigned path-style requests to `batch.s3_endpoint`, else
+//!     `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (moto). The input `s3Uri` is a
+//!     `.jsonl` object or a prefix (every `.jsonl` under it); each line is `{"recordId"?,
+//!     "modelInput": <InvokeModel body>}`, a missing `recordId` becoming `RECORD00001`,
+//!     ... (eleven characters, numbered across the job). For each input file `F` the job
+//!     writes `{output s3Uri}/{jobId}/F.out` (F relative to the input prefix), a line per
+//!     record in input order: `{"recordId", "modelInput", "modelOutput"}` where
+//!     `modelOutput` is InvokeModel's answer, or `{"recordId", "modelInput", "error":
+//!     {"errorCode", "errorMessage"}}` when InvokeModel refuses the record (its status and
+//!     message) or a fault fails it; then `{jobId}/manifest.json.out`: `{totalRecordCount,
+//!     processedRecordCount, successRecordCount, errorRecordCount, inputTokenCount,
+//!     outputTokenCount}`. The files exist before the job reports it ended. Model faults
+//!     and latency apply to each record as to a live call; records are not counted as
+//!     InvokeModel calls.
+//!   - **Faults** (`batch.faults` in the config, or `POST /_emulator/batch/faults` with
+//!     any of the same keys; `DELETE` clears them, the admin reset restores the
+//!     configured ones and forgets every job): `fail_record_ids: [..]` and `fail_every: N`
+//!     make those records (the Nth, 2Nth, ... of a job) error lines with
+//!     `record_error_code` (400) and `record_error_message`; `fail_next_jobs: N` fails the
+//!     next N jobs after validation with `job_failure_message`; `expire_next_jobs: N`
+//!     makes the next N jobs end `Expired`.
+//!   - Config `batch: {step_ms: 100, s3_endpoint, min_records: 0, region: us-east-1,
+//!     account_id: "123456789012", faults: {...}}`. Operations are recorded and counted
+//!     under the model ID (Create), the job ID (Get, Stop; also when named by ARN) or `*` (List).
 //! * **Steering the model**: a line `Repeat: TEXT` in the last user message makes the answer
 //!   exactly TEXT (to put PII in the output, say); the `stop_reason` fault still ends any
 //!   answer with the stop reason it names.
@@ -156,6 +202,7 @@
 //! ```
 
 pub mod admin;
+pub mod batch;
 pub mod catalog;
 pub mod citations;
 pub mod config;
@@ -208,7 +255,8 @@ impl RunningEmulator {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`.
+    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` (and
+    /// `AWS_ENDPOINT_URL_BEDROCK`, for batch inference jobs).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

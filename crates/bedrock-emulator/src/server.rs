@@ -1,5 +1,6 @@
 //! The Bedrock Runtime HTTP surface: request routing, the five model operations,
-//! ApplyGuardrail and the Knowledge Base operations (Retrieve, RetrieveAndGenerate).
+//! ApplyGuardrail, the Knowledge Base operations (Retrieve, RetrieveAndGenerate) and the
+//! control plane's batch inference jobs.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
+use crate::batch;
 use crate::catalog::resolve;
 use crate::embedding;
 use crate::error::{BedrockError, ErrorKind};
@@ -41,6 +43,20 @@ enum Route {
     Guardrail { id: String, version: String },
     Retrieve { knowledge_base_id: String },
     RetrieveAndGenerate,
+    CreateJob,
+    GetJob { identifier: String },
+    ListJobs,
+    StopJob { identifier: String },
+}
+
+impl Route {
+    /// The HTTP method each operation is bound to.
+    fn method(&self) -> Method {
+        match self {
+            Self::GetJob { .. } | Self::ListJobs => Method::GET,
+            _ => Method::POST,
+        }
+    }
 }
 
 fn decode(segment: &str) -> Result<String, BedrockError> {
@@ -81,6 +97,14 @@ fn route(uri: &Uri) -> Result<Route, BedrockError> {
             knowledge_base_id: decode(id)?,
         }),
         ["retrieveAndGenerate"] => Ok(Route::RetrieveAndGenerate),
+        ["model-invocation-job"] => Ok(Route::CreateJob),
+        ["model-invocation-jobs"] => Ok(Route::ListJobs),
+        ["model-invocation-job", id] => Ok(Route::GetJob {
+            identifier: decode(id)?,
+        }),
+        ["model-invocation-job", id, "stop"] => Ok(Route::StopJob {
+            identifier: decode(id)?,
+        }),
         _ => Err(unknown()),
     }
 }
@@ -112,7 +136,7 @@ async fn handle(
     request_id: &str,
 ) -> Result<Response, BedrockError> {
     let route = route(uri)?;
-    if method != Method::POST {
+    if *method != route.method() {
         return Err(BedrockError::new(
             ErrorKind::UnknownOperationException,
             format!("{method} is not supported on {}", uri.path()),
@@ -150,12 +174,49 @@ async fn handle(
             state.count("RetrieveAndGenerate", &counted_as, result.is_err());
             result
         }
+        Route::CreateJob => {
+            let model = batch::model_named(&body);
+            state.record("CreateModelInvocationJob", &model, &body);
+            let result = batch::create(state, &body);
+            state.count("CreateModelInvocationJob", &model, result.is_err());
+            result
+        }
+        Route::GetJob { identifier } => {
+            let job = batch::counted_job(&identifier);
+            state.record("GetModelInvocationJob", job, &body);
+            let result = batch::get(state, &identifier);
+            state.count("GetModelInvocationJob", job, result.is_err());
+            result
+        }
+        Route::ListJobs => {
+            let query =
+                axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
+                    uri,
+                )
+                .map(|q| q.0)
+                .map_err(|_| BedrockError::validation("The query string could not be read."));
+            state.record(
+                "ListModelInvocationJobs",
+                "*",
+                &Bytes::from(uri.query().unwrap_or_default().to_owned()),
+            );
+            let result = query.and_then(|q| batch::list(state, &q));
+            state.count("ListModelInvocationJobs", "*", result.is_err());
+            result
+        }
+        Route::StopJob { identifier } => {
+            let job = batch::counted_job(&identifier);
+            state.record("StopModelInvocationJob", job, &body);
+            let result = batch::stop(state, &identifier);
+            state.count("StopModelInvocationJob", job, result.is_err());
+            result
+        }
     }
 }
 
 /// Runs one model operation; returns the model ID the call is counted under (the base
 /// model that answered, when the identifier resolved) and the response.
-async fn model_call(
+pub(crate) async fn model_call(
     state: &SharedState,
     raw_id: &str,
     op: ModelOp,

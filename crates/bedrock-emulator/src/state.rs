@@ -1,5 +1,5 @@
 //! The emulator's shared state: configuration, faults, call counters, recorded requests and
-//! the emulated prompt cache.
+//! the emulated prompt cache and batch inference jobs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::batch::JobStore;
 use crate::catalog::ResolvedModel;
 use crate::config::{EmulatorConfig, Latency};
 use crate::faults::{CallFaults, FaultSpec};
@@ -48,11 +49,13 @@ pub struct EmulatorState {
     rng: Mutex<Prng>,
     seq: AtomicU64,
     knowledge: KnowledgeCache,
+    batch: JobStore,
 }
 
 impl EmulatorState {
     pub fn new(config: EmulatorConfig) -> Self {
         Self {
+            batch: JobStore::new(config.batch.faults.clone(), config.seed),
             faults: Mutex::new(config.faults.clone()),
             rng: Mutex::new(Prng::new(config.seed)),
             config: RwLock::new(config),
@@ -251,10 +254,17 @@ impl EmulatorState {
         self.knowledge.get(&config, id)
     }
 
-    /// Forgets counters, recorded requests and the prompt cache; faults go back to the
-    /// configured ones.
+    /// Batch inference jobs and their faults.
+    pub fn batch(&self) -> &JobStore {
+        &self.batch
+    }
+
+    /// Forgets counters, recorded requests, the prompt cache and batch jobs; faults go back
+    /// to the configured ones.
     pub fn reset(&self) {
         let configured = self.config().faults.clone();
+        let batch_faults = self.config().batch.faults.clone();
+        self.batch.reset(batch_faults);
         *lock(&self.faults) = configured;
         lock(&self.counters).clear();
         lock(&self.recorded).clear();
