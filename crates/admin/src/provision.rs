@@ -109,6 +109,7 @@ pub async fn provision(
         HashMap::from([(QueueAttributeName::RedrivePolicy, spill_redrive.to_string())]),
     )
     .await?;
+    create_bucket(sdk, &settings.batch_bucket).await?;
     let sns = aws_sdk_sns::Client::new(sdk);
     let mut topics = Vec::new();
     for name in [&settings.alerts_topic, &settings.alarms_topic] {
@@ -128,6 +129,25 @@ pub async fn provision(
         alerts_topic_arn: topics.first().cloned().unwrap_or_default(),
         alarms_topic_arn: topics.get(1).cloned().unwrap_or_default(),
     })
+}
+
+/// The bulk jobs' bucket (an existing one of ours is kept).
+async fn create_bucket(sdk: &SdkConfig, name: &str) -> Result<(), ProvisionError> {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    match s3.create_bucket().bucket(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(fail(name, &e)),
+    }
 }
 
 async fn create_table(

@@ -7,6 +7,7 @@
 pub mod bedrock;
 pub mod bootstrap;
 pub mod budgets;
+pub mod bulk;
 pub mod document;
 pub mod dynamo_cache;
 pub mod embedding_cache;

@@ -38,6 +38,10 @@ pub struct Settings {
     pub alerts_topic: String,
     /// Topic CloudWatch alarms publish to, which triggers cost-alarm: name or ARN.
     pub alarms_topic: String,
+    /// The bucket of bulk jobs' input and output (Bedrock batch inference).
+    pub batch_bucket: String,
+    /// The service role Bedrock assumes for batch inference jobs.
+    pub batch_role_arn: Option<String>,
     /// The Bedrock guardrail that scores grounding (`ID:VERSION`), for prompts with a
     /// grounding check that name none: `QUARRY_GROUNDING_GUARDRAIL`.
     pub grounding_guardrail: Option<String>,
@@ -58,6 +62,8 @@ impl Settings {
             alerts_topic: format!("quarry-{stage}-alerts"),
             alarms_topic: format!("quarry-{stage}-alarms"),
             grounding_guardrail: None,
+            batch_bucket: format!("quarry-{stage}-batch-files"),
+            batch_role_arn: None,
         }
     }
 
@@ -84,6 +90,8 @@ impl Settings {
             alerts_topic: or("QUARRY_ALERTS_TOPIC", d.alerts_topic),
             alarms_topic: or("QUARRY_ALARMS_TOPIC", d.alarms_topic),
             grounding_guardrail: get("QUARRY_GROUNDING_GUARDRAIL").filter(|v| !v.is_empty()),
+            batch_bucket: or("QUARRY_BATCH_BUCKET", d.batch_bucket),
+            batch_role_arn: get("QUARRY_BATCH_ROLE_ARN").filter(|v| !v.is_empty()),
             stage,
         }
     }

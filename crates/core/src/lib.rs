@@ -10,6 +10,7 @@
 //! * [`service`]: the answer pipeline ([`ChatService`]), one path for streamed and whole
 //!   answers.
 //! * [`retrieval`]: Knowledge Base retrieval, sources, citations and the grounding check.
+//! * [`bulk`]: Bedrock batch inference jobs and their files.
 //! * [`invoke`]: retries, fallback, circuit breakers and the deadline.
 //! * [`admission`]: budget and rate-limit policy over the budget-store port.
 //! * Configuration and its types: [`config`], [`params`], [`routing`], [`pricing`],
@@ -18,6 +19,7 @@
 
 pub mod admission;
 pub mod budget;
+pub mod bulk;
 pub mod cache;
 pub mod chat;
 pub mod config;

@@ -19,6 +19,8 @@
 //! | [`Retriever`] | passages from a Knowledge Base | Bedrock Agent Runtime (Retrieve) |
 //! | [`RetrievalCache`] | retrieved passages per tenant, with a TTL | DynamoDB |
 //! | [`GroundingChecker`] | contextual grounding scores of an answer | Bedrock Runtime (ApplyGuardrail) |
+//! | [`BulkInference`] | batch inference jobs: start, status, stop | Bedrock (control plane) |
+//! | [`BatchFiles`] | the batch bucket's objects | S3 |
 //! | [`Notifier`] | messages for people | SNS |
 //! | [`Clock`] | the time, injected so tests need no sleeps | [`SystemClock`] |
 //!
@@ -420,6 +422,25 @@ pub trait GroundingChecker: Send + Sync {
         query: &str,
         answer: &str,
     ) -> Result<crate::retrieval::GroundingScores, StoreError>;
+}
+
+/// Bedrock batch inference jobs (CreateModelInvocationJob and the calls that follow it).
+#[async_trait]
+pub trait BulkInference: Send + Sync {
+    /// Starts a job; returns its ARN. The same `client_token` returns the same job.
+    async fn submit(&self, job: &crate::bulk::BulkSubmission) -> Result<String, StoreError>;
+    async fn status(&self, job_arn: &str) -> Result<crate::bulk::BulkStatus, StoreError>;
+    async fn stop(&self, job_arn: &str) -> Result<(), StoreError>;
+}
+
+/// The batch bucket: bulk jobs' input and output files, by `s3://` URI.
+#[async_trait]
+pub trait BatchFiles: Send + Sync {
+    async fn put(&self, uri: &str, body: Vec<u8>) -> Result<(), StoreError>;
+    /// `None` when there is no such object.
+    async fn get(&self, uri: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The URIs of the objects under a prefix URI.
+    async fn list(&self, prefix_uri: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Fetches the image an OpenAI `image_url` links to, where the deployment allows it: the

@@ -208,6 +208,10 @@ impl Stack {
         extra_env: &[(&str, &str)],
     ) -> Stack {
         let mut emulator = emulator;
+        // Batch inference jobs read and write the stack's S3 (moto).
+        if emulator.batch.s3_endpoint.is_none() {
+            emulator.batch.s3_endpoint = Some(moto_url.to_owned());
+        }
         // The sample Knowledge Bases, as `quarry dev` serves them.
         if emulator.knowledge_bases.is_empty() && emulator.knowledge_bases_dir.is_none() {
             emulator.knowledge_bases_dir = Some(workspace_root().join("infra/knowledge-bases"));
