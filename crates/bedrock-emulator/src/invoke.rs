@@ -1,17 +1,61 @@
 //! InvokeModel bodies, translated into the Converse shape so one validation and one
-//! generation path serve every API.
+//! generation path serve every API (InvokeModel, InvokeModelWithResponseStream, CountTokens'
+//! `invokeModel` input and batch inference records).
 //!
-//! * `anthropic.*` models take the Anthropic Messages body (`anthropic_version`,
-//!   `max_tokens`, `messages`, `system`, `tools`, `tool_choice`, `stop_sequences`,
-//!   `temperature`, `top_p`, `top_k`, `cache_control` on blocks).
-//! * Every other model takes the emulator's generic body:
-//!   `{"prompt": "...", "max_tokens"?: n, "temperature"?: x, "top_p"?: x, "stop"?: ["..."]}`
-//!   and answers `{"generation", "prompt_token_count", "generation_token_count",
-//!   "stop_reason": "stop"|"length"}` (the shape of Meta Llama on Bedrock).
+//! Each model family takes its own native body, checked as strictly as Bedrock checks it
+//! (unknown keys are a malformed-input `ValidationException`):
+//!
+//! * `anthropic.*`: the Anthropic Messages body (`anthropic_version`, `max_tokens`,
+//!   `messages`, `system`, `tools`, `tool_choice`, `stop_sequences`, `temperature`, `top_p`,
+//!   `top_k`, `cache_control` on blocks).
+//! * `amazon.nova-*`: Nova's `messages-v1` body, which is Converse's shape with
+//!   base64 media, snake- or camel-case `inferenceConfig` keys and `topK` of its own.
+//! * `meta.llama3*`: Llama's prompt body `{"prompt", "max_gen_len"?, "temperature"?,
+//!   "top_p"?}`, the prompt sent as one user turn (chat template and all).
+//! * Any other chat model (Mistral, Cohere Command, Titan Text): the emulator's stand-in
+//!   `{"prompt", "max_tokens"?, "temperature"?, "top_p"?, "stop"?}` (`inputText` and
+//!   `max_gen_len` are taken for `prompt` and `max_tokens`), answered in Llama's shape.
+//!   Those providers' real bodies are not emulated, so a client written for them will not
+//!   find its own fields here.
 
 use serde_json::{Map, Value, json};
 
+use crate::catalog::ResolvedModel;
+use crate::embedding::schema::{Violations, type_name};
 use crate::error::BedrockError;
+
+/// The InvokeModel body a model takes, and the answer it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Anthropic,
+    Nova,
+    Llama3,
+    /// The emulator's stand-in for providers whose native bodies it does not speak.
+    Generic,
+}
+
+impl Family {
+    pub fn of(model: &ResolvedModel) -> Self {
+        let id = model.base_id.as_str();
+        match model.spec.provider.as_str() {
+            "anthropic" => Self::Anthropic,
+            // Titan Text is `amazon` too, and has a body of its own.
+            "amazon" if id.starts_with("amazon.nova") => Self::Nova,
+            "meta" if id.starts_with("meta.llama3") => Self::Llama3,
+            _ => Self::Generic,
+        }
+    }
+
+    /// The family's body -> Converse.
+    pub fn to_converse(self, body: &Value) -> Result<Value, BedrockError> {
+        match self {
+            Self::Anthropic => anthropic_to_converse(body),
+            Self::Nova => nova_to_converse(body),
+            Self::Llama3 => llama3_to_converse(body),
+            Self::Generic => generic_to_converse(body),
+        }
+    }
+}
 
 fn malformed(detail: impl std::fmt::Display) -> BedrockError {
     BedrockError::validation(format!(
@@ -320,7 +364,287 @@ fn anthropic_document(block: &Value, at: &str, position: usize) -> Result<Value,
     Ok(json!({ "document": document }))
 }
 
-/// The generic body -> Converse.
+/// Nova's top-level keys in `messages-v1`.
+const NOVA_KEYS: &[&str] = &[
+    "schemaVersion",
+    "system",
+    "messages",
+    "inferenceConfig",
+    "toolConfig",
+];
+
+/// Nova takes Converse's camel-case names and its own snake-case ones alike.
+const NOVA_INFERENCE_KEYS: &[&str] = &[
+    "maxTokens",
+    "max_new_tokens",
+    "temperature",
+    "topP",
+    "top_p",
+    "topK",
+    "top_k",
+    "stopSequences",
+];
+
+/// Message content Nova's Invoke API takes; documents are Converse's alone.
+const NOVA_BLOCKS: &[&str] = &[
+    "text",
+    "image",
+    "video",
+    "toolUse",
+    "toolResult",
+    "cachePoint",
+];
+
+const NOVA_SYSTEM_BLOCKS: &[&str] = &["text", "cachePoint"];
+
+/// Required and extraneous keys of the object at `path`, in Bedrock's words.
+fn keys_at(
+    v: &mut Violations,
+    path: &str,
+    obj: &Map<String, Value>,
+    required: &[&str],
+    allowed: &[&str],
+) {
+    for key in required {
+        if !obj.contains_key(*key) {
+            v.add(format!("{path}: required key [{key}] not found"));
+        }
+    }
+    for key in obj.keys() {
+        if !allowed.contains(&key.as_str()) {
+            v.add(format!("{path}: extraneous key [{key}] is not permitted"));
+        }
+    }
+}
+
+fn object_at<'a>(
+    v: &mut Violations,
+    path: &str,
+    value: &'a Value,
+) -> Option<&'a Map<String, Value>> {
+    let obj = value.as_object();
+    if obj.is_none() {
+        v.add(format!(
+            "{path}: expected type: JSONObject, found: {}",
+            type_name(value)
+        ));
+    }
+    obj
+}
+
+fn number_at(v: &mut Violations, path: &str, value: &Value) -> Option<Value> {
+    if value.is_number() {
+        Some(value.clone())
+    } else {
+        v.add(format!(
+            "{path}: expected type: Number, found: {}",
+            type_name(value)
+        ));
+        None
+    }
+}
+
+/// A content block: an object with exactly one of `allowed` as its key. Its inside is
+/// Converse's (media as base64, as Converse's JSON carries it too), so Converse's
+/// validation checks it after.
+fn nova_block(v: &mut Violations, path: &str, block: &Value, allowed: &[&str]) {
+    let Some(obj) = object_at(v, path, block) else {
+        return;
+    };
+    keys_at(v, path, obj, &[], allowed);
+    if obj.len() != 1 {
+        v.add(format!(
+            "{path}: expected exactly one of [{}], found: {}",
+            allowed.join(", "),
+            obj.len()
+        ));
+    }
+}
+
+/// Amazon Nova `messages-v1` -> Converse.
+pub fn nova_to_converse(body: &Value) -> Result<Value, BedrockError> {
+    let obj = Violations::object(body)?;
+    let mut v = Violations::default();
+    keys_at(&mut v, "#", obj, &["messages"], NOVA_KEYS);
+    if let Some(version) = obj.get("schemaVersion") {
+        v.one_of("#/schemaVersion", version, &["messages-v1"]);
+    }
+    let mut converse = Map::new();
+
+    if let Some(messages) = obj.get("messages").and_then(|m| v.array("#/messages", m)) {
+        for (i, m) in messages.iter().enumerate() {
+            let at = format!("#/messages/{i}");
+            let Some(message) = object_at(&mut v, &at, m) else {
+                continue;
+            };
+            keys_at(
+                &mut v,
+                &at,
+                message,
+                &["role", "content"],
+                &["role", "content"],
+            );
+            if let Some(role) = message.get("role") {
+                v.one_of(&format!("{at}/role"), role, &["user", "assistant"]);
+            }
+            if let Some(content) = message
+                .get("content")
+                .and_then(|c| v.array(&format!("{at}/content"), c))
+            {
+                for (j, block) in content.iter().enumerate() {
+                    nova_block(&mut v, &format!("{at}/content/{j}"), block, NOVA_BLOCKS);
+                }
+            }
+        }
+        converse.insert("messages".into(), Value::Array(messages.clone()));
+    }
+
+    if let Some(system) = obj.get("system").and_then(|s| v.array("#/system", s)) {
+        for (i, block) in system.iter().enumerate() {
+            nova_block(&mut v, &format!("#/system/{i}"), block, NOVA_SYSTEM_BLOCKS);
+        }
+        converse.insert("system".into(), Value::Array(system.clone()));
+    }
+
+    if let Some(config) = obj
+        .get("inferenceConfig")
+        .and_then(|c| object_at(&mut v, "#/inferenceConfig", c))
+    {
+        keys_at(
+            &mut v,
+            "#/inferenceConfig",
+            config,
+            &[],
+            NOVA_INFERENCE_KEYS,
+        );
+        let mut inference = Map::new();
+        for (key, converse_key) in [("max_new_tokens", "maxTokens"), ("maxTokens", "maxTokens")] {
+            if let Some(n) = config.get(key)
+                && v.integer(&format!("#/inferenceConfig/{key}"), n).is_some()
+            {
+                inference.insert(converse_key.into(), n.clone());
+            }
+        }
+        for (key, converse_key) in [
+            ("temperature", "temperature"),
+            ("top_p", "topP"),
+            ("topP", "topP"),
+        ] {
+            if let Some(x) = config
+                .get(key)
+                .and_then(|x| number_at(&mut v, &format!("#/inferenceConfig/{key}"), x))
+            {
+                inference.insert(converse_key.into(), x);
+            }
+        }
+        if let Some(stops) = config
+            .get("stopSequences")
+            .and_then(|s| v.array("#/inferenceConfig/stopSequences", s))
+        {
+            inference.insert("stopSequences".into(), Value::Array(stops.clone()));
+        }
+        // Converse carries Nova's top-k among the model's own fields, as Nova reads them.
+        for key in ["top_k", "topK"] {
+            if let Some(k) = config.get(key)
+                && v.integer(&format!("#/inferenceConfig/{key}"), k).is_some()
+            {
+                converse.insert(
+                    "additionalModelRequestFields".into(),
+                    json!({ "inferenceConfig": { "topK": k } }),
+                );
+            }
+        }
+        if !inference.is_empty() {
+            converse.insert("inferenceConfig".into(), Value::Object(inference));
+        }
+    }
+
+    if let Some(tool_config) = obj.get("toolConfig") {
+        if let Some(config) = object_at(&mut v, "#/toolConfig", tool_config) {
+            keys_at(
+                &mut v,
+                "#/toolConfig",
+                config,
+                &["tools"],
+                &["tools", "toolChoice"],
+            );
+        }
+        // The tools and the choice are Converse's own shapes; Converse checks them.
+        converse.insert("toolConfig".into(), tool_config.clone());
+    }
+
+    v.finish()?;
+    Ok(Value::Object(converse))
+}
+
+/// Llama 3's chat template marks turns with special tokens (`<|begin_of_text|>`,
+/// `<|start_header_id|>`, `<|end_header_id|>`, `<|eot_id|>`, ...). The prompt is read as
+/// one user turn with each such token a line break, so a line of the prompt stays a line
+/// (the `Repeat:` steering finds it) and a marker counts about as little as the one token
+/// Llama's tokenizer makes of it.
+fn llama_prompt_text(prompt: &str) -> String {
+    let mut text = String::with_capacity(prompt.len());
+    let mut rest = prompt;
+    while let Some(start) = rest.find("<|") {
+        let after = &rest[start + 2..];
+        let special = after.find("|>").filter(|end| {
+            let name = &after[..*end];
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        match special {
+            Some(end) => {
+                text.push_str(&rest[..start]);
+                text.push('\n');
+                rest = &after[end + 2..];
+            }
+            None => {
+                text.push_str(&rest[..start + 2]);
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    text
+}
+
+/// Meta Llama 3's prompt body -> Converse: the prompt, chat template and all, is one user
+/// turn.
+pub fn llama3_to_converse(body: &Value) -> Result<Value, BedrockError> {
+    let obj = Violations::object(body)?;
+    let mut v = Violations::default();
+    keys_at(
+        &mut v,
+        "#",
+        obj,
+        &["prompt"],
+        &["prompt", "max_gen_len", "temperature", "top_p"],
+    );
+    let prompt = obj.get("prompt").and_then(|p| v.string("#/prompt", p));
+    let mut inference = Map::new();
+    if let Some(n) = obj.get("max_gen_len")
+        && v.integer("#/max_gen_len", n).is_some()
+    {
+        inference.insert("maxTokens".into(), n.clone());
+    }
+    for (key, converse_key) in [("temperature", "temperature"), ("top_p", "topP")] {
+        if let Some(x) = obj
+            .get(key)
+            .and_then(|x| number_at(&mut v, &format!("#/{key}"), x))
+        {
+            inference.insert(converse_key.into(), x);
+        }
+    }
+    v.finish()?;
+    Ok(json!({
+        "messages": [{ "role": "user", "content": [{ "text": llama_prompt_text(prompt.unwrap_or_default()) }] }],
+        "inferenceConfig": Value::Object(inference),
+    }))
+}
+
+/// The emulator's stand-in body -> Converse.
 pub fn generic_to_converse(body: &Value) -> Result<Value, BedrockError> {
     let obj = body
         .as_object()
@@ -414,6 +738,121 @@ mod tests {
         assert_eq!(
             c["additionalModelRequestFields"]["thinking"]["budget_tokens"],
             1024
+        );
+    }
+
+    #[test]
+    fn nova_maps_messages_v1_onto_converse() {
+        let c = nova_to_converse(&json!({
+            "schemaVersion": "messages-v1",
+            "system": [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}],
+            "messages": [{"role": "user", "content": [
+                {"text": "hi"},
+                {"image": {"format": "png", "source": {"bytes": "iVBORw=="}}}
+            ]}],
+            "inferenceConfig": {"max_new_tokens": 50, "top_p": 0.9, "top_k": 20,
+                                "temperature": 0.2, "stopSequences": ["END"]},
+            "toolConfig": {"tools": [{"toolSpec": {"name": "t", "inputSchema": {"json": {}}}}],
+                           "toolChoice": {"auto": {}}}
+        }))
+        .unwrap();
+        assert_eq!(c["system"][1]["cachePoint"]["type"], "default");
+        assert_eq!(c["messages"][0]["content"][1]["image"]["format"], "png");
+        assert_eq!(
+            c["inferenceConfig"],
+            json!({"maxTokens": 50, "topP": 0.9, "temperature": 0.2, "stopSequences": ["END"]})
+        );
+        assert_eq!(
+            c["additionalModelRequestFields"]["inferenceConfig"]["topK"],
+            20
+        );
+        assert_eq!(c["toolConfig"]["tools"][0]["toolSpec"]["name"], "t");
+        assert!(c.get("schemaVersion").is_none());
+
+        let camel = nova_to_converse(&json!({
+            "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+            "inferenceConfig": {"maxTokens": 7, "topP": 0.5}
+        }))
+        .unwrap();
+        assert_eq!(
+            camel["inferenceConfig"],
+            json!({"maxTokens": 7, "topP": 0.5})
+        );
+    }
+
+    #[test]
+    fn nova_refuses_what_messages_v1_does_not_have() {
+        let e = nova_to_converse(&json!({
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "Malformed input request: #: extraneous key [anthropic_version] is not permitted\
+             #: extraneous key [max_tokens] is not permitted\
+             #/messages/0/content: expected type: JSONArray, found: String, \
+             please reformat your input and try again."
+        );
+        let e = nova_to_converse(&json!({"prompt": "hi"})).unwrap_err();
+        assert!(
+            e.message.contains("#: required key [messages] not found"),
+            "{}",
+            e.message
+        );
+        let e = nova_to_converse(&json!({
+            "schemaVersion": "messages-v2",
+            "messages": [{"role": "system", "content": [{"document": {}}, {}]}],
+            "inferenceConfig": {"max_tokens": 5, "temperature": "hot"}
+        }))
+        .unwrap_err();
+        for part in [
+            "#/schemaVersion: messages-v2 is not a valid enum value",
+            "#/messages/0/role: system is not a valid enum value",
+            "#/messages/0/content/0: extraneous key [document] is not permitted",
+            "#/messages/0/content/1: expected exactly one of",
+            "#/inferenceConfig: extraneous key [max_tokens] is not permitted",
+            "#/inferenceConfig/temperature: expected type: Number, found: String",
+        ] {
+            assert!(e.message.contains(part), "{part} not in {}", e.message);
+        }
+    }
+
+    #[test]
+    fn llama_takes_its_own_fields_only() {
+        let c = llama3_to_converse(&json!({
+            "prompt": "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nRepeat: hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            "max_gen_len": 64, "temperature": 0.1, "top_p": 0.9
+        }))
+        .unwrap();
+        let text = c["messages"][0]["content"][0]["text"].as_str().unwrap();
+        assert!(text.lines().any(|l| l == "Repeat: hello"), "{text:?}");
+        assert!(!text.contains("<|"), "{text:?}");
+        assert_eq!(
+            c["inferenceConfig"],
+            json!({"maxTokens": 64, "temperature": 0.1, "topP": 0.9})
+        );
+        let e = llama3_to_converse(&json!({"prompt": "x", "max_tokens": 5, "stop": ["a"]}))
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("#: extraneous key [max_tokens] is not permitted")
+        );
+        assert!(
+            e.message
+                .contains("#: extraneous key [stop] is not permitted")
+        );
+        let e = llama3_to_converse(&json!({"max_gen_len": "many"})).unwrap_err();
+        assert!(e.message.contains("#: required key [prompt] not found"));
+        assert!(
+            e.message
+                .contains("#/max_gen_len: expected type: Integer, found: String")
+        );
+        // Text that only looks like a marker is left alone.
+        assert_eq!(
+            llama_prompt_text("a <|not a token|> b"),
+            "a <|not a token|> b"
         );
     }
 

@@ -19,6 +19,37 @@
 //! Each model of the catalog (`default-config.yaml`) states its capabilities; a request that
 //! uses one the model lacks gets Bedrock's `ValidationException`.
 //!
+//! * **InvokeModel bodies** (also InvokeModelWithResponseStream, CountTokens'
+//!   `invokeModel` input and batch records): each family's native body, read into a
+//!   Converse request so every rule below applies to it too. A body that breaks its
+//!   family's schema (unknown keys included) is `Malformed input request: #: extraneous key
+//!   [KEY] is not permitted, please reformat your input and try again.`, every violation
+//!   listed one after the other.
+//!   - **Anthropic** (`anthropic.*`): the Messages body (`anthropic_version`, `max_tokens`,
+//!     `messages`, ...), answered `{id, type: message, role, model, content, stop_reason,
+//!     stop_sequence, usage}` and streamed as Anthropic's events (`message_start`, ...,
+//!     `message_stop`).
+//!   - **Amazon Nova** (`amazon.nova-*`): `{schemaVersion?: messages-v1, system?: [{text} |
+//!     {cachePoint}], messages: [{role, content: [{text} | {image} | {video} | {toolUse} |
+//!     {toolResult} | {cachePoint}]}], inferenceConfig?: {maxTokens | max_new_tokens,
+//!     temperature, topP | top_p, topK | top_k, stopSequences}, toolConfig?: {tools,
+//!     toolChoice?}}` with base64 media, answered `{output: {message: {role, content}},
+//!     stopReason, usage: {inputTokens, outputTokens, totalTokens,
+//!     cacheReadInputTokenCount, cacheWriteInputTokenCount}}`; streamed as one chunk per
+//!     event: `{messageStart: {role}}`, `{contentBlockStart}` (tool calls),
+//!     `{contentBlockDelta: {delta: {text} | {toolUse: {input}}, contentBlockIndex}}`,
+//!     `{contentBlockStop}`, `{messageStop: {stopReason}}`, `{metadata: {usage, metrics,
+//!     trace}}` (which carries `amazon-bedrock-invocationMetrics`).
+//!   - **Meta Llama 3** (`meta.llama3*`): `{prompt, max_gen_len?, temperature?, top_p?}`;
+//!     the prompt is one user turn, the chat template's markers read as line breaks.
+//!     Answered `{generation, prompt_token_count, generation_token_count, stop_reason:
+//!     stop|length}`; streamed as such chunks, one a token (`prompt_token_count` on the
+//!     first only, `stop_reason` null until the last, which carries
+//!     `amazon-bedrock-invocationMetrics`).
+//!   - **Other chat models** (Mistral, Cohere Command, Titan Text): not their real bodies
+//!     but the emulator's stand-in `{prompt, max_tokens?, temperature?, top_p?, stop?}`
+//!     (`inputText` and `max_gen_len` taken for `prompt` and `max_tokens`), answered and
+//!     streamed in Llama's shape.
 //! * **Capabilities** (`ModelSpec`): `vision`, `documents`, `citations`, `reasoning`,
 //!   `forced_tool_choice` (default on), `service_tiers` (default `[default]`),
 //!   `latency_optimized`, `extended_cache_ttl` (1h cache checkpoints). Old config files

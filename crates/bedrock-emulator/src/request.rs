@@ -145,11 +145,7 @@ fn prompt_for(
         ModelOp::Converse | ModelOp::ConverseStream => value,
         ModelOp::CountTokens => count_tokens_body(model, &value)?,
         ModelOp::InvokeModel | ModelOp::InvokeModelWithResponseStream => {
-            if model.spec.provider == "anthropic" {
-                invoke::anthropic_to_converse(&value)?
-            } else {
-                invoke::generic_to_converse(&value)?
-            }
+            invoke::Family::of(model).to_converse(&value)?
         }
     };
     if op == ModelOp::CountTokens {
@@ -181,11 +177,7 @@ fn count_tokens_body(model: &ResolvedModel, value: &Value) -> Result<Value, Bedr
         let inner: Value = serde_json::from_slice(&raw).map_err(|e| {
             BedrockError::validation(format!("input.invokeModel.body is not JSON: {e}"))
         })?;
-        if model.spec.provider == "anthropic" {
-            invoke::anthropic_to_converse(&inner)
-        } else {
-            invoke::generic_to_converse(&inner)
-        }
+        invoke::Family::of(model).to_converse(&inner)
     } else {
         Err(BedrockError::validation(
             "input must have a converse or invokeModel member.",

@@ -22,6 +22,7 @@ use crate::error::{BedrockError, ErrorKind};
 use crate::eventstream::{self, Step};
 use crate::guarded;
 use crate::guardrail;
+use crate::invoke::Family;
 use crate::knowledge;
 use crate::output::StopReason;
 use crate::render::{self, Extras, MidStreamFault, Usage};
@@ -315,7 +316,7 @@ async fn infer(
     let fault = faults
         .mid_stream
         .map(|(after, kind)| MidStreamFault { after, kind });
-    let anthropic = model.spec.provider == "anthropic";
+    let family = Family::of(&model);
     let mut trace = serde_json::Map::new();
     if let Some(guardrail) = guarded.trace {
         trace.insert("guardrail".into(), guardrail);
@@ -344,25 +345,29 @@ async fn infer(
         ModelOp::InvokeModel => {
             let latency = timing.total(output.output_tokens);
             sleep(latency).await;
-            let body = if anthropic {
-                render::anthropic_response(&output, usage, &model.base_id, request_id)
-            } else {
-                render::generic_response(&output, usage)
+            let body = match family {
+                Family::Anthropic => {
+                    render::anthropic_response(&output, usage, &model.base_id, request_id)
+                }
+                Family::Nova => render::nova_response(&output, usage),
+                Family::Llama3 | Family::Generic => render::llama_response(&output, usage),
             };
             Ok(invoke_response(body, usage, latency))
         }
         ModelOp::InvokeModelWithResponseStream => {
-            let steps = if anthropic {
-                render::anthropic_stream_script(
+            let steps = match family {
+                Family::Anthropic => render::anthropic_stream_script(
                     &output,
                     usage,
                     &model.base_id,
                     request_id,
                     timing,
                     fault,
-                )
-            } else {
-                render::generic_stream_script(&output, usage, timing, fault)
+                ),
+                Family::Nova => render::nova_stream_script(&output, usage, timing, fault),
+                Family::Llama3 | Family::Generic => {
+                    render::llama_stream_script(&output, usage, timing, fault)
+                }
             };
             Ok(stream_response(steps))
         }

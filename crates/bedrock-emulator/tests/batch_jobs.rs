@@ -23,6 +23,8 @@ use bedrock_emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
 
 const HAIKU: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
+const NOVA: &str = "amazon.nova-lite-v1:0";
+const LLAMA: &str = "meta.llama3-1-8b-instruct-v1:0";
 const ROLE: &str = "arn:aws:iam::123456789012:role/bedrock-batch";
 
 /// One moto per test binary; it exits when its stdin closes, that is with this process.
@@ -153,11 +155,21 @@ fn output_config(uri: &str) -> ModelInvocationJobOutputDataConfig {
 }
 
 async fn create(client: &Client, name: &str, bucket: &str, input_key: &str) -> String {
+    create_for(client, HAIKU, name, bucket, input_key).await
+}
+
+async fn create_for(
+    client: &Client,
+    model: &str,
+    name: &str,
+    bucket: &str,
+    input_key: &str,
+) -> String {
     client
         .create_model_invocation_job()
         .job_name(name)
         .role_arn(ROLE)
-        .model_id(HAIKU)
+        .model_id(model)
         .input_data_config(input_config(&format!("s3://{bucket}/{input_key}")))
         .output_data_config(output_config(&format!("s3://{bucket}/out/")))
         .send()
@@ -297,6 +309,107 @@ async fn a_job_answers_every_record_and_writes_a_manifest() {
             .unwrap()
             > 0
     );
+}
+
+#[tokio::test]
+async fn nova_and_llama_records_are_answered_in_their_own_bodies() {
+    let emulator = emulator("").await;
+    let client = client(&emulator);
+    bucket("batch-native").await;
+
+    let nova = |text: &str| {
+        json!({
+            "schemaVersion": "messages-v1",
+            "system": [{"text": "Be brief."}],
+            "messages": [{"role": "user", "content": [{"text": text}]}],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.2},
+        })
+    };
+    let records = [
+        json!({"recordId": "NOVA0000001", "modelInput": nova("Name a colour.")}),
+        json!({"recordId": "NOVA0000002", "modelInput": nova("Name a fruit.")}),
+        // Claude's body is not Nova's: that record fails as InvokeModel would refuse it.
+        json!({"recordId": "NOVA0000003", "modelInput": claude("Name a river.")}),
+    ];
+    put("batch-native", "nova/records.jsonl", jsonl(&records)).await;
+    let arn = create_for(
+        &client,
+        NOVA,
+        "nova-1",
+        "batch-native",
+        "nova/records.jsonl",
+    )
+    .await;
+    let (job, seen) = wait(&client, &arn).await;
+    assert_eq!(
+        job.status,
+        Some(ModelInvocationJobStatus::PartiallyCompleted),
+        "{seen:?}"
+    );
+    assert_eq!(job.success_record_count, Some(2));
+    let out = get(
+        "batch-native",
+        &format!("out/{}/records.jsonl.out", job_id(&arn)),
+    )
+    .await
+    .expect("output file");
+    let out = lines(&out);
+    for line in &out[..2] {
+        let output = &line["modelOutput"];
+        assert_eq!(output["output"]["message"]["role"], "assistant", "{line}");
+        assert!(output["output"]["message"]["content"][0]["text"].is_string());
+        assert_eq!(output["stopReason"], "end_turn");
+        assert!(output["usage"]["inputTokens"].as_u64().unwrap() > 0);
+        assert!(output["usage"]["totalTokens"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(out[2]["error"]["errorCode"], 400);
+    let message = out[2]["error"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("extraneous key [anthropic_version] is not permitted"),
+        "{message}"
+    );
+
+    let prompt = |text: &str| {
+        format!(
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{text}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        )
+    };
+    let records = [
+        json!({"modelInput": {"prompt": prompt("Repeat: Blue."), "max_gen_len": 32}}),
+        json!({"modelInput": {"prompt": prompt("Tell me a story."), "max_gen_len": 2, "top_p": 0.9}}),
+    ];
+    put("batch-native", "llama/records.jsonl", jsonl(&records)).await;
+    let arn = create_for(
+        &client,
+        LLAMA,
+        "llama-1",
+        "batch-native",
+        "llama/records.jsonl",
+    )
+    .await;
+    let (job, seen) = wait(&client, &arn).await;
+    assert_eq!(
+        job.status,
+        Some(ModelInvocationJobStatus::Completed),
+        "{seen:?}"
+    );
+    let out = get(
+        "batch-native",
+        &format!("out/{}/records.jsonl.out", job_id(&arn)),
+    )
+    .await
+    .expect("output file");
+    let out = lines(&out);
+    assert_eq!(out[0]["modelOutput"]["generation"], "Blue.");
+    assert_eq!(out[0]["modelOutput"]["stop_reason"], "stop");
+    assert!(
+        out[0]["modelOutput"]["prompt_token_count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(out[1]["modelOutput"]["generation_token_count"], 2);
+    assert_eq!(out[1]["modelOutput"]["stop_reason"], "length");
 }
 
 #[tokio::test]

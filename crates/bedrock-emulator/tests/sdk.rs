@@ -256,7 +256,7 @@ async fn converse_stream_tool_use_has_start_and_tool_deltas() {
 }
 
 #[tokio::test]
-async fn invoke_model_speaks_anthropic_messages_and_the_generic_body() {
+async fn invoke_model_speaks_anthropic_messages_and_llamas_body() {
     let emu = emulator().await;
     let c = client(&emu);
     let body = json!({
@@ -282,7 +282,7 @@ async fn invoke_model_speaks_anthropic_messages_and_the_generic_body() {
         .invoke_model()
         .model_id("meta.llama3-1-8b-instruct-v1:0")
         .body(Blob::new(
-            json!({"prompt": "Hi", "max_tokens": 5}).to_string(),
+            json!({"prompt": "Hi", "max_gen_len": 5}).to_string(),
         ))
         .send()
         .await

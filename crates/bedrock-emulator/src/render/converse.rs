@@ -8,7 +8,7 @@ use super::{Extras, MidStreamFault, Script, Timing, Usage, json_chunks};
 use crate::eventstream::{Step, event};
 use crate::output::{OutBlock, Output};
 
-fn converse_block(block: &OutBlock) -> Value {
+pub(super) fn converse_block(block: &OutBlock) -> Value {
     match block {
         OutBlock::Reasoning { tokens, signature } => json!({
             "reasoningContent": { "reasoningText": { "text": tokens.concat(), "signature": signature } }

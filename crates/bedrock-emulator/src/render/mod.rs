@@ -1,10 +1,12 @@
 //! Output rendered in each API's wire format: Converse JSON and ConverseStream events
-//! ([`converse`]), the Anthropic Messages bodies of InvokeModel ([`anthropic`]) and the
-//! generic body ([`generic`]), with their stream chunks.
+//! ([`converse`]), and InvokeModel's native answers with their stream chunks: Anthropic
+//! Messages ([`anthropic`]), Amazon Nova ([`nova`]) and Meta Llama ([`llama`], which the
+//! emulator's stand-in body for other providers is answered in too).
 
 pub mod anthropic;
 pub mod converse;
-pub mod generic;
+pub mod llama;
+pub mod nova;
 
 use std::time::Duration;
 
@@ -18,7 +20,8 @@ use crate::tally::CacheTtl;
 
 pub use anthropic::{anthropic_response, anthropic_stream_script};
 pub use converse::{converse_response, converse_stream_script};
-pub use generic::{generic_response, generic_stream_script};
+pub use llama::{llama_response, llama_stream_script};
+pub use nova::{nova_response, nova_stream_script};
 
 /// Token usage of one call, as Bedrock reports it: `input` excludes cached-prefix tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! The emulator's generic InvokeModel body (the shape of Meta Llama on Bedrock) and its
-//! stream chunks, for every model that is not Anthropic's.
+//! Meta Llama's InvokeModel answer and its stream chunks. The emulator's stand-in body,
+//! for providers whose native bodies it does not speak, is answered in this shape too.
 
 use std::time::Duration;
 
@@ -9,24 +9,24 @@ use super::{MidStreamFault, Script, Timing, Usage, chunk, invocation_metrics};
 use crate::eventstream::Step;
 use crate::output::{OutBlock, Output, StopReason};
 
-fn generic_stop(stop: StopReason) -> &'static str {
+fn llama_stop(stop: StopReason) -> &'static str {
     match stop {
         StopReason::MaxTokens => "length",
         _ => "stop",
     }
 }
 
-/// The generic InvokeModel response body.
-pub fn generic_response(output: &Output, usage: Usage) -> Value {
+/// The Llama InvokeModel response body.
+pub fn llama_response(output: &Output, usage: Usage) -> Value {
     json!({
         "generation": output.text(),
         "prompt_token_count": usage.input + usage.cache_read + usage.cache_write,
         "generation_token_count": usage.output,
-        "stop_reason": generic_stop(output.stop_reason),
+        "stop_reason": llama_stop(output.stop_reason),
     })
 }
 
-pub fn generic_stream_script(
+pub fn llama_stream_script(
     output: &Output,
     usage: Usage,
     timing: Timing,
@@ -60,7 +60,7 @@ pub fn generic_stream_script(
             "generation": "",
             "prompt_token_count": Value::Null,
             "generation_token_count": usage.output,
-            "stop_reason": generic_stop(output.stop_reason),
+            "stop_reason": llama_stop(output.stop_reason),
             "amazon-bedrock-invocationMetrics": invocation_metrics(usage, timing, output.output_tokens),
         })),
         Duration::ZERO,
