@@ -176,3 +176,41 @@ async fn a_running_bulk_job_stops() {
     .await;
     assert!(stopped.is_some());
 }
+
+#[tokio::test]
+async fn nova_and_llama_records_are_read_as_bedrock_reads_them() {
+    let stack = Stack::start().await;
+    let files = S3BatchFiles::new(&stack.sdk);
+    let bulk = BedrockBulk::new(&stack.sdk);
+    for (n, model) in ["amazon.nova-lite-v1:0", "meta.llama3-1-8b-instruct-v1:0"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut job = submission(&stack, &format!("native{n}"));
+        job.model_id = model.into();
+        let mut with_system = request("Summarize: the cat sat on the mat.");
+        with_system.system = vec![quarry_core::model::SystemBlock::Text("Be brief.".into())];
+        let line = record_line("r1", &native::body(model, &with_system).unwrap());
+        files
+            .put(
+                &format!("{}records.jsonl", job.input_uri),
+                line.into_bytes(),
+            )
+            .await
+            .unwrap();
+        let arn = bulk.submit(&job).await.unwrap();
+        let done = eventually(Duration::from_secs(20), || async {
+            let s = bulk.status(&arn).await.unwrap();
+            s.state.is_final().then_some(s)
+        })
+        .await
+        .unwrap();
+        assert_eq!(done.state, BulkState::Completed, "{model}: {done:?}");
+        let out = format!("{}records.jsonl.out", done.output_prefix);
+        let text = String::from_utf8(files.get(&out).await.unwrap().unwrap()).unwrap();
+        let record = parse_output_line(text.lines().next().unwrap()).unwrap();
+        let answer = native::answer(model, record.outcome.as_ref().unwrap()).unwrap();
+        assert!(!answer.text().is_empty(), "{model}");
+        assert!(answer.usage.input > 0 && answer.usage.output > 0, "{model}");
+    }
+}
