@@ -465,3 +465,65 @@ fn the_edges_are_closed_streaming_url_concurrency_keys_and_queues() {
     }
     assert!(!spill.contains("CacheLookupFunctionRole") && !spill.contains("CostAlarmFunctionRole"));
 }
+
+#[test]
+fn the_batch_bucket_is_private_encrypted_expiring_and_only_bedrocks_jobs_use_its_role() {
+    let t = template();
+    let find = |name: &str| {
+        resources(&t)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .1
+    };
+    let bucket = find("BatchFilesBucket");
+    let p = &bucket["Properties"];
+    let sse = &p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"];
+    assert_eq!(sse["SSEAlgorithm"], "aws:kms");
+    assert!(
+        serde_yaml_ng::to_string(&sse["KMSMasterKeyID"])
+            .unwrap()
+            .contains("QuarryKey")
+    );
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(p["PublicAccessBlockConfiguration"][flag], true, "{flag}");
+    }
+    let rule = &p["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(rule["Status"], "Enabled");
+    assert!(
+        serde_yaml_ng::to_string(&rule["ExpirationInDays"])
+            .unwrap()
+            .contains("BatchFilesRetentionDays")
+    );
+    let policy = find("BatchFilesBucketPolicy");
+    let deny = &policy["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
+
+    let role = find("BedrockBatchRole");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Principal"]["Service"], "bedrock.amazonaws.com");
+    assert!(trust["Condition"]["StringEquals"]["aws:SourceAccount"].is_mapping());
+    let text = serde_yaml_ng::to_string(&role["Properties"]["Policies"]).unwrap();
+    assert!(text.contains("model-invocation-job") || text.contains("BatchFilesBucket"));
+    for st in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+    {
+        let actions = strings(&st["Action"]);
+        assert!(actions.iter().all(|a| !a.ends_with('*')), "{actions:?}");
+        let resource = serde_yaml_ng::to_string(&st["Resource"]).unwrap();
+        if actions.iter().any(|a| a.starts_with("s3:")) {
+            assert!(resource.contains("BatchFilesBucket"), "{resource}");
+        }
+    }
+    // The functions learn the bucket and the role from the environment.
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(globals["QUARRY_BATCH_BUCKET"].is_mapping());
+    assert!(globals["QUARRY_BATCH_ROLE_ARN"].is_mapping());
+}
