@@ -330,15 +330,36 @@ async fn clients_that_leave_are_still_charged_for_the_calls_they_started() {
             .requests
     };
 
-    // A whole answer: the client gives up after 100 ms, the model answers at 400 ms.
-    let gone = reqwest::Client::new()
-        .post(format!("{url}/v1/chat"))
-        .bearer_auth(&key)
-        .timeout(std::time::Duration::from_millis(100))
-        .json(&json!({"messages": [{"role": "user", "content": "whole"}]}))
-        .send()
-        .await;
-    assert!(gone.is_err(), "the client left before the answer");
+    // A whole answer: the client gives up once the model call has started (the model
+    // answers at 400 ms). Leaving on a timer instead would, on a loaded machine, sometimes
+    // leave before the call started, when there is rightly nothing to charge.
+    let client = {
+        let (url, key) = (url.clone(), key.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/chat"))
+                .bearer_auth(&key)
+                .json(&json!({"messages": [{"role": "user", "content": "whole"}]}))
+                .send()
+                .await
+        })
+    };
+    let started = quarry_testkit::eventually(std::time::Duration::from_secs(10), || async {
+        let received = stack
+            .emulator
+            .state()
+            .recorded(10)
+            .iter()
+            .any(|r| r.operation == "Converse");
+        received.then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the model call started");
+    client.abort();
+    assert!(
+        client.await.is_err_and(|e| e.is_cancelled()),
+        "the client left before the answer"
+    );
     let charged = quarry_testkit::eventually(std::time::Duration::from_secs(5), || async {
         (requests().await == 1).then_some(())
     })
