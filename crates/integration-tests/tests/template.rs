@@ -527,3 +527,34 @@ fn the_batch_bucket_is_private_encrypted_expiring_and_only_bedrocks_jobs_use_its
     assert!(globals["QUARRY_BATCH_BUCKET"].is_mapping());
     assert!(globals["QUARRY_BATCH_ROLE_ARN"].is_mapping());
 }
+
+/// CloudFormation takes no function as a Join delimiter (only a string): a template that
+/// has one deploys nowhere, whatever a SAM validation says.
+#[test]
+fn every_join_delimiter_is_a_plain_string() {
+    fn walk(v: &Value, found: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    if k.as_str() == Some("Fn::Join")
+                        && !v
+                            .as_sequence()
+                            .and_then(|s| s.first())
+                            .is_some_and(Value::is_string)
+                    {
+                        found.push(serde_yaml_ng::to_string(v).unwrap_or_default());
+                    }
+                    walk(v, found);
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|i| walk(i, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&template(), &mut found);
+    assert!(
+        found.is_empty(),
+        "Join delimiters that are not strings: {found:?}"
+    );
+}
