@@ -98,6 +98,8 @@ fn read(data: &[u8]) -> (PromptSpec, Map<String, Value>) {
         prompt_caching: false,
         guardrails: None,
         service_tier: None,
+        knowledge_base: None,
+        grounding: None,
     };
     (spec, given)
 }
