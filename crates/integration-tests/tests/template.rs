@@ -509,8 +509,9 @@ fn the_batch_bucket_is_private_encrypted_expiring_and_only_bedrocks_jobs_use_its
     let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
     assert_eq!(trust["Principal"]["Service"], "bedrock.amazonaws.com");
     assert!(trust["Condition"]["StringEquals"]["aws:SourceAccount"].is_mapping());
-    let text = serde_yaml_ng::to_string(&role["Properties"]["Policies"]).unwrap();
-    assert!(text.contains("model-invocation-job") || text.contains("BatchFilesBucket"));
+    // Only this account's batch inference jobs may assume it.
+    let source = serde_yaml_ng::to_string(&trust["Condition"]["ArnLike"]["aws:SourceArn"]).unwrap();
+    assert!(source.contains(":model-invocation-job/"), "{source}");
     for st in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         .as_sequence()
         .unwrap()

@@ -124,6 +124,24 @@ fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 
 /// A string member: `None` when absent; a wrong type is reported like an absent one would
 /// not be, since the SDKs never send one.
+/// The bucket owner and URI an input or output S3 config shares; the URI when present.
+fn s3_location(s3: &Value, at: &str, errors: &mut Violations) -> Option<String> {
+    if let Some(owner) = str_at(s3, "s3BucketOwner") {
+        errors.string(
+            &format!("{at}.s3BucketOwner"),
+            owner,
+            0,
+            12,
+            Some(ACCOUNT_PATTERN),
+        );
+    }
+    let uri = required(s3, "s3Uri", &format!("{at}.s3Uri"), errors);
+    if let Some(uri) = &uri {
+        errors.string(&format!("{at}.s3Uri"), uri, 1, 1024, Some(S3_URI_PATTERN));
+    }
+    uri
+}
+
 fn required(v: &Value, key: &str, at: &str, errors: &mut Violations) -> Option<String> {
     match v.get(key) {
         None | Some(Value::Null) => {
@@ -181,20 +199,7 @@ pub fn create_request(body: &[u8]) -> Result<CreateRequest, BedrockError> {
             if let Some(format) = str_at(s3, "s3InputFormat") {
                 errors.one_of(&format!("{at}.s3InputFormat"), format, &["JSONL"]);
             }
-            if let Some(owner) = str_at(s3, "s3BucketOwner") {
-                errors.string(
-                    &format!("{at}.s3BucketOwner"),
-                    owner,
-                    0,
-                    12,
-                    Some(ACCOUNT_PATTERN),
-                );
-            }
-            let uri = required(s3, "s3Uri", &format!("{at}.s3Uri"), &mut errors);
-            if let Some(uri) = &uri {
-                errors.string(&format!("{at}.s3Uri"), uri, 1, 1024, Some(S3_URI_PATTERN));
-            }
-            uri
+            s3_location(s3, at, &mut errors)
         }
     };
 
@@ -213,20 +218,7 @@ pub fn create_request(body: &[u8]) -> Result<CreateRequest, BedrockError> {
             if let Some(key) = str_at(s3, "s3EncryptionKeyId") {
                 errors.string(&format!("{at}.s3EncryptionKeyId"), key, 1, 2048, None);
             }
-            if let Some(owner) = str_at(s3, "s3BucketOwner") {
-                errors.string(
-                    &format!("{at}.s3BucketOwner"),
-                    owner,
-                    0,
-                    12,
-                    Some(ACCOUNT_PATTERN),
-                );
-            }
-            let uri = required(s3, "s3Uri", &format!("{at}.s3Uri"), &mut errors);
-            if let Some(uri) = &uri {
-                errors.string(&format!("{at}.s3Uri"), uri, 1, 1024, Some(S3_URI_PATTERN));
-            }
-            uri
+            s3_location(s3, at, &mut errors)
         }
     };
 

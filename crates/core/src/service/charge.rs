@@ -220,27 +220,29 @@ impl Shared {
         total
     }
 
-    /// Prices one call; `None` when unpriced (logged and counted loudly).
-    async fn price(
+    /// Prices one call of base model `model`; `None` when unpriced (logged and counted
+    /// loudly).
+    pub(super) async fn price(
         &self,
-        target: &ModelTarget,
+        model: &str,
         usage: &TokenUsage,
         tier: Option<ServiceTier>,
     ) -> Option<MicroUsd> {
         let pricing = match self.configs.pricing().await {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, model = %target.base_id, "pricing unavailable: cost not computed");
+                tracing::error!(error = %e, %model, "pricing unavailable: cost not computed");
                 return None;
             }
         };
-        match pricing.cost_in_tier(&target.base_id, usage, tier) {
+        match pricing.cost_in_tier(model, usage, tier) {
             Priced::Cost(c) => Some(c),
             Priced::Unpriced => {
-                tracing::warn!(model = %target.base_id, invoke_id = %target.invoke_id, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
+                tracing::warn!(%model, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
                 metrics::counter!("UnpricedCalls").increment(1);
-                // Base model IDs come from the routing configuration: a bounded label set.
-                metrics::counter!("UnpricedCalls", "Model" => target.base_id.clone()).increment(1);
+                // Base model IDs come from configuration (routing, Knowledge Bases): a
+                // bounded label set.
+                metrics::counter!("UnpricedCalls", "Model" => model.to_owned()).increment(1);
                 None
             }
         }
@@ -260,7 +262,7 @@ impl Shared {
             estimated,
             tier,
         } = call;
-        let cost = self.price(target, usage, *tier).await;
+        let cost = self.price(&target.base_id, usage, *tier).await;
         let record = UsageRecord {
             id,
             tenant: caller.tenant.clone(),

@@ -15,7 +15,6 @@ use crate::error::Error;
 use crate::guardrails::BedrockGuardrail;
 use crate::model::TokenUsage;
 use crate::ports::{Clock, SystemClock};
-use crate::pricing::Priced;
 use crate::retrieval::grounding::{self, GroundingResult, MAX_ANSWER_CHARS, MAX_PARTS};
 use crate::retrieval::{
     GroundingAction, OnFailure, Passage, RetrievalOutcome, RetrievalPlan, context, spec,
@@ -241,26 +240,12 @@ impl Shared {
                 passages.div_ceil(100).max(1) as u64,
             ));
         }
-        let pricing = self.configs.pricing().await;
         for (id, model, units) in lines {
             let usage = TokenUsage {
                 input: units,
                 ..TokenUsage::default()
             };
-            let cost = match &pricing {
-                Ok(p) => match p.cost(&model, &usage) {
-                    Priced::Cost(c) => Some(c),
-                    Priced::Unpriced => {
-                        tracing::warn!(%model, "UNPRICED MODEL: retrieval's model has no price; cost not recorded as zero");
-                        metrics::counter!("UnpricedCalls").increment(1);
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(error = %e, %model, "pricing unavailable: cost not computed");
-                    None
-                }
-            };
+            let cost = self.price(&model, &usage, None).await;
             let record = UsageRecord {
                 id,
                 tenant: caller.tenant.clone(),

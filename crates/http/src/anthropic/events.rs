@@ -86,34 +86,29 @@ impl Encoder {
     }
 
     pub fn reasoning(&mut self, text: &str) -> Vec<Event> {
-        let mut out = Vec::new();
-        let index = self.ensure(
-            Open::Thinking,
-            json!({"type": "thinking", "thinking": "", "signature": ""}),
-            &mut out,
-        );
-        Self::delta(
-            &mut out,
-            index,
-            json!({"type": "thinking_delta", "thinking": text}),
-        );
-        out
+        self.thinking(json!({"type": "thinking_delta", "thinking": text}), false)
     }
 
     /// The reasoning block's signature: it ends the block.
     pub fn signed(&mut self, signature: &str) -> Vec<Event> {
+        self.thinking(
+            json!({"type": "signature_delta", "signature": signature}),
+            true,
+        )
+    }
+
+    /// A delta of the thinking block (opened first when needed), closing it after `last`.
+    fn thinking(&mut self, delta: Value, last: bool) -> Vec<Event> {
         let mut out = Vec::new();
         let index = self.ensure(
             Open::Thinking,
             json!({"type": "thinking", "thinking": "", "signature": ""}),
             &mut out,
         );
-        Self::delta(
-            &mut out,
-            index,
-            json!({"type": "signature_delta", "signature": signature}),
-        );
-        self.close(&mut out);
+        Self::delta(&mut out, index, delta);
+        if last {
+            self.close(&mut out);
+        }
         out
     }
 

@@ -3,9 +3,10 @@
 //! like the other chat APIs: one pipeline (auth, limits, guardrails, budgets, fallback before
 //! the first byte, cache, ledger), and the ledger is Bedrock's usage, cache tokens included.
 //!
-//! [`request`] reads what the clients send; [`response`] is the `message` object and the
+//! [`request`] reads what the clients send (`blocks` turns its content into Quarry's); [`response`] is the `message` object and the
 //! error shape; [`events`] the stream's event sequence.
 
+mod blocks;
 pub mod events;
 pub mod request;
 pub mod response;
