@@ -67,6 +67,11 @@ impl DynamoBudgets {
             clock,
         }
     }
+
+    /// The client and table (the reservations, stored beside the budget state).
+    pub(crate) fn parts(&self) -> (&Client, &str) {
+        (&self.client, &self.table)
+    }
 }
 
 fn count_of(item: Option<&std::collections::HashMap<String, AttributeValue>>) -> u64 {

@@ -17,6 +17,7 @@ pub mod knowledge;
 pub mod ledger;
 pub mod ports;
 pub mod queues;
+pub mod reservations;
 pub mod results;
 pub mod sdk;
 pub mod settings;

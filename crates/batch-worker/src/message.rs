@@ -1,11 +1,16 @@
 //! The batch message, schema version 1 (see `infra/batch-message.schema.json`):
 //! `{"schema_version": 1, "job_id", "item_id", "tenant", "prompt"?, "version"? | "label"?,
 //! "variables"?, "messages"?, "tier"? | "model"?, "max_tokens"?, "temperature"?, "top_p"?,
-//! "stop"?, "tags"?, "output_schema"?, "service_tier"?}`; `messages` or `prompt` is
-//! required.
+//! "stop"?, "tags"?, "output_schema"?, "service_tier"?, "mode"?, "deadline"?}`; `messages`
+//! or `prompt` is required.
+//!
+//! A job header message opens a job before its items: `{"schema_version": 1, "job_id",
+//! "tenant", "job": {"items"?, "mode"?, "deadline"?}}`. It announces the item count and
+//! decides the job's mode (`online`, `bulk` or `auto`), once: send it before the items.
 
 use std::collections::BTreeMap;
 
+use quarry_core::bulk::JobMode;
 use quarry_core::chat::{ChatInput, PromptRef};
 use quarry_core::jobs::id_ok;
 use quarry_core::model::{InferenceParams, Message, ServiceTier};
@@ -54,6 +59,89 @@ pub struct BatchMessage {
     /// prompt's, else the routing's default for the tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<BatchServiceTier>,
+    /// `online` runs this item online whatever its job's mode; `bulk` makes a job that was
+    /// never opened a bulk job (of unannounced size: submitted after a quiet time); `auto`
+    /// follows the job's header, waiting for it (redelivered) if it has not arrived yet;
+    /// absent: the job's header if there is one, else online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<JobMode>,
+    /// When the job should be done (RFC 3339), for a bulk job this item opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+/// A job header message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobMessage {
+    pub schema_version: u32,
+    pub job_id: String,
+    pub tenant: String,
+    pub job: JobSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// How many items the job has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<JobMode>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+/// What a message on the batch queue is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Item(Box<BatchMessage>),
+    Job(JobMessage),
+}
+
+/// Unix milliseconds of an RFC 3339 deadline.
+pub fn deadline_ms(deadline: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(deadline)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("deadline '{deadline}' is not an RFC 3339 time ({e})"))
+}
+
+/// Whether a body is a job header message (it has `job` and no `item_id`).
+pub fn is_job_header(body: &str) -> bool {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("job").is_some() && v.get("item_id").is_none())
+}
+
+/// Parses any batch queue message: a job header (it has `job` and no `item_id`) or an item.
+pub fn parse_incoming(body: &str) -> Result<Incoming, Invalid> {
+    let header = serde_json::from_str::<Value>(body)
+        .ok()
+        .filter(|v| v.get("job").is_some() && v.get("item_id").is_none());
+    let Some(value) = header else {
+        return parse(body).map(|m| Incoming::Item(Box::new(m)));
+    };
+    let invalid = |reason: String| Invalid { reason, ids: None };
+    if value.get("schema_version").and_then(Value::as_u64) != Some(u64::from(SCHEMA_VERSION)) {
+        return Err(invalid(format!(
+            "schema_version is missing or not {SCHEMA_VERSION}"
+        )));
+    }
+    let job: JobMessage =
+        serde_json::from_value(value).map_err(|e| invalid(format!("invalid job header: {e}")))?;
+    if !id_ok(&job.job_id) || !id_ok(&job.tenant) {
+        return Err(invalid(
+            "job_id and tenant must be 1-128 letters, digits, '-', '_', '.' or ':'".into(),
+        ));
+    }
+    if job.job.items == Some(0) {
+        return Err(invalid("a job has at least 1 item".into()));
+    }
+    if let Some(d) = &job.job.deadline {
+        deadline_ms(d).map_err(invalid)?;
+    }
+    Ok(Incoming::Job(job))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +257,11 @@ pub fn parse(body: &str) -> Result<BatchMessage, Invalid> {
     if message.stop.iter().any(String::is_empty) {
         return invalid("stop sequences must not be empty");
     }
+    if let Some(d) = &message.deadline
+        && let Err(e) = deadline_ms(d)
+    {
+        return invalid(&e);
+    }
     Ok(message)
 }
 
@@ -239,6 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn job_headers_and_item_modes_parse() {
+        let Incoming::Job(job) = parse_incoming(
+            r#"{"schema_version":1,"job_id":"j1","tenant":"acme","job":{"items":120,"mode":"bulk"}}"#,
+        )
+        .unwrap() else {
+            panic!("not a job header");
+        };
+        assert_eq!(
+            (job.job.items, job.job.mode),
+            (Some(120), Some(JobMode::Bulk))
+        );
+        let Incoming::Item(item) = parse_incoming(
+            r#"{"schema_version":1,"job_id":"j1","item_id":"i","tenant":"acme","prompt":"p","mode":"online"}"#,
+        )
+        .unwrap() else {
+            panic!("not an item");
+        };
+        assert_eq!(item.mode, Some(JobMode::Online));
+        let e = parse(r#"{"schema_version":1,"job_id":"j1","item_id":"i","tenant":"acme","prompt":"p","deadline":"tomorrow"}"#).unwrap_err();
+        assert!(e.reason.contains("RFC 3339"), "{}", e.reason);
+        let e = parse_incoming(
+            r#"{"schema_version":1,"job_id":"j1","tenant":"acme","job":{"deadline":"soon"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("RFC 3339"), "{}", e.reason);
+    }
+
+    #[test]
     fn poison_keeps_its_ids_when_it_can() {
         let e = parse(r#"{"schema_version":9,"job_id":"j1","item_id":"i1","tenant":"acme"}"#)
             .unwrap_err();
@@ -295,10 +416,24 @@ mod schema_file {
             r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","max_tokens":0}"#,
             r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","stop":[""]}"#,
             r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","temperature":1,"top_p":0,"max_tokens":1,"stop":["x"]}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","mode":"bulk","deadline":"2026-12-02T00:00:00Z"}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","mode":"later"}"#,
+            r#"{"schema_version":1,"job_id":"j","tenant":"acme","job":{"items":120,"mode":"auto","deadline":"2026-12-02T00:00:00+01:00"}}"#,
+            r#"{"schema_version":1,"job_id":"j","tenant":"acme","job":{}}"#,
+            r#"{"schema_version":1,"job_id":"j","tenant":"acme","job":{"items":0}}"#,
+            r#"{"schema_version":1,"job_id":"j","tenant":"acme","job":{"mode":"fast"}}"#,
+            r#"{"schema_version":1,"job_id":"j","tenant":"acme","job":{"items":5,"extra":1}}"#,
+            r#"{"schema_version":2,"job_id":"j","tenant":"acme","job":{"items":5}}"#,
+            r#"{"schema_version":1,"tenant":"acme","job":{"items":5}}"#,
+            r#"{"schema_version":1,"job_id":"j","item_id":"i","tenant":"acme","prompt":"p","job":{"items":5}}"#,
         ];
         for case in cases {
             let value: serde_json::Value = serde_json::from_str(case).unwrap();
-            assert_eq!(validator.is_valid(&value), parse(case).is_ok(), "{case}");
+            assert_eq!(
+                validator.is_valid(&value),
+                parse_incoming(case).is_ok(),
+                "{case}"
+            );
         }
     }
 }

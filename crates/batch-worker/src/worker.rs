@@ -34,8 +34,12 @@ use quarry_core::service::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::message;
+use crate::job_mode::{Path, Plans};
+use crate::message::{self, BatchMessage, Incoming, JobMessage};
 use crate::partial::{Disposition, process_batch};
+use quarry_core::bulk::{JobMode, Staged};
+use quarry_core::ports::BulkJobs;
+use quarry_core::tenancy::Caller;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -111,6 +115,8 @@ pub struct WorkerPorts {
     pub ledger: Arc<dyn UsageLedger>,
     pub results: Option<Arc<dyn ResultsSink>>,
     pub retrieval: quarry_core::retrieval::RetrievalPorts,
+    /// Jobs' plans and the items kept for bulk jobs.
+    pub bulk: Arc<dyn BulkJobs>,
 }
 
 impl WorkerPorts {
@@ -128,6 +134,7 @@ impl WorkerPorts {
             results: results_queue
                 .map(|url| Arc::new(SqsResults::new(ports.sdk(), url)) as Arc<dyn ResultsSink>),
             retrieval: ports.retrieval(),
+            bulk: ports.jobs(),
         }
     }
 }
@@ -138,8 +145,25 @@ pub struct Worker {
     jobs: Arc<dyn JobStore>,
     quarantine: Arc<dyn Quarantine>,
     results: Option<Arc<dyn ResultsSink>>,
+    /// Jobs' plans (online or bulk), read once per job.
+    plans: Plans,
+    bulk: Arc<dyn BulkJobs>,
     /// Who holds leases taken by this process.
     owner: String,
+}
+
+/// Why a message is not run for the tenant it names.
+enum Refusal {
+    /// The directory could not be read: try again.
+    Retry(String),
+    /// Refused for good: kept for the operator.
+    Quarantine(String),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Per-batch state shared by its items.
@@ -182,6 +206,8 @@ impl Worker {
             jobs: ports.jobs,
             quarantine: ports.quarantine,
             results: ports.results,
+            plans: Plans::new(ports.bulk.clone()),
+            bulk: ports.bulk,
             owner,
         }
     }
@@ -217,7 +243,28 @@ impl Worker {
                 .unwrap_or_else(Instant::now),
             throttled: AtomicBool::new(false),
         };
-        process_batch(event, self.options.concurrency, |m| self.item(m, &batch)).await
+        // Job headers first: an item in the same batch as its job's header follows it.
+        let (headers, items): (Vec<_>, Vec<_>) = event
+            .records
+            .into_iter()
+            .partition(|m| m.body.as_deref().is_some_and(message::is_job_header));
+        let of = |records| {
+            let mut e = SqsEvent::default();
+            e.records = records;
+            e
+        };
+        let mut response = process_batch(of(headers), self.options.concurrency, |m| {
+            self.item(m, &batch)
+        })
+        .await;
+        let rest = process_batch(of(items), self.options.concurrency, |m| {
+            self.item(m, &batch)
+        })
+        .await;
+        response
+            .batch_item_failures
+            .extend(rest.batch_item_failures);
+        response
     }
 
     async fn notify(&self, message: serde_json::Value) {
@@ -240,10 +287,7 @@ impl Worker {
     ) -> Disposition {
         metrics::counter!("QuarantinedMessages").increment(1);
         tracing::warn!(message_id, sender, claimed = claimed.as_deref(), %reason, "batch message refused and quarantined");
-        let at_ms = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let held = Quarantined::new(message_id, sender, reason, claimed, body, at_ms);
+        let held = Quarantined::new(message_id, sender, reason, claimed, body, now_ms());
         match self.quarantine.hold(&held).await {
             Ok(()) => Disposition::Ack,
             Err(e) => Disposition::Retry(format!("refused message not quarantined: {e}")),
@@ -270,8 +314,13 @@ impl Worker {
         let body = m.body.unwrap_or_default();
         // Nothing is written under the tenant a message names before it is established
         // that the message is valid and its sender may speak for that tenant.
-        let msg = match message::parse(&body) {
-            Ok(msg) => msg,
+        let msg = match message::parse_incoming(&body) {
+            Ok(Incoming::Item(msg)) => *msg,
+            Ok(Incoming::Job(job)) => {
+                return self
+                    .open_job(job, &message_id, sender.as_deref(), &body)
+                    .await;
+            }
             Err(invalid) => {
                 let claimed = invalid
                     .ids
@@ -283,33 +332,23 @@ impl Worker {
             }
         };
         let claimed = || Some(format!("{}/{}/{}", msg.tenant, msg.job_id, msg.item_id));
-        let directory = match self.service.configs().tenants().await {
-            Ok(d) => d,
-            Err(e) => return Disposition::Retry(e.to_string()),
-        };
-        let caller = match directory.caller(&msg.tenant, false, Some("batch".into())) {
+        let caller = match self.authorise(&msg.tenant, sender.as_deref()).await {
             Ok(c) => c,
-            Err(e) => {
-                let reason = format!("tenant_not_allowed: {e}");
+            Err(Refusal::Retry(e)) => return Disposition::Retry(e),
+            Err(Refusal::Quarantine(reason)) => {
                 return self
                     .quarantine(&message_id, sender.as_deref(), &reason, claimed(), &body)
                     .await;
             }
         };
-        if !caller.policy.allows_sender(sender.as_deref()) {
-            let reason = format!(
-                "tenant_not_allowed: this producer may not submit for tenant '{}'",
-                msg.tenant
-            );
-            return self
-                .quarantine(&message_id, sender.as_deref(), &reason, claimed(), &body)
-                .await;
-        }
         let item = ItemRef {
             tenant: msg.tenant.clone(),
             job_id: msg.job_id.clone(),
             item_id: msg.item_id.clone(),
         };
+        if let Some(done) = self.to_bulk(&msg, &item, &body).await {
+            return done;
+        }
         if batch.throttled.load(Ordering::Relaxed) {
             return Disposition::Retry("not started: Bedrock is throttling this batch".into());
         }
@@ -402,6 +441,113 @@ impl Worker {
                 self.poison(&item, &format!("{}: {e}", e.error_type()))
                     .await
             }
+        }
+    }
+
+    /// Whether the tenant exists and this producer may speak for it.
+    async fn authorise(&self, tenant: &str, sender: Option<&str>) -> Result<Caller, Refusal> {
+        let directory = self
+            .service
+            .configs()
+            .tenants()
+            .await
+            .map_err(|e| Refusal::Retry(e.to_string()))?;
+        let caller = directory
+            .caller(tenant, false, Some("batch".into()))
+            .map_err(|e| Refusal::Quarantine(format!("tenant_not_allowed: {e}")))?;
+        if !caller.policy.allows_sender(sender) {
+            return Err(Refusal::Quarantine(format!(
+                "tenant_not_allowed: this producer may not submit for tenant '{tenant}'"
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// A job header: decides the job's mode, once.
+    async fn open_job(
+        &self,
+        job: JobMessage,
+        message_id: &str,
+        sender: Option<&str>,
+        body: &str,
+    ) -> Disposition {
+        let claimed = Some(format!("{}/{}", job.tenant, job.job_id));
+        match self.authorise(&job.tenant, sender).await {
+            Ok(_) => {}
+            Err(Refusal::Retry(e)) => return Disposition::Retry(e),
+            Err(Refusal::Quarantine(reason)) => {
+                return self
+                    .quarantine(message_id, sender, &reason, claimed, body)
+                    .await;
+            }
+        }
+        let policy = match self.service.configs().routing().await {
+            Ok(r) => r.bulk.clone(),
+            Err(e) => return Disposition::Retry(e.to_string()),
+        };
+        let deadline = job
+            .job
+            .deadline
+            .as_deref()
+            .and_then(|d| message::deadline_ms(d).ok());
+        let plan = quarry_core::bulk::resolve(
+            job.job.mode.unwrap_or_default(),
+            job.job.items,
+            deadline,
+            now_ms(),
+            &policy,
+        );
+        match self.plans.open(&job.tenant, &job.job_id, &plan).await {
+            Ok(in_force) => {
+                tracing::info!(tenant = %job.tenant, job = %job.job_id, mode = in_force.mode.as_str(), reason = %in_force.reason, "job opened");
+                Disposition::Ack
+            }
+            Err(e) => Disposition::Retry(format!("job not opened: {e}")),
+        }
+    }
+
+    /// Keeps the item for its bulk job when that is its path: `Some` is the message's
+    /// disposition; `None` runs it online.
+    async fn to_bulk(&self, msg: &BatchMessage, item: &ItemRef, body: &str) -> Option<Disposition> {
+        let path = match self.plans.path(msg).await {
+            Ok(p) => p,
+            Err(e) => return Some(Disposition::Retry(format!("job plan unreadable: {e}"))),
+        };
+        match path {
+            Path::Online => return None,
+            Path::Bulk => {}
+            Path::Wait => {
+                return Some(Disposition::Retry(
+                    "mode auto: waiting for the job's header message".into(),
+                ));
+            }
+            Path::OpenBulk => {
+                let policy = match self.service.configs().routing().await {
+                    Ok(r) => r.bulk.clone(),
+                    Err(e) => return Some(Disposition::Retry(e.to_string())),
+                };
+                let deadline = msg
+                    .deadline
+                    .as_deref()
+                    .and_then(|d| message::deadline_ms(d).ok());
+                let plan =
+                    quarry_core::bulk::resolve(JobMode::Bulk, None, deadline, now_ms(), &policy);
+                match self.plans.open(&item.tenant, &item.job_id, &plan).await {
+                    Ok(p) if p.mode == JobMode::Bulk => {}
+                    Ok(_) => return None,
+                    Err(e) => return Some(Disposition::Retry(format!("job not opened: {e}"))),
+                }
+            }
+        }
+        match self.bulk.stage(item, body).await {
+            Ok(Staged::Kept) => {
+                tracing::info!(job = %item.job_id, item = %item.item_id, "item kept for its bulk job");
+                Some(Disposition::Ack)
+            }
+            Ok(Staged::Known) => Some(Disposition::Ack),
+            // Its job was submitted before it arrived: it runs online.
+            Ok(Staged::Closed) => None,
+            Err(e) => Some(Disposition::Retry(format!("item not kept for bulk: {e}"))),
         }
     }
 

@@ -250,3 +250,51 @@ impl Quarantine for MemoryJobs {
         Ok(jobs.quarantined.clone())
     }
 }
+
+/// The benchmark's jobs are online jobs: no job has a plan, nothing is kept for bulk.
+#[async_trait]
+impl quarry_core::ports::BulkJobs for MemoryJobs {
+    async fn open(
+        &self,
+        _: &str,
+        _: &str,
+        plan: &quarry_core::bulk::JobPlan,
+    ) -> Result<quarry_core::bulk::JobPlan, JobError> {
+        Ok(plan.clone())
+    }
+    async fn plan(&self, _: &str, _: &str) -> Result<Option<quarry_core::bulk::JobPlan>, JobError> {
+        Ok(None)
+    }
+    async fn stage(&self, _: &ItemRef, _: &str) -> Result<quarry_core::bulk::Staged, JobError> {
+        Ok(quarry_core::bulk::Staged::Closed)
+    }
+    async fn staged(&self, _: &str, _: &str) -> Result<Vec<(String, String)>, JobError> {
+        Ok(Vec::new())
+    }
+    async fn take(&self, _: &ItemRef, _: &str, _: Duration) -> Result<Option<String>, JobError> {
+        Ok(None)
+    }
+    async fn to_online(&self, _: &ItemRef) -> Result<Option<String>, JobError> {
+        Ok(None)
+    }
+    async fn tracked(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<quarry_core::bulk::BulkJob>, JobError> {
+        Ok(None)
+    }
+    async fn track(&self, _: &quarry_core::bulk::BulkJob) -> Result<(), JobError> {
+        Ok(())
+    }
+    async fn request_cancel(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<quarry_core::bulk::BulkJob>, JobError> {
+        Ok(None)
+    }
+    async fn open_jobs(&self) -> Result<Vec<(String, String)>, JobError> {
+        Ok(Vec::new())
+    }
+}

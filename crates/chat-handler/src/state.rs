@@ -146,6 +146,8 @@ pub struct HandlerPorts {
     pub ledger: Arc<dyn UsageLedger>,
     pub applier: Arc<dyn GuardrailApplier>,
     pub jobs: Arc<dyn JobStore>,
+    /// Batch jobs' plans and bulk tracking records, for their status.
+    pub bulk_jobs: Arc<dyn quarry_core::ports::BulkJobs>,
     pub embeddings: Arc<dyn EmbeddingCache>,
     pub retrieval: quarry_core::retrieval::RetrievalPorts,
 }
@@ -157,6 +159,7 @@ pub struct AppState {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Batch jobs, for their status.
     pub jobs: Arc<dyn JobStore>,
+    pub bulk_jobs: Arc<dyn quarry_core::ports::BulkJobs>,
     /// Flushes metrics at the end of a request when the runtime does not (streaming).
     pub flush_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Fetches linked images, when the deployment allows it.
@@ -179,6 +182,7 @@ impl HandlerPorts {
             ledger: ports.ledger(),
             applier: bedrock,
             jobs: ports.jobs(),
+            bulk_jobs: ports.jobs(),
             embeddings: cache,
             retrieval: ports.retrieval(),
         }
@@ -268,6 +272,7 @@ impl AppState {
             service,
             idempotency: ports.idempotency,
             jobs: ports.jobs,
+            bulk_jobs: ports.bulk_jobs,
             flush_metrics: None,
             images,
             embeddings,

@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::queues::queue_url;
 use quarry_aws::sdk::describe;
+use quarry_core::bulk::{JobMode, JobPlan};
 use quarry_core::jobs::ItemStatus;
-use quarry_core::ports::{JobStore, Quarantine};
+use quarry_core::ports::{BulkInference, BulkJobs, JobStore, Quarantine};
 use serde_json::{Value, json};
 
 use crate::aws::AwsArgs;
@@ -42,6 +43,23 @@ pub enum BatchCommand {
         /// is cheaper and may wait (a throttled or slow flex call is retried at standard).
         #[arg(long, value_parser = ["flex", "standard", "priority"])]
         service_tier: Option<String>,
+        /// `online` (the SQS worker), `bulk` (Bedrock batch inference: half the price, done
+        /// within a day) or `auto`: bulk when the job has at least routing's
+        /// `bulk.min_items` items (default 100) and its deadline allows.
+        #[arg(long, value_parser = ["online", "bulk", "auto"], default_value = "auto")]
+        mode: String,
+        /// When the job should be done: an RFC 3339 time, or a duration from now (`90m`,
+        /// `36h`, `2d`). `auto` runs online when it is sooner than bulk's turnaround.
+        #[arg(long)]
+        deadline: Option<String>,
+    },
+    /// Cancel a bulk job: stops its Bedrock batch inference job (StopModelInvocationJob).
+    /// Records Bedrock finished before it stopped keep their results; the others fail as
+    /// cancelled.
+    Cancel {
+        job_id: String,
+        #[arg(long)]
+        tenant: String,
     },
     /// Counts, cost and failures of a job.
     Status {
@@ -160,6 +178,56 @@ fn prepare(
     }
 }
 
+/// Opens the job: announces its items and decides its mode, as the worker would for a job
+/// header message. A job opened before keeps its plan (said so).
+#[allow(clippy::too_many_arguments)]
+async fn open_job(
+    aws: &AwsArgs,
+    sdk: &aws_config::SdkConfig,
+    settings: &quarry_aws::Settings,
+    jobs: &DynamoJobs,
+    tenant: &str,
+    job_id: &str,
+    items: u64,
+    mode: &str,
+    deadline: Option<&str>,
+) -> Result<JobPlan, String> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let deadline = deadline
+        .map(|d| quarry_core::bulk::parse_deadline(d, now))
+        .transpose()?;
+    let requested = JobMode::parse(mode).unwrap_or_default();
+    let configs = quarry_core::config::Configs::new(
+        std::sync::Arc::new(quarry_aws::ssm::SsmParams::new(sdk)),
+        &settings.param_prefix,
+        std::time::Duration::from_secs(60),
+    );
+    let policy = match configs.routing().await {
+        Ok(r) => r.bulk.clone(),
+        Err(quarry_core::Error::Config(e)) => return Err(aws.failure("the routing", &e)),
+        Err(e) => return Err(e.to_string()),
+    };
+    let plan = quarry_core::bulk::resolve(requested, Some(items), deadline, now, &policy);
+    if requested == JobMode::Bulk && plan.mode != JobMode::Bulk {
+        return Err(format!(
+            "nothing sent: job {job_id} cannot run in bulk: {}",
+            plan.reason
+        ));
+    }
+    let in_force = jobs
+        .open(tenant, job_id, &plan)
+        .await
+        .map_err(|e| e.to_string())?;
+    if in_force != plan {
+        eprintln!(
+            "warning: job {job_id} was opened before: it keeps its plan ({}, {} items announced), and its items that already finished will not run again",
+            in_force.mode.as_str(),
+            in_force.expected.map_or("no".into(), |e| e.to_string())
+        );
+    }
+    Ok(in_force)
+}
+
 /// Follows a job until it is done: a progress bar over its announced (else started) items,
 /// with the rate and an ETA.
 async fn follow(jobs: &DynamoJobs, tenant: &str, job_id: &str) -> Result<(), String> {
@@ -250,6 +318,8 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             tenant,
             queue_url: queue,
             service_tier,
+            mode,
+            deadline,
         } => {
             let job_id = job_id.unwrap_or_else(new_job_id);
             let items = prepare(&file, &job_id, tenant.as_deref(), service_tier.as_deref())
@@ -279,15 +349,19 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?,
             };
-            if let Some(before) = jobs
-                .expect(tenant, &job_id, items.len() as u64)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                eprintln!(
-                    "warning: job {job_id} exists already ({before} items announced): its count is kept, and its items that already finished will not run again"
-                );
-            }
+            let plan = open_job(
+                &args.aws,
+                &sdk,
+                &settings,
+                &jobs,
+                tenant,
+                &job_id,
+                items.len() as u64,
+                &mode,
+                deadline.as_deref(),
+            )
+            .await?;
+            println!("job {job_id}: {} ({})", plan.mode.as_str(), plan.reason);
             let bar = ProgressBar::new(items.len() as u64);
             bar.set_style(
                 ProgressStyle::with_template("{bar:40} {pos}/{len} items sent ({per_sec})")
@@ -410,6 +484,35 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             }
             eprintln!("{} quarantined message(s) on {day}", held.len());
         }
+        BatchCommand::Cancel { job_id, tenant } => {
+            let job = jobs
+                .request_cancel(&tenant, &job_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!("no bulk job {job_id} for tenant {tenant} (online jobs run item by item and cannot be cancelled)")
+                })?;
+            if !job.is_open() {
+                return Err(format!(
+                    "job {job_id} is {} already: nothing to cancel",
+                    job.status()
+                ));
+            }
+            match &job.job_arn {
+                Some(arn) => {
+                    quarry_aws::bulk::BedrockBulk::new(&sdk)
+                        .stop(arn)
+                        .await
+                        .map_err(|e| format!("{e} (the tracker asks again at its next run)"))?;
+                    println!(
+                        "job {job_id}: stopping {arn}; records Bedrock finished keep their results, the others fail as cancelled"
+                    );
+                }
+                None => println!(
+                    "job {job_id}: cancelled before submission; its items fail as cancelled"
+                ),
+            }
+        }
         BatchCommand::Status {
             job_id,
             tenant,
@@ -433,6 +536,41 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             println!("failed     {}", counts.failed);
             println!("in flight  {}", counts.in_flight());
             println!("cost       ${}", counts.cost.to_usd_string());
+            let plan = jobs
+                .plan(&tenant, &job_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(p) = &plan {
+                println!("mode       {} ({})", p.mode.as_str(), p.reason);
+            }
+            if plan.is_some_and(|p| p.mode == JobMode::Bulk)
+                && let Some(b) = jobs
+                    .tracked(&tenant, &job_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                println!("bulk       {}", b.status());
+                if let Some(arn) = &b.job_arn {
+                    println!(
+                        "bedrock    {arn} ({} records, model {})",
+                        b.records,
+                        b.model.as_deref().unwrap_or("-")
+                    );
+                }
+                if let Some(m) = &b.manifest {
+                    println!(
+                        "records    {} processed, {} succeeded, {} failed",
+                        m.processed_record_count, m.success_record_count, m.error_record_count
+                    );
+                }
+                if b.online > 0 {
+                    println!("online     {} items ran online instead", b.online);
+                }
+                println!("reserved   ${}", b.reserved.to_usd_string());
+                if let Some(msg) = &b.message {
+                    println!("message    {msg}");
+                }
+            }
             let failures: Vec<_> = jobs
                 .items(&tenant, &job_id)
                 .await

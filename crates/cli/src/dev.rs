@@ -184,6 +184,20 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         // Short locally, so a pushed prompt or label shows within seconds.
         serve.env("QUARRY_CONFIG_MAX_AGE_SECS", "5");
     }
+    // Bulk jobs locally: the emulator's batch jobs finish in seconds, so the tracker runs and
+    // polls every few seconds; the role is the stack's in AWS, any valid ARN here.
+    for (key, value) in [
+        ("QUARRY_BULK_TRACKER_INTERVAL_SECS", "2"),
+        ("QUARRY_BULK_POLL_SECS", "2"),
+        (
+            "QUARRY_BATCH_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/quarry-dev-batch",
+        ),
+    ] {
+        if std::env::var(key).is_err() {
+            serve.env(key, value);
+        }
+    }
     if std::env::var("QUARRY_COST_ALARM_INTERVAL_SECS").is_err() {
         serve.env("QUARRY_COST_ALARM_INTERVAL_SECS", "60");
     }

@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// Do not poll the batch queue.
     #[arg(long)]
     pub no_batch: bool,
+    /// Seconds between bulk-tracker runs (Bedrock batch inference jobs).
+    #[arg(long, default_value_t = 60, env = "QUARRY_BULK_TRACKER_INTERVAL_SECS")]
+    pub bulk_tracker_interval: u64,
     /// Stop when standard input closes (how `quarry dev` makes sure no server outlives it).
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,
@@ -70,6 +73,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         ));
         let mapping = EventSourceMapping::new(sqs, url, arn, worker, MappingOptions::default());
         tasks.push(tokio::spawn(mapping.run()));
+        // The bulk-tracker Lambda's schedule.
+        let options = batch_worker::bulk::TrackerOptions::from_settings(&settings, env_lookup)?;
+        let results = env_lookup("QUARRY_RESULTS_QUEUE_URL").filter(|v| !v.is_empty());
+        let tracker =
+            batch_worker::bulk::Tracker::from_sdk(&sdk, &settings, options, results.as_deref());
+        let every = Duration::from_secs(args.bulk_tracker_interval.max(1));
+        tasks.push(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                let run = tracker
+                    .run(tokio::time::Instant::now() + Duration::from_secs(300))
+                    .await;
+                for e in &run.errors {
+                    tracing::warn!(error = %e, "bulk tracker");
+                }
+            }
+        }));
     }
     let interval = Duration::from_secs(args.cost_alarm_interval.max(1));
     let alarm = cost_alarm::CostAlarm::from_sdk(&sdk, &settings);

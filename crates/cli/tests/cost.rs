@@ -167,6 +167,7 @@ async fn a_report_is_the_bill_or_an_error() {
             cost: Some(quarry_core::pricing::MicroUsd(1234)),
             cached: false,
             estimated: false,
+            bulk: false,
             at_ms: chrono::Utc::now().timestamp_millis(),
             service_tier: None,
             key: None,

@@ -212,6 +212,7 @@ mod tests {
                 tier_service_tiers: Default::default(),
                 model_aliases: Default::default(),
                 knowledge_bases: Default::default(),
+                bulk: Default::default(),
             }),
             prompt: None,
             output_schema: None,

@@ -378,6 +378,7 @@ impl EmbeddingService {
             estimated: false,
             service_tier: None,
             key: caller.key_label.clone(),
+            bulk: false,
             at_ms: SystemClock.now_ms(),
         };
         if let Err(e) = self.ports.ledger.record(&record).await {

@@ -74,6 +74,8 @@ pub enum ItemStatus {
     Retry,
     Succeeded,
     Failed,
+    /// Handed to Bedrock batch inference: its result comes with its bulk job's.
+    Bulk,
 }
 
 /// Which item: jobs are scoped to their tenant by construction.
@@ -127,8 +129,9 @@ pub struct ItemRecord {
     /// The stored output was cut to fit DynamoDB's item limit.
     #[serde(default)]
     pub truncated: bool,
-    /// The item's message, kept when it failed for a reason its cause can fix (a budget):
-    /// `quarry batch retry` sends it again.
+    /// The item's message, kept while it may have to be sent again: a failure its cause can
+    /// fix (a budget; `quarry batch retry` sends it again), or an item waiting in a bulk job
+    /// (rendered at submission; sent online if Bedrock fails it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_body: Option<String>,
 }

@@ -50,6 +50,9 @@ pub struct ModelCapabilities {
     /// `performanceConfig.latency: optimized`.
     #[serde(default)]
     pub latency_optimized: bool,
+    /// Bedrock batch inference (CreateModelInvocationJob) runs it: bulk jobs may use it.
+    #[serde(default)]
+    pub batch_inference: bool,
     /// `strict` on a tool's specification.
     #[serde(default)]
     pub strict_tools: bool,
@@ -113,6 +116,7 @@ impl Default for ModelCapabilities {
             reasoning: None,
             service_tiers: Vec::new(),
             latency_optimized: false,
+            batch_inference: false,
             strict_tools: false,
             parallel_tool_control: false,
             top_k: false,
@@ -160,6 +164,9 @@ pub struct RoutingConfig {
     /// for one tenants share, the metadata attribute that holds each document's tenant.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub knowledge_bases: BTreeMap<String, crate::retrieval::KnowledgeBaseEntry>,
+    /// When batch jobs run on Bedrock batch inference, and how those bulk jobs are tracked.
+    #[serde(default)]
+    pub bulk: crate::bulk::BulkPolicy,
 }
 
 const REGION_PREFIXES: [&str; 8] = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];

@@ -30,6 +30,9 @@ pub struct UsageRecord {
     /// The service tier that served the call, when Bedrock said (priced by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<crate::model::ServiceTier>,
+    /// Processed by Bedrock batch inference (a bulk job's record), at the batch price.
+    #[serde(default)]
+    pub bulk: bool,
     /// Unix milliseconds.
     pub at_ms: i64,
 }

@@ -150,11 +150,23 @@ impl CostAlarm {
         }
         let mut spend: BTreeMap<String, MicroUsd> = BTreeMap::new();
         for t in &tenants {
-            match self.reader.get(&month_pk(t, &month), "TOTAL").await {
-                Ok(totals) => {
-                    spend.insert(t.clone(), MicroUsd(totals.cost_micro));
+            // What bulk jobs hold (estimates awaiting their results) counts as spent: a
+            // budget their results would pass refuses online work before they land.
+            let held = self
+                .reader
+                .get(&quarry_aws::reservations::reserved_pk(t), "TOTAL")
+                .await;
+            match (self.reader.get(&month_pk(t, &month), "TOTAL").await, held) {
+                (Ok(totals), Ok(held)) => {
+                    spend.insert(
+                        t.clone(),
+                        MicroUsd(totals.cost_micro.saturating_add(held.cost_micro)),
+                    );
                 }
-                Err(e) => summary
+                (_, Err(e)) => summary
+                    .errors
+                    .push(format!("{t}: bulk holds unreadable ({e}); not evaluated")),
+                (Err(e), _) => summary
                     .errors
                     .push(format!("{t}: spend unreadable ({e}); not evaluated")),
             }

@@ -1,6 +1,7 @@
 //! `GET /v1/batches/{job_id}`: the status of a batch job. The four `counts` keys are a
 //! contract scripts rely on; fields may be added, not removed.
 
+use quarry_core::bulk::{BulkJob, JobPlan};
 use quarry_core::jobs::{ItemRecord, ItemStatus, JobCounts, JobState};
 use serde::Serialize;
 
@@ -16,6 +17,34 @@ pub struct BatchStatus {
     pub expected: Option<u64>,
     pub cost_usd: String,
     pub failures: Vec<Failure>,
+    /// `online` or `bulk` (Bedrock batch inference), and why.
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode_reason: Option<String>,
+    /// The Bedrock batch inference job of a bulk job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<Bulk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bulk {
+    /// `collecting`, then Bedrock's state (`submitted`, `validating`, `scheduled`,
+    /// `in_progress`, `stopping`), `settling` while results are stored, then how it ended
+    /// (`completed`, `partially_completed`, `failed`, `stopped`, `expired`), or `refused`
+    /// (its estimate did not fit the budget) or `cancelled`.
+    pub status: String,
+    pub job_arn: Option<String>,
+    pub model: Option<String>,
+    /// Records handed to Bedrock, and Bedrock's counts once its manifest is written.
+    pub records: u64,
+    pub processed: Option<u64>,
+    pub succeeded: Option<u64>,
+    pub errors: Option<u64>,
+    /// Items that ran online instead.
+    pub online: u64,
+    /// The estimate held against the budget until the results are charged.
+    pub reserved_usd: String,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,6 +107,30 @@ impl BatchStatus {
                     reason: i.reason.clone(),
                 })
                 .collect(),
+            mode: "online".into(),
+            mode_reason: None,
+            bulk: None,
         }
+    }
+
+    /// Adds the job's plan and, for a bulk job, its tracking record.
+    pub fn with_plan(mut self, plan: Option<&JobPlan>, bulk: Option<&BulkJob>) -> Self {
+        if let Some(p) = plan {
+            self.mode = p.mode.as_str().to_owned();
+            self.mode_reason = Some(p.reason.clone());
+        }
+        self.bulk = bulk.map(|b| Bulk {
+            status: b.status(),
+            job_arn: b.job_arn.clone(),
+            model: b.model.clone(),
+            records: b.records,
+            processed: b.manifest.as_ref().map(|m| m.processed_record_count),
+            succeeded: b.manifest.as_ref().map(|m| m.success_record_count),
+            errors: b.manifest.as_ref().map(|m| m.error_record_count),
+            online: b.online,
+            reserved_usd: b.reserved.to_usd_string(),
+            message: b.message.clone(),
+        });
+        self
     }
 }

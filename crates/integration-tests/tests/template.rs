@@ -109,9 +109,15 @@ fn functions_are_custom_runtime_cargo_lambda_with_json_logs() {
         .collect();
     assert_eq!(
         binaries,
-        ["batch-worker", "cache-lookup", "chat-handler", "cost-alarm"]
-            .map(String::from)
-            .into()
+        [
+            "batch-worker",
+            "bulk-tracker",
+            "cache-lookup",
+            "chat-handler",
+            "cost-alarm"
+        ]
+        .map(String::from)
+        .into()
     );
     for (name, f) in &functions {
         assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
@@ -420,8 +426,13 @@ fn the_edges_are_closed_streaming_url_concurrency_keys_and_queues() {
         serde_yaml_ng::from_str::<Value>("[ApiKeyAuth, api_key, iam]").unwrap()
     );
 
-    // Every function has its reserved concurrency (a parameter; 0 turns it off).
+    // Every function has its reserved concurrency (a parameter; 0 turns it off), except the
+    // bulk tracker, which is one run at a time by design.
     for (name, function) in of_type(&t, "AWS::Serverless::Function") {
+        if name == "BulkTrackerFunction" {
+            assert_eq!(function["Properties"]["ReservedConcurrentExecutions"], 1);
+            continue;
+        }
         let reserved = &function["Properties"]["ReservedConcurrentExecutions"]["Fn::If"];
         let param = reserved[1]["Ref"]
             .as_str()
@@ -531,6 +542,70 @@ fn the_batch_bucket_is_private_encrypted_expiring_and_only_bedrocks_jobs_use_its
 
 /// CloudFormation takes no function as a Join delimiter (only a string): a template that
 /// has one deploys nowhere, whatever a SAM validation says.
+#[test]
+fn the_bulk_tracker_runs_on_a_schedule_and_may_pass_only_the_batch_role_to_bedrock() {
+    let t = template();
+    let find = |name: &str| {
+        resources(&t)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .1
+    };
+    let tracker = find("BulkTrackerFunction");
+    let schedule = &tracker["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"], "ScheduleV2");
+    assert_eq!(tracker["Properties"]["ReservedConcurrentExecutions"], 1);
+    let all = statements(&tracker);
+    let sid = |s: &str| {
+        all.iter()
+            .find(|st| st["Sid"] == s)
+            .unwrap_or_else(|| panic!("no {s}"))
+            .clone()
+    };
+    let pass = sid("PassBatchRole");
+    assert_eq!(strings(&pass["Action"]), ["iam:PassRole"]);
+    let resource = serde_yaml_ng::to_string(&pass["Resource"]).unwrap();
+    assert!(resource.contains("BedrockBatchRole"), "{resource}");
+    let condition = serde_yaml_ng::to_string(&pass["Condition"]).unwrap();
+    assert!(condition.contains("bedrock.amazonaws.com"), "{condition}");
+    let jobs = sid("BatchInferenceJobs");
+    assert_eq!(
+        strings(&jobs["Action"]),
+        [
+            "bedrock:CreateModelInvocationJob",
+            "bedrock:GetModelInvocationJob",
+            "bedrock:StopModelInvocationJob"
+        ]
+    );
+    let files = serde_yaml_ng::to_string(&sid("BatchFiles")["Resource"]).unwrap();
+    assert!(
+        files.contains("BatchFilesBucket") && files.contains("quarry-bulk/"),
+        "{files}"
+    );
+    // No other function passes roles or starts batch jobs.
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        if name == "BulkTrackerFunction" {
+            continue;
+        }
+        for st in statements(&f) {
+            for a in strings(&st["Action"]) {
+                assert!(
+                    a != "iam:PassRole" && !a.contains("ModelInvocationJob"),
+                    "{name}: {a}"
+                );
+            }
+        }
+    }
+    // The worker keeps a bulk job's items only while it collects (a transaction check).
+    let worker = statements(&find("BatchWorkerFunction"));
+    assert!(worker.iter().any(|st| {
+        strings(&st["Action"])
+            .iter()
+            .any(|a| a == "dynamodb:ConditionCheckItem")
+    }));
+}
+
 #[test]
 fn every_join_delimiter_is_a_plain_string() {
     fn walk(v: &Value, found: &mut Vec<String>) {

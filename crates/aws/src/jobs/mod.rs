@@ -21,6 +21,7 @@ use quarry_core::pricing::MicroUsd;
 
 use crate::sdk::describe;
 
+mod bulk;
 mod output;
 mod quarantine;
 mod retry;
@@ -62,6 +63,7 @@ fn status_name(s: ItemStatus) -> &'static str {
         ItemStatus::Retry => "retry",
         ItemStatus::Succeeded => "succeeded",
         ItemStatus::Failed => "failed",
+        ItemStatus::Bulk => "bulk",
     }
 }
 
@@ -70,6 +72,7 @@ fn status_of(s: &str) -> ItemStatus {
         "succeeded" => ItemStatus::Succeeded,
         "failed" => ItemStatus::Failed,
         "retry" => ItemStatus::Retry,
+        "bulk" => ItemStatus::Bulk,
         _ => ItemStatus::InProgress,
     }
 }
@@ -252,9 +255,11 @@ impl JobStore for DynamoJobs {
                     .as_deref()
                     .map(status_of)
                 {
-                    Some(done @ (ItemStatus::Succeeded | ItemStatus::Failed)) => {
-                        Ok(ItemClaim::Done(done))
-                    }
+                    // A bulk item's outcome comes with its job's: a second delivery of its
+                    // message runs nothing.
+                    Some(
+                        done @ (ItemStatus::Succeeded | ItemStatus::Failed | ItemStatus::Bulk),
+                    ) => Ok(ItemClaim::Done(done)),
                     _ => Ok(ItemClaim::Busy),
                 }
             }
@@ -294,13 +299,13 @@ impl JobStore for DynamoJobs {
                 update = update
                     .expression_attribute_names("#out", "output")
                     .expression_attribute_values(":out", s(&t));
-                "SET #s = :done, #r = :result, #out = :out, updated_at = :now REMOVE lease_owner, lease_until"
+                "SET #s = :done, #r = :result, #out = :out, updated_at = :now REMOVE lease_owner, lease_until, retry_body"
             }
             Stored::Gzip(bytes) => {
                 update = update
                     .expression_attribute_names("#outgz", "output_gz")
                     .expression_attribute_values(":out", AttributeValue::B(Blob::new(bytes)));
-                "SET #s = :done, #r = :result, #outgz = :out, updated_at = :now REMOVE lease_owner, lease_until"
+                "SET #s = :done, #r = :result, #outgz = :out, updated_at = :now REMOVE lease_owner, lease_until, retry_body"
             }
             Stored::Truncated(t) => {
                 update = update
@@ -308,7 +313,7 @@ impl JobStore for DynamoJobs {
                     .expression_attribute_names("#trunc", "truncated")
                     .expression_attribute_values(":out", s(&t))
                     .expression_attribute_values(":yes", AttributeValue::Bool(true));
-                "SET #s = :done, #r = :result, #out = :out, #trunc = :yes, updated_at = :now REMOVE lease_owner, lease_until"
+                "SET #s = :done, #r = :result, #out = :out, #trunc = :yes, updated_at = :now REMOVE lease_owner, lease_until, retry_body"
             }
         };
         let update = update
@@ -380,7 +385,7 @@ impl JobStore for DynamoJobs {
             .table_name(&self.table)
             .key("pk", pk)
             .key("sk", sk)
-            .update_expression("SET #s = :failed, #why = :reason, updated_at = :now REMOVE lease_owner, lease_until")
+            .update_expression("SET #s = :failed, #why = :reason, updated_at = :now REMOVE lease_owner, lease_until, retry_body")
             .condition_expression("#s IN (:inprog, :retry)")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#why", "reason")

@@ -126,6 +126,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
                 ledger: Arc::new(NoLedger),
                 results: None,
                 retrieval: Default::default(),
+                bulk: jobs.clone(),
             };
             (Worker::with_ports(ports, &stack.settings, options), jobs)
         }

@@ -112,6 +112,10 @@ fn main() {
                 &sdk,
                 "unused-in-this-benchmark",
             )),
+            bulk_jobs: Arc::new(quarry_aws::jobs::DynamoJobs::new(
+                &sdk,
+                "unused-in-this-benchmark",
+            )),
             retrieval: Default::default(),
         };
         let state = Arc::new(AppState::with_ports(ports, settings, Options::default()));

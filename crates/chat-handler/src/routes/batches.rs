@@ -45,5 +45,20 @@ pub async fn handler(
         .items(&caller.tenant, &job_id)
         .await
         .map_err(unavailable)?;
-    Ok(Json(BatchStatus::new(&job_id, &counts, &items)))
+    let plan = state
+        .bulk_jobs
+        .plan(&caller.tenant, &job_id)
+        .await
+        .map_err(unavailable)?;
+    let bulk = match &plan {
+        Some(p) if p.mode == quarry_core::bulk::JobMode::Bulk => state
+            .bulk_jobs
+            .tracked(&caller.tenant, &job_id)
+            .await
+            .map_err(unavailable)?,
+        _ => None,
+    };
+    Ok(Json(
+        BatchStatus::new(&job_id, &counts, &items).with_plan(plan.as_ref(), bulk.as_ref()),
+    ))
 }

@@ -61,6 +61,7 @@ pub fn unreachable_app(auth: AuthMode) -> (axum::Router, Arc<CountingParams>) {
         ledger: Arc::new(NoLedger),
         applier: bedrock,
         jobs: Arc::new(DynamoJobs::new(&sdk, &settings.jobs_table)),
+        bulk_jobs: Arc::new(DynamoJobs::new(&sdk, &settings.jobs_table)),
         retrieval: Default::default(),
     };
     let options = Options {

@@ -30,6 +30,17 @@ struct Call {
     estimated: bool,
     /// The service tier Bedrock says served the call (its price follows).
     tier: Option<ServiceTier>,
+    /// Processed by Bedrock batch inference: priced at the batch price.
+    bulk: bool,
+}
+
+/// Which price a call's tokens are charged at.
+#[derive(Clone, Copy)]
+pub(crate) enum Rate {
+    /// On demand, in the service tier Bedrock reported (`None`: standard).
+    Tier(Option<ServiceTier>),
+    /// Bedrock batch inference.
+    Batch,
 }
 
 /// The base model a prompt router's trace names (`arn:...:foundation-model/ID`, or an
@@ -60,6 +71,18 @@ impl Charges {
             usage,
             estimated: false,
             tier: served.service_tier,
+            bulk: false,
+        });
+    }
+
+    /// A record Bedrock batch inference answered, charged at the batch price.
+    pub(crate) fn push_bulk(&mut self, target: &ModelTarget, usage: TokenUsage) {
+        self.calls.push(Call {
+            target: target.clone(),
+            usage,
+            estimated: false,
+            tier: None,
+            bulk: true,
         });
     }
 
@@ -69,6 +92,7 @@ impl Charges {
             usage,
             estimated: true,
             tier: None,
+            bulk: false,
         });
     }
 
@@ -198,7 +222,7 @@ impl Shared {
     pub(crate) async fn charge(
         &self,
         caller: &Caller,
-        prepared: &Prepared,
+        feature: Option<&str>,
         id: &str,
         charges: &Charges,
     ) -> Option<MicroUsd> {
@@ -211,7 +235,7 @@ impl Shared {
             } else {
                 format!("{id}#{n}")
             };
-            let cost = self.record_call(caller, prepared, id, call).await;
+            let cost = self.record_call(caller, feature, id, call).await;
             total = match (total, cost) {
                 (Some(t), Some(c)) => Some(t + c),
                 _ => None,
@@ -226,7 +250,7 @@ impl Shared {
         &self,
         model: &str,
         usage: &TokenUsage,
-        tier: Option<ServiceTier>,
+        rate: Rate,
     ) -> Option<MicroUsd> {
         let pricing = match self.configs.pricing().await {
             Ok(p) => p,
@@ -235,7 +259,11 @@ impl Shared {
                 return None;
             }
         };
-        match pricing.cost_in_tier(model, usage, tier) {
+        let priced = match rate {
+            Rate::Tier(tier) => pricing.cost_in_tier(model, usage, tier),
+            Rate::Batch => pricing.cost_in_batch(model, usage),
+        };
+        match priced {
             Priced::Cost(c) => Some(c),
             Priced::Unpriced => {
                 tracing::warn!(%model, "UNPRICED MODEL: no price in the pricing table; cost not recorded as zero");
@@ -252,7 +280,7 @@ impl Shared {
     async fn record_call(
         &self,
         caller: &Caller,
-        prepared: &Prepared,
+        feature: Option<&str>,
         id: String,
         call: &Call,
     ) -> Option<MicroUsd> {
@@ -261,26 +289,33 @@ impl Shared {
             usage,
             estimated,
             tier,
+            bulk,
         } = call;
-        let cost = self.price(&target.base_id, usage, *tier).await;
+        let rate = if *bulk {
+            Rate::Batch
+        } else {
+            Rate::Tier(*tier)
+        };
+        let cost = self.price(&target.base_id, usage, rate).await;
         let record = UsageRecord {
             id,
             tenant: caller.tenant.clone(),
             model: target.base_id.clone(),
-            feature: prepared.feature().map(str::to_owned),
+            feature: feature.map(str::to_owned),
             usage: *usage,
             cost,
             cached: false,
             estimated: *estimated,
             service_tier: *tier,
             key: caller.key_label.clone(),
+            bulk: *bulk,
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;
         let dims = Dims {
             tenant: &caller.tenant,
             model: &target.base_id,
-            feature: prepared.feature().unwrap_or("-"),
+            feature: feature.unwrap_or("-"),
         };
         telemetry::count(
             "InputTokens",
@@ -314,6 +349,7 @@ impl Shared {
             estimated: false,
             service_tier: None,
             key: caller.key_label.clone(),
+            bulk: false,
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;

@@ -24,6 +24,7 @@
 //! [`stream`] (accumulator and driver).
 
 mod admit;
+mod bulk;
 mod caching;
 mod charge;
 mod finish;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub use self::bulk::{BulkFit, BulkItem};
 use self::charge::Charges;
 pub use self::output::{OutputPlan, RESPOND_TOOL, Validators};
 pub use self::stream::{AnswerStream, StreamItem, StreamSummary};
@@ -313,7 +315,7 @@ impl ChatService {
                     .await;
             // Charged before anything else can fail: every call that may be billed is recorded.
             let cost = shared
-                .charge(&owner, &admitted.prepared, &id, &charges)
+                .charge(&owner, admitted.prepared.feature(), &id, &charges)
                 .await;
             retrieve::settle(pending).await;
             (admitted, charges, result, cost)
@@ -398,7 +400,7 @@ impl ChatService {
         if early.count() > 0 {
             let id = format!("{}#before-first-token", req.id);
             self.shared
-                .charge(caller, &admitted.prepared, &id, &early)
+                .charge(caller, admitted.prepared.feature(), &id, &early)
                 .await;
         }
         let invocation = match invocation {

@@ -245,7 +245,9 @@ impl Shared {
                 input: units,
                 ..TokenUsage::default()
             };
-            let cost = self.price(&model, &usage, None).await;
+            let cost = self
+                .price(&model, &usage, super::charge::Rate::Tier(None))
+                .await;
             let record = UsageRecord {
                 id,
                 tenant: caller.tenant.clone(),
@@ -257,6 +259,7 @@ impl Shared {
                 estimated: true,
                 service_tier: None,
                 key: caller.key_label.clone(),
+                bulk: false,
                 at_ms: SystemClock.now_ms(),
             };
             self.write(&record).await;

@@ -154,7 +154,7 @@ impl Run {
         let prepared = &self.admitted.prepared;
         let cost = self
             .shared
-            .charge(&self.caller, prepared, &self.request_id, &charges)
+            .charge(&self.caller, prepared.feature(), &self.request_id, &charges)
             .await;
         super::retrieve::settle(self.pending.take()).await;
         let held = match ended {

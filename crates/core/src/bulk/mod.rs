@@ -8,6 +8,23 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod mode;
+mod tracked;
+
+pub use self::mode::{BulkPolicy, JobMode, JobPlan, parse_deadline, resolve};
+pub use self::tracked::{BulkJob, BulkPhase};
+
+/// What became of an item kept for a bulk job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staged {
+    /// Kept: it goes into the job's submission.
+    Kept,
+    /// Known already (a redelivery): nothing changed.
+    Known,
+    /// The job no longer collects items (submitted, or closed): the item runs online.
+    Closed,
+}
+
 /// What Quarry asks Bedrock to run (CreateModelInvocationJob).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BulkSubmission {
