@@ -48,6 +48,7 @@ bench: venv
 	./target/release/gateway-overhead --model-latency-ms 50
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/batch-drain
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/retrieval-overhead
+	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/bulk-cost
 	./target/release/cold-start
 	$(MAKE) bench-peer
 

@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod job_mode;
 pub mod message;
+mod outcomes;
 pub mod partial;
 pub mod poller;
 pub mod worker;

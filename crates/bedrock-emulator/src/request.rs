@@ -21,6 +21,9 @@ pub enum ModelOp {
     InvokeModel,
     InvokeModelWithResponseStream,
     CountTokens,
+    /// A batch inference job's record: InvokeModel, answered without the simulated model
+    /// latency (a job's pace is its phases', `batch.step_ms`).
+    BatchRecord,
 }
 
 impl ModelOp {
@@ -28,7 +31,7 @@ impl ModelOp {
         match self {
             Self::Converse => "Converse",
             Self::ConverseStream => "ConverseStream",
-            Self::InvokeModel => "InvokeModel",
+            Self::InvokeModel | Self::BatchRecord => "InvokeModel",
             Self::InvokeModelWithResponseStream => "InvokeModelWithResponseStream",
             Self::CountTokens => "CountTokens",
         }
@@ -137,14 +140,14 @@ fn prompt_for(
     }
     let blob_body = matches!(
         op,
-        ModelOp::InvokeModel | ModelOp::InvokeModelWithResponseStream
+        ModelOp::InvokeModel | ModelOp::InvokeModelWithResponseStream | ModelOp::BatchRecord
     );
     require_json_content_type(headers, blob_body)?;
     let value = parse_json(body)?;
     let converse = match op {
         ModelOp::Converse | ModelOp::ConverseStream => value,
         ModelOp::CountTokens => count_tokens_body(model, &value)?,
-        ModelOp::InvokeModel | ModelOp::InvokeModelWithResponseStream => {
+        ModelOp::InvokeModel | ModelOp::InvokeModelWithResponseStream | ModelOp::BatchRecord => {
             invoke::Family::of(model).to_converse(&value)?
         }
     };

@@ -342,9 +342,11 @@ async fn infer(
         ModelOp::ConverseStream => Ok(stream_response(render::converse_stream_script(
             &output, usage, timing, fault, &extras,
         ))),
-        ModelOp::InvokeModel => {
+        ModelOp::InvokeModel | ModelOp::BatchRecord => {
             let latency = timing.total(output.output_tokens);
-            sleep(latency).await;
+            if op == ModelOp::InvokeModel {
+                sleep(latency).await;
+            }
             let body = match family {
                 Family::Anthropic => {
                     render::anthropic_response(&output, usage, &model.base_id, request_id)

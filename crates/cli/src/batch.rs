@@ -10,9 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use quarry_aws::jobs::DynamoJobs;
 use quarry_aws::queues::queue_url;
 use quarry_aws::sdk::describe;
-use quarry_core::bulk::{JobMode, JobPlan};
 use quarry_core::jobs::ItemStatus;
-use quarry_core::ports::{BulkInference, BulkJobs, JobStore, Quarantine};
+use quarry_core::ports::{JobStore, Quarantine};
 use serde_json::{Value, json};
 
 use crate::aws::AwsArgs;
@@ -178,56 +177,6 @@ fn prepare(
     }
 }
 
-/// Opens the job: announces its items and decides its mode, as the worker would for a job
-/// header message. A job opened before keeps its plan (said so).
-#[allow(clippy::too_many_arguments)]
-async fn open_job(
-    aws: &AwsArgs,
-    sdk: &aws_config::SdkConfig,
-    settings: &quarry_aws::Settings,
-    jobs: &DynamoJobs,
-    tenant: &str,
-    job_id: &str,
-    items: u64,
-    mode: &str,
-    deadline: Option<&str>,
-) -> Result<JobPlan, String> {
-    let now = chrono::Utc::now().timestamp_millis();
-    let deadline = deadline
-        .map(|d| quarry_core::bulk::parse_deadline(d, now))
-        .transpose()?;
-    let requested = JobMode::parse(mode).unwrap_or_default();
-    let configs = quarry_core::config::Configs::new(
-        std::sync::Arc::new(quarry_aws::ssm::SsmParams::new(sdk)),
-        &settings.param_prefix,
-        std::time::Duration::from_secs(60),
-    );
-    let policy = match configs.routing().await {
-        Ok(r) => r.bulk.clone(),
-        Err(quarry_core::Error::Config(e)) => return Err(aws.failure("the routing", &e)),
-        Err(e) => return Err(e.to_string()),
-    };
-    let plan = quarry_core::bulk::resolve(requested, Some(items), deadline, now, &policy);
-    if requested == JobMode::Bulk && plan.mode != JobMode::Bulk {
-        return Err(format!(
-            "nothing sent: job {job_id} cannot run in bulk: {}",
-            plan.reason
-        ));
-    }
-    let in_force = jobs
-        .open(tenant, job_id, &plan)
-        .await
-        .map_err(|e| e.to_string())?;
-    if in_force != plan {
-        eprintln!(
-            "warning: job {job_id} was opened before: it keeps its plan ({}, {} items announced), and its items that already finished will not run again",
-            in_force.mode.as_str(),
-            in_force.expected.map_or("no".into(), |e| e.to_string())
-        );
-    }
-    Ok(in_force)
-}
-
 /// Follows a job until it is done: a progress bar over its announced (else started) items,
 /// with the rate and an ETA.
 async fn follow(jobs: &DynamoJobs, tenant: &str, job_id: &str) -> Result<(), String> {
@@ -349,7 +298,7 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?,
             };
-            let plan = open_job(
+            let plan = crate::batch_bulk::open_job(
                 &args.aws,
                 &sdk,
                 &settings,
@@ -485,33 +434,7 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             eprintln!("{} quarantined message(s) on {day}", held.len());
         }
         BatchCommand::Cancel { job_id, tenant } => {
-            let job = jobs
-                .request_cancel(&tenant, &job_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| {
-                    format!("no bulk job {job_id} for tenant {tenant} (online jobs run item by item and cannot be cancelled)")
-                })?;
-            if !job.is_open() {
-                return Err(format!(
-                    "job {job_id} is {} already: nothing to cancel",
-                    job.status()
-                ));
-            }
-            match &job.job_arn {
-                Some(arn) => {
-                    quarry_aws::bulk::BedrockBulk::new(&sdk)
-                        .stop(arn)
-                        .await
-                        .map_err(|e| format!("{e} (the tracker asks again at its next run)"))?;
-                    println!(
-                        "job {job_id}: stopping {arn}; records Bedrock finished keep their results, the others fail as cancelled"
-                    );
-                }
-                None => println!(
-                    "job {job_id}: cancelled before submission; its items fail as cancelled"
-                ),
-            }
+            crate::batch_bulk::cancel(&sdk, &jobs, &tenant, &job_id).await?;
         }
         BatchCommand::Status {
             job_id,
@@ -536,41 +459,7 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             println!("failed     {}", counts.failed);
             println!("in flight  {}", counts.in_flight());
             println!("cost       ${}", counts.cost.to_usd_string());
-            let plan = jobs
-                .plan(&tenant, &job_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(p) = &plan {
-                println!("mode       {} ({})", p.mode.as_str(), p.reason);
-            }
-            if plan.is_some_and(|p| p.mode == JobMode::Bulk)
-                && let Some(b) = jobs
-                    .tracked(&tenant, &job_id)
-                    .await
-                    .map_err(|e| e.to_string())?
-            {
-                println!("bulk       {}", b.status());
-                if let Some(arn) = &b.job_arn {
-                    println!(
-                        "bedrock    {arn} ({} records, model {})",
-                        b.records,
-                        b.model.as_deref().unwrap_or("-")
-                    );
-                }
-                if let Some(m) = &b.manifest {
-                    println!(
-                        "records    {} processed, {} succeeded, {} failed",
-                        m.processed_record_count, m.success_record_count, m.error_record_count
-                    );
-                }
-                if b.online > 0 {
-                    println!("online     {} items ran online instead", b.online);
-                }
-                println!("reserved   ${}", b.reserved.to_usd_string());
-                if let Some(msg) = &b.message {
-                    println!("message    {msg}");
-                }
-            }
+            crate::batch_bulk::print_status(&jobs, &tenant, &job_id).await?;
             let failures: Vec<_> = jobs
                 .items(&tenant, &job_id)
                 .await

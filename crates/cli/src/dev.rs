@@ -81,7 +81,7 @@ async fn start_moto(infra: &Path) -> Result<(String, Child), String> {
     Ok((url, child))
 }
 
-async fn start_emulator(infra: &Path) -> Result<RunningEmulator, String> {
+async fn start_emulator(infra: &Path, aws_url: &str) -> Result<RunningEmulator, String> {
     let file = infra.join("local/emulator.yaml");
     let mut config = if file.exists() {
         EmulatorConfig::from_file(&file).map_err(|e| e.to_string())?
@@ -92,6 +92,10 @@ async fn start_emulator(infra: &Path) -> Result<RunningEmulator, String> {
     let corpus = infra.join("knowledge-bases");
     if config.knowledge_bases_dir.is_none() && corpus.is_dir() {
         config.knowledge_bases_dir = Some(corpus);
+    }
+    // Batch inference jobs read their input from, and write their output to, the same S3.
+    if config.batch.s3_endpoint.is_none() {
+        config.batch.s3_endpoint = Some(aws_url.to_owned());
     }
     bedrock_emulator::start(config, "127.0.0.1:0")
         .await
@@ -110,7 +114,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     let (bedrock_url, _emulator) = match &args.bedrock_endpoint {
         Some(url) => (url.clone(), None),
         None => {
-            let e = start_emulator(&args.infra).await?;
+            let e = start_emulator(&args.infra, &aws_url).await?;
             (e.url(), Some(e))
         }
     };

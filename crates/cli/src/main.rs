@@ -3,6 +3,7 @@
 mod admin;
 mod aws;
 mod batch;
+mod batch_bulk;
 mod budgets;
 mod cost;
 mod dev;

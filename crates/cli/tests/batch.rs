@@ -329,3 +329,105 @@ async fn retry_reruns_budget_blocked_items_once_the_budget_allows() {
     let (ok, out) = cli("batch", &["retry", "retry-job", "--tenant", "acme"]);
     assert!(ok && out.contains("0 item(s) sent again"), "{out}");
 }
+
+fn write_items(dir: &std::path::Path, name: &str, n: usize) -> String {
+    let path = dir.join(name);
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            serde_json::json!({"messages": [{"role": "user", "content": format!("Summarize {i}")}], "tier": "batch"})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn modes_deadlines_bulk_status_and_cancel() {
+    let stack = Stack::start().await;
+    let dir = std::env::temp_dir().join(format!("quarry-bulk-{}", stack.settings.stage));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ten = write_items(&dir, "ten.jsonl", 10);
+    let hundred = write_items(&dir, "hundred.jsonl", 100);
+    let submit = |file: &str, job: &str, extra: &[&str]| {
+        let mut args = vec!["submit", file, "--tenant", "acme", "--job-id", job];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        quarry(&stack, &refs)
+    };
+
+    // Bulk asked for, below Bedrock's minimum: refused before anything is sent.
+    let (ok, out) = run(submit(&ten, "too-small", &["--mode", "bulk"]));
+    assert!(!ok && out.contains("cannot run in bulk"), "{out}");
+    assert_eq!(queue_depth(&stack).await, 0);
+    // Large enough, but due sooner than bulk's turnaround: auto runs it online.
+    let (ok, out) = run(submit(&hundred, "due-soon", &["--deadline", "2h"]));
+    assert!(
+        ok && out.contains("due-soon: online (the deadline is less than 24 h away"),
+        "{out}"
+    );
+    let (ok, out) = run(submit(&hundred, "bad-deadline", &["--deadline", "soon"]));
+    assert!(!ok && out.contains("RFC 3339"), "{out}");
+
+    // A bulk job: its status says so; cancelled before submission, its items fail so.
+    let (ok, out) = run(submit(
+        &hundred,
+        "nightly",
+        &["--mode", "auto", "--deadline", "3d"],
+    ));
+    assert!(ok && out.contains("nightly: bulk"), "{out}");
+    let worker = Arc::new(Worker::from_sdk(
+        &stack.sdk,
+        &stack.settings,
+        WorkerOptions::default(),
+    ));
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let arn = quarry_aws::queues::queue_arn(&sqs, &stack.provisioned.batch_queue_url)
+        .await
+        .unwrap();
+    let mapping = EventSourceMapping::new(
+        sqs,
+        stack.provisioned.batch_queue_url.clone(),
+        arn,
+        worker,
+        MappingOptions {
+            wait_seconds: 0,
+            ..MappingOptions::default()
+        },
+    );
+    eventually(Duration::from_secs(60), || async {
+        mapping.poll_once().await.ok()?;
+        let (_, out) = quarry(&stack, &["status", "nightly", "--tenant", "acme"]);
+        (out.contains("started    100") && out.contains("bulk       collecting")).then_some(())
+    })
+    .await
+    .expect("the items are kept for the bulk job");
+    let (ok, out) = quarry(&stack, &["status", "nightly", "--tenant", "acme"]);
+    assert!(ok && out.contains("mode       bulk"), "{out}");
+    let (ok, out) = quarry(&stack, &["cancel", "nightly", "--tenant", "acme"]);
+    assert!(ok && out.contains("cancelled before submission"), "{out}");
+    let (ok, out) = quarry(&stack, &["cancel", "due-soon", "--tenant", "acme"]);
+    assert!(!ok && out.contains("cannot be cancelled"), "{out}");
+    let tracker = batch_worker::bulk::Tracker::from_sdk(
+        &stack.sdk,
+        &stack.settings,
+        batch_worker::bulk::TrackerOptions {
+            bucket: stack.settings.batch_bucket.clone(),
+            role_arn: Some("arn:aws:iam::123456789012:role/quarry-test-batch".into()),
+            ..Default::default()
+        },
+        None,
+    );
+    tracker
+        .run(tokio::time::Instant::now() + Duration::from_secs(60))
+        .await;
+    let (ok, out) = quarry(&stack, &["status", "nightly", "--tenant", "acme"]);
+    assert!(
+        ok && out.contains("bulk       cancelled") && out.contains("failed     100"),
+        "{out}"
+    );
+    assert!(out.contains("cancelled before submission"), "{out}");
+}

@@ -42,8 +42,9 @@ pub struct Bulk {
     pub errors: Option<u64>,
     /// Items that ran online instead.
     pub online: u64,
-    /// The estimate held against the budget until the results are charged.
-    pub reserved_usd: String,
+    /// The job's estimate (every record at its `max_tokens`, at the batch price): held
+    /// against the budget from submission until the results are charged.
+    pub estimate_usd: String,
     pub message: Option<String>,
 }
 
@@ -128,7 +129,7 @@ impl BatchStatus {
             succeeded: b.manifest.as_ref().map(|m| m.success_record_count),
             errors: b.manifest.as_ref().map(|m| m.error_record_count),
             online: b.online,
-            reserved_usd: b.reserved.to_usd_string(),
+            estimate_usd: b.reserved.to_usd_string(),
             message: b.message.clone(),
         });
         self

@@ -428,35 +428,18 @@ impl Tracker {
     }
 
     async fn notify(&self, message: Value) {
-        if let Some(sink) = &self.results
-            && let Err(e) = sink.send(&message).await
-        {
-            tracing::warn!(error = %e, "results queue message not sent");
-        }
+        crate::outcomes::notify(self.results.as_deref(), &message).await;
     }
 
-    /// The job's completion message, once, when every announced item has an outcome.
+    /// The job's completion message, once, when its items all have an outcome.
     async fn job_finished(&self, job: &BulkJob) {
-        if self.results.is_none() {
-            return;
-        }
-        let Ok(Some(counts)) = self.jobs.counts(&job.tenant, &job.job_id).await else {
-            return;
-        };
-        let done = counts.in_flight() == 0 && counts.submitted > 0;
-        if done
-            && self
-                .jobs
-                .mark_notified(&job.tenant, &job.job_id)
-                .await
-                .unwrap_or(false)
-        {
-            self.notify(json!({
-                "type": "job", "tenant": job.tenant, "job_id": job.job_id, "mode": "bulk",
-                "counts": {"submitted": counts.submitted, "succeeded": counts.succeeded, "failed": counts.failed, "in_flight": counts.in_flight()},
-                "cost_usd": counts.cost.to_usd_string(),
-            }))
-            .await;
-        }
+        crate::outcomes::job_finished(
+            self.jobs.as_ref(),
+            self.results.as_deref(),
+            &job.tenant,
+            &job.job_id,
+            true,
+        )
+        .await;
     }
 }

@@ -201,19 +201,7 @@ impl Tracker {
             .await;
         match answer {
             Ok(answer) => {
-                let result = ItemResult {
-                    output: answer.text(),
-                    json: answer.json.clone(),
-                    usage: answer.usage,
-                    cost: answer.cost,
-                    model: answer.model.clone(),
-                    prompt: answer
-                        .prompt
-                        .as_ref()
-                        .map(|p| format!("{}@{}", p.name, p.version)),
-                    cached: false,
-                    service_tier: None,
-                };
+                let result = ItemResult::from(&answer);
                 self.jobs
                     .succeed(&item, &self.owner, &result)
                     .await

@@ -230,7 +230,7 @@ async fn answer(
     let (_, result) = model_call(
         state,
         model_id,
-        ModelOp::InvokeModel,
+        ModelOp::BatchRecord,
         &HeaderMap::new(),
         body,
         &request_id,

@@ -38,7 +38,7 @@ pub fn not_chat() -> BedrockError {
 /// The error an embedding model gives for `op`; none for InvokeModel, the one it serves.
 pub fn unsupported(op: ModelOp) -> Option<BedrockError> {
     match op {
-        ModelOp::InvokeModel => None,
+        ModelOp::InvokeModel | ModelOp::BatchRecord => None,
         ModelOp::Converse | ModelOp::ConverseStream => Some(not_chat()),
         ModelOp::InvokeModelWithResponseStream => Some(BedrockError::validation(
             "The model is unsupported for streaming.",

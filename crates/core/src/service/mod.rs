@@ -161,6 +161,25 @@ impl Answer {
     }
 }
 
+/// A batch item's stored result: what the answer said and what it cost.
+impl From<&Answer> for crate::jobs::ItemResult {
+    fn from(answer: &Answer) -> Self {
+        Self {
+            output: answer.text(),
+            json: answer.json.clone(),
+            usage: answer.usage,
+            cost: answer.cost,
+            model: answer.model.clone(),
+            prompt: answer
+                .prompt
+                .as_ref()
+                .map(|p| format!("{}@{}", p.name, p.version)),
+            cached: answer.cached,
+            service_tier: answer.served.service_tier,
+        }
+    }
+}
+
 /// The ports a service runs on.
 pub struct Ports {
     pub preparer: Preparer,

@@ -34,12 +34,13 @@ use quarry_core::service::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::job_mode::{Path, Plans};
-use crate::message::{self, BatchMessage, Incoming, JobMessage};
+mod intake;
+
+use self::intake::Refusal;
+use crate::job_mode::Plans;
+use crate::message::{self, Incoming};
 use crate::partial::{Disposition, process_batch};
-use quarry_core::bulk::{JobMode, Staged};
 use quarry_core::ports::BulkJobs;
-use quarry_core::tenancy::Caller;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -152,15 +153,7 @@ pub struct Worker {
     owner: String,
 }
 
-/// Why a message is not run for the tenant it names.
-enum Refusal {
-    /// The directory could not be read: try again.
-    Retry(String),
-    /// Refused for good: kept for the operator.
-    Quarantine(String),
-}
-
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -268,11 +261,7 @@ impl Worker {
     }
 
     async fn notify(&self, message: serde_json::Value) {
-        if let Some(sink) = &self.results
-            && let Err(e) = sink.send(&message).await
-        {
-            tracing::warn!(error = %e, "results queue message not sent");
-        }
+        crate::outcomes::notify(self.results.as_deref(), &message).await;
     }
 
     /// Keeps a refused message for the operator; if the store is down the message returns
@@ -384,19 +373,7 @@ impl Worker {
         };
         match self.service.answer(&caller, request).await {
             Ok(answer) => {
-                let result = ItemResult {
-                    output: answer.text(),
-                    json: answer.json.clone(),
-                    usage: answer.usage,
-                    cost: answer.cost,
-                    model: answer.model.clone(),
-                    prompt: answer
-                        .prompt
-                        .as_ref()
-                        .map(|p| format!("{}@{}", p.name, p.version)),
-                    cached: answer.cached,
-                    service_tier: answer.served.service_tier,
-                };
+                let result = ItemResult::from(&answer);
                 match self.record_success(&item, &result).await {
                     Ok(()) => {
                         tracing::info!(job = %item.job_id, item = %item.item_id, attempt, model = %answer.model, "item succeeded");
@@ -444,113 +421,6 @@ impl Worker {
         }
     }
 
-    /// Whether the tenant exists and this producer may speak for it.
-    async fn authorise(&self, tenant: &str, sender: Option<&str>) -> Result<Caller, Refusal> {
-        let directory = self
-            .service
-            .configs()
-            .tenants()
-            .await
-            .map_err(|e| Refusal::Retry(e.to_string()))?;
-        let caller = directory
-            .caller(tenant, false, Some("batch".into()))
-            .map_err(|e| Refusal::Quarantine(format!("tenant_not_allowed: {e}")))?;
-        if !caller.policy.allows_sender(sender) {
-            return Err(Refusal::Quarantine(format!(
-                "tenant_not_allowed: this producer may not submit for tenant '{tenant}'"
-            )));
-        }
-        Ok(caller)
-    }
-
-    /// A job header: decides the job's mode, once.
-    async fn open_job(
-        &self,
-        job: JobMessage,
-        message_id: &str,
-        sender: Option<&str>,
-        body: &str,
-    ) -> Disposition {
-        let claimed = Some(format!("{}/{}", job.tenant, job.job_id));
-        match self.authorise(&job.tenant, sender).await {
-            Ok(_) => {}
-            Err(Refusal::Retry(e)) => return Disposition::Retry(e),
-            Err(Refusal::Quarantine(reason)) => {
-                return self
-                    .quarantine(message_id, sender, &reason, claimed, body)
-                    .await;
-            }
-        }
-        let policy = match self.service.configs().routing().await {
-            Ok(r) => r.bulk.clone(),
-            Err(e) => return Disposition::Retry(e.to_string()),
-        };
-        let deadline = job
-            .job
-            .deadline
-            .as_deref()
-            .and_then(|d| message::deadline_ms(d).ok());
-        let plan = quarry_core::bulk::resolve(
-            job.job.mode.unwrap_or_default(),
-            job.job.items,
-            deadline,
-            now_ms(),
-            &policy,
-        );
-        match self.plans.open(&job.tenant, &job.job_id, &plan).await {
-            Ok(in_force) => {
-                tracing::info!(tenant = %job.tenant, job = %job.job_id, mode = in_force.mode.as_str(), reason = %in_force.reason, "job opened");
-                Disposition::Ack
-            }
-            Err(e) => Disposition::Retry(format!("job not opened: {e}")),
-        }
-    }
-
-    /// Keeps the item for its bulk job when that is its path: `Some` is the message's
-    /// disposition; `None` runs it online.
-    async fn to_bulk(&self, msg: &BatchMessage, item: &ItemRef, body: &str) -> Option<Disposition> {
-        let path = match self.plans.path(msg).await {
-            Ok(p) => p,
-            Err(e) => return Some(Disposition::Retry(format!("job plan unreadable: {e}"))),
-        };
-        match path {
-            Path::Online => return None,
-            Path::Bulk => {}
-            Path::Wait => {
-                return Some(Disposition::Retry(
-                    "mode auto: waiting for the job's header message".into(),
-                ));
-            }
-            Path::OpenBulk => {
-                let policy = match self.service.configs().routing().await {
-                    Ok(r) => r.bulk.clone(),
-                    Err(e) => return Some(Disposition::Retry(e.to_string())),
-                };
-                let deadline = msg
-                    .deadline
-                    .as_deref()
-                    .and_then(|d| message::deadline_ms(d).ok());
-                let plan =
-                    quarry_core::bulk::resolve(JobMode::Bulk, None, deadline, now_ms(), &policy);
-                match self.plans.open(&item.tenant, &item.job_id, &plan).await {
-                    Ok(p) if p.mode == JobMode::Bulk => {}
-                    Ok(_) => return None,
-                    Err(e) => return Some(Disposition::Retry(format!("job not opened: {e}"))),
-                }
-            }
-        }
-        match self.bulk.stage(item, body).await {
-            Ok(Staged::Kept) => {
-                tracing::info!(job = %item.job_id, item = %item.item_id, "item kept for its bulk job");
-                Some(Disposition::Ack)
-            }
-            Ok(Staged::Known) => Some(Disposition::Ack),
-            // Its job was submitted before it arrived: it runs online.
-            Ok(Staged::Closed) => None,
-            Err(e) => Some(Disposition::Retry(format!("item not kept for bulk: {e}"))),
-        }
-    }
-
     /// The result write, retried briefly: the answer is paid for, so losing it would mean
     /// running (and paying for) the item again.
     async fn record_success(&self, item: &ItemRef, result: &ItemResult) -> Result<(), JobError> {
@@ -574,25 +444,13 @@ impl Worker {
 
     /// Sends the job's completion message once, when every announced item has an outcome.
     async fn job_finished(&self, item: &ItemRef) {
-        if self.results.is_none() {
-            return;
-        }
-        let Ok(Some(counts)) = self.jobs.counts(&item.tenant, &item.job_id).await else {
-            return;
-        };
-        if counts.finished()
-            && self
-                .jobs
-                .mark_notified(&item.tenant, &item.job_id)
-                .await
-                .unwrap_or(false)
-        {
-            self.notify(json!({
-                "type": "job", "tenant": item.tenant, "job_id": item.job_id,
-                "counts": {"submitted": counts.submitted, "succeeded": counts.succeeded, "failed": counts.failed, "in_flight": counts.in_flight()},
-                "cost_usd": counts.cost.to_usd_string(),
-            }))
-            .await;
-        }
+        crate::outcomes::job_finished(
+            self.jobs.as_ref(),
+            self.results.as_deref(),
+            &item.tenant,
+            &item.job_id,
+            false,
+        )
+        .await;
     }
 }
