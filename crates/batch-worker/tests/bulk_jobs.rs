@@ -376,8 +376,28 @@ async fn a_tracker_restarted_in_the_middle_of_a_job_loses_nothing_and_charges_on
         .await
         .unwrap();
     }
-    // A new one (another process: another owner) takes it from there.
+    // A tracker that stopped while storing an item's outcome left it claimed.
+    let crashed = quarry_core::jobs::ItemRef {
+        tenant: "acme".into(),
+        job_id: "restart".into(),
+        item_id: "i005".into(),
+    };
+    let taken = jobs(&stack)
+        .take(&crashed, "tracker-stopped", Duration::from_secs(8))
+        .await
+        .unwrap();
+    assert!(taken.is_some());
+    // A new one (another process: another owner) takes it from there: every other item is
+    // stored, and the job waits for that claim to expire rather than end without it.
     let second = tracker(&stack);
+    let waiting = run_until(&stack, &second, "restart", BulkPhase::Settling).await;
+    assert_eq!(waiting.bedrock_state, Some(BulkState::Completed));
+    let counts = jobs(&stack)
+        .counts("acme", "restart")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((counts.succeeded, counts.in_flight()), (99, 1));
     let done = run_until(&stack, &second, "restart", BulkPhase::Settled).await;
     let charged = month_cost(&stack).await;
     assert_eq!(charged.0, 100);
@@ -402,4 +422,43 @@ async fn a_tracker_restarted_in_the_middle_of_a_job_loses_nothing_and_charges_on
             .calls(Some("CreateModelInvocationJob"), None),
         1
     );
+}
+
+#[tokio::test]
+async fn a_job_bedrock_refuses_runs_online_and_releases_its_hold() {
+    let stack = Stack::start().await;
+    let worker = worker(&stack);
+    let mut bodies = vec![header("refused", 100, "bulk")];
+    bodies.extend((0..100).map(|n| item("refused", n)));
+    deliver(&worker, &bodies).await;
+    // A role Bedrock rejects (ValidationException): the job can never start.
+    let options = TrackerOptions {
+        bucket: stack.settings.batch_bucket.clone(),
+        role_arn: Some("not-a-role".into()),
+        poll_secs: Some(0),
+        config_max_age: Duration::ZERO,
+        ..TrackerOptions::default()
+    };
+    let tracker = Tracker::from_sdk(&stack.sdk, &stack.settings, options, None);
+    let job = run_until(&stack, &tracker, "refused", BulkPhase::Settled).await;
+    assert!(job.job_arn.is_none());
+    assert!(
+        job.message
+            .as_deref()
+            .unwrap()
+            .contains("Bedrock refused the job"),
+        "{job:?}"
+    );
+    assert_eq!((job.online, job.reserved), (100, MicroUsd::ZERO));
+    let budgets = quarry_aws::budgets::DynamoBudgets::new(&stack.sdk, &stack.settings.usage_table);
+    assert_eq!(budgets.reserved("acme").await.unwrap(), MicroUsd::ZERO);
+    let again = requeued(&stack).await;
+    assert_eq!(again.len(), 100);
+    deliver(&worker, &again).await;
+    let counts = jobs(&stack)
+        .counts("acme", "refused")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((counts.succeeded, counts.in_flight()), (100, 0));
 }

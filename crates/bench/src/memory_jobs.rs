@@ -294,6 +294,9 @@ impl quarry_core::ports::BulkJobs for MemoryJobs {
     ) -> Result<Option<quarry_core::bulk::BulkJob>, JobError> {
         Ok(None)
     }
+    async fn claimed(&self, _: &str, _: &str, _: &str) -> Result<u64, JobError> {
+        Ok(0)
+    }
     async fn open_jobs(&self) -> Result<Vec<(String, String)>, JobError> {
         Ok(Vec::new())
     }

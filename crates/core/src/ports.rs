@@ -479,6 +479,15 @@ pub trait BulkJobs: Send + Sync {
         tenant: &str,
         job_id: &str,
     ) -> Result<Option<crate::bulk::BulkJob>, JobError>;
+    /// How many of the job's items are claimed by owners whose name starts with
+    /// `owner_prefix` (a tracker that stopped while storing their outcome): the job is not
+    /// settled until their claims expire and they are stored.
+    async fn claimed(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        owner_prefix: &str,
+    ) -> Result<u64, JobError>;
     /// (tenant, job ID) of every bulk job the tracker still has work on.
     async fn open_jobs(&self) -> Result<Vec<(String, String)>, JobError>;
 }

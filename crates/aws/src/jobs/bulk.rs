@@ -428,6 +428,35 @@ impl BulkJobs for DynamoJobs {
         }
     }
 
+    async fn claimed(
+        &self,
+        tenant: &str,
+        job_id: &str,
+        owner_prefix: &str,
+    ) -> Result<u64, JobError> {
+        let mut count = 0;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :item)")
+            .filter_expression("#s = :inprog AND begins_with(lease_owner, :owner)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":pk", s(&Self::pk(tenant, job_id)))
+            .expression_attribute_values(":item", s("ITEM#"))
+            .expression_attribute_values(":inprog", s("in_progress"))
+            .expression_attribute_values(":owner", s(owner_prefix))
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store(&e))?;
+            count += u64::try_from(page.count()).unwrap_or(0);
+        }
+        Ok(count)
+    }
+
     async fn open_jobs(&self) -> Result<Vec<(String, String)>, JobError> {
         let mut found = Vec::new();
         let mut pages = self

@@ -32,6 +32,10 @@ use tokio::time::Instant;
 
 use crate::WorkerPorts;
 
+/// How the tracker's claims on items are named (`tracker-{pid}-{random}`): a claim of a
+/// tracker that stopped is found by it.
+const OWNER_PREFIX: &str = "tracker-";
+
 /// What the tracker runs on besides the answer pipeline's ports.
 pub struct TrackerPorts {
     pub worker: WorkerPorts,

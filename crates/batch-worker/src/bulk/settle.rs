@@ -97,6 +97,18 @@ impl Tracker {
             }
             settled += 1;
         }
+        // Items a stopped tracker claimed are stored once their claims expire (a later run
+        // takes them); until then the job is not settled.
+        let held = self
+            .bulk_jobs
+            .claimed(&job.tenant, &job.job_id, super::OWNER_PREFIX)
+            .await
+            .map_err(|e| e.to_string())?;
+        if held > 0 {
+            tracing::info!(job = %job.job_id, held, "items claimed by a stopped tracker: settled when their claims expire");
+            self.save(job).await?;
+            return Ok(settled);
+        }
         if let Err(e) = self.reservations.release(&job.tenant, &job.job_id).await {
             return Err(format!("budget hold not released: {e}"));
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use quarry_aws::bedrock::native;
 use quarry_core::bulk::{BulkJob, BulkPhase, BulkPolicy, BulkSubmission, record_line};
+use quarry_core::ports::StoreErrorKind;
 use quarry_core::pricing::{MicroUsd, Priced};
 use quarry_core::prompts::PromptSelector;
 use quarry_core::service::{BulkFit, BulkItem};
@@ -169,12 +170,23 @@ impl Tracker {
             .await
             .map_err(|e| e.to_string())?;
         let Some(role_arn) = self.options.role_arn.clone() else {
-            return Err(
-                "no batch service role: set QUARRY_BATCH_ROLE_ARN (the stack's BedrockBatchRole)"
-                    .into(),
-            );
+            let why = "no batch service role is configured (QUARRY_BATCH_ROLE_ARN, the stack's BedrockBatchRole)";
+            return self.abandon(job, why, &bulk).await;
         };
-        let arn = self
+        // Bedrock's completion window: the job's deadline when it is further than a day
+        // (Bedrock takes 24 to 168 hours), else the turnaround.
+        let now = self.clock.now_ms();
+        let deadline = self
+            .bulk_jobs
+            .plan(&job.tenant, &job.job_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|p| p.deadline_ms);
+        let timeout_hours = deadline
+            .map(|d| u32::try_from(d.saturating_sub(now) / 3_600_000).unwrap_or(u32::MAX))
+            .unwrap_or(policy.turnaround_hours)
+            .clamp(24, 168);
+        let submitted = self
             .bedrock
             .submit(&BulkSubmission {
                 job_name: job_name(&job.tenant, &job.job_id),
@@ -183,10 +195,20 @@ impl Tracker {
                 input_uri,
                 output_uri: format!("{prefix}output/"),
                 client_token: job_name(&job.tenant, &job.job_id),
-                timeout_hours: policy.turnaround_hours.clamp(24, 168),
+                timeout_hours,
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await;
+        let arn = match submitted {
+            Ok(arn) => arn,
+            // Refused for good (a validation error, access denied, a quota): its items run
+            // online rather than wait for a job that will never start.
+            Err(e) if e.kind == StoreErrorKind::Invalid => {
+                return self
+                    .abandon(job, &format!("Bedrock refused the job: {e}"), &bulk)
+                    .await;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let now = self.clock.now_ms();
         job.job_arn = Some(arn);
         job.model = Some(target.invoke_id);
@@ -197,6 +219,28 @@ impl Tracker {
         job.bedrock_state = Some(quarry_core::bulk::BulkState::Submitted);
         job.schedule_poll(true, now, policy.poll_secs, policy.max_poll_secs);
         tracing::info!(tenant = %job.tenant, job = %job.job_id, records = job.records, estimate_usd = %estimate.to_usd_string(), "bulk job submitted");
+        self.save(job).await
+    }
+
+    /// Gives up on bulk for this job: its hold released, its items sent online, the reason
+    /// kept in its status.
+    async fn abandon(
+        &self,
+        job: &mut BulkJob,
+        why: &str,
+        items: &[(String, BulkItem)],
+    ) -> Result<(), String> {
+        tracing::error!(tenant = %job.tenant, job = %job.job_id, reason = why, "bulk job not submitted; its items run online");
+        self.reservations
+            .release(&job.tenant, &job.job_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (item_id, _) in items {
+            job.online += u64::from(self.send_online(job, item_id, why).await?);
+        }
+        job.reserved = MicroUsd::ZERO;
+        job.phase = BulkPhase::Settled;
+        job.message = Some(format!("ran online: {why}"));
         self.save(job).await
     }
 
