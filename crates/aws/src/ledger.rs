@@ -150,13 +150,19 @@ impl DynamoLedger {
     async fn write(&self, r: &UsageRecord) -> Result<Written, StoreError> {
         let b = Buckets::of(r.at_ms);
         let now = r.at_ms / 1000;
-        let marker = Put::builder()
+        let mut marker = Put::builder()
             .table_name(&self.table)
             .item("pk", s(&marker_pk(&r.tenant, &r.id)))
             .item("sk", s("REC"))
             .item("tenant", s(&r.tenant))
+            .item("model", s(&r.model))
             .item("expires_at", n(now + MARKER_RETENTION_SECS))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression("attribute_not_exists(pk)");
+        // Where the call was served, for residency audits.
+        if let Some(region) = &r.region {
+            marker = marker.item("region", s(region));
+        }
+        let marker = marker
             .build()
             .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
         let month = month_pk(&r.tenant, &b.month);

@@ -22,6 +22,7 @@ pub enum Field {
     DeniedTopics,
     Bedrock,
     KnowledgeBases,
+    Residency,
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -71,6 +72,13 @@ pub struct PolicyEdit {
     /// Knowledge Bases its prompts may retrieve from, by ID.
     #[arg(long, value_delimiter = ',')]
     pub knowledge_bases: Option<Vec<String>>,
+    /// Data residency: the only regions its requests may be served in (`eu-central-1,...`).
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Option<Vec<String>>,
+    /// Data residency: the only geographies its requests may be served in (`eu`, `us`,
+    /// `apac`), their regions and cross-region profiles.
+    #[arg(long, value_delimiter = ',')]
+    pub geographies: Option<Vec<String>>,
     /// Fields to remove (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub clear: Vec<Field>,
@@ -118,6 +126,7 @@ impl PolicyEdit {
                     }
                 }
                 Field::KnowledgeBases => policy.knowledge_bases.clear(),
+                Field::Residency => policy.residency = None,
             }
         }
         if let Some(v) = self.knowledge_bases {
@@ -130,6 +139,30 @@ impl PolicyEdit {
                 ));
             }
             policy.knowledge_bases = v;
+        }
+        if self.regions.is_some() || self.geographies.is_some() {
+            let r = policy.residency.get_or_insert_with(Default::default);
+            if let Some(regions) = self.regions {
+                if let Some(bad) = regions.iter().find(|r| !quarry_core::routing::region_ok(r)) {
+                    return Err(format!(
+                        "--regions: '{bad}' is not an AWS region (eu-central-1, us-east-1, ...)"
+                    ));
+                }
+                r.regions = regions;
+            }
+            if let Some(geographies) = self.geographies {
+                const KNOWN: [&str; 7] = ["us", "eu", "apac", "ca", "sa", "me", "us-gov"];
+                if let Some(bad) = geographies.iter().find(|g| !KNOWN.contains(&g.as_str())) {
+                    return Err(format!(
+                        "--geographies: '{bad}' is not one of {}",
+                        KNOWN.join(", ")
+                    ));
+                }
+                r.geographies = geographies;
+            }
+            if !r.is_restricted() {
+                policy.residency = None;
+            }
         }
         if let Some(v) = self.tiers {
             policy.allowed_tiers = v;

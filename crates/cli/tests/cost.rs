@@ -168,6 +168,7 @@ async fn a_report_is_the_bill_or_an_error() {
             cached: false,
             estimated: false,
             bulk: false,
+            region: None,
             at_ms: chrono::Utc::now().timestamp_millis(),
             service_tier: None,
             key: None,

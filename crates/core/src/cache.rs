@@ -76,6 +76,8 @@ impl CacheKey {
             anthropic_beta,
             // Derived per model from the fields above.
             additional_fields: _,
+            // Where it is served, not what it says.
+            region: _,
         } = request;
         let InferenceParams {
             max_tokens,
@@ -213,6 +215,8 @@ mod tests {
                 model_aliases: Default::default(),
                 knowledge_bases: Default::default(),
                 bulk: Default::default(),
+                tier_regions: Default::default(),
+                home_region: None,
             }),
             prompt: None,
             output_schema: None,

@@ -307,6 +307,10 @@ impl Preparer {
             }));
         }
 
+        if let Some(residency) = &caller.policy.residency {
+            route.restrict(residency, routing.home_region.as_deref(), &caller.tenant)?;
+        }
+
         let mut system_blocks: Vec<SystemBlock> =
             system.iter().cloned().map(SystemBlock::Text).collect();
         if prompt_caching
@@ -349,6 +353,7 @@ impl Preparer {
             single_tool_call: input.single_tool_call,
             anthropic_beta: input.anthropic_beta,
             additional_fields: None,
+            region: None,
         };
         // The chain is cut to the models that can do what the request asks.
         crate::needs::fit(&mut route, &request)?;

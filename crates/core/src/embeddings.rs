@@ -317,6 +317,7 @@ impl EmbeddingService {
                 };
                 attempts.push(Attempt {
                     model: target.invoke_id.clone(),
+                    region: target.region.clone(),
                     outcome: AttemptOutcome::Failed {
                         error: e.kind,
                         message: e.message.clone(),
@@ -379,6 +380,7 @@ impl EmbeddingService {
             service_tier: None,
             key: caller.key_label.clone(),
             bulk: false,
+            region: None,
             at_ms: SystemClock.now_ms(),
         };
         if let Err(e) = self.ports.ledger.record(&record).await {

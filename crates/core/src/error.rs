@@ -109,6 +109,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => 415,
             Self::PayloadTooLarge(_) => 413,
             Self::Routing(RoutingError::Invalid(_)) => 503,
+            Self::Routing(RoutingError::Residency(_)) => 403,
             Self::Routing(_) => 400,
             Self::Invoke(f) => match f.kind {
                 FailureKind::Rejected => 400,
@@ -148,6 +149,7 @@ impl Error {
             Self::Routing(RoutingError::UnknownModel(_)) => "unknown_model",
             Self::Routing(RoutingError::InvalidModelId(_)) => "invalid_request",
             Self::Routing(RoutingError::Invalid(_)) => "configuration_error",
+            Self::Routing(RoutingError::Residency(_)) => "region_not_allowed",
             Self::Invoke(f) => match f.kind {
                 FailureKind::Rejected => "model_validation_error",
                 FailureKind::DeadlineExceeded => "deadline_exceeded",

@@ -46,6 +46,10 @@ pub struct TenantPolicy {
     /// Knowledge Bases this tenant's prompts may retrieve from, by ID; none when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge_bases: Vec<String>,
+    /// Where this tenant's requests may be served (data residency): regions and
+    /// geographies; anywhere when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<crate::routing::Residency>,
 }
 
 fn all() -> Vec<String> {

@@ -33,6 +33,9 @@ pub struct UsageRecord {
     /// Processed by Bedrock batch inference (a bulk job's record), at the batch price.
     #[serde(default)]
     pub bulk: bool,
+    /// The region that served the call, when the route named one (else the deployment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Unix milliseconds.
     pub at_ms: i64,
 }

@@ -100,7 +100,12 @@ impl ModelClient for Scripted {
     ) -> Result<ModelResponse, ModelError> {
         strict_about_cache_points(model, request)?;
         self.tiers.lock().unwrap().push(request.service_tier);
-        match self.next(model) {
+        // A model called in a region is scripted as `model@region`.
+        let key = match &request.region {
+            Some(r) => format!("{model}@{r}"),
+            None => model.to_owned(),
+        };
+        match self.next(&key) {
             Step::Fail(kind) => Err(ModelError::new(kind, "scripted")),
             Step::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -440,4 +445,58 @@ async fn flex_that_is_throttled_or_slow_is_retried_at_once_at_the_standard_tier(
         .unwrap();
     assert!(started.elapsed() > Duration::ZERO);
     assert_eq!(*client.tiers.lock().unwrap(), [None, None]);
+}
+
+/// The same model in two regions, then another model.
+fn regional_chain() -> Vec<ModelTarget> {
+    vec![
+        ModelTarget::new("a", "a", Default::default()).in_region(Some("us-east-1")),
+        ModelTarget::new("a", "a", Default::default()).in_region(Some("us-west-2")),
+        ModelTarget::new("b", "b", Default::default()),
+    ]
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_that_throttles_moves_traffic_to_the_next_region_before_the_next_model() {
+    let client =
+        Arc::new(Scripted::default().on("a@us-east-1", &[Step::Fail(ModelErrorKind::Throttled)]));
+    let inv = Invoker::new(
+        client.clone(),
+        RetryPolicy {
+            breaker_threshold: 3,
+            ..RetryPolicy::default()
+        },
+    );
+    let deadline = || Instant::now() + Duration::from_secs(60);
+    let out = inv
+        .invoke(&regional_chain(), &request(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(out.target.region.as_deref(), Some("us-west-2"));
+    assert_eq!(
+        client.calls(),
+        ["a@us-east-1", "a@us-east-1", "a@us-east-1", "a@us-west-2"]
+    );
+    assert_eq!(out.attempts[0].region.as_deref(), Some("us-east-1"));
+    // Its breaker is open: the next request goes straight to the next region, and the
+    // same model's breaker in that region stays closed.
+    let before = client.calls().len();
+    let out = inv
+        .invoke(&regional_chain(), &request(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(&client.calls()[before..], ["a@us-west-2"]);
+    assert_eq!(out.attempts[0].outcome, AttemptOutcome::CircuitOpen);
+    // Once the region recovers and the cooldown passes, traffic goes back to it.
+    client
+        .script
+        .lock()
+        .unwrap()
+        .insert("a@us-east-1".into(), [Step::Answer].into_iter().collect());
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let out = inv
+        .invoke(&regional_chain(), &request(), deadline())
+        .await
+        .unwrap();
+    assert_eq!(out.target.region.as_deref(), Some("us-east-1"));
 }

@@ -29,9 +29,13 @@ pub use self::response::model_response;
 use self::response::stream_event;
 use crate::sdk::describe;
 
+/// Bedrock Runtime: the client of the deployment's region, and one per other region a
+/// route names, each built once (no I/O: a client is configuration) on its first call.
 #[derive(Clone, Debug)]
 pub struct BedrockModels {
     client: Client,
+    config: aws_sdk_bedrockruntime::Config,
+    regional: std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Client>>>,
 }
 
 impl BedrockModels {
@@ -41,8 +45,40 @@ impl BedrockModels {
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .build();
         Self {
-            client: Client::from_conf(config),
+            client: Client::from_conf(config.clone()),
+            config,
+            regional: Default::default(),
         }
+    }
+
+    /// The client for `region` (`None`: the deployment's). The endpoint stays the
+    /// configured one when one is set (the SDK's endpoint variables); requests are signed
+    /// for the region.
+    pub fn client_in(&self, region: Option<&str>) -> Client {
+        let Some(region) = region.filter(|r| Some(*r) != self.config.region().map(|d| d.as_ref()))
+        else {
+            return self.client.clone();
+        };
+        if let Some(c) = self
+            .regional
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(region)
+        {
+            return c.clone();
+        }
+        let client = Client::from_conf(
+            self.config
+                .to_builder()
+                .region(aws_config::Region::new(region.to_owned()))
+                .build(),
+        );
+        self.regional
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(region.to_owned())
+            .or_insert(client)
+            .clone()
     }
 
     pub fn client(&self) -> &Client {
@@ -170,7 +206,7 @@ impl ModelClient for BedrockModels {
     ) -> Result<ModelResponse, ModelError> {
         let p = parts(request)?;
         let out = converse_call!(
-            self.client.converse(),
+            self.client_in(request.region.as_deref()).converse(),
             model_id,
             p,
             bt::GuardrailConfiguration::builder(),
@@ -187,7 +223,7 @@ impl ModelClient for BedrockModels {
     ) -> Result<ModelStream, ModelError> {
         let p = parts(request)?;
         let out = converse_call!(
-            self.client.converse_stream(),
+            self.client_in(request.region.as_deref()).converse_stream(),
             model_id,
             p,
             // Sync: Bedrock checks each chunk before sending it, so nothing unchecked leaves.

@@ -23,7 +23,10 @@ pub async fn handler(
         .tiers
         .iter()
         .filter(|(tier, _)| caller.policy.allows_tier(tier))
-        .map(|(tier, chain)| ModelEntry::tier(tier, chain));
+        .map(|(tier, chain)| {
+            let labels: Vec<String> = chain.iter().map(|e| e.label()).collect();
+            ModelEntry::tier(tier, &labels)
+        });
     let models = routing
         .models
         .keys()

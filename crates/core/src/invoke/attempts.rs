@@ -26,6 +26,9 @@ pub enum AttemptOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Attempt {
     pub model: String,
+    /// The region it was called in, when the route named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     #[serde(flatten)]
     pub outcome: AttemptOutcome,
     pub elapsed_ms: u64,

@@ -129,9 +129,9 @@ impl Invoker {
         if error.kind == ModelErrorKind::Throttled
             && self
                 .breakers
-                .throttled(&target.invoke_id, Instant::now(), &self.policy)
+                .throttled(&target.key(), Instant::now(), &self.policy)
         {
-            tracing::warn!(model = %target.invoke_id, "circuit opened after consecutive throttles");
+            tracing::warn!(model = %target.invoke_id, region = target.region.as_deref(), "circuit opened after consecutive throttles");
             return AfterFailure::Fallback;
         }
         if !error.kind.is_retryable() || attempt_no + 1 >= self.policy.max_attempts_per_model {
@@ -257,9 +257,10 @@ impl Invoker {
         let mut attempts = Vec::new();
         let mut last_error = None;
         for target in chain {
-            if self.breakers.is_open(&target.invoke_id, Instant::now()) {
+            if self.breakers.is_open(&target.key(), Instant::now()) {
                 attempts.push(Attempt {
                     model: target.invoke_id.clone(),
+                    region: target.region.clone(),
                     outcome: AttemptOutcome::CircuitOpen,
                     elapsed_ms: 0,
                 });
@@ -272,6 +273,7 @@ impl Invoker {
                 if remaining < self.policy.min_attempt_time {
                     attempts.push(Attempt {
                         model: target.invoke_id.clone(),
+                        region: target.region.clone(),
                         outcome: AttemptOutcome::NoTimeLeft,
                         elapsed_ms: 0,
                     });
@@ -283,25 +285,27 @@ impl Invoker {
                         deadline,
                     ));
                 }
-                self.breakers.started(&target.invoke_id, now, &self.policy);
+                self.breakers.started(&target.key(), now, &self.policy);
                 let result = self
                     .attempt(mode, target, &request, remaining, deadline)
                     .await;
                 let elapsed_ms = now.elapsed().as_millis() as u64;
                 match result {
                     Ok(answer) => {
-                        self.breakers.success(&target.invoke_id);
+                        self.breakers.success(&target.key());
                         attempts.push(Attempt {
                             model: target.invoke_id.clone(),
+                            region: target.region.clone(),
                             outcome: AttemptOutcome::Success,
                             elapsed_ms,
                         });
                         return Ok((answer, target.clone(), attempts));
                     }
                     Err(error) => {
-                        tracing::info!(model = %target.invoke_id, error = error.kind.as_str(), attempt = attempt_no + 1, "model attempt failed");
+                        tracing::info!(model = %target.invoke_id, region = target.region.as_deref(), error = error.kind.as_str(), attempt = attempt_no + 1, "model attempt failed");
                         attempts.push(Attempt {
                             model: target.invoke_id.clone(),
+                            region: target.region.clone(),
                             outcome: AttemptOutcome::Failed {
                                 error: error.kind,
                                 message: error.message.clone(),

@@ -41,16 +41,20 @@ pub fn request_for<'a>(target: &ModelTarget, request: &'a ModelRequest) -> Cow<'
     let claude = target.base_id.starts_with("anthropic.");
     let top_k = request.params.top_k.filter(|_| caps.top_k);
     let betas = claude && !request.anthropic_beta.is_empty();
+    let region = request.region != target.region;
     if !strip_points
         && !drop_tier
         && !parallel_off
         && reasoning.is_none()
         && top_k.is_none()
         && !betas
+        && !region
     {
         return Cow::Borrowed(request);
     }
     let mut r = request.clone();
+    // Called in the target's region (`None`: the deployment's own).
+    r.region.clone_from(&target.region);
     if strip_points {
         r.system.retain(|b| !matches!(b, SystemBlock::CachePoint));
         for m in &mut r.messages {

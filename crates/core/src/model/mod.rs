@@ -182,6 +182,10 @@ pub struct ModelRequest {
     /// model by [`crate::invoke::request_for`], never by callers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_fields: Option<Value>,
+    /// The region the call goes to (`None`: the client's own). Set per attempt from the
+    /// target; never part of what the request says, so never in a cache key.
+    #[serde(skip)]
+    pub region: Option<String>,
 }
 
 /// Token counts as Bedrock reports them: `input` excludes prompt-cache reads and writes.

@@ -113,7 +113,10 @@ impl Charges {
             if !error.may_be_billed() {
                 continue;
             }
-            let Some(target) = chain.iter().find(|t| t.invoke_id == attempt.model) else {
+            let Some(target) = chain
+                .iter()
+                .find(|t| t.invoke_id == attempt.model && t.region == attempt.region)
+            else {
                 continue;
             };
             self.push_estimated(
@@ -309,6 +312,7 @@ impl Shared {
             service_tier: *tier,
             key: caller.key_label.clone(),
             bulk: *bulk,
+            region: target.region.clone(),
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;
@@ -350,6 +354,7 @@ impl Shared {
             service_tier: None,
             key: caller.key_label.clone(),
             bulk: false,
+            region: None,
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;

@@ -260,6 +260,7 @@ impl Shared {
                 service_tier: None,
                 key: caller.key_label.clone(),
                 bulk: false,
+                region: None,
                 at_ms: SystemClock.now_ms(),
             };
             self.write(&record).await;

@@ -138,8 +138,19 @@ fn default_cache_min() -> u32 {
 pub struct RoutingConfig {
     /// The tier used when a request names neither tier nor model.
     pub default_tier: String,
-    /// Tier name -> ordered chain of model targets (IDs, profile IDs or ARNs).
-    pub tiers: BTreeMap<String, Vec<String>>,
+    /// Tier name -> ordered chain of model targets: IDs, profile IDs or ARNs, each alone or
+    /// with the region to call it in (`{model, region}`).
+    pub tiers: BTreeMap<String, Vec<ChainEntry>>,
+    /// Regions to try each model of a tier in, in order (`fast: [us-east-1, us-west-2]`):
+    /// a model named without a region is tried in each before the next model. Cross-region
+    /// profiles (`us.`, `eu.`, `global.`) and ARNs are called as they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tier_regions: BTreeMap<String, Vec<String>>,
+    /// The region a model named without one is served in (the deployment's): what residency
+    /// rules check it against. Without it, such a model is allowed only to tenants without a
+    /// residency rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_region: Option<String>,
     /// Base model ID -> capabilities. A target whose base model is not here is refused.
     pub models: BTreeMap<String, ModelCapabilities>,
     /// Application inference-profile (or prompt-router) ARN -> base model ID: the
@@ -188,6 +199,9 @@ pub struct ModelTarget {
     pub base_id: String,
     #[serde(default)]
     pub capabilities: ModelCapabilities,
+    /// The region to call it in; `None`: the deployment's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl ModelTarget {
@@ -196,6 +210,22 @@ impl ModelTarget {
             invoke_id: invoke_id.to_owned(),
             base_id: base_id.to_owned(),
             capabilities,
+            region: None,
+        }
+    }
+
+    /// The same model called in `region`.
+    pub fn in_region(mut self, region: Option<&str>) -> Self {
+        self.region = region.map(str::to_owned);
+        self
+    }
+
+    /// What one circuit breaker watches: a model in a region (one region's throttling opens
+    /// its breaker only, and the next region is tried before the next model).
+    pub fn key(&self) -> String {
+        match &self.region {
+            Some(r) => format!("{}@{r}", self.invoke_id),
+            None => self.invoke_id.clone(),
         }
     }
 }
@@ -221,6 +251,33 @@ pub enum RoutingError {
     InvalidModelId(String),
     #[error("routing configuration is invalid: {0}")]
     Invalid(String),
+    /// No model of the route may serve the tenant where its residency rule allows.
+    #[error("{0}")]
+    Residency(String),
+}
+
+impl Route {
+    /// Keeps the targets whose every possible serving region `residency` allows (a model
+    /// named without a region is served in `home`). None left: refused, never moved abroad.
+    pub fn restrict(
+        &mut self,
+        residency: &Residency,
+        home: Option<&str>,
+        tenant: &str,
+    ) -> Result<(), RoutingError> {
+        if !residency.is_restricted() {
+            return Ok(());
+        }
+        self.chain
+            .retain(|t| residency.allows(&reach(&t.invoke_id, t.region.as_deref(), home)));
+        if self.chain.is_empty() {
+            return Err(RoutingError::Residency(format!(
+                "no model of this route may serve tenant '{tenant}' in its allowed regions ({}): name a model or tier placed there",
+                residency.describe()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Bedrock's shapes of a model identifier (the `modelId` of Converse): a model or
@@ -310,10 +367,34 @@ impl RoutingConfig {
                     "tier '{tier}' has no models"
                 )));
             }
-            for target in chain {
-                self.target(target)
+            for entry in chain {
+                self.target(entry.model())
                     .map_err(|e| RoutingError::Invalid(format!("tier '{tier}': {e}")))?;
+                if let Some(r) = entry.region()
+                    && !region_ok(r)
+                {
+                    return Err(RoutingError::Invalid(format!(
+                        "tier '{tier}': '{r}' is not an AWS region (us-east-1, eu-central-1, ...)"
+                    )));
+                }
             }
+        }
+        for (tier, regions) in &self.tier_regions {
+            if !self.tiers.contains_key(tier) || regions.is_empty() {
+                return Err(RoutingError::Invalid(format!(
+                    "tier_regions: '{tier}' must be a tier, with at least one region"
+                )));
+            }
+            if let Some(bad) = regions.iter().find(|r| !region_ok(r)) {
+                return Err(RoutingError::Invalid(format!(
+                    "tier_regions: '{bad}' is not an AWS region (us-east-1, eu-central-1, ...)"
+                )));
+            }
+        }
+        if let Some(bad) = self.home_region.as_deref().filter(|r| !region_ok(r)) {
+            return Err(RoutingError::Invalid(format!(
+                "home_region: '{bad}' is not an AWS region"
+            )));
         }
         for (id, kb) in &self.knowledge_bases {
             if !crate::retrieval::spec::valid_id(id) || id.starts_with("arn:") {
@@ -374,13 +455,24 @@ impl RoutingConfig {
         let chain = self.tiers.get(name).ok_or_else(|| {
             RoutingError::UnknownTier(name.to_owned(), self.tier_names().join(", "))
         })?;
-        let chain = chain
-            .iter()
-            .map(|t| self.target(t))
-            .collect::<Result<Vec<_>, _>>()?;
+        let regions = self.tier_regions.get(name);
+        let mut targets = Vec::with_capacity(chain.len());
+        for entry in chain {
+            let target = self.target(entry.model())?;
+            match (entry.region(), regions) {
+                (Some(r), _) => targets.push(target.in_region(Some(r))),
+                // Profiles and ARNs carry their own placement.
+                (None, Some(list)) if placement::is_plain_model(entry.model()) => {
+                    for r in list {
+                        targets.push(target.clone().in_region(Some(r)));
+                    }
+                }
+                (None, _) => targets.push(target),
+            }
+        }
         Ok(Route {
             tier: Some(name.to_owned()),
-            chain,
+            chain: targets,
         })
     }
 
@@ -396,6 +488,7 @@ impl RoutingConfig {
             invoke_id: id.to_owned(),
             base_id: base,
             capabilities,
+            region: None,
         })
     }
 
@@ -433,6 +526,12 @@ impl RoutingConfig {
         self.models.get(base_id)
     }
 }
+
+mod placement;
+
+pub use self::placement::{
+    ChainEntry, Placed, Reach, Residency, geography_of, is_plain_model, reach, region_ok,
+};
 
 #[cfg(test)]
 mod tests {
@@ -552,5 +651,98 @@ mod tests {
         let mut c = config();
         c.default_tier = "nope".into();
         assert!(c.validate().is_err());
+    }
+
+    fn regional() -> RoutingConfig {
+        serde_json::from_value(serde_json::json!({
+            "default_tier": "fast",
+            "home_region": "us-east-1",
+            "tiers": {
+                "fast": ["amazon.nova-lite-v1:0", "us.anthropic.claude-3-5-haiku-20241022-v1:0"],
+                "eu": [
+                    {"model": "eu.anthropic.claude-3-5-haiku-20241022-v1:0", "region": "eu-central-1"},
+                    {"model": "amazon.nova-lite-v1:0", "region": "eu-west-1"},
+                    "amazon.nova-lite-v1:0"
+                ]
+            },
+            "tier_regions": {"fast": ["us-east-1", "us-west-2"]},
+            "models": {
+                "anthropic.claude-3-5-haiku-20241022-v1:0": {"context_window": 200000, "max_output_tokens": 8192},
+                "amazon.nova-lite-v1:0": {"context_window": 300000, "max_output_tokens": 10000}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn tier_regions_try_a_model_in_each_region_before_the_next_model() {
+        let c = regional();
+        c.validate().unwrap();
+        let fast = c.route(None).unwrap();
+        let placed: Vec<(String, Option<String>)> = fast
+            .chain
+            .iter()
+            .map(|t| (t.invoke_id.clone(), t.region.clone()))
+            .collect();
+        assert_eq!(
+            placed,
+            [
+                ("amazon.nova-lite-v1:0".into(), Some("us-east-1".into())),
+                ("amazon.nova-lite-v1:0".into(), Some("us-west-2".into())),
+                // A cross-region profile is called as it is.
+                ("us.anthropic.claude-3-5-haiku-20241022-v1:0".into(), None),
+            ]
+        );
+        assert_ne!(fast.chain[0].key(), fast.chain[1].key());
+        let eu = c.route(Some(&RouteSpec::Tier("eu".into()))).unwrap();
+        assert_eq!(eu.chain[0].region.as_deref(), Some("eu-central-1"));
+        assert_eq!(eu.chain[1].region.as_deref(), Some("eu-west-1"));
+        assert_eq!(eu.chain[2].region, None);
+    }
+
+    #[test]
+    fn regions_are_checked_when_the_configuration_is_read() {
+        let mut c = regional();
+        c.tier_regions
+            .insert("fast".into(), vec!["moon-base-1a".into()]);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("moon-base-1a")
+        );
+        let mut c = regional();
+        c.tier_regions
+            .insert("nope".into(), vec!["us-east-1".into()]);
+        assert!(c.validate().is_err());
+        let bad: Result<RoutingConfig, _> = serde_json::from_value(serde_json::json!({
+            "default_tier": "t", "models": {},
+            "tiers": {"t": [{"model": "m", "region": "us-east-1", "zone": "a"}]}
+        }));
+        assert!(bad.is_err(), "unknown fields in a chain entry are refused");
+    }
+
+    #[test]
+    fn an_eu_only_tenant_keeps_only_what_the_eu_serves_or_is_refused() {
+        let c = regional();
+        let eu_only = Residency {
+            regions: vec![],
+            geographies: vec!["eu".into()],
+        };
+        let mut eu = c.route(Some(&RouteSpec::Tier("eu".into()))).unwrap();
+        eu.restrict(&eu_only, c.home_region.as_deref(), "t")
+            .unwrap();
+        // The model named without a region is served at home (us-east-1): dropped.
+        assert_eq!(eu.chain.len(), 2);
+        let mut fast = c.route(None).unwrap();
+        let e = fast
+            .restrict(&eu_only, c.home_region.as_deref(), "t")
+            .unwrap_err();
+        assert!(matches!(e, RoutingError::Residency(_)));
+        assert!(e.to_string().contains("eu (geography)"), "{e}");
+        // No rule: nothing removed.
+        let mut fast = c.route(None).unwrap();
+        fast.restrict(&Residency::default(), None, "t").unwrap();
+        assert_eq!(fast.chain.len(), 3);
     }
 }
