@@ -120,6 +120,32 @@ pub struct ModelPrice {
     /// This model's batch-inference multiplier, over the table's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<PerMillion>,
+    /// This model's region multipliers, over the table's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, PerMillion>,
+    /// This model's inference-profile scope multipliers (`global`), over the table's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, PerMillion>,
+}
+
+/// Where a call was served, for prices that differ by region and by profile scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement<'a> {
+    /// The region called (`None`: the deployment's, priced as listed).
+    pub region: Option<&'a str>,
+    /// `global` for a `global.` inference profile; `None` in-region or a geography's.
+    pub scope: Option<&'a str>,
+}
+
+impl<'a> Placement<'a> {
+    /// The placement of a call to `invoke_id` in `region`.
+    pub fn of(invoke_id: &str, region: Option<&'a str>) -> Self {
+        let id = invoke_id.rsplit_once('/').map_or(invoke_id, |(_, id)| id);
+        Self {
+            region,
+            scope: id.starts_with("global.").then_some("global"),
+        }
+    }
 }
 
 impl ModelPrice {
@@ -155,6 +181,14 @@ pub struct PricingTable {
     /// Without one (here or on the model), a model's bulk work is unpriced, never free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<PerMillion>,
+    /// Region -> multiplier of the listed price (`eu-central-2: "1.1"`); a region missing
+    /// here and on the model is priced as listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, PerMillion>,
+    /// Inference-profile scope -> multiplier (`global: "0.9"`): in-region and geography
+    /// profiles are priced as listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, PerMillion>,
 }
 
 /// A cost in pico-USD times a multiplier (in millionths), rounded up to the micro-dollar:
@@ -198,16 +232,46 @@ impl PricingTable {
         usage: &TokenUsage,
         tier: Option<ServiceTier>,
     ) -> Priced {
+        self.cost_at(base_model, usage, tier, Placement::default())
+    }
+
+    /// The cost of a call served in `tier`, where `placement` says: the tier's, the
+    /// region's and the scope's multipliers together, rounded up once.
+    pub fn cost_at(
+        &self,
+        base_model: &str,
+        usage: &TokenUsage,
+        tier: Option<ServiceTier>,
+        placement: Placement<'_>,
+    ) -> Priced {
         let Some(p) = self.price(base_model) else {
             return Priced::Unpriced;
         };
-        let multiplier = tier
+        let tier = tier
             .filter(|t| *t != ServiceTier::Default)
             .and_then(|t| p.service_tiers.get(&t).or(self.service_tiers.get(&t)));
-        match multiplier {
-            None => Priced::Cost(p.cost(usage)),
-            Some(m) => Priced::Cost(scaled(p.pico_usd(usage), *m)),
+        let region = placement
+            .region
+            .and_then(|r| p.regions.get(r).or(self.regions.get(r)));
+        let scope = placement
+            .scope
+            .and_then(|s| p.scopes.get(s).or(self.scopes.get(s)));
+        let multipliers: Vec<PerMillion> = [tier, region, scope]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        if multipliers.is_empty() {
+            return Priced::Cost(p.cost(usage));
         }
+        // Exact: pico-USD times every multiplier (millionths), rounded up once.
+        let num = multipliers
+            .iter()
+            .fold(p.pico_usd(usage), |a, m| a.saturating_mul(u128::from(m.0)));
+        let den = 10u128.pow(6 + 6 * multipliers.len() as u32);
+        Priced::Cost(MicroUsd(
+            u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX),
+        ))
     }
 }
 
@@ -225,6 +289,56 @@ mod tests {
         assert!(parse_decimal_micros("-1").is_err());
         assert!(parse_decimal_micros("1e3").is_err());
         assert!(parse_decimal_micros("").is_err());
+    }
+
+    #[test]
+    fn regions_and_global_profiles_are_priced_by_their_multipliers_together() {
+        let table: PricingTable = serde_json::from_str(
+            r#"{"service_tiers": {"flex": "0.5"},
+                "regions": {"eu-central-2": "1.1"},
+                "scopes": {"global": "0.9"},
+                "models": {"m": {"input": "1", "output": "4", "regions": {"ap-south-1": "1.2"}}}}"#,
+        )
+        .unwrap();
+        let usage = TokenUsage {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..TokenUsage::default()
+        };
+        let at = |tier, region, id: &str| match table.cost_at(
+            "m",
+            &usage,
+            tier,
+            Placement::of(id, region),
+        ) {
+            Priced::Cost(c) => c.0,
+            Priced::Unpriced => panic!("unpriced"),
+        };
+        assert_eq!(at(None, None, "m"), 5_000_000);
+        assert_eq!(at(None, Some("eu-central-2"), "m"), 5_500_000);
+        assert_eq!(at(None, Some("ap-south-1"), "m"), 6_000_000);
+        assert_eq!(at(None, Some("us-east-1"), "m"), 5_000_000);
+        assert_eq!(at(None, None, "global.m"), 4_500_000);
+        assert_eq!(at(None, None, "eu.m"), 5_000_000);
+        // Together, exactly: 5 x 0.5 x 1.1 x 0.9 = 2.475.
+        assert_eq!(
+            at(Some(ServiceTier::Flex), Some("eu-central-2"), "global.m"),
+            2_475_000
+        );
+        // Rounded up once, never down.
+        let one = TokenUsage {
+            input: 1,
+            ..TokenUsage::default()
+        };
+        let Priced::Cost(c) = table.cost_at(
+            "m",
+            &one,
+            None,
+            Placement::of("global.m", Some("eu-central-2")),
+        ) else {
+            panic!("unpriced");
+        };
+        assert_eq!(c.0, 1);
     }
 
     #[test]

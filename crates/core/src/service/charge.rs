@@ -36,9 +36,10 @@ struct Call {
 
 /// Which price a call's tokens are charged at.
 #[derive(Clone, Copy)]
-pub(crate) enum Rate {
-    /// On demand, in the service tier Bedrock reported (`None`: standard).
-    Tier(Option<ServiceTier>),
+pub(crate) enum Rate<'a> {
+    /// On demand, in the service tier Bedrock reported (`None`: standard), where it was
+    /// served.
+    Tier(Option<ServiceTier>, crate::pricing::Placement<'a>),
     /// Bedrock batch inference.
     Batch,
 }
@@ -253,7 +254,7 @@ impl Shared {
         &self,
         model: &str,
         usage: &TokenUsage,
-        rate: Rate,
+        rate: Rate<'_>,
     ) -> Option<MicroUsd> {
         let pricing = match self.configs.pricing().await {
             Ok(p) => p,
@@ -263,7 +264,7 @@ impl Shared {
             }
         };
         let priced = match rate {
-            Rate::Tier(tier) => pricing.cost_in_tier(model, usage, tier),
+            Rate::Tier(tier, placement) => pricing.cost_at(model, usage, tier, placement),
             Rate::Batch => pricing.cost_in_batch(model, usage),
         };
         match priced {
@@ -297,7 +298,10 @@ impl Shared {
         let rate = if *bulk {
             Rate::Batch
         } else {
-            Rate::Tier(*tier)
+            Rate::Tier(
+                *tier,
+                crate::pricing::Placement::of(&target.invoke_id, target.region.as_deref()),
+            )
         };
         let cost = self.price(&target.base_id, usage, rate).await;
         let record = UsageRecord {

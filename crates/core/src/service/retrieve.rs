@@ -246,7 +246,11 @@ impl Shared {
                 ..TokenUsage::default()
             };
             let cost = self
-                .price(&model, &usage, super::charge::Rate::Tier(None))
+                .price(
+                    &model,
+                    &usage,
+                    super::charge::Rate::Tier(None, Default::default()),
+                )
                 .await;
             let record = UsageRecord {
                 id,
