@@ -109,7 +109,7 @@ async fn set_faults(State(state): State<SharedState>, body: Bytes) -> Response {
 }
 
 async fn clear_faults(State(state): State<SharedState>) -> impl IntoResponse {
-    state.update_faults(BTreeMap::clear);
+    state.clear_faults();
     axum::Json(json!({ "faults": {} }))
 }
 

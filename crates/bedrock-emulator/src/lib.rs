@@ -234,10 +234,12 @@
 
 pub mod admin;
 pub mod batch;
+pub mod calls;
 pub mod catalog;
 pub mod citations;
 pub mod config;
 pub mod content;
+pub mod control;
 pub mod converse;
 pub mod embedding;
 pub mod error;
@@ -250,10 +252,13 @@ pub mod guardrail;
 pub mod invoke;
 pub mod knowledge;
 pub mod output;
+pub mod profiles;
 pub mod reasoning;
+pub mod region;
 pub mod render;
 pub mod request;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod serving;
 pub mod state;
