@@ -124,7 +124,8 @@ mod tests {
             at(Method::POST, "/inference-profiles"),
             Route::Control(ControlRoute::CreateProfile)
         ));
-        let arn = "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc";
+        let arn =
+            "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc";
         match at(Method::DELETE, &format!("/inference-profiles/{arn}")) {
             Route::Control(ControlRoute::DeleteProfile { identifier }) => assert_eq!(
                 identifier,

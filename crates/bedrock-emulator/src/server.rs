@@ -114,8 +114,7 @@ async fn handle(
         Route::RetrieveAndGenerate => {
             let counted_as = knowledge::serve::knowledge_base_named(&body);
             state.record("RetrieveAndGenerate", &counted_as, &region, &body);
-            let result =
-                knowledge::serve::retrieve_and_generate(state, &region, &body, request_id);
+            let result = knowledge::serve::retrieve_and_generate(state, &region, &body, request_id);
             state.count("RetrieveAndGenerate", &counted_as, caller, result.is_err());
             result
         }

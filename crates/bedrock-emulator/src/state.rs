@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::batch::JobStore;
-pub use crate::calls::{CallCount, CallKey, Caller, RecordedRequest};
 use crate::calls::CallLog;
+pub use crate::calls::{CallCount, CallKey, Caller, RecordedRequest};
 use crate::catalog::ResolvedModel;
 use crate::config::{EmulatorConfig, Latency};
 use crate::faults::{self, CallFaults, FaultSpec};
@@ -107,6 +107,9 @@ impl EmulatorState {
     /// Keeps the request for `/_emulator/requests`, under the identifier the caller sent.
     pub fn record(&self, operation: &str, model_id: &str, region: &str, body: &Bytes) {
         let capacity = self.config().recorded_requests;
+        if capacity == 0 {
+            return;
+        }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.calls
             .record(capacity, seq, operation, model_id, region, body);
@@ -141,9 +144,8 @@ impl EmulatorState {
     /// Calls of `operation` (any when `None`) that named application inference profile
     /// `profile_arn`.
     pub fn calls_via_profile(&self, operation: Option<&str>, profile_arn: &str) -> u64 {
-        self.calls.calls_where(|k| {
-            operation.is_none_or(|o| o == k.operation) && k.profile == profile_arn
-        })
+        self.calls
+            .calls_where(|k| operation.is_none_or(|o| o == k.operation) && k.profile == profile_arn)
     }
 
     /// Counters by operation and model, summed over regions and profiles.

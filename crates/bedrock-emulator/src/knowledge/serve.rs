@@ -55,7 +55,12 @@ pub fn retrieve_and_generate(
 ) -> Result<Response, BedrockError> {
     let body = parse_json(body)?;
     let target = generate::target(&body)?;
-    resolve(&state.config(), &target.model_arn)?;
+    // An application inference profile made through the control plane stands for its model.
+    let model = crate::profiles::base_of(state, &target.model_arn);
+    resolve(
+        &state.config(),
+        model.as_deref().unwrap_or(&target.model_arn),
+    )?;
     let chunks = state.knowledge_base(&target.knowledge_base_id)?;
     let answer = generate::respond(&chunks, &body, request_id)?;
     faults(state, &target.knowledge_base_id, region)?;

@@ -25,6 +25,7 @@ use crate::batch::validate::{Violations, required};
 use crate::catalog::resolve;
 use crate::error::{BedrockError, ErrorKind};
 use crate::server::SharedState;
+use crate::state::EmulatorState;
 
 /// Whether a model identifier is an application inference profile ARN.
 pub fn is_application_profile_arn(raw: &str) -> bool {
@@ -33,7 +34,7 @@ pub fn is_application_profile_arn(raw: &str) -> bool {
 
 /// The base model a profile created through the control plane answers as, when `raw` is
 /// such a profile's ARN.
-pub fn base_of(state: &SharedState, raw: &str) -> Option<String> {
+pub fn base_of(state: &EmulatorState, raw: &str) -> Option<String> {
     if !is_application_profile_arn(raw) {
         return None;
     }
@@ -74,7 +75,10 @@ fn source_models(
     let invalid = || BedrockError::validation("The provided model identifier is invalid.");
     let model = resolve(config, copy_from)?;
     let mut parts = copy_from.splitn(6, ':');
-    let region = parts.nth(3).filter(|r| !r.is_empty()).unwrap_or(caller_region);
+    let region = parts
+        .nth(3)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(caller_region);
     let resource = parts.nth(1).ok_or_else(invalid)?;
     match resource.split_once('/') {
         Some(("foundation-model", _)) => Ok((model.base_id, vec![copy_from.to_owned()])),
@@ -197,6 +201,10 @@ pub fn list_tags(state: &SharedState, body: &Bytes) -> Result<Response, BedrockE
 pub fn resource_in(body: &[u8]) -> String {
     serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v.get("resourceARN").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|v| {
+            v.get("resourceARN")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }

@@ -68,13 +68,24 @@ pub fn create_request(body: &[u8]) -> Result<CreateRequest, BedrockError> {
         ));
     }
     let mut errors = Violations::default();
-    let name = required(&v, "inferenceProfileName", "inferenceProfileName", &mut errors);
+    let name = required(
+        &v,
+        "inferenceProfileName",
+        "inferenceProfileName",
+        &mut errors,
+    );
     if let Some(name) = &name {
         errors.string("inferenceProfileName", name, 1, 64, Some(NAME_PATTERN));
     }
     let description = optional(&v, "description");
     if let Some(description) = &description {
-        errors.string("description", description, 1, 200, Some(DESCRIPTION_PATTERN));
+        errors.string(
+            "description",
+            description,
+            1,
+            200,
+            Some(DESCRIPTION_PATTERN),
+        );
     }
     let client_request_token = optional(&v, "clientRequestToken");
     if let Some(token) = &client_request_token {
