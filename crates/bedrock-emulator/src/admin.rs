@@ -3,17 +3,17 @@
 //! | route | does |
 //! | --- | --- |
 //! | `GET /_emulator/health` | `{"status": "ok"}` |
-//! | `GET /_emulator/calls` | call counters per operation and model, and the total |
-//! | `GET /_emulator/requests?limit=N` | the last N requests received (operation, model, body) |
-//! | `GET /_emulator/faults` | active faults by model |
-//! | `POST /_emulator/faults` | set faults: `{"model": "ID or *", "throttle_next": 2, ...}` |
-//! | `DELETE /_emulator/faults` | clear every fault |
+//! | `GET /_emulator/calls` | call counters per operation and model, and the total; `regions`: the same per signed region; `profiles`: calls per application inference profile ARN and operation |
+//! | `GET /_emulator/requests?limit=N` | the last N requests received (operation, `model_id` as sent, `region`, body) |
+//! | `GET /_emulator/faults` | active faults by model; `regions`: faults limited to one region, by region and model |
+//! | `POST /_emulator/faults` | set faults: `{"model": "ID or *", "region"?: "us-west-2", "throttle_next": 2, ...}` (with `region`, only calls signed for it meet them) |
+//! | `DELETE /_emulator/faults` | clear every fault, of every region |
 //! | `GET/POST /_emulator/latency` | global or per-model `{"model"?, "ttft_ms", "per_token_ms"}` |
 //! | `GET /_emulator/models` | the model catalog |
 //! | `GET /_emulator/batch/faults` | active batch faults |
 //! | `POST /_emulator/batch/faults` | set batch faults: `{"fail_every": 2, "fail_next_jobs": 1, ...}` |
 //! | `DELETE /_emulator/batch/faults` | clear every batch fault |
-//! | `POST /_emulator/reset` | counters, requests, prompt cache, batch jobs and faults back to start |
+//! | `POST /_emulator/reset` | counters, requests, prompt cache, batch jobs, application inference profiles and faults back to start |
 
 use std::collections::BTreeMap;
 
@@ -30,6 +30,7 @@ use crate::batch::{BatchFaultUpdate, BatchFaults};
 use crate::config::Latency;
 use crate::faults::FaultUpdate;
 use crate::server::SharedState;
+use crate::state::CallCount;
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -63,17 +64,45 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
+/// Operation -> model -> counts, and the total.
+type Table = BTreeMap<String, BTreeMap<String, CallCount>>;
+
+fn add(table: &mut Table, op: &str, what: &str, count: CallCount) -> u64 {
+    let entry = table
+        .entry(op.to_owned())
+        .or_default()
+        .entry(what.to_owned())
+        .or_default();
+    entry.calls += count.calls;
+    entry.errors += count.errors;
+    count.calls
+}
+
 async fn calls(State(state): State<SharedState>) -> impl IntoResponse {
-    let mut operations: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    let mut operations = Table::new();
+    let mut regions: BTreeMap<String, (u64, Table)> = BTreeMap::new();
+    let mut profiles = Table::new();
     let mut total = 0;
-    for ((op, model), count) in state.counters() {
-        total += count.calls;
-        operations.entry(op).or_default().insert(
-            model,
-            json!({ "calls": count.calls, "errors": count.errors }),
-        );
+    for (key, count) in state.detailed_counters() {
+        total += add(&mut operations, &key.operation, &key.model, count);
+        let (region_total, table) = regions.entry(key.region.clone()).or_default();
+        *region_total += add(table, &key.operation, &key.model, count);
+        if !key.profile.is_empty() {
+            add(&mut profiles, &key.profile, &key.operation, count);
+        }
     }
-    axum::Json(json!({ "total": total, "operations": operations }))
+    let regions: BTreeMap<String, Value> = regions
+        .into_iter()
+        .map(|(region, (total, operations))| {
+            (region, json!({ "total": total, "operations": operations }))
+        })
+        .collect();
+    axum::Json(json!({
+        "total": total,
+        "operations": operations,
+        "regions": regions,
+        "profiles": profiles,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -89,8 +118,12 @@ async fn clear_requests(State(state): State<SharedState>) -> impl IntoResponse {
     axum::Json(json!({ "cleared": state.clear_recorded() }))
 }
 
+fn all_faults(state: &SharedState) -> Value {
+    json!({ "faults": state.faults(), "regions": state.region_faults() })
+}
+
 async fn faults(State(state): State<SharedState>) -> impl IntoResponse {
-    axum::Json(json!({ "faults": state.faults() }))
+    axum::Json(all_faults(&state))
 }
 
 async fn set_faults(State(state): State<SharedState>, body: Bytes) -> Response {
@@ -104,13 +137,23 @@ async fn set_faults(State(state): State<SharedState>, body: Bytes) -> Response {
             "unknown base model {model}; use a base model ID or *"
         ));
     }
-    state.update_faults(|faults| faults.entry(model.clone()).or_default().merge(update));
-    axum::Json(json!({ "faults": state.faults() })).into_response()
+    match update.region.clone() {
+        Some(region) if region.is_empty() => {
+            return bad_request("region must not be empty; leave it out for every region".into());
+        }
+        Some(region) => state.update_region_faults(&region, |faults| {
+            faults.entry(model.clone()).or_default().merge(update);
+        }),
+        None => {
+            state.update_faults(|faults| faults.entry(model.clone()).or_default().merge(update));
+        }
+    }
+    axum::Json(all_faults(&state)).into_response()
 }
 
 async fn clear_faults(State(state): State<SharedState>) -> impl IntoResponse {
-    state.update_faults(BTreeMap::clear);
-    axum::Json(json!({ "faults": {} }))
+    state.clear_faults();
+    axum::Json(json!({ "faults": {}, "regions": {} }))
 }
 
 async fn latency(State(state): State<SharedState>) -> impl IntoResponse {

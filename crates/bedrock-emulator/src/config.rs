@@ -34,6 +34,14 @@ pub struct EmulatorConfig {
     pub guardrails: BTreeMap<String, GuardrailSpec>,
     /// Faults active at start, by base model ID or `*`.
     pub faults: BTreeMap<String, FaultSpec>,
+    /// Faults active at start that only calls signed for one region meet: region -> base
+    /// model ID or `*` -> faults.
+    pub region_faults: BTreeMap<String, BTreeMap<String, FaultSpec>>,
+    /// The region of requests whose `Authorization` header names none (unsigned calls,
+    /// batch records), and of application inference profile ARNs created by such calls.
+    pub region: String,
+    /// The account of application inference profile ARNs.
+    pub account_id: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// How many recent requests `/_emulator/requests` keeps.
@@ -63,6 +71,9 @@ impl Default for EmulatorConfig {
             latency: Latency::default(),
             guardrails: BTreeMap::new(),
             faults: BTreeMap::new(),
+            region_faults: BTreeMap::new(),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
             max_body_bytes: 20 * 1024 * 1024,
             recorded_requests: 200,
             seed: 0x5eed,
@@ -117,6 +128,9 @@ impl EmulatorConfig {
         config.prompt_routers.extend(overlay.prompt_routers);
         config.guardrails.extend(overlay.guardrails);
         config.faults.extend(overlay.faults);
+        config.region_faults.extend(overlay.region_faults);
+        config.region = overlay.region;
+        config.account_id = overlay.account_id;
         config.inference_profile_prefixes = overlay.inference_profile_prefixes;
         config.latency = overlay.latency;
         config.max_body_bytes = overlay.max_body_bytes;

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     ModelStreamErrorException,
     #[serde(alias = "unknown_operation")]
     UnknownOperationException,
+    /// The control plane's: a resource of that name exists already.
+    #[serde(alias = "conflict")]
+    ConflictException,
 }
 
 impl ErrorKind {
@@ -53,14 +56,16 @@ impl ErrorKind {
             Self::ServiceQuotaExceededException => "ServiceQuotaExceededException",
             Self::ModelStreamErrorException => "ModelStreamErrorException",
             Self::UnknownOperationException => "UnknownOperationException",
+            Self::ConflictException => "ConflictException",
         }
     }
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::ValidationException | Self::ServiceQuotaExceededException => {
-                StatusCode::BAD_REQUEST
-            }
+            // ConflictException is a 400 in Bedrock's API model, not a 409.
+            Self::ValidationException
+            | Self::ServiceQuotaExceededException
+            | Self::ConflictException => StatusCode::BAD_REQUEST,
             Self::ThrottlingException | Self::ModelNotReadyException => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -108,6 +113,9 @@ impl ErrorKind {
             }
             Self::ModelStreamErrorException => "The model stream encountered an error.",
             Self::UnknownOperationException => "The requested operation is not supported.",
+            Self::ConflictException => {
+                "The request conflicts with the current state of the resource."
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! Fault injection, per base model (or `*` for every model).
+//! Fault injection, per base model (or `*` for every model), for every region or for calls
+//! signed for one region only.
 //!
 //! Faults are decided once per call, before any output, except the mid-stream error which
 //! fires inside a stream after a given number of content deltas.
@@ -119,6 +120,25 @@ impl FaultSpec {
     }
 }
 
+/// Decides one call's faults from the specs that apply to it, most specific first. The
+/// first spec that fails the call ends the walk (later ones keep their counters); delays
+/// add up, and the first mid-stream error and stop reason win.
+pub fn decide<'a>(specs: impl IntoIterator<Item = &'a mut FaultSpec>, roll: f64) -> CallFaults {
+    let mut decided = CallFaults::default();
+    for spec in specs {
+        let faults = spec.take(roll);
+        decided.extra_delay_ms += faults.extra_delay_ms;
+        decided.mid_stream = decided.mid_stream.or(faults.mid_stream);
+        decided.malformed_output |= faults.malformed_output;
+        decided.stop_reason = decided.stop_reason.or(faults.stop_reason);
+        if faults.fail.is_some() {
+            decided.fail = faults.fail;
+            break;
+        }
+    }
+    decided
+}
+
 /// A partial fault update from the admin API: absent fields keep their value,
 /// `null` clears an optional one.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -127,6 +147,9 @@ pub struct FaultUpdate {
     /// Base model ID, or `*` (the default) for every model.
     #[serde(default)]
     pub model: Option<String>,
+    /// Only calls signed for this region meet the faults; every region when absent.
+    #[serde(default)]
+    pub region: Option<String>,
     pub throttle_next: Option<u32>,
     pub throttle_probability: Option<f64>,
     #[serde(default, with = "double_option")]
@@ -195,6 +218,30 @@ mod tests {
         };
         assert_eq!(spec.take(0.29).fail, Some(ErrorKind::ThrottlingException));
         assert_eq!(spec.take(0.31).fail, None);
+    }
+
+    #[test]
+    fn the_first_failing_spec_ends_the_walk_and_delays_add_up() {
+        let mut regional = FaultSpec {
+            slow_ms: 5,
+            ..FaultSpec::default()
+        };
+        let mut own = FaultSpec {
+            throttle_next: 1,
+            slow_ms: 7,
+            ..FaultSpec::default()
+        };
+        let mut any = FaultSpec {
+            throttle_next: 1,
+            ..FaultSpec::default()
+        };
+        let f = decide([&mut regional, &mut own, &mut any], 0.5);
+        assert_eq!(f.fail, Some(ErrorKind::ThrottlingException));
+        assert_eq!(f.extra_delay_ms, 12);
+        assert_eq!(any.throttle_next, 1);
+        let f = decide([&mut regional, &mut own, &mut any], 0.5);
+        assert_eq!(f.fail, Some(ErrorKind::ThrottlingException));
+        assert_eq!(any.throttle_next, 0);
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! CountTokens and ApplyGuardrail; Knowledge Bases' Retrieve and RetrieveAndGenerate over a
 //! local corpus; embedding models (Titan, Cohere Embed) through InvokeModel; and the control
 //! plane's batch inference jobs (CreateModelInvocationJob, GetModelInvocationJob,
-//! ListModelInvocationJobs, StopModelInvocationJob; the `bedrock` client reaches them through
-//! `AWS_ENDPOINT_URL_BEDROCK` set to the same URL). Output is deterministic (the same request
+//! ListModelInvocationJobs, StopModelInvocationJob) and inference profiles
+//! (CreateInferenceProfile, GetInferenceProfile, ListInferenceProfiles,
+//! DeleteInferenceProfile, ListTagsForResource); the `bedrock` client reaches them through
+//! `AWS_ENDPOINT_URL_BEDROCK` set to the same URL. Output is deterministic (the same request
 //! gets the same answer), usage is realistic (about four characters a token, prompt-cache reads and writes
-//! when `cachePoint` blocks are sent), latency and faults are configurable per model, and an
-//! admin API under `/_emulator/` exposes call counters and the requests received.
+//! when `cachePoint` blocks are sent), latency and faults are configurable per model and per
+//! region (the one each call is signed for), and an admin API under `/_emulator/` exposes
+//! call counters and the requests received.
 //!
 //! # Bedrock's rules, as the emulator applies them
 //!
@@ -221,6 +224,42 @@
 //!   - Config `batch: {step_ms: 100, s3_endpoint, min_records: 0, region: us-east-1,
 //!     account_id: "123456789012", faults: {...}}`. Operations are recorded and counted
 //!     under the model ID (Create), the job ID (Get, Stop; also when named by ARN) or `*` (List).
+//! * **Application inference profiles** (`POST /inference-profiles`, `GET` and `DELETE
+//!   /inference-profiles/{ID or ARN}`, `GET /inference-profiles`, `POST /listTagsForResource`):
+//!   CreateInferenceProfile checks the API model's constraints (`inferenceProfileName` 1 to 64
+//!   of `([0-9a-zA-Z][ _-]?)+`, `description` 1 to 200, `clientRequestToken`,
+//!   `modelSource.copyFrom` a foundation-model or system-defined inference-profile ARN, at
+//!   most 200 `tags`), all violations in one ValidationException; `copyFrom` must resolve like
+//!   a model ID. It answers 201 `{inferenceProfileArn, status: ACTIVE}`, the ARN
+//!   `arn:aws:bedrock:{caller's region}:{account_id}:application-inference-profile/{twelve
+//!   lowercase letters or digits}`; a name in use is a ConflictException (400, as in the API
+//!   model) and a `clientRequestToken` seen before returns the profile it created. Get (by ID
+//!   or ARN) answers `{inferenceProfileName, description, createdAt, updatedAt,
+//!   inferenceProfileArn, models: [{modelArn}], inferenceProfileId, status: ACTIVE, type:
+//!   APPLICATION}`; a profile copied from a system-defined one lists that profile's regions'
+//!   foundation models. System-defined profiles (`us.`, `eu.`, `global.`, ... before a model
+//!   of the catalog) answer Get too, with `type: SYSTEM_DEFINED`. ListInferenceProfiles
+//!   (`type` query parameter, `typeEquals` in the SDKs) lists only system-defined profiles
+//!   when no type is given, as Bedrock does: those of the caller's geography and `global.`;
+//!   `APPLICATION` lists the created ones, oldest first; `maxResults` 1 to 1,000 with a
+//!   `nextToken`. Delete of an unknown profile is a ResourceNotFoundException;
+//!   ListTagsForResource returns a profile's tags. Converse, ConverseStream, InvokeModel,
+//!   InvokeModelWithResponseStream and CountTokens take a profile's ARN (URL-encoded in the
+//!   path) and answer as the model it copied; a deleted or unknown profile is a
+//!   ResourceNotFoundException. Such calls are recorded under the ARN (`model_id`) and counted
+//!   under the base model and the profile (`EmulatorState::calls_via_profile`, the admin
+//!   `calls` answer's `profiles`). The admin reset forgets every created profile; the config's
+//!   `application_inference_profiles` (ARN -> base model) are served as before.
+//! * **Regions**: the region of a call is the one its SigV4 `Authorization` header's
+//!   credential scope names (`Credential=AKID/DATE/us-west-2/bedrock/aws4_request`; the
+//!   signature is not checked), or the config's `region` (default `us-east-1`) for unsigned
+//!   calls; batch records run in `batch.region`. Every recorded request carries its `region`,
+//!   calls are counted per region (`EmulatorState::calls_in_region`, the admin `calls`
+//!   answer's `regions`), and faults can be limited to one region: `region_faults: {REGION:
+//!   {MODEL or *: {...}}}` in the config, `"region"` in `POST /_emulator/faults`, or
+//!   `--fault-region`. A call meets, in order, its region's faults for its model, its
+//!   region's `*` faults, the model's faults and the `*` ones; the first that fails the call
+//!   ends the walk, delays add up.
 //! * **Steering the model**: a line `Repeat: TEXT` in the last user message makes the answer
 //!   exactly TEXT (to put PII in the output, say); the `stop_reason` fault still ends any
 //!   answer with the stop reason it names.
@@ -234,10 +273,12 @@
 
 pub mod admin;
 pub mod batch;
+pub mod calls;
 pub mod catalog;
 pub mod citations;
 pub mod config;
 pub mod content;
+pub mod control;
 pub mod converse;
 pub mod embedding;
 pub mod error;
@@ -250,10 +291,13 @@ pub mod guardrail;
 pub mod invoke;
 pub mod knowledge;
 pub mod output;
+pub mod profiles;
 pub mod reasoning;
+pub mod region;
 pub mod render;
 pub mod request;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod serving;
 pub mod state;

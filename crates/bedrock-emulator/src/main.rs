@@ -28,6 +28,9 @@ struct Args {
     /// The model the fault flags below apply to (a base model ID, or `*` for every model).
     #[arg(long, default_value = "*")]
     fault_model: String,
+    /// Limit the fault flags below to calls signed for this region (every region when absent).
+    #[arg(long)]
+    fault_region: Option<String>,
     /// Throttle the fault model's calls with this probability (0..1).
     #[arg(long)]
     throttle_probability: Option<f64>,
@@ -97,8 +100,11 @@ async fn run(args: Args) -> Result<(), String> {
             args.fault_model
         ));
     }
-    let fault = config
-        .faults
+    let faults = match &args.fault_region {
+        Some(region) => config.region_faults.entry(region.clone()).or_default(),
+        None => &mut config.faults,
+    };
+    let fault = faults
         .entry(args.fault_model.clone())
         .or_insert_with(FaultSpec::default);
     if let Some(p) = args.throttle_probability {

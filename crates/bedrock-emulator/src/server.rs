@@ -1,6 +1,6 @@
-//! The Bedrock Runtime HTTP surface: request routing, the five model operations,
-//! ApplyGuardrail, the Knowledge Base operations (Retrieve, RetrieveAndGenerate) and the
-//! control plane's batch inference jobs.
+//! The Bedrock Runtime HTTP surface: the five model operations, ApplyGuardrail and the
+//! Knowledge Base operations (Retrieve, RetrieveAndGenerate); the control plane's
+//! operations are handed to [`crate::control`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,11 +12,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use crate::batch;
 use crate::catalog::resolve;
+use crate::control;
 use crate::embedding;
 use crate::error::{BedrockError, ErrorKind};
 use crate::eventstream::{self, Step};
@@ -25,10 +24,13 @@ use crate::guardrail;
 use crate::invoke::Family;
 use crate::knowledge;
 use crate::output::StopReason;
+use crate::profiles;
+use crate::region;
 use crate::render::{self, Extras, MidStreamFault, Usage};
 use crate::request::{ModelOp, Routed, Target, routed_prompt};
 use crate::router::router_of;
-use crate::state::EmulatorState;
+use crate::routes::{Route, route};
+use crate::state::{Caller, EmulatorState};
 
 pub type SharedState = Arc<EmulatorState>;
 
@@ -37,77 +39,6 @@ pub fn router(state: SharedState) -> Router {
         .nest("/_emulator", crate::admin::router())
         .fallback(bedrock)
         .with_state(state)
-}
-
-enum Route {
-    Model { id: String, op: ModelOp },
-    Guardrail { id: String, version: String },
-    Retrieve { knowledge_base_id: String },
-    RetrieveAndGenerate,
-    CreateJob,
-    GetJob { identifier: String },
-    ListJobs,
-    StopJob { identifier: String },
-}
-
-impl Route {
-    /// The HTTP method each operation is bound to.
-    fn method(&self) -> Method {
-        match self {
-            Self::GetJob { .. } | Self::ListJobs => Method::GET,
-            _ => Method::POST,
-        }
-    }
-}
-
-fn decode(segment: &str) -> Result<String, BedrockError> {
-    percent_decode_str(segment)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| BedrockError::validation("The provided model identifier is invalid."))
-}
-
-fn route(uri: &Uri) -> Result<Route, BedrockError> {
-    let unknown = || {
-        BedrockError::new(
-            ErrorKind::UnknownOperationException,
-            format!("No Bedrock Runtime operation matches {}", uri.path()),
-        )
-    };
-    let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["model", id, op] => {
-            let op = match *op {
-                "converse" => ModelOp::Converse,
-                "converse-stream" => ModelOp::ConverseStream,
-                "invoke" => ModelOp::InvokeModel,
-                "invoke-with-response-stream" => ModelOp::InvokeModelWithResponseStream,
-                "count-tokens" => ModelOp::CountTokens,
-                _ => return Err(unknown()),
-            };
-            Ok(Route::Model {
-                id: decode(id)?,
-                op,
-            })
-        }
-        ["guardrail", id, "version", version, "apply"] => Ok(Route::Guardrail {
-            id: decode(id)?,
-            version: decode(version)?,
-        }),
-        ["knowledgebases", id, "retrieve"] => Ok(Route::Retrieve {
-            knowledge_base_id: decode(id)?,
-        }),
-        ["retrieveAndGenerate"] => Ok(Route::RetrieveAndGenerate),
-        ["model-invocation-job"] => Ok(Route::CreateJob),
-        ["model-invocation-jobs"] => Ok(Route::ListJobs),
-        ["model-invocation-job", id] => Ok(Route::GetJob {
-            identifier: decode(id)?,
-        }),
-        ["model-invocation-job", id, "stop"] => Ok(Route::StopJob {
-            identifier: decode(id)?,
-        }),
-        _ => Err(unknown()),
-    }
 }
 
 async fn bedrock(
@@ -136,7 +67,7 @@ async fn handle(
     body: Body,
     request_id: &str,
 ) -> Result<Response, BedrockError> {
-    let route = route(uri)?;
+    let route = route(method, uri)?;
     if *method != route.method() {
         return Err(BedrockError::new(
             ErrorKind::UnknownOperationException,
@@ -149,74 +80,51 @@ async fn handle(
             "The request body could not be read or is larger than the limit of {limit} bytes."
         ))
     })?;
+    let region = region::of_request(headers, &state.config().region);
+    let caller = Caller {
+        region: &region,
+        profile: None,
+    };
     match route {
         Route::Model { id, op } => {
-            state.record(op.name(), &id, &body);
-            let (counted_as, result) = model_call(state, &id, op, headers, body, request_id).await;
-            state.count(op.name(), &counted_as, result.is_err());
+            state.record(op.name(), &id, &region, &body);
+            let (counted_as, result) =
+                model_call(state, &id, op, headers, body, request_id, &region).await;
+            // A call through an application inference profile is counted under the profile
+            // too, so usage can be told apart per profile.
+            let caller = Caller {
+                profile: profiles::is_application_profile_arn(&id).then_some(id.as_str()),
+                ..caller
+            };
+            state.count(op.name(), &counted_as, caller, result.is_err());
             result
         }
         Route::Guardrail { id, version } => {
-            state.record("ApplyGuardrail", &id, &body);
+            state.record("ApplyGuardrail", &id, &region, &body);
             let result = guardrail::apply(&state.config().guardrails, &id, &version, &body);
-            state.count("ApplyGuardrail", &id, result.is_err());
+            state.count("ApplyGuardrail", &id, caller, result.is_err());
             result
         }
         Route::Retrieve { knowledge_base_id } => {
-            state.record("Retrieve", &knowledge_base_id, &body);
-            let result = knowledge::serve::retrieve(state, &knowledge_base_id, &body);
-            state.count("Retrieve", &knowledge_base_id, result.is_err());
+            state.record("Retrieve", &knowledge_base_id, &region, &body);
+            let result = knowledge::serve::retrieve(state, &knowledge_base_id, &region, &body);
+            state.count("Retrieve", &knowledge_base_id, caller, result.is_err());
             result
         }
         Route::RetrieveAndGenerate => {
             let counted_as = knowledge::serve::knowledge_base_named(&body);
-            state.record("RetrieveAndGenerate", &counted_as, &body);
-            let result = knowledge::serve::retrieve_and_generate(state, &body, request_id);
-            state.count("RetrieveAndGenerate", &counted_as, result.is_err());
+            state.record("RetrieveAndGenerate", &counted_as, &region, &body);
+            let result = knowledge::serve::retrieve_and_generate(state, &region, &body, request_id);
+            state.count("RetrieveAndGenerate", &counted_as, caller, result.is_err());
             result
         }
-        Route::CreateJob => {
-            let model = batch::model_named(&body);
-            state.record("CreateModelInvocationJob", &model, &body);
-            let result = batch::create(state, &body);
-            state.count("CreateModelInvocationJob", &model, result.is_err());
-            result
-        }
-        Route::GetJob { identifier } => {
-            let job = batch::counted_job(&identifier);
-            state.record("GetModelInvocationJob", job, &body);
-            let result = batch::get(state, &identifier);
-            state.count("GetModelInvocationJob", job, result.is_err());
-            result
-        }
-        Route::ListJobs => {
-            let query =
-                axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(
-                    uri,
-                )
-                .map(|q| q.0)
-                .map_err(|_| BedrockError::validation("The query string could not be read."));
-            state.record(
-                "ListModelInvocationJobs",
-                "*",
-                &Bytes::from(uri.query().unwrap_or_default().to_owned()),
-            );
-            let result = query.and_then(|q| batch::list(state, &q));
-            state.count("ListModelInvocationJobs", "*", result.is_err());
-            result
-        }
-        Route::StopJob { identifier } => {
-            let job = batch::counted_job(&identifier);
-            state.record("StopModelInvocationJob", job, &body);
-            let result = batch::stop(state, &identifier);
-            state.count("StopModelInvocationJob", job, result.is_err());
-            result
-        }
+        Route::Control(control) => control::serve(state, control, uri, &region, &body),
     }
 }
 
-/// Runs one model operation; returns the model ID the call is counted under (the base
-/// model that answered, when the identifier resolved) and the response.
+/// Runs one model operation for a caller in `region`; returns the model ID the call is
+/// counted under (the base model that answered, when the identifier resolved) and the
+/// response.
 pub(crate) async fn model_call(
     state: &SharedState,
     raw_id: &str,
@@ -224,13 +132,18 @@ pub(crate) async fn model_call(
     headers: &HeaderMap,
     body: Bytes,
     request_id: &str,
+    region: &str,
 ) -> (String, Result<Response, BedrockError>) {
+    // A profile created through the control plane answers as the model it copied; other
+    // application profile ARNs are looked up in the configured ones.
+    let created_profile_base = profiles::base_of(state, raw_id);
     let target = {
         let config = state.config();
         match router_of(&config, raw_id) {
             Some(Ok(router)) => Ok(Target::Router(router)),
             Some(Err(e)) => Err(e),
-            None => resolve(&config, raw_id).map(Target::Model),
+            None => resolve(&config, created_profile_base.as_deref().unwrap_or(raw_id))
+                .map(Target::Model),
         }
     };
     let target = match target {
@@ -240,7 +153,7 @@ pub(crate) async fn model_call(
     if let Target::Model(model) = &target
         && embedding::is_embedding(model)
     {
-        let result = embedding::serve(state, model, op, headers, &body, request_id).await;
+        let result = embedding::serve(state, model, op, headers, &body, request_id, region).await;
         return (model.base_id.clone(), result);
     }
     let routed = match routed_prompt(&target, op, headers, &body) {
@@ -258,7 +171,7 @@ pub(crate) async fn model_call(
         ModelOp::CountTokens => {
             Ok(axum::Json(json!({ "inputTokens": routed.prompt.input_tokens })).into_response())
         }
-        _ => infer(state, routed, op, request_id).await,
+        _ => infer(state, routed, op, request_id, region).await,
     };
     (base, result)
 }
@@ -268,6 +181,7 @@ async fn infer(
     routed: Routed,
     op: ModelOp,
     request_id: &str,
+    region: &str,
 ) -> Result<Response, BedrockError> {
     let Routed {
         model,
@@ -283,7 +197,7 @@ async fn infer(
             "The model is unsupported for streaming.",
         ));
     }
-    let faults = state.take_faults(&model.base_id);
+    let faults = state.take_faults(&model.base_id, region);
     if let Some(kind) = faults.fail {
         return Err(BedrockError::of(kind));
     }

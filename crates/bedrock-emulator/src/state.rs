@@ -1,21 +1,23 @@
-//! The emulator's shared state: configuration, faults, call counters, recorded requests and
-//! the emulated prompt cache and batch inference jobs.
+//! The emulator's shared state: configuration, faults, call counters, recorded requests,
+//! the emulated prompt cache, batch inference jobs and application inference profiles.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
 
 use crate::batch::JobStore;
+use crate::calls::CallLog;
+pub use crate::calls::{CallCount, CallKey, Caller, RecordedRequest};
 use crate::catalog::ResolvedModel;
 use crate::config::{EmulatorConfig, Latency};
-use crate::faults::{CallFaults, FaultSpec};
+use crate::faults::{self, CallFaults, FaultSpec};
 use crate::generate::Prng;
 use crate::knowledge::KnowledgeCache;
 use crate::knowledge::corpus::Chunk;
+use crate::profiles::ProfileStore;
 use crate::render::{Timing, Usage};
 use crate::tally::CachePrefix;
 
@@ -25,26 +27,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct CallCount {
-    pub calls: u64,
-    pub errors: u64,
+/// A model's own faults and the `*` ones of one fault table.
+fn own_and_any<'a>(
+    specs: &'a mut BTreeMap<String, FaultSpec>,
+    model: &str,
+) -> (Option<&'a mut FaultSpec>, Option<&'a mut FaultSpec>) {
+    let mut own = None;
+    let mut any = None;
+    for (key, spec) in specs.iter_mut() {
+        if key == model {
+            own = Some(spec);
+        } else if key == "*" {
+            any = Some(spec);
+        }
+    }
+    (own, any)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RecordedRequest {
-    pub seq: u64,
-    pub operation: String,
-    pub model_id: String,
-    /// The body as JSON when it is JSON, else as (lossy) text.
-    pub body: serde_json::Value,
-}
+/// Faults by region, then by base model ID or `*`.
+pub type RegionFaults = BTreeMap<String, BTreeMap<String, FaultSpec>>;
 
 pub struct EmulatorState {
     config: RwLock<EmulatorConfig>,
     faults: Mutex<BTreeMap<String, FaultSpec>>,
-    counters: Mutex<BTreeMap<(String, String), CallCount>>,
-    recorded: Mutex<VecDeque<(u64, String, String, Bytes)>>,
+    region_faults: Mutex<RegionFaults>,
+    calls: CallLog,
+    profiles: ProfileStore,
     prompt_cache: Mutex<HashMap<[u8; 32], Instant>>,
     rng: Mutex<Prng>,
     seq: AtomicU64,
@@ -57,10 +65,11 @@ impl EmulatorState {
         Self {
             batch: JobStore::new(config.batch.faults.clone(), config.seed),
             faults: Mutex::new(config.faults.clone()),
+            region_faults: Mutex::new(config.region_faults.clone()),
+            profiles: ProfileStore::new(config.seed),
             rng: Mutex::new(Prng::new(config.seed)),
             config: RwLock::new(config),
-            counters: Mutex::new(BTreeMap::new()),
-            recorded: Mutex::new(VecDeque::new()),
+            calls: CallLog::default(),
             prompt_cache: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             knowledge: KnowledgeCache::default(),
@@ -95,92 +104,75 @@ impl EmulatorState {
         )
     }
 
-    pub fn record(&self, operation: &str, model_id: &str, body: &Bytes) {
+    /// Keeps the request for `/_emulator/requests`, under the identifier the caller sent.
+    pub fn record(&self, operation: &str, model_id: &str, region: &str, body: &Bytes) {
         let capacity = self.config().recorded_requests;
         if capacity == 0 {
             return;
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let mut recorded = lock(&self.recorded);
-        while recorded.len() >= capacity {
-            recorded.pop_front();
-        }
-        recorded.push_back((seq, operation.to_owned(), model_id.to_owned(), body.clone()));
+        self.calls
+            .record(capacity, seq, operation, model_id, region, body);
     }
 
     pub fn recorded(&self, limit: usize) -> Vec<RecordedRequest> {
-        let recorded = lock(&self.recorded);
-        let skip = recorded.len().saturating_sub(limit);
-        recorded
-            .iter()
-            .skip(skip)
-            .map(|(seq, op, model, body)| RecordedRequest {
-                seq: *seq,
-                operation: op.clone(),
-                model_id: model.clone(),
-                body: serde_json::from_slice(body).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(body).into())
-                }),
-            })
-            .collect()
+        self.calls.recorded(limit)
     }
 
     /// Forgets the recorded requests; returns how many there were.
     pub fn clear_recorded(&self) -> usize {
-        let mut recorded = lock(&self.recorded);
-        let n = recorded.len();
-        recorded.clear();
-        n
+        self.calls.clear_recorded()
     }
 
-    pub fn count(&self, operation: &str, model: &str, error: bool) {
-        let mut counters = lock(&self.counters);
-        let entry = counters
-            .entry((operation.to_owned(), model.to_owned()))
-            .or_default();
-        entry.calls += 1;
-        if error {
-            entry.errors += 1;
-        }
+    pub fn count(&self, operation: &str, model: &str, caller: Caller<'_>, error: bool) {
+        self.calls.count(operation, model, caller, error);
     }
 
-    /// Calls of `operation` (any when `None`) to `model` (any when `None`).
+    /// Calls of `operation` (any when `None`) to `model` (any when `None`), from every region.
     pub fn calls(&self, operation: Option<&str>, model: Option<&str>) -> u64 {
-        lock(&self.counters)
-            .iter()
-            .filter(|((op, m), _)| {
-                operation.is_none_or(|o| o == op) && model.is_none_or(|x| x == m)
-            })
-            .map(|(_, c)| c.calls)
-            .sum()
+        self.calls.calls_where(|k| {
+            operation.is_none_or(|o| o == k.operation) && model.is_none_or(|m| m == k.model)
+        })
     }
 
+    /// Calls of `operation` (any when `None`) signed for `region`.
+    pub fn calls_in_region(&self, operation: Option<&str>, region: &str) -> u64 {
+        self.calls
+            .calls_where(|k| operation.is_none_or(|o| o == k.operation) && k.region == region)
+    }
+
+    /// Calls of `operation` (any when `None`) that named application inference profile
+    /// `profile_arn`.
+    pub fn calls_via_profile(&self, operation: Option<&str>, profile_arn: &str) -> u64 {
+        self.calls
+            .calls_where(|k| operation.is_none_or(|o| o == k.operation) && k.profile == profile_arn)
+    }
+
+    /// Counters by operation and model, summed over regions and profiles.
     pub fn counters(&self) -> BTreeMap<(String, String), CallCount> {
-        lock(&self.counters).clone()
+        self.calls.by_model()
     }
 
-    /// Decides this call's faults: the model's own first, then the `*` ones.
-    pub fn take_faults(&self, model: &str) -> CallFaults {
+    /// Counters by operation, model, region and profile.
+    pub fn detailed_counters(&self) -> BTreeMap<CallKey, CallCount> {
+        self.calls.detailed()
+    }
+
+    /// Decides this call's faults, most specific first: the region's for the model, the
+    /// region's `*`, the model's own, then the `*` ones.
+    pub fn take_faults(&self, model: &str, region: &str) -> CallFaults {
         let roll = lock(&self.rng).unit();
         let mut faults = lock(&self.faults);
-        let own = faults
-            .get_mut(model)
-            .map(|f| f.take(roll))
+        let mut regional = lock(&self.region_faults);
+        let (region_own, region_any) = regional
+            .get_mut(region)
+            .map(|specs| own_and_any(specs, model))
             .unwrap_or_default();
-        if own.fail.is_some() {
-            return own;
-        }
-        let any = faults
-            .get_mut("*")
-            .map(|f| f.take(roll))
-            .unwrap_or_default();
-        CallFaults {
-            fail: any.fail,
-            extra_delay_ms: own.extra_delay_ms + any.extra_delay_ms,
-            mid_stream: own.mid_stream.or(any.mid_stream),
-            malformed_output: own.malformed_output || any.malformed_output,
-            stop_reason: own.stop_reason.or(any.stop_reason),
-        }
+        let (own, any) = own_and_any(&mut faults, model);
+        faults::decide(
+            [region_own, region_any, own, any].into_iter().flatten(),
+            roll,
+        )
     }
 
     pub fn faults(&self) -> BTreeMap<String, FaultSpec> {
@@ -189,6 +181,27 @@ impl EmulatorState {
 
     pub fn update_faults(&self, f: impl FnOnce(&mut BTreeMap<String, FaultSpec>)) {
         f(&mut lock(&self.faults));
+    }
+
+    /// Faults limited to one region, by region.
+    pub fn region_faults(&self) -> RegionFaults {
+        lock(&self.region_faults).clone()
+    }
+
+    /// Changes the faults of calls signed for `region` (by base model ID or `*`).
+    pub fn update_region_faults(
+        &self,
+        region: &str,
+        f: impl FnOnce(&mut BTreeMap<String, FaultSpec>),
+    ) {
+        let mut regional = lock(&self.region_faults);
+        f(regional.entry(region.to_owned()).or_default());
+    }
+
+    /// Clears every fault, of every region.
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+        lock(&self.region_faults).clear();
     }
 
     pub fn timing(&self, model: &ResolvedModel, extra_delay_ms: u64) -> Timing {
@@ -254,20 +267,27 @@ impl EmulatorState {
         self.knowledge.get(&config, id)
     }
 
+    /// Application inference profiles created through the control plane.
+    pub fn profiles(&self) -> &ProfileStore {
+        &self.profiles
+    }
+
     /// Batch inference jobs and their faults.
     pub fn batch(&self) -> &JobStore {
         &self.batch
     }
 
-    /// Forgets counters, recorded requests, the prompt cache and batch jobs; faults go back
-    /// to the configured ones.
+    /// Forgets counters, recorded requests, the prompt cache, batch jobs and application
+    /// inference profiles; faults go back to the configured ones.
     pub fn reset(&self) {
         let configured = self.config().faults.clone();
+        let regional = self.config().region_faults.clone();
         let batch_faults = self.config().batch.faults.clone();
         self.batch.reset(batch_faults);
         *lock(&self.faults) = configured;
-        lock(&self.counters).clear();
-        lock(&self.recorded).clear();
+        *lock(&self.region_faults) = regional;
+        self.calls.clear();
+        self.profiles.clear();
         lock(&self.prompt_cache).clear();
         // Corpora are read again at their next query, picking up edited files.
         self.knowledge.clear();

@@ -227,6 +227,8 @@ async fn answer(
 ) -> Outcome {
     let body = Bytes::from(serde_json::to_vec(model_input).unwrap_or_default());
     let request_id = state.request_id();
+    // Records run in the region of the job's ARN.
+    let region = state.config().batch.region.clone();
     let (_, result) = model_call(
         state,
         model_id,
@@ -234,6 +236,7 @@ async fn answer(
         &HeaderMap::new(),
         body,
         &request_id,
+        &region,
     )
     .await;
     let response = match result {

@@ -88,6 +88,11 @@ impl Violations {
         }
     }
 
+    /// A violation worded by the caller.
+    pub fn push(&mut self, message: String) {
+        self.0.push(message);
+    }
+
     pub fn into_result(self) -> Result<(), BedrockError> {
         match self.0.len() {
             0 => Ok(()),
@@ -142,7 +147,8 @@ fn s3_location(s3: &Value, at: &str, errors: &mut Violations) -> Option<String> 
     uri
 }
 
-fn required(v: &Value, key: &str, at: &str, errors: &mut Violations) -> Option<String> {
+/// A required string member; `None` (and a violation) when it is absent or not a string.
+pub fn required(v: &Value, key: &str, at: &str, errors: &mut Violations) -> Option<String> {
     match v.get(key) {
         None | Some(Value::Null) => {
             errors.null(at);

@@ -75,13 +75,14 @@ pub async fn serve(
     headers: &HeaderMap,
     body: &Bytes,
     request_id: &str,
+    region: &str,
 ) -> Result<Response, BedrockError> {
     if let Some(e) = unsupported(op) {
         return Err(e);
     }
     require_json_content_type(headers, true)?;
     let request = parse(model, &parse_json(body)?)?;
-    let faults = state.take_faults(&model.base_id);
+    let faults = state.take_faults(&model.base_id, region);
     if let Some(kind) = faults.fail {
         return Err(BedrockError::of(kind));
     }

@@ -12,18 +12,23 @@ use crate::request::parse_json;
 use crate::state::EmulatorState;
 
 /// Faults are looked up by knowledge base ID, as they are by model ID for models.
-fn faults(state: &EmulatorState, id: &str) -> Result<(), BedrockError> {
-    match state.take_faults(id).fail {
+fn faults(state: &EmulatorState, id: &str, region: &str) -> Result<(), BedrockError> {
+    match state.take_faults(id, region).fail {
         Some(kind) => Err(BedrockError::of(kind)),
         None => Ok(()),
     }
 }
 
-pub fn retrieve(state: &EmulatorState, id: &str, body: &Bytes) -> Result<Response, BedrockError> {
+pub fn retrieve(
+    state: &EmulatorState,
+    id: &str,
+    region: &str,
+    body: &Bytes,
+) -> Result<Response, BedrockError> {
     let chunks = state.knowledge_base(id)?;
     let body = parse_json(body)?;
     let answer = super::retrieve::respond(&chunks, &body)?;
-    faults(state, id)?;
+    faults(state, id, region)?;
     Ok(axum::Json(answer).into_response())
 }
 
@@ -44,14 +49,20 @@ pub fn knowledge_base_named(body: &Bytes) -> String {
 
 pub fn retrieve_and_generate(
     state: &EmulatorState,
+    region: &str,
     body: &Bytes,
     request_id: &str,
 ) -> Result<Response, BedrockError> {
     let body = parse_json(body)?;
     let target = generate::target(&body)?;
-    resolve(&state.config(), &target.model_arn)?;
+    // An application inference profile made through the control plane stands for its model.
+    let model = crate::profiles::base_of(state, &target.model_arn);
+    resolve(
+        &state.config(),
+        model.as_deref().unwrap_or(&target.model_arn),
+    )?;
     let chunks = state.knowledge_base(&target.knowledge_base_id)?;
     let answer = generate::respond(&chunks, &body, request_id)?;
-    faults(state, &target.knowledge_base_id)?;
+    faults(state, &target.knowledge_base_id, region)?;
     Ok(axum::Json(answer).into_response())
 }

@@ -55,9 +55,16 @@ pub async fn emulator_with(yaml: &str) -> RunningEmulator {
 }
 
 fn config_builder(emulator: &RunningEmulator) -> aws_sdk_bedrockruntime::config::Builder {
+    config_builder_in(emulator, "us-east-1")
+}
+
+fn config_builder_in(
+    emulator: &RunningEmulator,
+    region: &str,
+) -> aws_sdk_bedrockruntime::config::Builder {
     aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
         .endpoint_url(emulator.url())
         .retry_config(RetryConfig::disabled())
@@ -65,6 +72,25 @@ fn config_builder(emulator: &RunningEmulator) -> aws_sdk_bedrockruntime::config:
 
 pub fn client(emulator: &RunningEmulator) -> Client {
     Client::from_conf(config_builder(emulator).build())
+}
+
+/// A runtime client configured for `region`: its calls are signed for that region.
+pub fn client_in(emulator: &RunningEmulator, region: &str) -> Client {
+    Client::from_conf(config_builder_in(emulator, region).build())
+}
+
+/// A control-plane (`bedrock`) client configured for `region`.
+pub fn control_client_in(emulator: &RunningEmulator, region: &str) -> aws_sdk_bedrock::Client {
+    let config = aws_sdk_bedrock::Config::builder()
+        .behavior_version(aws_sdk_bedrock::config::BehaviorVersion::latest())
+        .region(aws_sdk_bedrock::config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_bedrock::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(emulator.url())
+        .retry_config(aws_sdk_bedrock::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_bedrock::Client::from_conf(config)
 }
 
 /// The response headers of a client's last call. InvokeModel's output leaves Bedrock's
