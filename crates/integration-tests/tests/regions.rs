@@ -94,10 +94,18 @@ async fn an_eu_only_tenant_is_served_in_the_eu_refused_elsewhere_and_never_moved
             .contains("eu (geography)")
     );
 
-    // The EU tier: served in the EU, recorded so.
+    // The EU tier: served in the EU (the call was signed for, and went to, eu-central-1),
+    // recorded so.
     let served = chat(&app, &key, ask("eu")).await;
     assert_eq!(served.status, 200, "{}", served.body);
     assert_eq!(ledger_regions(&stack, "eu-co").await, ["eu-central-1"]);
+    assert_eq!(
+        stack
+            .emulator
+            .state()
+            .calls_in_region(Some("Converse"), "eu-central-1"),
+        1
+    );
 
     // Every EU target throttles: a typed 503, and the home-region model of the same tier is
     // never called for this tenant.
@@ -122,4 +130,57 @@ async fn an_eu_only_tenant_is_served_in_the_eu_refused_elsewhere_and_never_moved
         anywhere.status, 503,
         "the outage is the model's everywhere here"
     );
+}
+
+#[tokio::test]
+async fn a_region_outage_moves_traffic_to_the_next_region_and_back_when_it_recovers() {
+    let stack = Stack::start().await;
+    edit_routing(&stack, |r| {
+        r.tiers.insert("regional".into(), vec![NOVA.into()]);
+        r.tier_regions.insert(
+            "regional".into(),
+            vec!["us-east-1".into(), "us-west-2".into()],
+        );
+    })
+    .await;
+    let mut opts = options();
+    opts.retry.breaker_threshold = 2;
+    opts.retry.breaker_cooldown = std::time::Duration::from_millis(1500);
+    let app = state(&stack, opts);
+    let key = stack.key("acme").to_owned();
+    let ask = json!({"messages": [{"role": "user", "content": "Hello"}], "tier": "regional"});
+    let state_of = || stack.emulator.state();
+
+    stack
+        .emulator
+        .state()
+        .update_region_faults("us-east-1", |f| {
+            f.entry(NOVA.into()).or_default().outage =
+                Some(bedrock_emulator::ErrorKind::ThrottlingException);
+        });
+    // Served from the next region of the same model, well within the deadline.
+    let started = std::time::Instant::now();
+    let moved = chat(&app, &key, ask.clone()).await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(state_of().calls_in_region(Some("Converse"), "us-west-2"), 1);
+    // The breaker of nova in us-east-1 is open: the next requests go straight there.
+    let throttled_before = state_of().calls_in_region(Some("Converse"), "us-east-1");
+    for _ in 0..3 {
+        assert_eq!(chat(&app, &key, ask.clone()).await.status, 200);
+    }
+    assert_eq!(
+        state_of().calls_in_region(Some("Converse"), "us-east-1"),
+        throttled_before
+    );
+    assert_eq!(state_of().calls_in_region(Some("Converse"), "us-west-2"), 4);
+    // The region recovers; after the cooldown, traffic goes back to it.
+    stack.emulator.state().clear_faults();
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(chat(&app, &key, ask.clone()).await.status, 200);
+    assert_eq!(
+        state_of().calls_in_region(Some("Converse"), "us-east-1"),
+        throttled_before + 1
+    );
+    assert_eq!(ledger_regions(&stack, "acme").await.len(), 5);
 }
