@@ -192,6 +192,10 @@ impl DynamoLedger {
         if let Some(k) = &r.key {
             tx = tx.transact_items(self.counter(&month, &format!("KEY#{k}"), r, None)?);
         }
+        // Tokens a provisioned model served: its utilisation against its capacity.
+        if let Some(p) = &r.provisioned {
+            tx = tx.transact_items(self.counter(&month, &format!("PROVISIONED#{p}"), r, None)?);
+        }
         match tx.send().await {
             Ok(_) => Ok(Written::Counted),
             Err(e) => {

@@ -69,7 +69,15 @@ fn resolve_arn(config: &EmulatorConfig, full: &str, rest: &str) -> Result<String
                     format!("The application inference profile {id} was not found."),
                 )
             }),
-        "provisioned-model" | "custom-model" | "imported-model" => Err(BedrockError::new(
+        "provisioned-model" => crate::provisioned::spec_of(&config.provisioned_models, full)
+            .map(|p| p.model.clone())
+            .ok_or_else(|| {
+                BedrockError::new(
+                    ErrorKind::ResourceNotFoundException,
+                    format!("The provisioned-model {id} was not found."),
+                )
+            }),
+        "custom-model" | "imported-model" => Err(BedrockError::new(
             ErrorKind::ResourceNotFoundException,
             format!("The {kind} {id} was not found."),
         )),

@@ -23,6 +23,9 @@ pub struct EmulatorConfig {
     pub models: BTreeMap<String, ModelSpec>,
     /// Application inference profiles: profile ARN (or its trailing ID) -> base model ID.
     pub application_inference_profiles: BTreeMap<String, String>,
+    /// Provisioned Throughput: provisioned model ARN (or its trailing ID) -> the base model
+    /// it serves and its capacity.
+    pub provisioned_models: BTreeMap<String, crate::provisioned::ProvisionedSpec>,
     /// Prompt routers by ID (`anthropic.claude:1`, or a router's trailing ARN ID) -> the base
     /// models they route between, the one for short prompts first.
     pub prompt_routers: BTreeMap<String, Vec<String>>,
@@ -63,6 +66,7 @@ impl Default for EmulatorConfig {
         Self {
             models: BTreeMap::new(),
             application_inference_profiles: BTreeMap::new(),
+            provisioned_models: BTreeMap::new(),
             prompt_routers: BTreeMap::new(),
             inference_profile_prefixes: ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"]
                 .iter()
@@ -126,6 +130,7 @@ impl EmulatorConfig {
             .application_inference_profiles
             .extend(overlay.application_inference_profiles);
         config.prompt_routers.extend(overlay.prompt_routers);
+        config.provisioned_models.extend(overlay.provisioned_models);
         config.guardrails.extend(overlay.guardrails);
         config.faults.extend(overlay.faults);
         config.region_faults.extend(overlay.region_faults);

@@ -292,6 +292,7 @@ pub mod invoke;
 pub mod knowledge;
 pub mod output;
 pub mod profiles;
+pub mod provisioned;
 pub mod reasoning;
 pub mod region;
 pub mod render;

@@ -167,6 +167,17 @@ pub(crate) async fn model_call(
         }
     };
     let base = routed.model.base_id.clone();
+    if op != ModelOp::CountTokens
+        && !state.provisioned_take(raw_id, u64::from(routed.prompt.input_tokens))
+    {
+        return (
+            base,
+            Err(BedrockError::new(
+                ErrorKind::ThrottlingException,
+                "Too many tokens, please wait before trying again.",
+            )),
+        );
+    }
     let result = match op {
         ModelOp::CountTokens => {
             Ok(axum::Json(json!({ "inputTokens": routed.prompt.input_tokens })).into_response())

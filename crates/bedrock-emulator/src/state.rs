@@ -58,6 +58,7 @@ pub struct EmulatorState {
     seq: AtomicU64,
     knowledge: KnowledgeCache,
     batch: JobStore,
+    capacity: crate::provisioned::Capacity,
 }
 
 impl EmulatorState {
@@ -73,7 +74,20 @@ impl EmulatorState {
             prompt_cache: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             knowledge: KnowledgeCache::default(),
+            capacity: crate::provisioned::Capacity::default(),
         }
+    }
+
+    /// Takes a provisioned model's capacity for a call; `false`: it is at capacity.
+    pub fn provisioned_take(&self, raw_id: &str, tokens: u64) -> bool {
+        let per_minute = {
+            let config = self.config();
+            match crate::provisioned::spec_of(&config.provisioned_models, raw_id) {
+                Some(spec) => spec.tokens_per_minute,
+                None => return true,
+            }
+        };
+        self.capacity.take(raw_id, tokens, per_minute)
     }
 
     pub fn config(&self) -> RwLockReadGuard<'_, EmulatorConfig> {

@@ -60,6 +60,10 @@ pub enum CostCommand {
         json: bool,
         #[arg(long)]
         csv: bool,
+        /// Provisioned Throughput instead: each provisioned model's hourly commitment, the
+        /// tokens it served and its utilisation of its capacity.
+        #[arg(long, conflicts_with_all = ["by", "csv"])]
+        provisioned: bool,
     },
 }
 
@@ -127,6 +131,7 @@ pub async fn run(args: CostArgs) -> Result<(), String> {
         by,
         json,
         csv,
+        provisioned,
     } = args.command;
     let month = month.unwrap_or_else(|| Buckets::of(chrono::Utc::now().timestamp_millis()).month);
     if !valid_month(&month) {
@@ -178,6 +183,24 @@ pub async fn run(args: CostArgs) -> Result<(), String> {
         }
         None => known.into_iter().collect(),
     };
+    if provisioned {
+        let routing = configs
+            .routing()
+            .await
+            .map_err(|e| aws.failure("the routing", &e))?;
+        let rows = crate::cost_provisioned::rows(&reader, &routing, &tenants, &month)
+            .await
+            .map_err(|e| aws.failure("the ledger", &e))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+            );
+        } else {
+            crate::cost_provisioned::print(&month, &rows);
+        }
+        return Ok(());
+    }
     let states = DynamoBudgets::new(&sdk, &settings.usage_table);
     let mut rows = Vec::new();
     for t in &tenants {

@@ -6,6 +6,7 @@ mod batch;
 mod batch_bulk;
 mod budgets;
 mod cost;
+mod cost_provisioned;
 mod dev;
 mod eval;
 mod kb;

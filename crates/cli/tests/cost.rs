@@ -169,6 +169,7 @@ async fn a_report_is_the_bill_or_an_error() {
             estimated: false,
             bulk: false,
             region: None,
+            provisioned: None,
             at_ms: chrono::Utc::now().timestamp_millis(),
             service_tier: None,
             key: None,
@@ -235,5 +236,102 @@ async fn a_report_is_the_bill_or_an_error() {
             .map(|r| r["requests"].as_u64().unwrap())
             .sum::<u64>(),
         2
+    );
+}
+
+const PROVISIONED: &str = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcd1234efgh";
+
+#[tokio::test]
+async fn provisioned_capacity_is_used_first_overflows_to_on_demand_and_is_reported_apart() {
+    let mut emulator = bedrock_emulator::EmulatorConfig::builtin();
+    // Room for one short request a minute.
+    emulator.provisioned_models.insert(
+        PROVISIONED.into(),
+        bedrock_emulator::provisioned::ProvisionedSpec {
+            model: "amazon.nova-lite-v1:0".into(),
+            tokens_per_minute: 8,
+        },
+    );
+    let stack = Stack::start_with(quarry_testkit::Moto::shared().url(), emulator).await;
+    {
+        use quarry_core::ports::ParameterStore;
+        let name = stack.settings.param("routing");
+        let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+        let mut routing: quarry_core::routing::RoutingConfig =
+            serde_json::from_str(&ssm.get(&name, false).await.unwrap().value).unwrap();
+        routing.provisioned.insert(
+            PROVISIONED.into(),
+            serde_json::from_value(serde_json::json!({
+                "base_model": "amazon.nova-lite-v1:0", "hourly_usd": "20", "tokens_per_minute": 5000
+            }))
+            .unwrap(),
+        );
+        // Listed after on-demand: capacity already paid for is still tried first.
+        routing.tiers.insert(
+            "pt".into(),
+            vec!["amazon.nova-lite-v1:0".into(), PROVISIONED.into()],
+        );
+        aws_sdk_ssm::Client::new(&stack.sdk)
+            .put_parameter()
+            .name(name)
+            .value(serde_json::to_string(&routing).unwrap())
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    let state = Arc::new(chat_handler::AppState::from_sdk(
+        &stack.sdk,
+        stack.settings.clone(),
+        chat_handler::Options::default(),
+    ));
+    let mut models = Vec::new();
+    let mut costs = Vec::new();
+    for n in 0..4 {
+        let body = serde_json::json!({"messages": [{"role": "user", "content": format!("Status {n}")}], "tier": "pt"});
+        let request = http::Request::post("/v1/chat")
+            .header("authorization", format!("Bearer {}", stack.key("acme")))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let (status, answer) = json_reply(
+            chat_handler::app(state.clone())
+                .oneshot(request)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        models.push(answer["model"].as_str().unwrap().to_owned());
+        costs.push(answer["cost_usd"].as_str().unwrap().to_owned());
+    }
+    // The provisioned model first; once at capacity, on-demand takes the overflow.
+    assert_eq!(models[0], PROVISIONED);
+    assert!(
+        models.iter().any(|m| m == "amazon.nova-lite-v1:0"),
+        "{models:?}"
+    );
+    for (m, c) in models.iter().zip(&costs) {
+        if m == PROVISIONED {
+            assert_eq!(c, "0.000000", "no per-token price on provisioned calls");
+        } else {
+            assert_ne!(c, "0.000000");
+        }
+    }
+    let (ok, out) = quarry(&stack, &["--provisioned", "--json"]);
+    assert!(ok, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["model_arn"], PROVISIONED);
+    let served = models.iter().filter(|m| *m == PROVISIONED).count() as u64;
+    assert_eq!(row["requests"], served);
+    assert!(row["tokens_served"].as_u64().unwrap() > 0);
+    assert_eq!(row["hourly_usd"], "20.000000");
+    assert!(row["token_capacity"].as_u64().unwrap() >= row["tokens_served"].as_u64().unwrap());
+    let (ok, out) = quarry(&stack, &["--provisioned"]);
+    assert!(
+        ok && out.contains("Provisioned Throughput") && out.contains(PROVISIONED),
+        "{out}"
     );
 }

@@ -217,6 +217,7 @@ mod tests {
                 bulk: Default::default(),
                 tier_regions: Default::default(),
                 home_region: None,
+                provisioned: Default::default(),
             }),
             prompt: None,
             output_schema: None,

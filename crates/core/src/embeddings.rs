@@ -381,6 +381,7 @@ impl EmbeddingService {
             key: caller.key_label.clone(),
             bulk: false,
             region: None,
+            provisioned: None,
             at_ms: SystemClock.now_ms(),
         };
         if let Err(e) = self.ports.ledger.record(&record).await {

@@ -36,6 +36,10 @@ pub struct UsageRecord {
     /// The region that served the call, when the route named one (else the deployment's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The provisioned model (ARN) that served it: its tokens count, its price is the
+    /// hourly commitment (cost 0 here, never unpriced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<String>,
     /// Unix milliseconds.
     pub at_ms: i64,
 }

@@ -500,3 +500,30 @@ async fn a_region_that_throttles_moves_traffic_to_the_next_region_before_the_nex
         .unwrap();
     assert_eq!(out.target.region.as_deref(), Some("us-east-1"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_provisioned_model_at_capacity_overflows_to_on_demand_at_once() {
+    let pt = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcd1234efgh";
+    let client = Arc::new(Scripted::default().on(pt, &[Step::Fail(ModelErrorKind::Throttled)]));
+    let inv = invoker(client.clone());
+    let started = Instant::now();
+    let out = inv
+        .invoke(
+            &chain(&[pt, "b"]),
+            &request(),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.target.invoke_id, "b");
+    assert_eq!(
+        client.calls(),
+        [pt, "b"],
+        "no retry of a provisioned model at capacity"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no backoff before the overflow"
+    );
+}

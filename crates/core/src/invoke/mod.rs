@@ -134,6 +134,13 @@ impl Invoker {
             tracing::warn!(model = %target.invoke_id, region = target.region.as_deref(), "circuit opened after consecutive throttles");
             return AfterFailure::Fallback;
         }
+        // A provisioned model that throttles is at its capacity: the overflow goes to the
+        // next target at once, without waiting for capacity to free up.
+        if error.kind == ModelErrorKind::Throttled
+            && crate::routing::is_provisioned(&target.invoke_id)
+        {
+            return AfterFailure::Fallback;
+        }
         if !error.kind.is_retryable() || attempt_no + 1 >= self.policy.max_attempts_per_model {
             return AfterFailure::Fallback;
         }

@@ -178,12 +178,36 @@ pub struct RoutingConfig {
     /// When batch jobs run on Bedrock batch inference, and how those bulk jobs are tracked.
     #[serde(default)]
     pub bulk: crate::bulk::BulkPolicy,
+    /// Provisioned Throughput bought, by provisioned model ARN: the base model it serves, its
+    /// hourly commitment and its capacity. A chain naming one tries it before on-demand
+    /// models and overflows to them when it throttles; its calls are recorded with their
+    /// tokens and no per-token price.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provisioned: BTreeMap<String, Provisioned>,
 }
 
 const REGION_PREFIXES: [&str; 8] = ["us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"];
 
 fn default_prefixes() -> Vec<String> {
     REGION_PREFIXES.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A Provisioned Throughput purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provisioned {
+    /// The base model it serves (in `models`).
+    pub base_model: String,
+    /// Its hourly commitment, USD as a decimal string (`"39.60"`).
+    pub hourly_usd: crate::budget::Usd,
+    /// Input and output tokens per minute its model units serve: what its utilisation is
+    /// measured against.
+    pub tokens_per_minute: u64,
+}
+
+/// A provisioned model ARN (`arn:aws:bedrock:REGION:ACCOUNT:provisioned-model/ID`).
+pub fn is_provisioned(invoke_id: &str) -> bool {
+    invoke_id.starts_with("arn:") && invoke_id.contains(":provisioned-model/")
 }
 
 /// A cross-region inference profile's region prefix (`us` of `us.anthropic...`).
@@ -417,6 +441,18 @@ impl RoutingConfig {
                 })?;
             }
         }
+        for (arn, p) in &self.provisioned {
+            if !is_provisioned(arn) || !self.models.contains_key(&p.base_model) {
+                return Err(RoutingError::Invalid(format!(
+                    "provisioned: {arn} must be a provisioned-model ARN serving a model in models"
+                )));
+            }
+            if p.tokens_per_minute == 0 {
+                return Err(RoutingError::Invalid(format!(
+                    "provisioned: {arn} needs its tokens_per_minute (its capacity)"
+                )));
+            }
+        }
         for (arn, base) in &self.application_inference_profiles {
             if !self.models.contains_key(base) {
                 return Err(RoutingError::Invalid(format!(
@@ -470,6 +506,8 @@ impl RoutingConfig {
                 (None, _) => targets.push(target),
             }
         }
+        // Capacity already paid for is used first; on-demand takes the overflow.
+        targets.sort_by_key(|t| !is_provisioned(&t.invoke_id));
         Ok(Route {
             tier: Some(name.to_owned()),
             chain: targets,
@@ -498,6 +536,12 @@ impl RoutingConfig {
         }
         if let Some(base) = self.application_inference_profiles.get(id) {
             return Some(base.clone());
+        }
+        if let Some(p) = self.provisioned.get(id) {
+            return self
+                .models
+                .contains_key(&p.base_model)
+                .then(|| p.base_model.clone());
         }
         if let Some(rest) = id.strip_prefix("arn:") {
             // arn:PARTITION:bedrock:REGION:ACCOUNT:TYPE/ID
@@ -744,5 +788,38 @@ mod tests {
         let mut fast = c.route(None).unwrap();
         fast.restrict(&Residency::default(), None, "t").unwrap();
         assert_eq!(fast.chain.len(), 3);
+    }
+
+    #[test]
+    fn provisioned_models_resolve_to_their_base_and_come_first() {
+        let pt = "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abcd1234efgh";
+        let mut c = regional();
+        c.provisioned.insert(
+            pt.into(),
+            serde_json::from_value(serde_json::json!({
+                "base_model": "amazon.nova-lite-v1:0", "hourly_usd": "20", "tokens_per_minute": 5000
+            }))
+            .unwrap(),
+        );
+        c.tiers.insert(
+            "pt".into(),
+            vec!["amazon.nova-lite-v1:0".into(), pt.into()],
+        );
+        c.validate().unwrap();
+        let route = c.route(Some(&RouteSpec::Tier("pt".into()))).unwrap();
+        assert_eq!(route.chain[0].invoke_id, pt);
+        assert_eq!(route.chain[0].base_id, "amazon.nova-lite-v1:0");
+        assert!(is_provisioned(pt) && !is_provisioned("amazon.nova-lite-v1:0"));
+        // Its capacity is what utilisation is measured against: it must be given.
+        let mut bad = c.clone();
+        if let Some(p) = bad.provisioned.get_mut(pt) {
+            p.tokens_per_minute = 0;
+        }
+        assert!(bad.validate().is_err());
+        let mut unknown = c.clone();
+        if let Some(p) = unknown.provisioned.get_mut(pt) {
+            p.base_model = "nope".into();
+        }
+        assert!(unknown.validate().is_err());
     }
 }

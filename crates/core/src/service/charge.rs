@@ -42,6 +42,8 @@ pub(crate) enum Rate<'a> {
     Tier(Option<ServiceTier>, crate::pricing::Placement<'a>),
     /// Bedrock batch inference.
     Batch,
+    /// Provisioned Throughput: paid by the hour, nothing per token.
+    Provisioned,
 }
 
 /// The base model a prompt router's trace names (`arn:...:foundation-model/ID`, or an
@@ -256,6 +258,10 @@ impl Shared {
         usage: &TokenUsage,
         rate: Rate<'_>,
     ) -> Option<MicroUsd> {
+        // Paid by the hour: known without the pricing table.
+        if matches!(rate, Rate::Provisioned) {
+            return Some(MicroUsd::ZERO);
+        }
         let pricing = match self.configs.pricing().await {
             Ok(p) => p,
             Err(e) => {
@@ -264,6 +270,7 @@ impl Shared {
             }
         };
         let priced = match rate {
+            Rate::Provisioned => Priced::Cost(MicroUsd::ZERO),
             Rate::Tier(tier, placement) => pricing.cost_at(model, usage, tier, placement),
             Rate::Batch => pricing.cost_in_batch(model, usage),
         };
@@ -295,7 +302,9 @@ impl Shared {
             tier,
             bulk,
         } = call;
-        let rate = if *bulk {
+        let rate = if crate::routing::is_provisioned(&target.invoke_id) {
+            Rate::Provisioned
+        } else if *bulk {
             Rate::Batch
         } else {
             Rate::Tier(
@@ -317,6 +326,8 @@ impl Shared {
             key: caller.key_label.clone(),
             bulk: *bulk,
             region: target.region.clone(),
+            provisioned: crate::routing::is_provisioned(&target.invoke_id)
+                .then(|| target.invoke_id.clone()),
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;
@@ -359,6 +370,7 @@ impl Shared {
             key: caller.key_label.clone(),
             bulk: false,
             region: None,
+            provisioned: None,
             at_ms: SystemClock.now_ms(),
         };
         self.write(&record).await;

@@ -265,6 +265,7 @@ impl Shared {
                 key: caller.key_label.clone(),
                 bulk: false,
                 region: None,
+                provisioned: None,
                 at_ms: SystemClock.now_ms(),
             };
             self.write(&record).await;
