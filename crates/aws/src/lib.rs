@@ -12,6 +12,7 @@ pub mod document;
 pub mod dynamo_cache;
 pub mod embedding_cache;
 pub mod image_fetch;
+pub mod inference_profiles;
 pub mod jobs;
 pub mod knowledge;
 pub mod ledger;

@@ -148,7 +148,11 @@ pub async fn tenants(args: TenantsArgs) -> Result<(), String> {
                 allowed_tiers: vec!["*".into()],
                 ..TenantPolicy::default()
             });
+            let profiles = edit.inference_profiles;
             (*edit).apply(&mut policy)?;
+            if profiles {
+                crate::tenant_profiles::create(&args.aws, &tenant, &mut policy).await?;
+            }
             let changes = diff(before.as_ref(), &policy);
             dir.tenants.insert(tenant.clone(), policy);
             match (before.is_none(), changes.is_empty()) {
@@ -164,9 +168,11 @@ pub async fn tenants(args: TenantsArgs) -> Result<(), String> {
             }
         }
         TenantsCommand::Remove { tenant } => {
-            if dir.tenants.remove(&tenant).is_none() {
+            let Some(policy) = dir.tenants.get(&tenant) else {
                 return Err(format!("no tenant {tenant}"));
-            }
+            };
+            crate::tenant_profiles::delete(&args.aws, policy).await?;
+            dir.tenants.remove(&tenant);
             dir.keys.retain(|_, k| k.tenant != tenant);
             println!("tenant {tenant} and its keys removed");
         }

@@ -434,7 +434,8 @@ pub async fn run(args: BatchArgs) -> Result<(), String> {
             eprintln!("{} quarantined message(s) on {day}", held.len());
         }
         BatchCommand::Cancel { job_id, tenant } => {
-            crate::batch_bulk::cancel(&sdk, &jobs, &tenant, &job_id).await?;
+            let bedrock = args.aws.bedrock_sdk().await;
+            crate::batch_bulk::cancel(&bedrock, &jobs, &tenant, &job_id).await?;
         }
         BatchCommand::Status {
             job_id,

@@ -13,6 +13,7 @@ mod kb;
 mod prompts;
 mod serve;
 mod tenant_policy;
+mod tenant_profiles;
 
 use std::process::ExitCode;
 

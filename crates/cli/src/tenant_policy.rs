@@ -72,6 +72,10 @@ pub struct PolicyEdit {
     /// Knowledge Bases its prompts may retrieve from, by ID.
     #[arg(long, value_delimiter = ',')]
     pub knowledge_bases: Option<Vec<String>>,
+    /// Create an application inference profile, tagged `tenant` and `stage`, for each model
+    /// its tiers route to, and send its requests through them (cost allocation by tenant).
+    #[arg(long)]
+    pub inference_profiles: bool,
     /// Data residency: the only regions its requests may be served in (`eu-central-1,...`).
     #[arg(long, value_delimiter = ',')]
     pub regions: Option<Vec<String>>,

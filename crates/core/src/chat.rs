@@ -307,9 +307,9 @@ impl Preparer {
             }));
         }
 
-        if let Some(residency) = &caller.policy.residency {
-            route.restrict(residency, routing.home_region.as_deref(), &caller.tenant)?;
-        }
+        caller
+            .policy
+            .apply(&mut route, routing.home_region.as_deref(), &caller.tenant)?;
 
         let mut system_blocks: Vec<SystemBlock> =
             system.iter().cloned().map(SystemBlock::Text).collect();

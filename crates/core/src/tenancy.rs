@@ -50,6 +50,11 @@ pub struct TenantPolicy {
     /// geographies; anywhere when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub residency: Option<crate::routing::Residency>,
+    /// The tenant's own application inference profiles, by the model or system profile ID
+    /// they copy: its requests are sent through them, so Bedrock's bill (the Cost and Usage
+    /// Report, by the profiles' `tenant` tag) splits by tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inference_profiles: BTreeMap<String, String>,
 }
 
 fn all() -> Vec<String> {
@@ -88,6 +93,32 @@ impl TenantPolicy {
     }
 
     /// A tier route needs the tier; a direct-model route needs the model.
+    /// Fits a route to this tenant: its residency rule first (on the models as routed:
+    /// what they may serve from), then its own inference profiles in place of the models
+    /// they copy, called in the profile's region.
+    pub fn apply(
+        &self,
+        route: &mut Route,
+        home: Option<&str>,
+        tenant: &str,
+    ) -> Result<(), crate::routing::RoutingError> {
+        if let Some(residency) = &self.residency {
+            route.restrict(residency, home, tenant)?;
+        }
+        for target in &mut route.chain {
+            let Some(arn) = self.inference_profiles.get(&target.invoke_id) else {
+                continue;
+            };
+            let region = arn.split(':').nth(3).filter(|r| !r.is_empty());
+            // A profile lives in one region: a model placed elsewhere is called as placed.
+            if target.region.is_none() || target.region.as_deref() == region {
+                target.invoke_id.clone_from(arn);
+                target.region = region.map(str::to_owned);
+            }
+        }
+        Ok(())
+    }
+
     pub fn allows(&self, route: &Route) -> bool {
         match &route.tier {
             Some(tier) => self.allows_tier(tier),

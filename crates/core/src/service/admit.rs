@@ -159,10 +159,10 @@ impl ChatService {
                 prepared.route = prepared
                     .routing
                     .route(Some(&RouteSpec::Tier(tier.clone())))?;
-                if let Some(residency) = &caller.policy.residency {
-                    let home = prepared.routing.home_region.as_deref();
-                    prepared.route.restrict(residency, home, &caller.tenant)?;
-                }
+                let home = prepared.routing.home_region.as_deref();
+                caller
+                    .policy
+                    .apply(&mut prepared.route, home, &caller.tenant)?;
                 crate::needs::fit(&mut prepared.route, &prepared.request)?;
                 tracing::info!(tenant = %caller.tenant, %tier, %reason, "budget: request degraded");
                 Some(tier)
