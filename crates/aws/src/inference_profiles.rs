@@ -42,9 +42,9 @@ impl BedrockProfiles {
         if id.starts_with("arn:") {
             return Ok(id.to_owned());
         }
-        let is_profile = id
-            .split_once('.')
-            .is_some_and(|(p, rest)| quarry_core::routing::is_region_prefix(p) && rest.contains('.'));
+        let is_profile = id.split_once('.').is_some_and(|(p, rest)| {
+            quarry_core::routing::is_region_prefix(p) && rest.contains('.')
+        });
         if !is_profile {
             return Ok(format!(
                 "arn:aws:bedrock:{}::foundation-model/{id}",

@@ -65,6 +65,15 @@ pub enum CostCommand {
         #[arg(long, conflicts_with_all = ["by", "csv"])]
         provisioned: bool,
     },
+    /// The ledger's spend per tenant against the AWS bill per tenant (Cost Explorer, by the
+    /// `tenant` tag of the tenants' inference profiles).
+    Reconcile {
+        /// YYYY-MM (UTC).
+        #[arg(long)]
+        month: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -125,14 +134,17 @@ fn valid_month(m: &str) -> bool {
 }
 
 pub async fn run(args: CostArgs) -> Result<(), String> {
-    let CostCommand::Report {
-        tenant,
-        month,
-        by,
-        json,
-        csv,
-        provisioned,
-    } = args.command;
+    let (tenant, month, by, json, csv, provisioned, reconcile) = match args.command {
+        CostCommand::Report {
+            tenant,
+            month,
+            by,
+            json,
+            csv,
+            provisioned,
+        } => (tenant, month, by, json, csv, provisioned, false),
+        CostCommand::Reconcile { month, json } => (None, month, None, json, false, false, true),
+    };
     let month = month.unwrap_or_else(|| Buckets::of(chrono::Utc::now().timestamp_millis()).month);
     if !valid_month(&month) {
         return Err(format!("--month must be YYYY-MM, not '{month}'"));
@@ -183,6 +195,23 @@ pub async fn run(args: CostArgs) -> Result<(), String> {
         }
         None => known.into_iter().collect(),
     };
+    if reconcile {
+        let billed = crate::cost_reconcile::billed(&sdk, &month)
+            .await
+            .map_err(|e| aws.failure("Cost Explorer", &e))?;
+        let rows = crate::cost_reconcile::rows(&reader, &billed, &tenants, &month)
+            .await
+            .map_err(|e| aws.failure("the ledger", &e))?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+            );
+        } else {
+            crate::cost_reconcile::print(&month, &rows);
+        }
+        return Ok(());
+    }
     if provisioned {
         let routing = configs
             .routing()

@@ -7,6 +7,7 @@ mod batch_bulk;
 mod budgets;
 mod cost;
 mod cost_provisioned;
+mod cost_reconcile;
 mod dev;
 mod eval;
 mod kb;

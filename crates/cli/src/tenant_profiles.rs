@@ -41,11 +41,7 @@ fn routed_models(routing: &RoutingConfig, policy: &TenantPolicy) -> Vec<String> 
     ids
 }
 
-pub async fn create(
-    aws: &AwsArgs,
-    tenant: &str,
-    policy: &mut TenantPolicy,
-) -> Result<(), String> {
+pub async fn create(aws: &AwsArgs, tenant: &str, policy: &mut TenantPolicy) -> Result<(), String> {
     let sdk = aws.sdk().await;
     let settings = aws.settings();
     let configs = quarry_core::config::Configs::new(
@@ -89,7 +85,10 @@ pub async fn delete(aws: &AwsArgs, policy: &TenantPolicy) -> Result<(), String> 
     }
     let profiles = BedrockProfiles::new(&aws.bedrock_sdk().await);
     for arn in policy.inference_profiles.values() {
-        profiles.delete(arn).await.map_err(|e| format!("{arn}: {e}"))?;
+        profiles
+            .delete(arn)
+            .await
+            .map_err(|e| format!("{arn}: {e}"))?;
         println!("  inference profile {arn} deleted");
     }
     Ok(())
@@ -108,9 +107,16 @@ mod tests {
                 && !s.contains("--")
         };
         for tenant in ["acme", "a_b-c", &"x".repeat(64), "9-_-9"] {
-            let name = profile_name("prod", tenant, "us.anthropic.claude-3-5-haiku-20241022-v1:0");
+            let name = profile_name(
+                "prod",
+                tenant,
+                "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+            );
             assert!(ok(&name), "{name}");
         }
-        assert_ne!(profile_name("prod", "a", "m"), profile_name("dev", "a", "m"));
+        assert_ne!(
+            profile_name("prod", "a", "m"),
+            profile_name("dev", "a", "m")
+        );
     }
 }

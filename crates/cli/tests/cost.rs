@@ -335,3 +335,70 @@ async fn provisioned_capacity_is_used_first_overflows_to_on_demand_and_is_report
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn reconcile_compares_the_ledger_with_the_bill_by_tenant_tag() {
+    let stack = Stack::start().await;
+    let state = Arc::new(chat_handler::AppState::from_sdk(
+        &stack.sdk,
+        stack.settings.clone(),
+        chat_handler::Options::default(),
+    ));
+    let body = serde_json::json!({"messages": [{"role": "user", "content": "Hello"}]});
+    let request = http::Request::post("/v1/chat")
+        .header("authorization", format!("Bearer {}", stack.key("acme")))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let (status, answer) =
+        json_reply(chat_handler::app(state).oneshot(request).await.unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
+    let ledger = answer["cost_usd"].as_str().unwrap().to_owned();
+    // What Cost Explorer answers (moto serves a configured result): Bedrock spend by the
+    // `tenant` tag, and some without it.
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let result = serde_json::json!({"results": [{"ResultsByTime": [{
+        "TimePeriod": {"Start": format!("{month}-01"), "End": format!("{month}-28")},
+        "Total": {},
+        "Groups": [
+            {"Keys": ["tenant$acme"], "Metrics": {"UnblendedCost": {"Amount": "0.5", "Unit": "USD"}}},
+            {"Keys": ["tenant$"], "Metrics": {"UnblendedCost": {"Amount": "0.2500004", "Unit": "USD"}}}
+        ],
+        "Estimated": true
+    }]}]});
+    let configured = reqwest::Client::new()
+        .post(format!(
+            "{}/moto-api/static/ce/cost-and-usage-results",
+            stack.moto_url
+        ))
+        .json(&result)
+        .send()
+        .await
+        .unwrap();
+    assert!(configured.status().is_success());
+    let (ok, out) = stack.cli(
+        env!("CARGO_BIN_EXE_quarry"),
+        &["cost"],
+        &["reconcile", "--json"],
+    );
+    assert!(ok, "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = |t: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["tenant"] == t)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {t}: {rows}"))
+    };
+    let acme = row("acme");
+    assert_eq!(acme["ledger_usd"], ledger);
+    assert_eq!(acme["billed_usd"], "0.500000");
+    let expected = 500_000 - quarry_core::pricing::parse_decimal_micros(&ledger).unwrap() as i64;
+    assert_eq!(
+        acme["difference_usd"],
+        format!("{}.{:06}", expected / 1_000_000, expected % 1_000_000)
+    );
+    assert_eq!(row("(untagged)")["billed_usd"], "0.250000");
+    assert_eq!(row("globex")["billed_usd"], "0.000000");
+}

@@ -27,7 +27,10 @@ async fn a_tenants_profiles_are_created_used_and_removed() {
     assert!(!created.is_empty(), "{out}");
     for p in &created {
         let tags = p.tags_json().to_string();
-        assert!(tags.contains("acme") && tags.contains(&stack.settings.stage), "{tags}");
+        assert!(
+            tags.contains("acme") && tags.contains(&stack.settings.stage),
+            "{tags}"
+        );
     }
     // Set again: nothing new (each model has its profile).
     let (ok, _) = quarry(&stack, &["set", "acme", "--inference-profiles"]);

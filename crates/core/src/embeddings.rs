@@ -41,6 +41,8 @@ pub struct EmbedRequest {
     pub normalize: bool,
     /// Cohere's `input_type` (`search_document`, `search_query`, ...).
     pub input_type: Option<String>,
+    /// The region to call (`None`: the deployment's); set per target, never in a cache key.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +179,9 @@ impl EmbeddingService {
                 caller.tenant
             )));
         }
+        caller
+            .policy
+            .apply(&mut route, routing.home_region.as_deref(), &caller.tenant)?;
         let dimensions = input.dimensions;
         route.chain.retain(|t| {
             t.capabilities
@@ -206,6 +211,7 @@ impl EmbeddingService {
             dimensions,
             normalize: input.normalize.unwrap_or(true),
             input_type: input.input_type.clone(),
+            region: None,
         };
         let keys: Vec<String> = texts
             .iter()
@@ -305,10 +311,14 @@ impl EmbeddingService {
                 if left < self.retry.min_attempt_time {
                     return Err(failure(FailureKind::DeadlineExceeded, attempts, last));
                 }
+                let placed = EmbedRequest {
+                    region: target.region.clone(),
+                    ..request.clone()
+                };
                 let result = self
                     .ports
                     .client
-                    .embed(&target.invoke_id, request, left)
+                    .embed(&target.invoke_id, &placed, left)
                     .await;
                 let elapsed_ms = now.elapsed().as_millis() as u64;
                 let e = match result {

@@ -55,7 +55,8 @@ impl std::iter::Sum for MicroUsd {
     }
 }
 
-fn parse_decimal_micros(s: &str) -> Result<u64, String> {
+/// A decimal string (`"0.80"`, up to six decimals, no sign or exponent) in millionths.
+pub fn parse_decimal_micros(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     if whole.is_empty() && frac.is_empty() {

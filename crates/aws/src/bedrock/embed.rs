@@ -72,10 +72,11 @@ impl BedrockModels {
         model_id: &str,
         body: &Value,
         timeout: Duration,
+        region: Option<&str>,
     ) -> Result<(Value, u64), ModelError> {
         let tokens = InputTokens::default();
         let out = self
-            .client()
+            .client_in(region)
             .invoke_model()
             .model_id(model_id)
             .content_type("application/json")
@@ -108,7 +109,9 @@ impl BedrockModels {
                 if let Some(d) = request.dimensions {
                     body["dimensions"] = json!(d);
                 }
-                let (value, header) = self.invoke_json(model_id, &body, timeout).await?;
+                let (value, header) = self
+                    .invoke_json(model_id, &body, timeout, request.region.as_deref())
+                    .await?;
                 let vector = floats(&value["embedding"])
                     .ok_or_else(|| malformed(model_id, "no 'embedding'"))?;
                 out.input_tokens += value["inputTextTokenCount"].as_u64().unwrap_or(header);
@@ -127,7 +130,9 @@ impl BedrockModels {
                     body["output_dimension"] = json!(d);
                 }
             }
-            let (value, tokens) = self.invoke_json(model_id, &body, timeout).await?;
+            let (value, tokens) = self
+                .invoke_json(model_id, &body, timeout, request.region.as_deref())
+                .await?;
             let list = value["embeddings"]
                 .get("float")
                 .unwrap_or(&value["embeddings"]);

@@ -801,10 +801,8 @@ mod tests {
             }))
             .unwrap(),
         );
-        c.tiers.insert(
-            "pt".into(),
-            vec!["amazon.nova-lite-v1:0".into(), pt.into()],
-        );
+        c.tiers
+            .insert("pt".into(), vec!["amazon.nova-lite-v1:0".into(), pt.into()]);
         c.validate().unwrap();
         let route = c.route(Some(&RouteSpec::Tier("pt".into()))).unwrap();
         assert_eq!(route.chain[0].invoke_id, pt);
