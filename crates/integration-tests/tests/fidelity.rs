@@ -7,31 +7,11 @@
 
 mod common;
 
-use common::{chat, options, state};
-use quarry_core::routing::RoutingConfig;
+use common::{chat, edit_routing, options, state};
 use quarry_testkit::Stack;
 use serde_json::{Value, json};
 
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
-
-/// The routing as stored, edited, and stored again.
-async fn edit_routing(stack: &Stack, edit: impl FnOnce(&mut RoutingConfig)) {
-    use quarry_core::ports::ParameterStore;
-    let name = stack.settings.param("routing");
-    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
-    let mut routing: RoutingConfig =
-        serde_json::from_str(&ssm.get(&name, false).await.unwrap().value).unwrap();
-    edit(&mut routing);
-    aws_sdk_ssm::Client::new(&stack.sdk)
-        .put_parameter()
-        .name(name)
-        .value(serde_json::to_string(&routing).unwrap())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
 
 fn last_sent(stack: &Stack) -> Value {
     stack.emulator.state().recorded(1)[0].body.clone()

@@ -8,30 +8,12 @@
 mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{add_tenant, chat, fault, options, state};
-use quarry_core::routing::{ChainEntry, Placed, RoutingConfig};
+use common::{add_tenant, chat, edit_routing, fault, options, state};
+use quarry_core::routing::{ChainEntry, Placed};
 use quarry_testkit::Stack;
 use serde_json::json;
 
 const NOVA: &str = "amazon.nova-lite-v1:0";
-
-async fn edit_routing(stack: &Stack, edit: impl FnOnce(&mut RoutingConfig)) {
-    use quarry_core::ports::ParameterStore;
-    let name = stack.settings.param("routing");
-    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
-    let mut routing: RoutingConfig =
-        serde_json::from_str(&ssm.get(&name, false).await.unwrap().value).unwrap();
-    edit(&mut routing);
-    aws_sdk_ssm::Client::new(&stack.sdk)
-        .put_parameter()
-        .name(name)
-        .value(serde_json::to_string(&routing).unwrap())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .send()
-        .await
-        .unwrap();
-}
 
 fn placed(region: &str) -> ChainEntry {
     ChainEntry::Placed(Placed {

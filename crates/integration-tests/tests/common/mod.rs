@@ -211,3 +211,25 @@ pub async fn sse_events(
     }
     out
 }
+
+/// The routing as stored, edited, and stored again.
+pub async fn edit_routing(
+    stack: &Stack,
+    edit: impl FnOnce(&mut quarry_core::routing::RoutingConfig),
+) {
+    use quarry_core::ports::ParameterStore;
+    let name = stack.settings.param("routing");
+    let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
+    let mut routing: quarry_core::routing::RoutingConfig =
+        serde_json::from_str(&ssm.get(&name, false).await.unwrap().value).unwrap();
+    edit(&mut routing);
+    aws_sdk_ssm::Client::new(&stack.sdk)
+        .put_parameter()
+        .name(name)
+        .value(serde_json::to_string(&routing).unwrap())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
