@@ -215,6 +215,26 @@ fn iam_is_least_privilege() {
             );
         }
     }
+    // Tenants' profiles and provisioned models may be invoked where models are: this
+    // account's only.
+    for function in ["ChatFunction", "ChatStreamFunction", "BatchWorkerFunction"] {
+        let f = resources(&t)
+            .into_iter()
+            .find(|(n, _)| n == function)
+            .unwrap()
+            .1;
+        let invoke = statements(&f)
+            .into_iter()
+            .find(|st| st["Sid"] == "InvokeRoutedModels")
+            .unwrap();
+        let text = serde_yaml_ng::to_string(&invoke["Resource"]).unwrap();
+        for kind in ["application-inference-profile/*", "provisioned-model/*"] {
+            assert!(
+                text.contains(&format!("${{AWS::AccountId}}:{kind}")),
+                "{function}: {text}"
+            );
+        }
+    }
     // The cache API can never call a model.
     let cache = resources(&t)
         .into_iter()
