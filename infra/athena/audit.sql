@@ -9,14 +9,15 @@
 -- `tenant` is injected, so every query names its tenant (WHERE tenant = '...'); `date`
 -- runs from 2024-01-01 to today. tenant is a partition key only: it is the record's own
 -- tenant field, by which Firehose partitions, and a column may not share its name.
--- params, guardrails and grounding hold JSON text (json_extract them).
+-- params, guardrails, grounding, input and variables hold JSON text (json_extract them);
+-- truncated is true where a record's texts were cut to fit Firehose's 1,000 KiB.
 CREATE EXTERNAL TABLE IF NOT EXISTS audit (
+  schema_version int,
   request_id string,
-  usage_id string,
   `time` string,
   level string,
-  api string,
-  prompt struct<name:string,version:string>,
+  `key` string,
+  prompt struct<name:string,version:bigint>,
   model string,
   base_model string,
   region string,
@@ -31,7 +32,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS audit (
   input_sha256 string,
   output_sha256 string,
   input string,
-  output string
+  output string,
+  variables string,
+  truncated boolean
 )
 PARTITIONED BY (
   tenant string,

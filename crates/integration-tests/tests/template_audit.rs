@@ -15,13 +15,13 @@ use serde_yaml_ng::Value;
 
 /// The audit record's columns, as the Athena table has them (tenant and date are the
 /// partition keys).
-const COLUMNS: [(&str, &str); 21] = [
+const COLUMNS: [(&str, &str); 23] = [
+    ("schema_version", "int"),
     ("request_id", "string"),
-    ("usage_id", "string"),
     ("time", "string"),
     ("level", "string"),
-    ("api", "string"),
-    ("prompt", "struct<name:string,version:string>"),
+    ("key", "string"),
+    ("prompt", "struct<name:string,version:bigint>"),
     ("model", "string"),
     ("base_model", "string"),
     ("region", "string"),
@@ -40,6 +40,8 @@ const COLUMNS: [(&str, &str); 21] = [
     ("output_sha256", "string"),
     ("input", "string"),
     ("output", "string"),
+    ("variables", "string"),
+    ("truncated", "boolean"),
 ];
 
 /// The functions that serve requests, and so write the trail.
@@ -361,6 +363,46 @@ fn athena_reads_the_trail_through_projected_partitions_as_audit_sql_says() {
         columns,
         COLUMNS.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec()
     );
+    // The columns are the record's fields (its tenant is the partition key): a field added
+    // to the record and not to the table fails here.
+    let record = quarry_core::audit::AuditRecord {
+        schema_version: 1,
+        request_id: String::new(),
+        tenant: String::new(),
+        time: String::new(),
+        level: quarry_core::audit::AuditLevel::Full,
+        key: None,
+        prompt: None,
+        model: String::new(),
+        base_model: String::new(),
+        region: None,
+        params: String::new(),
+        usage: Default::default(),
+        cost_usd: None,
+        cached: false,
+        fallbacks: vec![],
+        guardrails: String::new(),
+        grounding: None,
+        sources: vec![],
+        input_sha256: String::new(),
+        output_sha256: String::new(),
+        input: None,
+        variables: None,
+        output: None,
+        truncated: true,
+    };
+    let mut fields: Vec<String> = serde_json::to_value(&record)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "tenant")
+        .cloned()
+        .collect();
+    let mut names: Vec<String> = COLUMNS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    fields.sort();
+    names.sort();
+    assert_eq!(fields, names);
     assert_eq!(
         storage["SerdeInfo"]["SerializationLibrary"],
         "org.openx.data.jsonserde.JsonSerDe"
