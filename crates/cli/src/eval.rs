@@ -144,19 +144,7 @@ pub async fn run_command(args: EvalArgs) -> Result<(), String> {
             }
         }
         EvalCommand::ImportFeedback(import) => {
-            let (written, missing) = crate::feedback::import(&args.aws, &import).await?;
-            println!(
-                "{written} cases written to {}{}",
-                import.out.display(),
-                if missing > 0 {
-                    format!(
-                        "; {missing} rated requests have no `full` audit record and were left out"
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            Ok(())
+            crate::feedback::import_command(&args.aws, &import).await
         }
         EvalCommand::Compare {
             a,

@@ -119,6 +119,21 @@ fn report(prompt: &str, ratings: &[Feedback]) -> Vec<Value> {
         .collect()
 }
 
+/// `quarry eval import-feedback`: writes the set and says what was left out.
+pub async fn import_command(aws: &AwsArgs, args: &ImportArgs) -> Result<(), String> {
+    let (written, missing) = import(aws, args).await?;
+    let left_out = if missing > 0 {
+        format!("; {missing} rated requests have no `full` audit record and were left out")
+    } else {
+        String::new()
+    };
+    println!(
+        "{written} cases written to {}{left_out}",
+        args.out.display()
+    );
+    Ok(())
+}
+
 /// Writes the golden set; returns (cases written, ratings without a `full` record).
 pub async fn import(aws: &AwsArgs, args: &ImportArgs) -> Result<(usize, usize), String> {
     let sdk = aws.sdk().await;

@@ -117,7 +117,10 @@ pub fn find(folded: &str, checks: impl Fn(PiiKind) -> bool) -> Vec<Found> {
             continue;
         }
         let spans: Vec<Range<usize>> = match regex {
-            Some(r) => confirmed(*kind, r, folded),
+            Some(r) => {
+                let taken: Vec<Range<usize>> = found.iter().map(|f| f.span.clone()).collect();
+                confirmed(*kind, r, folded, &taken)
+            }
             None if folded.is_empty() => Vec::new(),
             None => std::iter::once(0..folded.len()).collect(),
         };
@@ -138,15 +141,19 @@ pub fn find(folded: &str, checks: impl Fn(PiiKind) -> bool) -> Vec<Found> {
 /// that passes (a card number followed by more digits: `4111 1111 1111 1111 123 45 6789`),
 /// or one may start inside it: so a failed match is tried shorter, ending at each earlier
 /// word boundary, and the search resumes one character after its start, not after its end.
-fn confirmed(kind: PiiKind, r: &Regex, folded: &str) -> Vec<Range<usize>> {
+/// A match overlapping `taken` (an earlier kind's) is passed over the same way, so one that
+/// starts after it is still found.
+fn confirmed(kind: PiiKind, r: &Regex, folded: &str, taken: &[Range<usize>]) -> Vec<Range<usize>> {
     let mut spans = Vec::new();
     let mut at = 0;
     while let Some(m) = r.find_at(folded, at) {
+        let overlaps = |s: &Range<usize>| taken.iter().any(|t| t.start < s.end && s.start < t.end);
         let hit = if kind.confirm(m.as_str()) {
             Some(m.range())
         } else {
             shorter(kind, r, folded, m.range())
-        };
+        }
+        .filter(|s| !overlaps(s));
         match hit {
             Some(span) => {
                 at = span.end.max(at + 1);
