@@ -13,6 +13,7 @@ use crate::model::{GuardrailRef, ModelRequest};
 use crate::routing::RouteSpec;
 use crate::telemetry::{self, Dims};
 use crate::tenancy::Caller;
+use crate::trace;
 
 /// How the request will be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +92,12 @@ impl ChatService {
             model: "-",
             feature: &feature,
         };
-        let findings = match guard::input(&guard, &mut prepared) {
+        let checked = trace::check(
+            trace::guardrail(trace::Stage::Input, trace::Checker::Quarry),
+            Findings::actions,
+            || guard::input(&guard, &mut prepared),
+        );
+        let findings = match checked {
             Ok(f) => f,
             Err(e) => {
                 telemetry::count("GuardrailActions", 1, dims);
@@ -112,12 +118,10 @@ impl ChatService {
                     .map(|m| m.text())
                     .filter(|t| !t.is_empty())
                     .collect();
-                match self
-                    .shared
-                    .applier
-                    .input_intervenes(b, &input.join("\n"))
-                    .await
-                {
+                let span = trace::guardrail(trace::Stage::Input, trace::Checker::Bedrock);
+                let input = input.join("\n");
+                let check = self.shared.applier.input_intervenes(b, &input);
+                match trace::bedrock_check(span, check).await {
                     Ok(false) => {}
                     Ok(true) => {
                         telemetry::count("GuardrailActions", 1, dims);

@@ -52,7 +52,11 @@ impl Shared {
         {
             crate::retrieval::context::link(&mut response.citations, &r.sources);
         }
-        let out = guard::output(&admitted.guard, &mut response, &mut json, dims)?;
+        let out = crate::trace::check(
+            crate::trace::guardrail(crate::trace::Stage::Output, crate::trace::Checker::Quarry),
+            Findings::actions,
+            || guard::output(&admitted.guard, &mut response, &mut json, dims),
+        )?;
         let mut findings = admitted.findings.clone();
         findings.merge(out);
         let grounding = self

@@ -115,7 +115,10 @@ impl Run {
             })
             .boxed(),
         };
-        tokio::spawn(self.drive(invocation, tx));
+        tokio::spawn(tracing::Instrument::instrument(
+            self.drive(invocation, tx),
+            tracing::Span::current(),
+        ));
         info
     }
 }
