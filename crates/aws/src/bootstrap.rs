@@ -9,7 +9,7 @@
 //! traffic never reaches CloudWatch (nor the alarms on `CostMicroUSD` and `Throttles`).
 //!
 //! Init makes no network call and reads no certificate store: logs and metrics go to
-//! stderr/stdout, the SDK configuration comes from the environment (aws-config only looks
+//! stderr/stdout, a trace exporter is only built (it first connects when flushed), the SDK configuration comes from the environment (aws-config only looks
 //! for the profile files, which a Lambda does not have), and the HTTPS client's trust roots
 //! are compiled in (see [`crate::sdk`]).
 
@@ -18,6 +18,9 @@ use std::sync::{Arc, OnceLock};
 
 use aws_config::SdkConfig;
 use metrics_cloudwatch_embedded::Collector;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::Settings;
 
@@ -43,17 +46,29 @@ pub async fn init() -> Bootstrap {
 }
 
 /// JSON logs on stderr (what CloudWatch and the Lambda JSON log format expect), filtered by
-/// `RUST_LOG` (default `info`). A second call keeps the first subscriber.
+/// `RUST_LOG` (default `info`), and the trace exporter `OTEL_TRACES_EXPORTER` asks for
+/// ([`crate::traces`]; none by default). A second call keeps the first subscriber.
+///
+/// Spans stay out of log lines: a line carries its own fields only, so its shape does not
+/// depend on where it was written from, and the request's spans are the exporter's alone.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let filter = match format!("{}=off", quarry_core::trace::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
+        .with_span_list(false)
         .with_target(false)
         .without_time()
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(crate::traces::layer())
         .try_init();
 }
 
