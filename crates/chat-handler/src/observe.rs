@@ -104,6 +104,12 @@ impl RequestLog {
         trace::Request(&self.span.0)
     }
 
+    /// The model the route chose first: an attribute, and the span's name.
+    fn requested(&self, model: &str) {
+        self.spanned().requested(model);
+        quarry_aws::traces::rename(&self.span.0, trace::request_name(self.operation, model));
+    }
+
     /// Who asks.
     pub fn caller(&mut self, tenant: &str) {
         self.tenant = Some(tenant.to_owned());
@@ -151,7 +157,7 @@ impl RequestLog {
             input: e.input_tokens,
             ..TokenUsage::default()
         };
-        span.requested(self.operation, &e.model);
+        self.requested(&e.model);
         span.served(
             &e.model,
             0,
@@ -187,9 +193,9 @@ impl RequestLog {
         self.fallbacks = fallbacks.len();
         self.cached = cached;
         self.prompt_trace = Some(trace.clone());
-        let span = self.spanned();
         let first = fallbacks.first().map_or(model, |f| f.model.as_str());
-        span.requested(self.operation, first);
+        self.requested(first);
+        let span = self.spanned();
         span.served(model, fallbacks.len(), cached);
         if let Some(p) = prompt {
             span.prompt(&p.name, p.version);
@@ -238,7 +244,7 @@ impl RequestLog {
             if let Error::Invoke(f) = e
                 && let Some(first) = f.attempts.first()
             {
-                span.requested(self.operation, &first.model);
+                self.requested(&first.model);
             }
             span.failed(e.error_type());
         }

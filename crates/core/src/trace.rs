@@ -36,7 +36,7 @@ pub const SYSTEM: &str = "aws.bedrock";
 const ERROR: &str = "ERROR";
 
 /// The request's span. Its name is `{operation} {model}` once the model the route chose is
-/// known ([`Request::requested`]), `{operation}` until then (the semantic conventions'
+/// known ([`request_name`]), `{operation}` until then (the semantic conventions'
 /// rule when the model is unknown: a request refused before routing keeps it).
 pub fn request(operation: &'static str, route: &str) -> Span {
     tracing::info_span!(
@@ -67,21 +67,26 @@ pub fn request(operation: &'static str, route: &str) -> Span {
     )
 }
 
+/// The request span's name once its model is known.
+pub fn request_name(operation: &str, model: &str) -> String {
+    format!("{operation} {model}")
+}
+
 /// Recording into a request span (a no-op on a disabled one).
 pub struct Request<'a>(pub &'a Span);
 
 impl Request<'_> {
-    /// The model the route chose first (the answer may come from a fallback) and the
-    /// span's name, which says it.
-    pub fn requested(&self, operation: &str, model: &str) {
+    /// The model the route chose first (the answer may come from a fallback). The span's
+    /// name, `{operation} {model}`, is the exporter's to set ([`request_name`]): a started
+    /// span's name is no field.
+    pub fn requested(&self, model: &str) {
         self.0.record("gen_ai.request.model", model);
-        self.0.record("otel.name", format!("{operation} {model}"));
     }
 
     /// The parameters the caller asked for.
     pub fn params(&self, max_tokens: Option<u32>, temperature: Option<f32>) {
         if let Some(m) = max_tokens {
-            self.0.record("gen_ai.request.max_tokens", u64::from(m));
+            self.0.record("gen_ai.request.max_tokens", i64::from(m));
         }
         if let Some(t) = temperature {
             self.0.record("gen_ai.request.temperature", f64::from(t));
@@ -91,13 +96,13 @@ impl Request<'_> {
     /// The model that answered, how many models were left before it, the cache.
     pub fn served(&self, model: &str, fallbacks: usize, cache_hit: bool) {
         self.0.record("gen_ai.response.model", model);
-        self.0.record("quarry.fallback", fallbacks as u64);
+        self.0.record("quarry.fallback", int(fallbacks as u64));
         self.0.record("quarry.cache_hit", cache_hit);
     }
 
     pub fn prompt(&self, name: &str, version: u64) {
         self.0.record("quarry.prompt.name", name);
-        self.0.record("quarry.prompt.version", version);
+        self.0.record("quarry.prompt.version", int(version));
     }
 
     /// Tokens charged, their cost (absent when a model has no price), why it stopped.
@@ -132,12 +137,12 @@ pub fn attempt(target: &ModelTarget, request: &ModelRequest, attempt: u32) -> Sp
         "gen_ai.response.finish_reasons" = Empty,
         "gen_ai.usage.input_tokens" = Empty,
         "gen_ai.usage.output_tokens" = Empty,
-        "quarry.attempt" = attempt,
+        "quarry.attempt" = i64::from(attempt),
         "quarry.region" = Empty,
         "error.type" = Empty,
     );
     if let Some(m) = request.params.max_tokens {
-        span.record("gen_ai.request.max_tokens", u64::from(m));
+        span.record("gen_ai.request.max_tokens", i64::from(m));
     }
     if let Some(t) = request.params.temperature {
         span.record("gen_ai.request.temperature", f64::from(t));
@@ -225,7 +230,7 @@ pub fn check<T, E>(
     let result = span.in_scope(run);
     match &result {
         Ok(t) => {
-            span.record("quarry.guardrail.actions", actions(t));
+            span.record("quarry.guardrail.actions", i64::from(actions(t)));
             span.record("quarry.guardrail.blocked", false);
         }
         Err(_) => {
@@ -244,7 +249,7 @@ pub async fn bedrock_check(
     let result = check.instrument(span.clone()).await;
     match &result {
         Ok(intervened) => {
-            span.record("quarry.guardrail.actions", u32::from(*intervened));
+            span.record("quarry.guardrail.actions", i64::from(*intervened));
             span.record("quarry.guardrail.blocked", *intervened);
         }
         Err(e) => failed(&span, store_error(e)),
@@ -268,11 +273,16 @@ pub fn store_error(e: &crate::ports::StoreError) -> &'static str {
     }
 }
 
+/// An integer attribute: OpenTelemetry's are signed (a `u64` would be recorded as text).
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn usage_of(span: &Span, usage: &TokenUsage) {
     // Input as the semantic conventions count it: every input token, cached or not.
     let input = usage.input + usage.cache_read + usage.cache_write;
-    span.record("gen_ai.usage.input_tokens", input);
-    span.record("gen_ai.usage.output_tokens", usage.output);
+    span.record("gen_ai.usage.input_tokens", int(input));
+    span.record("gen_ai.usage.output_tokens", int(usage.output));
 }
 
 #[cfg(test)]
@@ -284,7 +294,7 @@ mod tests {
         // Nothing installed: recording is a no-op, never a panic.
         let span = request("chat", "POST /v1/chat");
         assert!(span.is_disabled());
-        Request(&span).requested("chat", "m");
+        Request(&span).requested("m");
         failed(&span, "throttled");
         let r: Result<u32, ()> = check(guardrail(Stage::Input, Checker::Quarry), |_| 1, || Ok(1));
         assert_eq!(r, Ok(1));

@@ -162,6 +162,14 @@ pub fn join(span: &Span, header: Option<&str>) {
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }
 
+/// Renames a span that has started (a `tracing` field cannot: OpenTelemetry names a span
+/// when it starts); a no-op when traces are off.
+pub fn rename(span: &Span, name: String) {
+    if !span.is_disabled() {
+        span.context().span().update_name(name);
+    }
+}
+
 /// The X-Ray header for a call made in the current span: its trace, itself as the parent,
 /// its sampling decision. `None` when traces are off.
 pub fn outbound_header() -> Option<String> {

@@ -210,7 +210,7 @@ impl Shared {
             .await;
         match &result {
             Ok(passages) => {
-                span.record("quarry.retrieval.results", passages.len() as u64);
+                span.record("quarry.retrieval.results", passages.len() as i64);
             }
             Err(e) => crate::trace::failed(&span, crate::trace::store_error(e)),
         }
