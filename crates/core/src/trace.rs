@@ -221,16 +221,16 @@ pub fn guardrail(stage: Stage, checker: Checker) -> Span {
     )
 }
 
-/// Runs a guardrail check in its span; `Err` is a block (or a failed check).
-pub fn check<T, E>(
-    span: Span,
-    actions: impl Fn(&T) -> u32,
-    run: impl FnOnce() -> Result<T, E>,
-) -> Result<T, E> {
+/// Runs one of Quarry's guardrail checks in its span; `Err` is a block.
+pub fn guarded<E>(
+    stage: Stage,
+    run: impl FnOnce() -> Result<crate::guardrails::Findings, E>,
+) -> Result<crate::guardrails::Findings, E> {
+    let span = guardrail(stage, Checker::Quarry);
     let result = span.in_scope(run);
     match &result {
-        Ok(t) => {
-            span.record("quarry.guardrail.actions", i64::from(actions(t)));
+        Ok(findings) => {
+            span.record("quarry.guardrail.actions", i64::from(findings.actions()));
             span.record("quarry.guardrail.blocked", false);
         }
         Err(_) => {
@@ -242,10 +242,11 @@ pub fn check<T, E>(
 
 /// Runs a Bedrock guardrail check (`Ok(true)`: it intervened) in its span; a check that
 /// could not run is the span's error.
-pub async fn bedrock_check(
-    span: Span,
+pub async fn bedrock_guarded(
+    stage: Stage,
     check: impl std::future::Future<Output = Result<bool, crate::ports::StoreError>>,
 ) -> Result<bool, crate::ports::StoreError> {
+    let span = guardrail(stage, Checker::Bedrock);
     let result = check.instrument(span.clone()).await;
     match &result {
         Ok(intervened) => {
@@ -255,6 +256,16 @@ pub async fn bedrock_check(
         Err(e) => failed(&span, store_error(e)),
     }
     result
+}
+
+/// `tokio::spawn`, the task in the current span: a task does not inherit it, and the calls
+/// a request makes in its tasks are still the request's.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future.instrument(Span::current()))
 }
 
 /// Marks a span failed with `error_type` (a kind such as `throttled`, never a message).
@@ -296,7 +307,7 @@ mod tests {
         assert!(span.is_disabled());
         Request(&span).requested("m");
         failed(&span, "throttled");
-        let r: Result<u32, ()> = check(guardrail(Stage::Input, Checker::Quarry), |_| 1, || Ok(1));
-        assert_eq!(r, Ok(1));
+        let r: Result<_, ()> = guarded(Stage::Input, || Ok(Default::default()));
+        assert!(r.is_ok());
     }
 }

@@ -13,7 +13,7 @@ use crate::model::{GuardrailRef, ModelRequest};
 use crate::routing::RouteSpec;
 use crate::telemetry::{self, Dims};
 use crate::tenancy::Caller;
-use crate::trace;
+use crate::trace::Stage::Input;
 
 /// How the request will be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,12 +92,7 @@ impl ChatService {
             model: "-",
             feature: &feature,
         };
-        let checked = trace::check(
-            trace::guardrail(trace::Stage::Input, trace::Checker::Quarry),
-            Findings::actions,
-            || guard::input(&guard, &mut prepared),
-        );
-        let findings = match checked {
+        let findings = match crate::trace::guarded(Input, || guard::input(&guard, &mut prepared)) {
             Ok(f) => f,
             Err(e) => {
                 telemetry::count("GuardrailActions", 1, dims);
@@ -118,10 +113,12 @@ impl ChatService {
                     .map(|m| m.text())
                     .filter(|t| !t.is_empty())
                     .collect();
-                let span = trace::guardrail(trace::Stage::Input, trace::Checker::Bedrock);
-                let input = input.join("\n");
-                let check = self.shared.applier.input_intervenes(b, &input);
-                match trace::bedrock_check(span, check).await {
+                match crate::trace::bedrock_guarded(
+                    Input,
+                    self.shared.applier.input_intervenes(b, &input.join("\n")),
+                )
+                .await
+                {
                     Ok(false) => {}
                     Ok(true) => {
                         telemetry::count("GuardrailActions", 1, dims);

@@ -52,11 +52,9 @@ impl Shared {
         {
             crate::retrieval::context::link(&mut response.citations, &r.sources);
         }
-        let out = crate::trace::check(
-            crate::trace::guardrail(crate::trace::Stage::Output, crate::trace::Checker::Quarry),
-            Findings::actions,
-            || guard::output(&admitted.guard, &mut response, &mut json, dims),
-        )?;
+        let out = crate::trace::guarded(crate::trace::Stage::Output, || {
+            guard::output(&admitted.guard, &mut response, &mut json, dims)
+        })?;
         let mut findings = admitted.findings.clone();
         findings.merge(out);
         let grounding = self

@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 pub use self::bulk::{BulkFit, BulkItem};
 use self::charge::Charges;
@@ -328,26 +327,18 @@ impl ChatService {
         let (invoker, shared, owner) = (self.invoker.clone(), self.shared.clone(), caller.clone());
         let id = req.id.clone();
         let deadline = req.deadline;
-        let (admitted, charges, result, cost) = tokio::spawn(
-            async move {
-                let mut charges = Charges::default();
-                let result = output::invoke_planned(
-                    &invoker,
-                    &admitted,
-                    plan.as_ref(),
-                    deadline,
-                    &mut charges,
-                )
-                .await;
-                // Charged before anything else can fail: every call that may be billed is recorded.
-                let cost = shared
-                    .charge(&owner, admitted.prepared.feature(), &id, &charges)
+        let (admitted, charges, result, cost) = crate::trace::spawn(async move {
+            let mut charges = Charges::default();
+            let result =
+                output::invoke_planned(&invoker, &admitted, plan.as_ref(), deadline, &mut charges)
                     .await;
-                retrieve::settle(pending).await;
-                (admitted, charges, result, cost)
-            }
-            .instrument(tracing::Span::current()),
-        )
+            // Charged before anything else can fail: every call that may be billed is recorded.
+            let cost = shared
+                .charge(&owner, admitted.prepared.feature(), &id, &charges)
+                .await;
+            retrieve::settle(pending).await;
+            (admitted, charges, result, cost)
+        })
         .await
         .map_err(|e| Error::Internal(format!("the model call's task failed: {e}")))?;
         let (response, target, attempts, json) = result?;

@@ -115,10 +115,7 @@ impl Run {
             })
             .boxed(),
         };
-        tokio::spawn(tracing::Instrument::instrument(
-            self.drive(invocation, tx),
-            tracing::Span::current(),
-        ));
+        crate::trace::spawn(self.drive(invocation, tx));
         info
     }
 }
