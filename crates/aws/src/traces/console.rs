@@ -67,3 +67,49 @@ fn value(v: &Value) -> serde_json::Value {
         other => json!(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+
+    use super::*;
+
+    #[test]
+    fn a_span_is_one_json_object() {
+        let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let span = SpanData {
+            span_context: SpanContext::new(
+                TraceId::from_bytes([1; 16]),
+                SpanId::from_bytes([2; 8]),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Client,
+            name: "chat m".into(),
+            start_time: start,
+            end_time: start + std::time::Duration::from_millis(1500),
+            attributes: vec![
+                KeyValue::new("gen_ai.usage.output_tokens", 17),
+                KeyValue::new("quarry.cache_hit", false),
+            ],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::error("throttled"),
+            instrumentation_scope: Default::default(),
+        };
+        let line = line(&span);
+        assert_eq!(line["span"], "chat m");
+        assert_eq!(line["trace_id"], "01".repeat(16));
+        assert_eq!(line["kind"], "client");
+        assert_eq!(line["duration_ms"], 1500.0);
+        assert_eq!(line["status"], "error");
+        assert_eq!(line["attributes"]["gen_ai.usage.output_tokens"], 17);
+        assert_eq!(line["attributes"]["quarry.cache_hit"], false);
+    }
+}

@@ -184,3 +184,36 @@ pub fn outbound_header() -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exporter_is_none_unless_asked_for() {
+        let from = |v: Option<&str>| {
+            Exporter::from_lookup(|k| {
+                (k == "OTEL_TRACES_EXPORTER").then(|| v.map(str::to_owned))?
+            })
+        };
+        assert_eq!(from(None), Exporter::None);
+        assert_eq!(from(Some("none")), Exporter::None);
+        assert_eq!(from(Some("jaeger")), Exporter::None);
+        assert_eq!(from(Some("console")), Exporter::Console);
+        assert_eq!(from(Some(" otlp ")), Exporter::Otlp);
+        // None builds nothing: no provider, no layer, no thread.
+        assert!(provider(Exporter::None).is_none());
+    }
+
+    #[test]
+    fn without_traces_nothing_is_joined_or_sent_on() {
+        let span = tracing::info_span!("untraced");
+        join(
+            &span,
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8"),
+        );
+        join(&span, Some("garbage"));
+        let _entered = span.enter();
+        assert_eq!(outbound_header(), None);
+    }
+}
