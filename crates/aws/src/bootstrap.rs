@@ -52,24 +52,33 @@ pub async fn init() -> Bootstrap {
 /// Spans stay out of log lines: a line carries its own fields only, so its shape does not
 /// depend on where it was written from, and the request's spans are the exporter's alone.
 pub fn init_tracing() {
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(std::io::stderr))
+        .with(crate::traces::layer())
+        .try_init();
+}
+
+/// The JSON log lines, written to `writer`: no time (Lambda adds it), no target, no span.
+fn log_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The request's spans are the trace exporter's: the log layer does not even see them.
     let filter = match format!("{}=off", quarry_core::trace::TARGET).parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
-    let logs = tracing_subscriber::fmt::layer()
+    tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .with_writer(std::io::stderr)
-        .with_filter(filter);
-    let _ = tracing_subscriber::registry()
-        .with(logs)
-        .with(crate::traces::layer())
-        .try_init();
+        .with_writer(writer)
+        .with_filter(filter)
 }
 
 /// Produces the writer of one flush.
@@ -164,4 +173,41 @@ impl Metrics {
 
 fn stdout_writer() -> MetricsWriter {
     Arc::new(|| Box::new(std::io::stdout()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_line_inside_a_request_span_is_the_line_alone() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(log_layer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = quarry_core::trace::request("chat", "POST /v1/chat");
+            span.in_scope(|| tracing::info!(tenant = "acme", "request"));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"level": "INFO", "fields": {"message": "request", "tenant": "acme"}})
+        );
+    }
 }

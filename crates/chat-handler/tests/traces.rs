@@ -395,3 +395,45 @@ async fn without_an_exporter_requests_run_untraced() {
         "{headers:?}"
     );
 }
+
+#[tokio::test]
+async fn a_bedrock_guardrail_block_is_a_guardrail_span_and_a_failed_request() {
+    let traces = traces();
+    let stack = Stack::start().await;
+    let key = stack::add_tenant(
+        &stack,
+        "bedrock-guarded",
+        json!({"guardrails": {"bedrock": {"id": "quarrydefault", "version": "DRAFT"}}}),
+    )
+    .await;
+    let s = state(&stack, options());
+    let message = "my ssn is 123-45-6789";
+    let (trace, trace_id) = header(7);
+    let (status, body) = chat(
+        &s,
+        &key,
+        &trace,
+        json!({"messages": [{"role": "user", "content": message}], "tier": "fast", "stream": true}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let spans = traces.of(&trace_id).await;
+    let req = request(&spans);
+    assert!(matches!(req.status, Status::Error { .. }), "{req:#?}");
+    assert_eq!(text(req, "error.type"), "guardrail_blocked");
+    // Quarry's own check, then Bedrock's (ApplyGuardrail), which blocked; no model call.
+    let checks = children(&spans, req, "guardrail input");
+    assert_eq!(checks.len(), 2, "{spans:#?}");
+    assert_eq!(text(checks[0], "quarry.guardrail.checker"), "quarry");
+    let bedrock = checks[1];
+    assert_eq!(text(bedrock, "quarry.guardrail.checker"), "bedrock");
+    assert_eq!(
+        attr(bedrock, "quarry.guardrail.blocked"),
+        Some(Attr::Bool(true))
+    );
+    assert!(children(&spans, req, "chat ").is_empty(), "{spans:#?}");
+    assert_no_content(&spans, &[message, "123-45-6789", &key]);
+    let applied = recorded_headers(&stack, "ApplyGuardrail");
+    let parent = format!("Parent={}", bedrock.span_context.span_id());
+    assert!(applied.iter().any(|h| h.contains(&parent)), "{applied:?}");
+}
