@@ -49,6 +49,7 @@ bench: venv
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/batch-drain
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/retrieval-overhead
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/bulk-cost
+	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/audit-overhead
 	./target/release/cold-start
 	$(MAKE) bench-peer
 

@@ -19,6 +19,7 @@
 //! SSM adapter, [`Settings`](quarry_aws::Settings), queue lookups) and never the other way
 //! round.
 
+pub mod audit;
 pub mod infra;
 pub mod prompt_admin;
 pub mod provision;

@@ -1,6 +1,7 @@
 //! Creates a stage's resources the way template.yaml declares them: the cache, usage and
 //! jobs tables (on-demand, TTL on `expires_at`), the batch queue with its DLQ (redrive),
-//! the results and ledger-spill queues, and the alerts topic. Used by `quarry dev` and the
+//! the results and ledger-spill queues, the alerts topic, and the audit trail (its bucket
+//! under Object Lock, its Firehose stream, its spill queue). Used by `quarry dev` and the
 //! tests against moto; idempotent, so it can run against a stack that already has them.
 
 use std::collections::HashMap;
@@ -110,6 +111,7 @@ pub async fn provision(
     )
     .await?;
     create_bucket(sdk, &settings.batch_bucket).await?;
+    provision_audit(sdk, settings, &sqs).await?;
     let sns = aws_sdk_sns::Client::new(sdk);
     let mut topics = Vec::new();
     for name in [&settings.alerts_topic, &settings.alarms_topic] {
@@ -131,13 +133,109 @@ pub async fn provision(
     })
 }
 
-/// The bulk jobs' bucket (an existing one of ours is kept).
-async fn create_bucket(sdk: &SdkConfig, name: &str) -> Result<(), ProvisionError> {
-    let s3 = aws_sdk_s3::Client::from_conf(
+/// The audit trail: the spill queue (with its DLQ), the bucket with Object Lock in
+/// compliance mode (one day here; the template's retention is a parameter), and the
+/// delivery stream into it. Locally the stream uses Firehose's default time layout
+/// (`audit/YYYY/MM/DD/HH/`): moto does not apply dynamic partitioning, and `quarry audit`
+/// reads both layouts.
+async fn provision_audit(
+    sdk: &SdkConfig,
+    settings: &Settings,
+    sqs: &aws_sdk_sqs::Client,
+) -> Result<(), ProvisionError> {
+    let dlq_url = create_queue(
+        sqs,
+        &format!("{}-dlq", settings.audit_spill_queue),
+        HashMap::new(),
+    )
+    .await?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": queue_arn(sqs, &dlq_url).await?,
+        "maxReceiveCount": "10",
+    });
+    create_queue(
+        sqs,
+        &settings.audit_spill_queue,
+        HashMap::from([(QueueAttributeName::RedrivePolicy, redrive.to_string())]),
+    )
+    .await?;
+    let bucket = &settings.audit_bucket;
+    let s3 = s3_client(sdk);
+    match s3
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        Err(e) => return Err(fail(bucket, &e)),
+    }
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule,
+    };
+    s3.put_object_lock_configuration()
+        .bucket(bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Compliance)
+                                .days(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| fail(bucket, &e))?;
+    let firehose = aws_sdk_firehose::Client::new(sdk);
+    let destination = aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
+        .role_arn("arn:aws:iam::123456789012:role/quarry-audit-delivery")
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .prefix("audit/")
+        .build()
+        .map_err(|e| fail(&settings.audit_stream, &e))?;
+    match firehose
+        .create_delivery_stream()
+        .delivery_stream_name(&settings.audit_stream)
+        .delivery_stream_type(aws_sdk_firehose::types::DeliveryStreamType::DirectPut)
+        .extended_s3_destination_configuration(destination)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(fail(&settings.audit_stream, &e)),
+    }
+}
+
+/// S3 with path-style addressing (what a local endpoint needs; AWS takes it too).
+fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(true)
             .build(),
-    );
+    )
+}
+
+/// The bulk jobs' bucket (an existing one of ours is kept).
+async fn create_bucket(sdk: &SdkConfig, name: &str) -> Result<(), ProvisionError> {
+    let s3 = s3_client(sdk);
     match s3.create_bucket().bucket(name).send().await {
         Ok(_) => Ok(()),
         Err(e)

@@ -162,6 +162,10 @@ impl DynamoLedger {
         if let Some(region) = &r.region {
             marker = marker.item("region", s(region));
         }
+        // The prompt version, for feedback on the request.
+        if let Some(prompt) = &r.prompt {
+            marker = marker.item("prompt", s(prompt));
+        }
         let marker = marker
             .build()
             .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;

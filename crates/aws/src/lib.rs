@@ -4,6 +4,7 @@
 //! [`bootstrap::init`] and takes its adapters from [`ports_from_sdk`]. Operator tooling
 //! (config push, prompt admin, tenants, provisioning) lives in `quarry-admin`.
 
+pub mod audit;
 pub mod bedrock;
 pub mod bootstrap;
 pub mod budgets;
@@ -11,6 +12,7 @@ pub mod bulk;
 pub mod document;
 pub mod dynamo_cache;
 pub mod embedding_cache;
+pub mod feedback;
 pub mod image_fetch;
 pub mod inference_profiles;
 pub mod jobs;

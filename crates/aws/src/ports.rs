@@ -24,8 +24,10 @@ use crate::bedrock::BedrockModels;
 use quarry_core::admission::BudgetAdmission;
 use quarry_core::ports::{Clock, SystemClock};
 
+use crate::audit::FirehoseAudit;
 use crate::budgets::DynamoBudgets;
 use crate::dynamo_cache::DynamoCache;
+use crate::feedback::DynamoFeedback;
 use crate::jobs::DynamoJobs;
 use crate::knowledge::BedrockRetriever;
 use crate::ledger::{DynamoLedger, LedgerReader};
@@ -52,6 +54,8 @@ pub struct SdkPorts {
     budgets: OnceLock<Arc<DynamoBudgets>>,
     alerts: OnceLock<Arc<SnsNotifier>>,
     retriever: OnceLock<Arc<BedrockRetriever>>,
+    audit: OnceLock<Arc<FirehoseAudit>>,
+    feedback: OnceLock<Arc<DynamoFeedback>>,
 }
 
 /// The adapters of `settings`' stage on `sdk`.
@@ -71,6 +75,8 @@ pub fn ports_from_sdk(sdk: &SdkConfig, settings: &Settings) -> SdkPorts {
         budgets: OnceLock::new(),
         alerts: OnceLock::new(),
         retriever: OnceLock::new(),
+        audit: OnceLock::new(),
+        feedback: OnceLock::new(),
     }
 }
 
@@ -134,6 +140,24 @@ impl SdkPorts {
     /// Bedrock Runtime: the model client and the guardrail applier.
     pub fn bedrock(&self) -> Arc<BedrockModels> {
         once(&self.bedrock, || BedrockModels::new(&self.sdk))
+    }
+
+    /// The audit trail: Firehose, with its spill queue.
+    pub fn audit(&self) -> Arc<FirehoseAudit> {
+        once(&self.audit, || {
+            FirehoseAudit::new(
+                &self.sdk,
+                &self.settings.audit_stream,
+                &self.settings.audit_spill_queue,
+            )
+        })
+    }
+
+    /// Ratings of answers, in the usage table beside the ledger markers they check.
+    pub fn feedback(&self) -> Arc<DynamoFeedback> {
+        once(&self.feedback, || {
+            DynamoFeedback::new(&self.sdk, &self.settings.usage_table)
+        })
     }
 
     /// Bedrock Agent Runtime's Retrieve.

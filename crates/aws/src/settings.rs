@@ -45,6 +45,11 @@ pub struct Settings {
     /// The Bedrock guardrail that scores grounding (`ID:VERSION`), for prompts with a
     /// grounding check that name none: `QUARRY_GROUNDING_GUARDRAIL`.
     pub grounding_guardrail: Option<String>,
+    /// The audit trail's Firehose delivery stream (name), and its spill queue.
+    pub audit_stream: String,
+    pub audit_spill_queue: String,
+    /// The bucket Firehose delivers audit records to (read by `quarry audit`).
+    pub audit_bucket: String,
 }
 
 impl Settings {
@@ -64,6 +69,9 @@ impl Settings {
             grounding_guardrail: None,
             batch_bucket: format!("quarry-{stage}-batch-files"),
             batch_role_arn: None,
+            audit_stream: format!("quarry-{stage}-audit"),
+            audit_spill_queue: format!("quarry-{stage}-audit-spill"),
+            audit_bucket: format!("quarry-{stage}-audit"),
         }
     }
 
@@ -92,6 +100,9 @@ impl Settings {
             grounding_guardrail: get("QUARRY_GROUNDING_GUARDRAIL").filter(|v| !v.is_empty()),
             batch_bucket: or("QUARRY_BATCH_BUCKET", d.batch_bucket),
             batch_role_arn: get("QUARRY_BATCH_ROLE_ARN").filter(|v| !v.is_empty()),
+            audit_stream: or("QUARRY_AUDIT_STREAM", d.audit_stream),
+            audit_spill_queue: or("QUARRY_AUDIT_SPILL_QUEUE", d.audit_spill_queue),
+            audit_bucket: or("QUARRY_AUDIT_BUCKET", d.audit_bucket),
             stage,
         }
     }

@@ -203,6 +203,7 @@ fn bench(c: &mut Criterion) {
             ledger: Arc::new(NoLedger),
             applier: Arc::new(NoApplier),
             retrieval: Default::default(),
+            audit: Arc::new(quarry_core::ports::NoAudit),
         },
         ServiceOptions::default(),
     );

@@ -137,6 +137,8 @@ impl CacheState {
                 cache: store.clone(),
                 admission: Arc::new(AdmitAll),
                 ledger: Arc::new(NoLedger),
+                // Lookups are not recorded: the answer's own request was.
+                audit: Arc::new(quarry_core::ports::NoAudit),
                 applier: Arc::new(NoApplier),
                 // Cached retrievals only: this function never calls a Knowledge Base.
                 retrieval: quarry_core::retrieval::RetrievalPorts {

@@ -60,6 +60,11 @@ pub fn routes() -> Vec<Route<Arc<AppState>>> {
             "/v1/batches/{job_id}",
             get(routes::batches::handler),
         ),
+        (
+            Method::POST,
+            "/v1/feedback",
+            post(routes::feedback::handler),
+        ),
     ]
 }
 

@@ -150,6 +150,8 @@ pub struct HandlerPorts {
     pub bulk_jobs: Arc<dyn quarry_core::ports::BulkJobs>,
     pub embeddings: Arc<dyn EmbeddingCache>,
     pub retrieval: quarry_core::retrieval::RetrievalPorts,
+    pub audit: Arc<dyn quarry_core::ports::AuditTrail>,
+    pub feedback: Arc<dyn quarry_core::ports::FeedbackStore>,
 }
 
 pub struct AppState {
@@ -165,6 +167,8 @@ pub struct AppState {
     /// Fetches linked images, when the deployment allows it.
     pub images: Option<Arc<dyn ImageFetcher>>,
     pub embeddings: EmbeddingService,
+    /// Ratings of answers (`/v1/feedback`).
+    pub feedback: Arc<dyn quarry_core::ports::FeedbackStore>,
 }
 
 impl HandlerPorts {
@@ -185,6 +189,8 @@ impl HandlerPorts {
             bulk_jobs: ports.jobs(),
             embeddings: cache,
             retrieval: ports.retrieval(),
+            audit: ports.audit(),
+            feedback: ports.feedback(),
         }
     }
 }
@@ -257,6 +263,7 @@ impl AppState {
                 ledger: ports.ledger,
                 applier: ports.applier,
                 retrieval: ports.retrieval,
+                audit: ports.audit,
             },
             ServiceOptions {
                 default_cache_ttl: options.cache_ttl,
@@ -271,6 +278,7 @@ impl AppState {
             settings,
             service,
             idempotency: ports.idempotency,
+            feedback: ports.feedback,
             jobs: ports.jobs,
             bulk_jobs: ports.bulk_jobs,
             flush_metrics: None,

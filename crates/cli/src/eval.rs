@@ -43,6 +43,10 @@ pub enum EvalCommand {
         #[arg(long)]
         fail_on_regression: bool,
     },
+    /// Rated requests of a prompt, with their `full` audit records, as golden-set cases:
+    /// well-rated answers become judge cases against them, poorly rated ones judge cases
+    /// for review (with a `not_contains` of the rejected answer).
+    ImportFeedback(crate::feedback::ImportArgs),
 }
 
 /// The gate and how the eval runs: shared by `eval run` and `prompts promote --gate`.
@@ -138,6 +142,9 @@ pub async fn run_command(args: EvalArgs) -> Result<(), String> {
                 Some(_) => Ok(()),
                 None => Err("gate failed: no combination meets it".into()),
             }
+        }
+        EvalCommand::ImportFeedback(import) => {
+            crate::feedback::import_command(&args.aws, &import).await
         }
         EvalCommand::Compare {
             a,

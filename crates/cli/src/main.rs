@@ -1,6 +1,7 @@
 //! `quarry`: the local stack (`dev`, `serve`) and the operator commands.
 
 mod admin;
+mod audit;
 mod aws;
 mod batch;
 mod batch_bulk;
@@ -10,6 +11,7 @@ mod cost_provisioned;
 mod cost_reconcile;
 mod dev;
 mod eval;
+mod feedback;
 mod kb;
 mod prompts;
 mod serve;
@@ -57,6 +59,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Knowledge Bases: what a query retrieves, with scores.
     Kb(kb::KbArgs),
+    /// The audit trail: one request's record, or a tenant's records over days.
+    Audit(audit::AuditArgs),
+    /// Feedback on answers: a prompt's versions compared by their ratings.
+    Feedback(feedback::FeedbackArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +90,8 @@ fn main() -> ExitCode {
             Command::Keys(args) => admin::keys(args).await,
             Command::Eval(args) => eval::run_command(args).await,
             Command::Kb(args) => kb::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
+            Command::Feedback(args) => feedback::run(args).await,
         }
     });
     match result {

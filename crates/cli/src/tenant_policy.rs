@@ -23,6 +23,8 @@ pub enum Field {
     Bedrock,
     KnowledgeBases,
     Residency,
+    Patterns,
+    Audit,
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -49,9 +51,17 @@ pub struct PolicyEdit {
     /// Refuse (503) rather than admit when its budget state cannot be read.
     #[arg(long)]
     pub strict_budget: Option<bool>,
-    /// PII in its requests and answers: off, redact or block.
-    #[arg(long, value_parser = ["off", "redact", "block"])]
+    /// PII (and its own patterns) in its requests and answers: off, mask (placeholders the
+    /// answer has restored), redact or block.
+    #[arg(long, value_parser = ["off", "mask", "redact", "block"])]
     pub pii: Option<String>,
+    /// A pattern of its own, `NAME=REGEX` (e.g. `CUSTOMER_ID=\b[0-9]{10}\b`), checked
+    /// under `--pii` like the built-in kinds; repeat for more (they replace the tenant's).
+    #[arg(long)]
+    pub pattern: Vec<String>,
+    /// Audit records of its answers: off, metadata or full.
+    #[arg(long, value_parser = ["off", "metadata", "full"])]
+    pub audit: Option<String>,
     /// PII kinds checked (all when empty): email, phone, credit_card, us_ssn, iban,
     /// aws_access_key.
     #[arg(long, value_delimiter = ',')]
@@ -131,6 +141,12 @@ impl PolicyEdit {
                 }
                 Field::KnowledgeBases => policy.knowledge_bases.clear(),
                 Field::Residency => policy.residency = None,
+                Field::Patterns => {
+                    if let Some(g) = policy.guardrails.as_mut() {
+                        g.patterns = Default::default();
+                    }
+                }
+                Field::Audit => policy.audit = None,
             }
         }
         if let Some(v) = self.knowledge_bases {
@@ -201,7 +217,11 @@ impl PolicyEdit {
         if let Some(s) = self.strict_budget {
             policy.strict_budget = s;
         }
+        if let Some(a) = self.audit {
+            policy.audit = Some(parse("audit", Value::String(a))?);
+        }
         let touches_guardrails = self.pii.is_some()
+            || !self.pattern.is_empty()
             || self.pii_kinds.is_some()
             || self.denied_words.is_some()
             || !self.denied_topic.is_empty()
@@ -231,6 +251,16 @@ impl PolicyEdit {
                         phrases.split('|').map(|p| p.trim().to_owned()).collect(),
                     );
                 }
+            }
+            if !self.pattern.is_empty() {
+                let mut patterns = serde_json::Map::new();
+                for p in &self.pattern {
+                    let (name, regex) = p
+                        .split_once('=')
+                        .ok_or_else(|| format!("--pattern '{p}': write NAME=REGEX"))?;
+                    patterns.insert(name.trim().to_owned(), Value::String(regex.to_owned()));
+                }
+                g.patterns = parse("pattern", Value::Object(patterns))?;
             }
             if let Some(i) = self.injection {
                 g.injection = parse::<InjectionAction>("injection", Value::String(i))?;

@@ -170,6 +170,7 @@ async fn a_report_is_the_bill_or_an_error() {
             bulk: false,
             region: None,
             provisioned: None,
+            prompt: None,
             at_ms: chrono::Utc::now().timestamp_millis(),
             service_tier: None,
             key: None,

@@ -57,6 +57,10 @@ impl CacheKey {
             tags: _,
             // The passages are in the messages; the query and grounding check below.
             retrieval,
+            // Recording an answer does not change it.
+            audit: _,
+            // Rendered into the messages, hashed below.
+            variables: _,
         } = prepared;
         let ModelRequest {
             system,
@@ -229,6 +233,8 @@ mod tests {
             cache_ttl_seconds: 0,
             tags: Default::default(),
             retrieval: None,
+            audit: None,
+            variables: Default::default(),
         }
     }
 

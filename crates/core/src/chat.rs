@@ -94,6 +94,11 @@ pub struct Prepared {
     pub tags: BTreeMap<String, String>,
     /// The prompt's retrieval, to run once the request is admitted.
     pub retrieval: Option<crate::retrieval::RetrievalPlan>,
+    /// The prompt's audit level (combined with the tenant's by the service).
+    pub audit: Option<crate::audit::AuditLevel>,
+    /// The caller's template variables as given (a `full` audit record keeps them, after
+    /// the guardrails, so a golden case can be made of the request).
+    pub variables: Map<String, Value>,
 }
 
 impl Prepared {
@@ -206,6 +211,7 @@ impl Preparer {
         let mut cacheable = false;
         let mut ttl = 0;
         let mut guardrails = None;
+        let mut audit = None;
         let mut prompt_tier = None;
         let mut retrieval = None;
 
@@ -270,6 +276,7 @@ impl Preparer {
             cacheable = spec.cache.enabled;
             ttl = spec.cache.ttl_seconds;
             guardrails = spec.guardrails.clone();
+            audit = spec.audit;
             prompt_tier = spec.service_tier;
             prompt_used = Some(PromptUsed {
                 name: version.name.clone(),
@@ -379,6 +386,8 @@ impl Preparer {
             variable_texts,
             tags: input.tags,
             retrieval,
+            audit,
+            variables: input.variables,
         })
     }
 }

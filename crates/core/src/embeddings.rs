@@ -392,6 +392,7 @@ impl EmbeddingService {
             bulk: false,
             region: None,
             provisioned: None,
+            prompt: None,
             at_ms: SystemClock.now_ms(),
         };
         if let Err(e) = self.ports.ledger.record(&record).await {

@@ -18,6 +18,7 @@
 //!   [`cache`]; [`telemetry`] for metrics, [`trace`] for the request's spans.
 
 pub mod admission;
+pub mod audit;
 pub mod budget;
 pub mod bulk;
 pub mod cache;
@@ -25,6 +26,7 @@ pub mod chat;
 pub mod config;
 pub mod embeddings;
 pub mod error;
+pub mod feedback;
 pub mod guardrails;
 pub mod invoke;
 pub mod jobs;

@@ -65,6 +65,25 @@ pub fn score(name: &'static str, value: f64, d: Dims<'_>) {
         .record(value);
 }
 
+/// A level, by stage only (how many records wait in a spill queue).
+pub fn gauge(name: &'static str, value: f64) {
+    metrics::gauge!(name).set(value);
+}
+
+/// A feedback score (normalised to -1..1), by prompt, prompt version and model: what the
+/// dashboard compares versions by. Prompts, versions and models are configured values, so
+/// the dimensions are bounded.
+pub fn feedback(score: f64, prompt: &str, version: &str, model: &str) {
+    let dims = [
+        ("Prompt", prompt.to_owned()),
+        ("PromptVersion", version.to_owned()),
+        ("Model", model.to_owned()),
+    ];
+    metrics::histogram!("FeedbackScore").record(score);
+    metrics::histogram!("FeedbackScore", &dims).record(score);
+    metrics::counter!("FeedbackCount", &dims).increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,10 @@ pub struct TenantPolicy {
     /// Guardrails for every request of this tenant (prompts may add stricter ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<crate::guardrails::GuardrailConfig>,
+    /// Audit records for this tenant's answers (`metadata` or `full`; a prompt may ask for
+    /// more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::AuditLevel>,
     /// Batch producers allowed to submit for this tenant: the SQS `SenderId` of each
     /// (an IAM user or role ID, with or without `:session`), or `*` for any. A batch message
     /// naming this tenant from another sender is refused: the tenant of a message is only

@@ -40,6 +40,10 @@ pub struct UsageRecord {
     /// hourly commitment (cost 0 here, never unpriced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioned: Option<String>,
+    /// The prompt version that made the request (`name@version`): what feedback on the
+    /// request is reported by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     /// Unix milliseconds.
     pub at_ms: i64,
 }

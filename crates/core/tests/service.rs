@@ -178,6 +178,7 @@ fn service(
             ledger,
             applier,
             retrieval: Default::default(),
+            audit: Arc::new(quarry_core::ports::NoAudit),
         },
         ServiceOptions::default(),
     )

@@ -1,7 +1,8 @@
 //! cost-alarm: runs on an EventBridge schedule (every 5 minutes) and on SNS messages
 //! carrying CloudWatch alarm state changes. Each run:
 //!
-//! 1. replays the ledger spill (usage whose DynamoDB write failed), each record once;
+//! 1. replays the ledger spill (usage whose DynamoDB write failed), each record once, and
+//!    the audit spill (audit records Firehose did not take), reporting what still waits;
 //! 2. computes every tenant's month-to-date spend from the ledger and writes its budget
 //!    state (`ok`, `warning`, `degraded`, `blocked`) with the reason;
 //! 3. notifies once per threshold crossing per month, and once per hour of runaway spend
@@ -38,6 +39,9 @@ pub struct Summary {
     pub replayed: usize,
     pub replay_duplicates: usize,
     pub replay_left: usize,
+    /// Audit records delivered from the audit spill, and still waiting there.
+    pub audit_replayed: usize,
+    pub audit_waiting: u64,
     pub tenants: Vec<TenantReport>,
     pub notifications: Vec<String>,
     /// Budget states that changed in this run: `tenant: warning -> blocked at 134%`.
@@ -57,6 +61,7 @@ pub struct CostAlarm {
     configs: Configs,
     reader: Arc<LedgerReader>,
     ledger: Arc<DynamoLedger>,
+    audit: Arc<quarry_aws::audit::FirehoseAudit>,
     budgets: Arc<DynamoBudgets>,
     notifier: Arc<dyn Notifier>,
     stage: String,
@@ -81,6 +86,7 @@ impl CostAlarm {
             ),
             reader: ports.ledger_reader(),
             ledger: ports.ledger(),
+            audit: ports.audit(),
             budgets: ports.budgets(),
             notifier: ports.alerts(),
             stage: ports.settings().stage.clone(),
@@ -122,6 +128,18 @@ impl CostAlarm {
                 summary.replay_left = left;
             }
             Err(e) => summary.errors.push(format!("spill replay: {e}")),
+        }
+        match self.audit.replay_spill(20).await {
+            Ok((delivered, _)) => summary.audit_replayed = delivered,
+            Err(e) => summary.errors.push(format!("audit spill replay: {e}")),
+        }
+        // What still waits is a metric, so an alarm can say records are not arriving.
+        match self.audit.waiting().await {
+            Ok(n) => {
+                summary.audit_waiting = n;
+                quarry_core::telemetry::gauge("AuditSpillWaiting", n as f64);
+            }
+            Err(e) => summary.errors.push(format!("audit spill depth: {e}")),
         }
         if let Err(e) = self.evaluate(now, &mut summary).await {
             summary.errors.push(e);

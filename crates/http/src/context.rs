@@ -86,10 +86,19 @@ impl RequestMeta {
         }
         let started = Instant::now();
         let request_id = RequestId::of(parts);
+        // The request ID when Quarry (or API Gateway) chose it, so the ID a client is given
+        // names its usage record, audit record and feedback; a new one when the caller
+        // chose it (`x-request-id`).
+        let chosen_by_caller = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == request_id);
         let usage_id = match parts.extensions.get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
             _ => None,
         }
+        .or_else(|| (!chosen_by_caller).then(|| request_id.clone()))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lambda = parts
             .extensions

@@ -7,90 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use quarry_testkit::template::{of_type, resources, statements, strings, template};
 use serde_yaml_ng::Value;
-
-/// The template with CloudFormation's short tags turned into their long form
-/// (`!Ref X` -> `{Ref: X}`, `!GetAtt A.B` -> `{Fn::GetAtt: A.B}`, ...).
-fn template() -> Value {
-    fn long_form(v: Value) -> Value {
-        match v {
-            Value::Tagged(t) => {
-                let tag = t.tag.to_string();
-                let name = tag.trim_start_matches('!');
-                let key = if name == "Ref" {
-                    "Ref".to_owned()
-                } else {
-                    format!("Fn::{name}")
-                };
-                let mut m = serde_yaml_ng::Mapping::new();
-                m.insert(Value::String(key), long_form(t.value));
-                Value::Mapping(m)
-            }
-            Value::Mapping(m) => {
-                Value::Mapping(m.into_iter().map(|(k, v)| (k, long_form(v))).collect())
-            }
-            Value::Sequence(s) => Value::Sequence(s.into_iter().map(long_form).collect()),
-            other => other,
-        }
-    }
-    let text =
-        std::fs::read_to_string(quarry_testkit::workspace_root().join("template.yaml")).unwrap();
-    long_form(serde_yaml_ng::from_str(&text).unwrap())
-}
-
-fn resources(t: &Value) -> Vec<(String, Value)> {
-    t["Resources"]
-        .as_mapping()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
-        .collect()
-}
-
-fn of_type(t: &Value, ty: &str) -> Vec<(String, Value)> {
-    resources(t)
-        .into_iter()
-        .filter(|(_, r)| r["Type"] == ty)
-        .collect()
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Every IAM statement of a function (inline policies).
-fn statements(function: &Value) -> Vec<Value> {
-    let mut out = Vec::new();
-    for policy in function["Properties"]["Policies"]
-        .as_sequence()
-        .cloned()
-        .unwrap_or_default()
-    {
-        for st in policy["Statement"]
-            .as_sequence()
-            .cloned()
-            .unwrap_or_default()
-        {
-            // `!If [cond, statement, !Ref AWS::NoValue]`
-            if let Some(branches) = st.get("Fn::If").and_then(Value::as_sequence) {
-                out.extend(
-                    branches
-                        .iter()
-                        .skip(1)
-                        .filter(|b| b.get("Effect").is_some())
-                        .cloned(),
-                );
-            } else {
-                out.push(st);
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn functions_are_custom_runtime_cargo_lambda_with_json_logs() {
@@ -255,8 +173,7 @@ fn iam_is_least_privilege() {
             .as_sequence()
             .is_some_and(|s| !s.is_empty())
     );
-    let text =
-        std::fs::read_to_string(quarry_testkit::workspace_root().join("template.yaml")).unwrap();
+    let text = quarry_testkit::template::text();
     for secret in ["qk_", "AKIA", "aws_secret_access_key"] {
         assert!(!text.contains(secret), "template mentions {secret}");
     }
@@ -414,15 +331,8 @@ fn the_stack_has_its_alarms_dashboard_schedule_and_outputs() {
     }
     let params = of_type(&t, "AWS::SSM::Parameter");
     assert_eq!(params.len(), 3, "routing, pricing, budgets");
-    let stream = resources(&t)
-        .into_iter()
-        .find(|(n, _)| n == "ChatStreamFunction")
-        .unwrap()
-        .1;
-    assert_eq!(
-        stream["Properties"]["FunctionUrlConfig"]["InvokeMode"],
-        "RESPONSE_STREAM"
-    );
+    let url = quarry_testkit::template::resource(&t, "ChatStreamFunctionUrl");
+    assert_eq!(url["Properties"]["InvokeMode"], "RESPONSE_STREAM");
 }
 
 #[test]
@@ -434,7 +344,8 @@ fn the_edges_are_closed_streaming_url_concurrency_keys_and_queues() {
     // The streaming Function URL: NONE only with Quarry's own API keys (which it checks as
     // the API does); SigV4 otherwise, with Quarry reading the IAM caller; streamed chat only.
     let stream = get("ChatStreamFunction");
-    let url = &stream["Properties"]["FunctionUrlConfig"];
+    let url = &get("ChatStreamFunctionUrl")["Properties"];
+    assert_eq!(url["TargetFunctionArn"]["Ref"], "ChatStreamFunction");
     assert_eq!(
         url["AuthType"]["Fn::If"],
         serde_yaml_ng::from_str::<Value>("[ApiKeyAuth, NONE, AWS_IAM]").unwrap()

@@ -24,6 +24,7 @@ use quarry_aws::Settings;
 mod emf;
 pub use emf::EmfCapture;
 
+pub mod template;
 pub mod tls;
 
 /// A sample event of `events/` (the shapes AWS sends), as text.

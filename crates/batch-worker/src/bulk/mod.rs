@@ -168,6 +168,7 @@ impl Tracker {
                 ledger: w.ledger,
                 applier: Arc::new(NoApplier),
                 retrieval: w.retrieval,
+                audit: w.audit,
             },
             ServiceOptions::default(),
         );

@@ -118,6 +118,7 @@ pub struct WorkerPorts {
     pub retrieval: quarry_core::retrieval::RetrievalPorts,
     /// Jobs' plans and the items kept for bulk jobs.
     pub bulk: Arc<dyn BulkJobs>,
+    pub audit: Arc<dyn quarry_core::ports::AuditTrail>,
 }
 
 impl WorkerPorts {
@@ -136,6 +137,7 @@ impl WorkerPorts {
                 .map(|url| Arc::new(SqsResults::new(ports.sdk(), url)) as Arc<dyn ResultsSink>),
             retrieval: ports.retrieval(),
             bulk: ports.jobs(),
+            audit: ports.audit(),
         }
     }
 }
@@ -185,6 +187,7 @@ impl Worker {
                 ledger: ports.ledger,
                 applier: Arc::new(NoApplier),
                 retrieval: ports.retrieval,
+                audit: ports.audit,
             },
             ServiceOptions::default(),
         );

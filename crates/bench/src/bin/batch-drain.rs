@@ -127,6 +127,7 @@ async fn drain(moto: &Moto, run: &Run, model_ms: u64, job: &str) -> f64 {
                 results: None,
                 retrieval: Default::default(),
                 bulk: jobs.clone(),
+                audit: Arc::new(quarry_core::ports::NoAudit),
             };
             (Worker::with_ports(ports, &stack.settings, options), jobs)
         }

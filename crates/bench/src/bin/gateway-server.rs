@@ -117,6 +117,11 @@ fn main() {
                 "unused-in-this-benchmark",
             )),
             retrieval: Default::default(),
+            audit: Arc::new(quarry_core::ports::NoAudit),
+            feedback: Arc::new(quarry_aws::feedback::DynamoFeedback::new(
+                &sdk,
+                "unused-in-this-benchmark",
+            )),
         };
         let state = Arc::new(AppState::with_ports(ports, settings, Options::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -8,12 +8,14 @@
 //!   request line), over a [`chat::ChatApi`];
 //! - [`native`], [`openai`] and [`anthropic`]: the chat APIs, i.e. how each reads a request
 //!   and writes an answer and a stream;
-//! - [`models`] and [`batches`]: reads that need no model.
+//! - [`models`] and [`batches`]: reads that need no model;
+//! - [`feedback`]: ratings of the caller's own answers.
 
 pub mod anthropic;
 pub mod batches;
 pub mod chat;
 pub mod embeddings;
+pub mod feedback;
 pub mod models;
 pub mod native;
 pub mod openai;

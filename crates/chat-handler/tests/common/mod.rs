@@ -63,6 +63,11 @@ pub fn unreachable_app(auth: AuthMode) -> (axum::Router, Arc<CountingParams>) {
         jobs: Arc::new(DynamoJobs::new(&sdk, &settings.jobs_table)),
         bulk_jobs: Arc::new(DynamoJobs::new(&sdk, &settings.jobs_table)),
         retrieval: Default::default(),
+        audit: Arc::new(quarry_core::ports::NoAudit),
+        feedback: Arc::new(quarry_aws::feedback::DynamoFeedback::new(
+            &sdk,
+            &settings.usage_table,
+        )),
     };
     let options = Options {
         auth,

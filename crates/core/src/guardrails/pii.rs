@@ -117,11 +117,10 @@ pub fn find(folded: &str, checks: impl Fn(PiiKind) -> bool) -> Vec<Found> {
             continue;
         }
         let spans: Vec<Range<usize>> = match regex {
-            Some(r) => r
-                .find_iter(folded)
-                .filter(|m| kind.confirm(m.as_str()))
-                .map(|m| m.range())
-                .collect(),
+            Some(r) => {
+                let taken: Vec<Range<usize>> = found.iter().map(|f| f.span.clone()).collect();
+                confirmed(*kind, r, folded, &taken)
+            }
             None if folded.is_empty() => Vec::new(),
             None => std::iter::once(0..folded.len()).collect(),
         };
@@ -136,6 +135,68 @@ pub fn find(folded: &str, checks: impl Fn(PiiKind) -> bool) -> Vec<Found> {
     }
     found.sort_by_key(|f| f.span.start);
     found
+}
+
+/// The confirmed matches of one kind. A match that fails its check may hold a shorter one
+/// that passes (a card number followed by more digits: `4111 1111 1111 1111 123 45 6789`),
+/// or one may start inside it: so a failed match is tried shorter, ending at each earlier
+/// word boundary, and the search resumes one character after its start, not after its end.
+/// A match overlapping `taken` (an earlier kind's) is passed over the same way, so one that
+/// starts after it is still found.
+fn confirmed(kind: PiiKind, r: &Regex, folded: &str, taken: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut at = 0;
+    while let Some(m) = r.find_at(folded, at) {
+        let overlaps = |s: &Range<usize>| taken.iter().any(|t| t.start < s.end && s.start < t.end);
+        let hit = if kind.confirm(m.as_str()) {
+            Some(m.range())
+        } else {
+            shorter(kind, r, folded, m.range())
+        }
+        .filter(|s| !overlaps(s));
+        match hit {
+            Some(span) => {
+                at = span.end.max(at + 1);
+                spans.push(span);
+            }
+            None => {
+                // The next character boundary after the start.
+                at = folded
+                    .get(m.start()..)
+                    .and_then(|rest| rest.chars().next())
+                    .map_or(folded.len(), |c| m.start() + c.len_utf8());
+            }
+        }
+        if at >= folded.len() {
+            break;
+        }
+    }
+    spans
+}
+
+/// The longest prefix of a failed match that is itself a whole match (ending at a word
+/// boundary) and passes the check.
+fn shorter(kind: PiiKind, r: &Regex, folded: &str, span: Range<usize>) -> Option<Range<usize>> {
+    let text = folded.get(span.clone())?;
+    let ends = text
+        .char_indices()
+        .filter(|(i, c)| {
+            let end = span.start + i + c.len_utf8();
+            end < span.end
+                && c.is_alphanumeric()
+                && folded[end..]
+                    .chars()
+                    .next()
+                    .is_none_or(|n| !n.is_alphanumeric() && n != '_')
+        })
+        .map(|(i, c)| span.start + i + c.len_utf8())
+        .collect::<Vec<_>>();
+    ends.into_iter().rev().find_map(|end| {
+        let piece = folded.get(span.start..end)?;
+        r.find(piece)
+            .filter(|m| m.start() == 0 && m.end() == piece.len() && kind.confirm(piece))
+            .map(|_| span.start..end)
+    })
 }
 
 pub fn luhn(s: &str) -> bool {

@@ -13,7 +13,7 @@ use super::fold::Folded;
 use super::{Findings, GuardrailConfig, PiiAction, policy, scan_pii};
 
 /// What a delta released: the text to send now, or the refusal.
-pub type Released = Result<String, Findings>;
+pub type Released = Result<String, Box<Findings>>;
 
 pub struct StreamGuard {
     config: GuardrailConfig,
@@ -163,13 +163,13 @@ impl StreamGuard {
                     ..Findings::default()
                 };
                 self.findings.merge(refused.clone());
-                return Err(refused);
+                return Err(Box::new(refused));
             }
         }
         let (masked, found) = scan_pii(&self.config, &head);
         if !found.blocked.is_empty() {
             self.findings.merge(found.clone());
-            return Err(found);
+            return Err(Box::new(found));
         }
         self.findings.merge(found);
         self.keep_context(&head);

@@ -50,9 +50,13 @@ use crate::routing::Route;
 use crate::tenancy::Caller;
 use crate::usage::UsageRecord;
 
+mod audit;
 mod bulk;
+mod feedback;
 
+pub use self::audit::{AuditTrail, NoAudit};
 pub use self::bulk::{BatchFiles, BulkInference, BulkJobs, Reservations};
+pub use self::feedback::FeedbackStore;
 
 /// A service Quarry depends on at request time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

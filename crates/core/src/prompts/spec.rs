@@ -145,6 +145,9 @@ pub struct PromptSpec {
     /// The contextual grounding check of answers against the retrieved passages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grounding: Option<crate::retrieval::GroundingSpec>,
+    /// Audit records for this prompt's answers (the tenant's setting may ask for more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::AuditLevel>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

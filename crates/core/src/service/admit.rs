@@ -5,10 +5,11 @@ use sha2::Digest;
 
 use super::{CacheMode, ChatService, PromptTrace, guard};
 use crate::admission::Admission;
+use crate::audit::AuditLevel;
 use crate::cache::CacheKey;
 use crate::chat::{ChatInput, Prepared};
 use crate::error::Error;
-use crate::guardrails::{Findings, GuardrailConfig};
+use crate::guardrails::{Findings, GuardrailConfig, Masks};
 use crate::model::{GuardrailRef, ModelRequest};
 use crate::routing::RouteSpec;
 use crate::telemetry::{self, Dims};
@@ -32,6 +33,12 @@ pub(crate) struct Admitted {
     pub(crate) guard: GuardrailConfig,
     /// What the input guardrails found (redactions, flags).
     pub(crate) findings: Findings,
+    /// The placeholders `mask` put in the input, to restore in the answer (in memory only).
+    pub(crate) masks: Masks,
+    /// The audit level (tenant's and prompt's) and, when audited, the input's SHA-256
+    /// before the guardrails.
+    pub(crate) audit: AuditLevel,
+    pub(crate) input_sha256: String,
     /// Set when the answer may come from, and go to, the cache.
     pub(crate) key: Option<CacheKey>,
     pub(crate) degraded_to: Option<String>,
@@ -92,7 +99,12 @@ impl ChatService {
             model: "-",
             feature: &feature,
         };
-        let findings = match crate::trace::guarded(Input, || guard::input(&guard, &mut prepared)) {
+        let audit = AuditLevel::of(caller.policy.audit, prepared.audit);
+        let input_sha256 = super::audit::input_hash(audit, &prepared.request);
+        let mut masks = Masks::default();
+        let findings = match crate::trace::guarded(Input, || {
+            guard::input(&guard, &mut prepared, &mut masks)
+        }) {
             Ok(f) => f,
             Err(e) => {
                 telemetry::count("GuardrailActions", 1, dims);
@@ -190,6 +202,9 @@ impl ChatService {
             prepared,
             guard,
             findings,
+            masks,
+            audit,
+            input_sha256,
             key,
             degraded_to,
             trace,

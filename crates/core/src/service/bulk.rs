@@ -136,7 +136,7 @@ impl ChatService {
         charges.push_bulk(&target, response.usage);
         let cost = self
             .shared
-            .charge(caller, admitted.prepared.feature(), request_id, &charges)
+            .charge(caller, (&admitted.prepared).into(), request_id, &charges)
             .await;
         let json = match &plan {
             None => None,
@@ -153,7 +153,7 @@ impl ChatService {
                 }
             },
         };
-        let finished = match self
+        let mut finished = match self
             .shared
             .finish(caller, &admitted, &target, response, json)
             .await
@@ -161,6 +161,29 @@ impl ChatService {
             Ok(f) => f,
             Err(e) => return (Err(e), cost),
         };
+        self.shared
+            .audit(
+                caller,
+                &admitted,
+                super::audit::Answered {
+                    request_id,
+                    model: &target.invoke_id,
+                    base_model: &target.base_id,
+                    region: target.region.as_deref(),
+                    usage: charges.usage(),
+                    cost,
+                    cached: false,
+                    fallbacks: &[],
+                    findings: &finished.findings,
+                    grounding: finished.grounding.as_ref(),
+                    output: &finished.response.text(),
+                    output_sha256: finished.raw_sha256.clone(),
+                },
+            )
+            .await;
+        // The item was masked as it was submitted (the same values give the same
+        // placeholders): its values go back in.
+        super::guard::restore(&admitted.masks, &mut finished.response, &mut finished.json);
         let answer = Answer {
             citations: finished.response.citations,
             served: finished.response.served,
@@ -196,6 +219,8 @@ impl ChatService {
     ) -> Option<MicroUsd> {
         let mut charges = Charges::default();
         charges.push_bulk(target, usage);
-        self.shared.charge(caller, None, request_id, &charges).await
+        self.shared
+            .charge(caller, Default::default(), request_id, &charges)
+            .await
     }
 }

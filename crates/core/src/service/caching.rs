@@ -139,7 +139,13 @@ impl Shared {
 
 /// An answer served from the cache: no model call, nothing charged.
 pub(crate) fn from_cache(hit: Hit, admitted: Admitted) -> Answer {
-    let Hit { answer, base_model } = hit;
+    let Hit {
+        mut answer,
+        base_model,
+    } = hit;
+    // The cache holds the answer as the model wrote it (placeholders under `mask`): this
+    // request's values go back in.
+    super::guard::restore(&admitted.masks, &mut answer.response, &mut answer.json);
     Answer {
         citations: answer.response.citations,
         served: answer.response.served,
@@ -165,7 +171,8 @@ pub(crate) fn from_cache(hit: Hit, admitted: Admitted) -> Answer {
 
 /// A cached answer as a stream: the text in small chunks, the tool calls, then the summary.
 pub(crate) fn replay(hit: Hit, admitted: Admitted) -> AnswerStream {
-    let answer = hit.answer;
+    let mut answer = hit.answer;
+    super::guard::restore(&admitted.masks, &mut answer.response, &mut answer.json);
     let chars: Vec<char> = answer.response.text().chars().collect();
     // Reasoning first, each block with its signature, as a live stream sends them.
     let mut items: Vec<StreamItem> = Vec::new();

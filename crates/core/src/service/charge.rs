@@ -222,13 +222,35 @@ fn throttles(attempts: &[Attempt]) -> u64 {
         .count() as u64
 }
 
+/// What a request's usage records are labelled with: its feature tag and prompt version.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Labels<'a> {
+    pub(crate) feature: Option<&'a str>,
+    pub(crate) prompt: Option<&'a crate::chat::PromptUsed>,
+}
+
+impl<'a> From<&'a Prepared> for Labels<'a> {
+    fn from(p: &'a Prepared) -> Self {
+        Self {
+            feature: p.feature(),
+            prompt: p.prompt.as_ref(),
+        }
+    }
+}
+
+impl Labels<'_> {
+    fn prompt(&self) -> Option<String> {
+        self.prompt.map(|p| format!("{}@{}", p.name, p.version))
+    }
+}
+
 impl Shared {
     /// Writes one usage record per model call; returns the request's total cost (`None`
     /// when any call is unpriced).
     pub(crate) async fn charge(
         &self,
         caller: &Caller,
-        feature: Option<&str>,
+        labels: Labels<'_>,
         id: &str,
         charges: &Charges,
     ) -> Option<MicroUsd> {
@@ -241,7 +263,7 @@ impl Shared {
             } else {
                 format!("{id}#{n}")
             };
-            let cost = self.record_call(caller, feature, id, call).await;
+            let cost = self.record_call(caller, labels, id, call).await;
             total = match (total, cost) {
                 (Some(t), Some(c)) => Some(t + c),
                 _ => None,
@@ -291,7 +313,7 @@ impl Shared {
     async fn record_call(
         &self,
         caller: &Caller,
-        feature: Option<&str>,
+        labels: Labels<'_>,
         id: String,
         call: &Call,
     ) -> Option<MicroUsd> {
@@ -317,7 +339,8 @@ impl Shared {
             id,
             tenant: caller.tenant.clone(),
             model: target.base_id.clone(),
-            feature: feature.map(str::to_owned),
+            feature: labels.feature.map(str::to_owned),
+            prompt: labels.prompt(),
             usage: *usage,
             cost,
             cached: false,
@@ -334,7 +357,7 @@ impl Shared {
         let dims = Dims {
             tenant: &caller.tenant,
             model: &target.base_id,
-            feature: feature.unwrap_or("-"),
+            feature: labels.feature.unwrap_or("-"),
         };
         telemetry::count(
             "InputTokens",
@@ -362,6 +385,7 @@ impl Shared {
             tenant: caller.tenant.clone(),
             model: base_model.to_owned(),
             feature: prepared.feature().map(str::to_owned),
+            prompt: Labels::from(prepared).prompt(),
             usage: TokenUsage::default(),
             cost: Some(MicroUsd::ZERO),
             cached: true,

@@ -20,6 +20,9 @@ pub(crate) struct Finished {
     /// Input and output findings together.
     pub(crate) findings: Findings,
     pub(crate) grounding: Option<crate::retrieval::GroundingResult>,
+    /// For the audit record: SHA-256 of the answer before output redaction, with masked
+    /// values restored (empty when the request is not audited).
+    pub(crate) raw_sha256: String,
 }
 
 impl Shared {
@@ -52,6 +55,11 @@ impl Shared {
         {
             crate::retrieval::context::link(&mut response.citations, &r.sources);
         }
+        let raw_sha256 = if admitted.audit == crate::audit::AuditLevel::Off {
+            String::new()
+        } else {
+            crate::audit::sha256_hex(admitted.masks.restore(&response.text()).as_bytes())
+        };
         let out = crate::trace::guarded(crate::trace::Stage::Output, || {
             guard::output(&admitted.guard, &mut response, &mut json, dims)
         })?;
@@ -75,6 +83,7 @@ impl Shared {
             json,
             findings,
             grounding,
+            raw_sha256,
         })
     }
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::chat::Prepared;
 use crate::error::Error;
-use crate::guardrails::{Findings, GuardrailConfig, PiiAction, check};
+use crate::guardrails::{Findings, GuardrailConfig, Masks, PiiAction, check, check_input};
 use crate::model::{
     ContentBlock, GuardrailOutcome, ModelResponse, StopReason, SystemBlock, ToolResultContent,
 };
@@ -14,14 +14,19 @@ use crate::telemetry::{self, Dims};
 /// Applies input guardrails to everything the caller wrote: messages of every role (a
 /// caller writes the assistant turns of its history too), tool calls and results, its own
 /// system text, and the template variables rendered into the prompt's system text (the
-/// prompt's own text is the operator's and is not checked).
-pub(crate) fn input(config: &GuardrailConfig, prepared: &mut Prepared) -> Result<Findings, Error> {
+/// prompt's own text is the operator's and is not checked). Under `mask`, every value
+/// becomes its placeholder in `masks`, the same one wherever it appears.
+pub(crate) fn input(
+    config: &GuardrailConfig,
+    prepared: &mut Prepared,
+    masks: &mut Masks,
+) -> Result<Findings, Error> {
     let mut findings = Findings::default();
     if !config.is_active() {
         return Ok(findings);
     }
-    let scan = |text: &mut String| {
-        let (masked, f) = check(config, text, true);
+    let scan = |text: &mut String, masks: &mut Masks| {
+        let (masked, f) = check_input(config, text, masks);
         *text = masked;
         f
     };
@@ -30,7 +35,7 @@ pub(crate) fn input(config: &GuardrailConfig, prepared: &mut Prepared) -> Result
     let skip = prepared.prompt_system_blocks;
     for variable in &prepared.variable_texts {
         let mut masked = variable.clone();
-        findings.merge(scan(&mut masked));
+        findings.merge(scan(&mut masked, masks));
         if masked != *variable && !variable.is_empty() {
             for block in prepared.request.system.iter_mut().take(skip) {
                 if let SystemBlock::Text(t) = block {
@@ -41,31 +46,32 @@ pub(crate) fn input(config: &GuardrailConfig, prepared: &mut Prepared) -> Result
     }
     for block in prepared.request.system.iter_mut().skip(skip) {
         if let SystemBlock::Text(t) = block {
-            findings.merge(scan(t));
+            findings.merge(scan(t, masks));
         }
     }
     for message in &mut prepared.request.messages {
         for block in &mut message.content {
             match block {
-                ContentBlock::Text(t) => findings.merge(scan(t)),
+                ContentBlock::Text(t) => findings.merge(scan(t, masks)),
                 ContentBlock::ToolResult { content, .. } => {
                     for part in content {
                         match part {
-                            ToolResultContent::Text(t) => findings.merge(scan(t)),
+                            ToolResultContent::Text(t) => findings.merge(scan(t, masks)),
                             ToolResultContent::Json(v) => {
-                                findings.merge(json_strings(config, v, true))
+                                walk_strings(v, &mut |s| findings.merge(scan(s, masks)))
                             }
                         }
                     }
                 }
                 ContentBlock::ToolUse { input, .. } => {
-                    findings.merge(json_strings(config, input, true));
+                    walk_strings(input, &mut |s| findings.merge(scan(s, masks)));
                 }
                 ContentBlock::Document(doc) => match doc.text().map(str::to_owned) {
                     // Text documents are read like messages (and masked as text).
                     Some(mut text) => {
-                        let f = scan(&mut text);
-                        if !f.redacted.is_empty() {
+                        let before = text.clone();
+                        let f = scan(&mut text, masks);
+                        if text != before {
                             doc.source = crate::media::DocumentSource::Text(text);
                         }
                         findings.merge(f);
@@ -122,7 +128,7 @@ pub(crate) fn output(
     if !config.is_active() {
         return Ok(found);
     }
-    let redact = config.pii == PiiAction::Redact;
+    let redact = redacts(config);
     for block in &mut response.content {
         match block {
             ContentBlock::Text(t) => {
@@ -133,7 +139,7 @@ pub(crate) fn output(
                 found.merge(f);
             }
             // Tool-call arguments are output too.
-            ContentBlock::ToolUse { input, .. } => found.merge(json_strings(config, input, false)),
+            ContentBlock::ToolUse { input, .. } => found.merge(json_strings(config, input)),
             // Reasoning is shown to the caller: checked like the answer. Masked reasoning
             // loses its signature (it no longer matches), and is not sent back later.
             ContentBlock::Reasoning { text, signature } => {
@@ -161,7 +167,7 @@ pub(crate) fn output(
     }
     if let Some(value) = json.as_mut() {
         // The text above may be this same JSON: its findings are counted there, once.
-        json_strings(config, value, false);
+        json_strings(config, value);
     }
     telemetry::count("GuardrailActions", u64::from(found.actions()), dims);
     if !found.blocked.is_empty() {
@@ -173,13 +179,52 @@ pub(crate) fn output(
     Ok(found)
 }
 
+/// Every string of a caller's JSON (keys included) checked as input is, with `masks`'
+/// placeholders under `mask` (for a copy kept in an audit record).
+pub(crate) fn input_json(config: &GuardrailConfig, value: &mut Value, masks: &mut Masks) {
+    if config.is_active() {
+        walk_strings(value, &mut |s| {
+            *s = check_input(config, s, masks).0;
+        });
+    }
+}
+
+/// True when found values are replaced in an answer: `redact`, and `mask` (a value the
+/// model wrote itself has no placeholder to stand for it).
+fn redacts(config: &GuardrailConfig) -> bool {
+    matches!(config.pii, PiiAction::Redact | PiiAction::Mask)
+}
+
+/// The answer as the client gets it under `mask`: placeholders replaced by the request's
+/// values in its text, tool calls, citations and JSON. Reasoning keeps its placeholders: its
+/// signature covers the text the model wrote, and a changed text would be refused when the
+/// client sends it back.
+pub(crate) fn restore(masks: &Masks, response: &mut ModelResponse, json: &mut Option<Value>) {
+    if masks.is_empty() {
+        return;
+    }
+    for block in &mut response.content {
+        match block {
+            ContentBlock::Text(t) => *t = masks.restore(t),
+            ContentBlock::ToolUse { input, .. } => masks.restore_json(input),
+            _ => {}
+        }
+    }
+    for citation in &mut response.citations {
+        citation.quote = masks.restore(&citation.quote);
+    }
+    if let Some(v) = json.as_mut() {
+        masks.restore_json(v);
+    }
+}
+
 /// Checks every string of a JSON value (keys included), masking PII in place under
 /// `redact`.
-pub(crate) fn json_strings(config: &GuardrailConfig, value: &mut Value, input: bool) -> Findings {
+pub(crate) fn json_strings(config: &GuardrailConfig, value: &mut Value) -> Findings {
     let mut found = Findings::default();
-    let redact = config.pii == PiiAction::Redact;
+    let redact = redacts(config);
     let mut scan = |s: &mut String| {
-        let (masked, f) = check(config, s, input);
+        let (masked, f) = check(config, s, false);
         if redact {
             *s = masked;
         }

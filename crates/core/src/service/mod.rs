@@ -24,6 +24,7 @@
 //! [`stream`] (accumulator and driver).
 
 mod admit;
+mod audit;
 mod bulk;
 mod caching;
 mod charge;
@@ -51,7 +52,7 @@ use crate::invoke::{Fallback, Invoker, fallbacks};
 use crate::model::{ContentBlock, StopReason, TokenUsage};
 use crate::ports::AdmissionControl;
 use crate::ports::GuardrailApplier;
-use crate::ports::{ResponseCache, StoreError, UsageLedger};
+use crate::ports::{AuditTrail, ResponseCache, StoreError, UsageLedger};
 use crate::pricing::MicroUsd;
 use crate::tenancy::Caller;
 
@@ -189,6 +190,8 @@ pub struct Ports {
     pub ledger: Arc<dyn UsageLedger>,
     pub applier: Arc<dyn GuardrailApplier>,
     pub retrieval: crate::retrieval::RetrievalPorts,
+    /// Where audit records go (`NoAudit` where nothing is answered).
+    pub audit: Arc<dyn AuditTrail>,
 }
 
 /// What a service and the tasks driving its streams share.
@@ -198,6 +201,7 @@ pub(crate) struct Shared {
     pub(crate) admission: Arc<dyn AdmissionControl>,
     pub(crate) applier: Arc<dyn GuardrailApplier>,
     pub(crate) retrieval: crate::retrieval::RetrievalPorts,
+    pub(crate) audit: Arc<dyn AuditTrail>,
     pub(crate) configs: Arc<Configs>,
     pub(crate) validators: Validators,
     pub(crate) ttl: Duration,
@@ -218,6 +222,7 @@ impl ChatService {
             admission: ports.admission,
             applier: ports.applier,
             retrieval: ports.retrieval,
+            audit: ports.audit,
             configs: ports.preparer.configs().clone(),
             validators: Validators::default(),
             ttl: options.default_cache_ttl,
@@ -311,6 +316,9 @@ impl ChatService {
         let pending = admitted.pending.take();
         if let Some(hit) = hit {
             retrieve::settle(pending).await;
+            self.shared
+                .audit_hit(caller, &admitted, &hit, &req.id)
+                .await;
             return Ok(caching::from_cache(hit, admitted));
         }
 
@@ -334,7 +342,7 @@ impl ChatService {
                     .await;
             // Charged before anything else can fail: every call that may be billed is recorded.
             let cost = shared
-                .charge(&owner, admitted.prepared.feature(), &id, &charges)
+                .charge(&owner, (&admitted.prepared).into(), &id, &charges)
                 .await;
             retrieve::settle(pending).await;
             (admitted, charges, result, cost)
@@ -345,17 +353,39 @@ impl ChatService {
         let fallback_list = fallbacks(&attempts, Some(&target.invoke_id));
         charge::count_attempts(caller, &admitted.prepared, &target, &attempts);
 
-        let finished = self
+        let mut finished = self
             .shared
             .finish(caller, &admitted, &target, response, json)
             .await?;
+        let usage = charges.usage();
+        self.shared
+            .audit(
+                caller,
+                &admitted,
+                audit::Answered {
+                    request_id: &req.id,
+                    model: &target.invoke_id,
+                    base_model: &target.base_id,
+                    region: target.region.as_deref(),
+                    usage,
+                    cost,
+                    cached: false,
+                    fallbacks: &fallback_list,
+                    findings: &finished.findings,
+                    grounding: finished.grounding.as_ref(),
+                    output: &finished.response.text(),
+                    output_sha256: finished.raw_sha256.clone(),
+                },
+            )
+            .await;
+        guard::restore(&admitted.masks, &mut finished.response, &mut finished.json);
         Ok(Answer {
             citations: finished.response.citations,
             served: finished.response.served,
             content: finished.response.content,
             json: finished.json,
             stop_reason: finished.response.stop_reason,
-            usage: charges.usage(),
+            usage,
             model: target.invoke_id.clone(),
             base_model: target.base_id.clone(),
             fallbacks: fallback_list,
@@ -393,6 +423,9 @@ impl ChatService {
         let pending = admitted.pending.take();
         if let Some(hit) = hit {
             retrieve::settle(pending).await;
+            self.shared
+                .audit_hit(caller, &admitted, &hit, &req.id)
+                .await;
             return Ok(caching::replay(hit, admitted));
         }
         let plan = match self.shared.plan(&admitted.prepared) {
@@ -419,7 +452,7 @@ impl ChatService {
         if early.count() > 0 {
             let id = format!("{}#before-first-token", req.id);
             self.shared
-                .charge(caller, admitted.prepared.feature(), &id, &early)
+                .charge(caller, (&admitted.prepared).into(), &id, &early)
                 .await;
         }
         let invocation = match invocation {

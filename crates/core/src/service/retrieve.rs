@@ -276,6 +276,7 @@ impl Shared {
                 bulk: false,
                 region: None,
                 provisioned: None,
+                prompt: None,
                 at_ms: SystemClock.now_ms(),
             };
             self.write(&record).await;

@@ -110,7 +110,7 @@ impl Gate {
                 // Arguments are JSON: their strings are masked as the answer's JSON is.
                 let masked = match serde_json::from_str::<Value>(&json) {
                     Ok(mut v) => {
-                        let found = guard::json_strings(&config, &mut v, false);
+                        let found = guard::json_strings(&config, &mut v);
                         if !found.blocked.is_empty() {
                             return Err(refused(&found));
                         }

@@ -22,7 +22,7 @@ use super::charge::Charges;
 use super::{OutputPlan, PromptTrace, Shared};
 use crate::chat::PromptUsed;
 use crate::error::Error;
-use crate::guardrails::Findings;
+use crate::guardrails::{Findings, Restorer};
 use crate::invoke::{Fallback, StreamInvocation};
 use crate::model::{ContentBlock, StopReason, TokenUsage};
 use crate::pricing::MicroUsd;
@@ -130,12 +130,15 @@ enum Ended {
 
 impl Run {
     async fn drive(mut self, invocation: StreamInvocation, tx: mpsc::Sender<StreamItem>) {
+        let fallbacks = invocation.fallbacks();
         let StreamInvocation {
             target, head, rest, ..
         } = invocation;
         let mut acc = Accumulator::new(self.plan.as_ref().is_some_and(|p| p.via_tool));
+        // Placeholders (`mask`) are restored after the guardrails, on what they release.
+        let mut restorer = Restorer::new(self.admitted.masks.clone());
         let ended = self
-            .forward(&mut acc, &target.invoke_id, head, rest, &tx)
+            .forward(&mut acc, &mut restorer, &target.invoke_id, head, rest, &tx)
             .await;
 
         // Charge what was used, exactly once, whatever happens next.
@@ -154,7 +157,7 @@ impl Run {
         let prepared = &self.admitted.prepared;
         let cost = self
             .shared
-            .charge(&self.caller, prepared.feature(), &self.request_id, &charges)
+            .charge(&self.caller, prepared.into(), &self.request_id, &charges)
             .await;
         super::retrieve::settle(self.pending.take()).await;
         let held = match ended {
@@ -189,7 +192,28 @@ impl Run {
             .finish(&self.caller, &self.admitted, &target, response, json)
             .await
         {
-            Ok(done) => {
+            Ok(mut done) => {
+                self.shared
+                    .audit(
+                        &self.caller,
+                        &self.admitted,
+                        super::audit::Answered {
+                            request_id: &self.request_id,
+                            model: &target.invoke_id,
+                            base_model: &target.base_id,
+                            region: target.region.as_deref(),
+                            usage,
+                            cost,
+                            cached: false,
+                            fallbacks: &fallbacks,
+                            findings: &done.findings,
+                            grounding: done.grounding.as_ref(),
+                            output: &done.response.text(),
+                            output_sha256: done.raw_sha256.clone(),
+                        },
+                    )
+                    .await;
+                super::guard::restore(&self.admitted.masks, &mut done.response, &mut done.json);
                 // Held reasoning goes out as the guardrails left it (masked where they masked),
                 // each block with its signature when it kept one.
                 if held.reasoning {
@@ -210,10 +234,12 @@ impl Run {
                         }
                     }
                 }
-                if !held.text.is_empty() && tx.send(StreamItem::Text(held.text)).await.is_err() {
+                let text = restorer.push(&held.text) + &restorer.finish();
+                if !text.is_empty() && tx.send(StreamItem::Text(text)).await.is_err() {
                     return;
                 }
                 for (index, json) in held.tools {
+                    let json = self.admitted.masks.restore_json_text(&json);
                     if tx
                         .send(StreamItem::ToolDelta { index, json })
                         .await
@@ -244,6 +270,7 @@ impl Run {
     async fn forward(
         &self,
         acc: &mut Accumulator,
+        restorer: &mut Restorer,
         invoke_id: &str,
         head: Vec<crate::model::StreamEvent>,
         rest: crate::model::ModelStream,
@@ -272,7 +299,7 @@ impl Run {
                 }
             };
             let out = match acc.push(event) {
-                Some(StreamItem::Text(t)) => match gate.text(t) {
+                Some(StreamItem::Text(t)) => match gate.text(t).map(|t| restorer.push(&t)) {
                     Ok(t) if t.is_empty() => None,
                     Ok(t) => Some(StreamItem::Text(t)),
                     Err(e) => return Ended::Failed(e),
