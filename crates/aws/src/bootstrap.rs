@@ -9,7 +9,7 @@
 //! traffic never reaches CloudWatch (nor the alarms on `CostMicroUSD` and `Throttles`).
 //!
 //! Init makes no network call and reads no certificate store: logs and metrics go to
-//! stderr/stdout, the SDK configuration comes from the environment (aws-config only looks
+//! stderr/stdout, a trace exporter is only built (it first connects when flushed), the SDK configuration comes from the environment (aws-config only looks
 //! for the profile files, which a Lambda does not have), and the HTTPS client's trust roots
 //! are compiled in (see [`crate::sdk`]).
 
@@ -18,6 +18,9 @@ use std::sync::{Arc, OnceLock};
 
 use aws_config::SdkConfig;
 use metrics_cloudwatch_embedded::Collector;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::Settings;
 
@@ -43,18 +46,39 @@ pub async fn init() -> Bootstrap {
 }
 
 /// JSON logs on stderr (what CloudWatch and the Lambda JSON log format expect), filtered by
-/// `RUST_LOG` (default `info`). A second call keeps the first subscriber.
+/// `RUST_LOG` (default `info`), and the trace exporter `OTEL_TRACES_EXPORTER` asks for
+/// ([`crate::traces`]; none by default). A second call keeps the first subscriber.
+///
+/// Spans stay out of log lines: a line carries its own fields only, so its shape does not
+/// depend on where it was written from, and the request's spans are the exporter's alone.
 pub fn init_tracing() {
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(std::io::stderr))
+        .with(crate::traces::layer())
+        .try_init();
+}
+
+/// The JSON log lines, written to `writer`: no time (Lambda adds it), no target, no span.
+fn log_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    // The request's spans are the trace exporter's: the log layer does not even see them.
+    let filter = match format!("{}=off", quarry_core::trace::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(false)
+        .with_span_list(false)
         .with_target(false)
         .without_time()
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer)
+        .with_filter(filter)
 }
 
 /// Produces the writer of one flush.
@@ -149,4 +173,41 @@ impl Metrics {
 
 fn stdout_writer() -> MetricsWriter {
     Arc::new(|| Box::new(std::io::stdout()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_line_inside_a_request_span_is_the_line_alone() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(log_layer(move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = quarry_core::trace::request("chat", "POST /v1/chat");
+            span.in_scope(|| tracing::info!(tenant = "acme", "request"));
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"level": "INFO", "fields": {"message": "request", "tenant": "acme"}})
+        );
+    }
 }

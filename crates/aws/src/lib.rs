@@ -26,6 +26,7 @@ pub mod sdk;
 pub mod settings;
 pub mod sns;
 pub mod ssm;
+pub mod traces;
 
 pub use bootstrap::Bootstrap;
 pub use ports::{SdkPorts, ports_from_sdk};

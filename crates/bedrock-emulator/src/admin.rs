@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /_emulator/health` | `{"status": "ok"}` |
 //! | `GET /_emulator/calls` | call counters per operation and model, and the total; `regions`: the same per signed region; `profiles`: calls per application inference profile ARN and operation |
-//! | `GET /_emulator/requests?limit=N` | the last N requests received (operation, `model_id` as sent, `region`, body) |
+//! | `GET /_emulator/requests?limit=N` | the last N requests received (operation, `model_id` as sent, `region`, `trace_header` when the call carried `X-Amzn-Trace-Id`, body) |
 //! | `GET /_emulator/faults` | active faults by model; `regions`: faults limited to one region, by region and model |
 //! | `POST /_emulator/faults` | set faults: `{"model": "ID or *", "region"?: "us-west-2", "throttle_next": 2, ...}` (with `region`, only calls signed for it meet them) |
 //! | `DELETE /_emulator/faults` | clear every fault, of every region |

@@ -1,6 +1,6 @@
 //! What the emulator was asked: call counters and the recorded requests, each with the region
-//! the call was signed for and, for calls through an application inference profile, the
-//! profile ARN the caller named.
+//! the call was signed for, the X-Ray trace header it carried and, for calls through an
+//! application inference profile, the profile ARN the caller named.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -48,6 +48,9 @@ pub struct RecordedRequest {
     pub model_id: String,
     /// The region the call was signed for (the configured region when unsigned).
     pub region: String,
+    /// The call's `X-Amzn-Trace-Id` header, when it carried one (omitted otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
     /// The body as JSON when it is JSON, else as (lossy) text.
     pub body: serde_json::Value,
 }
@@ -57,7 +60,17 @@ struct Recorded {
     operation: String,
     model_id: String,
     region: String,
+    trace_header: Option<String>,
     body: Bytes,
+}
+
+/// What a recorded request was: its operation, the identifier it named, where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    pub operation: &'a str,
+    pub model_id: &'a str,
+    pub region: &'a str,
+    pub trace_header: Option<&'a str>,
 }
 
 #[derive(Default)]
@@ -68,15 +81,7 @@ pub struct CallLog {
 
 impl CallLog {
     /// Keeps the request, dropping the oldest beyond `capacity`.
-    pub fn record(
-        &self,
-        capacity: usize,
-        seq: u64,
-        operation: &str,
-        model_id: &str,
-        region: &str,
-        body: &Bytes,
-    ) {
+    pub fn record(&self, capacity: usize, seq: u64, received: Received<'_>, body: &Bytes) {
         if capacity == 0 {
             return;
         }
@@ -86,9 +91,10 @@ impl CallLog {
         }
         recorded.push_back(Recorded {
             seq,
-            operation: operation.to_owned(),
-            model_id: model_id.to_owned(),
-            region: region.to_owned(),
+            operation: received.operation.to_owned(),
+            model_id: received.model_id.to_owned(),
+            region: received.region.to_owned(),
+            trace_header: received.trace_header.map(str::to_owned),
             body: body.clone(),
         });
     }
@@ -104,6 +110,7 @@ impl CallLog {
                 operation: r.operation.clone(),
                 model_id: r.model_id.clone(),
                 region: r.region.clone(),
+                trace_header: r.trace_header.clone(),
                 body: serde_json::from_slice(&r.body).unwrap_or_else(|_| {
                     serde_json::Value::String(String::from_utf8_lossy(&r.body).into())
                 }),
@@ -194,11 +201,25 @@ mod tests {
     fn recordings_keep_the_region_and_drop_the_oldest() {
         let log = CallLog::default();
         for seq in 0..3 {
-            log.record(2, seq, "Converse", "m", "eu-west-1", &Bytes::from("{}"));
+            let received = Received {
+                operation: "Converse",
+                model_id: "m",
+                region: "eu-west-1",
+                trace_header: (seq == 2).then_some("Root=1-5759e988-bd862e3fe1be46a994272793"),
+            };
+            log.record(2, seq, received, &Bytes::from("{}"));
         }
         let r = log.recorded(10);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].seq, 1);
         assert_eq!(r[1].region, "eu-west-1");
+        assert_eq!(r[0].trace_header, None);
+        assert_eq!(
+            r[1].trace_header.as_deref(),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793")
+        );
+        // Without a header the field is left out: the admin API's shape is unchanged.
+        let json = serde_json::to_value(&r[0]).unwrap();
+        assert!(json.get("trace_header").is_none(), "{json}");
     }
 }

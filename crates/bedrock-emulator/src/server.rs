@@ -81,13 +81,14 @@ async fn handle(
         ))
     })?;
     let region = region::of_request(headers, &state.config().region);
+    let trace = headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok());
     let caller = Caller {
         region: &region,
         profile: None,
     };
     match route {
         Route::Model { id, op } => {
-            state.record(op.name(), &id, &region, &body);
+            state.record_traced(op.name(), &id, &region, trace, &body);
             let (counted_as, result) =
                 model_call(state, &id, op, headers, body, request_id, &region).await;
             // A call through an application inference profile is counted under the profile
@@ -100,20 +101,20 @@ async fn handle(
             result
         }
         Route::Guardrail { id, version } => {
-            state.record("ApplyGuardrail", &id, &region, &body);
+            state.record_traced("ApplyGuardrail", &id, &region, trace, &body);
             let result = guardrail::apply(&state.config().guardrails, &id, &version, &body);
             state.count("ApplyGuardrail", &id, caller, result.is_err());
             result
         }
         Route::Retrieve { knowledge_base_id } => {
-            state.record("Retrieve", &knowledge_base_id, &region, &body);
+            state.record_traced("Retrieve", &knowledge_base_id, &region, trace, &body);
             let result = knowledge::serve::retrieve(state, &knowledge_base_id, &region, &body);
             state.count("Retrieve", &knowledge_base_id, caller, result.is_err());
             result
         }
         Route::RetrieveAndGenerate => {
             let counted_as = knowledge::serve::knowledge_base_named(&body);
-            state.record("RetrieveAndGenerate", &counted_as, &region, &body);
+            state.record_traced("RetrieveAndGenerate", &counted_as, &region, trace, &body);
             let result = knowledge::serve::retrieve_and_generate(state, &region, &body, request_id);
             state.count("RetrieveAndGenerate", &counted_as, caller, result.is_err());
             result

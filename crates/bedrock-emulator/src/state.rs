@@ -120,13 +120,30 @@ impl EmulatorState {
 
     /// Keeps the request for `/_emulator/requests`, under the identifier the caller sent.
     pub fn record(&self, operation: &str, model_id: &str, region: &str, body: &Bytes) {
+        self.record_traced(operation, model_id, region, None, body);
+    }
+
+    /// [`Self::record`], with the call's `X-Amzn-Trace-Id` header.
+    pub fn record_traced(
+        &self,
+        operation: &str,
+        model_id: &str,
+        region: &str,
+        trace_header: Option<&str>,
+        body: &Bytes,
+    ) {
         let capacity = self.config().recorded_requests;
         if capacity == 0 {
             return;
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.calls
-            .record(capacity, seq, operation, model_id, region, body);
+        let received = crate::calls::Received {
+            operation,
+            model_id,
+            region,
+            trace_header,
+        };
+        self.calls.record(capacity, seq, received, body);
     }
 
     pub fn recorded(&self, limit: usize) -> Vec<RecordedRequest> {

@@ -8,6 +8,10 @@
 //! (a stream writes it when it ends). A request refused before any handler ran (no or
 //! unknown credentials, a body that is not JSON or too large) gets its line from
 //! [`log_refusals`], which sees the refusal on the way out.
+//!
+//! A chat request's [`RequestLog`] also holds the request's span ([`RequestLog::traced`]):
+//! what the line learns, the span learns too (metadata only, never text), and the span ends
+//! when the line is written, however the request ends.
 
 use std::borrow::Cow;
 
@@ -21,6 +25,7 @@ use quarry_core::model::TokenUsage;
 use quarry_core::pricing::MicroUsd;
 use quarry_core::service::{Answer, AnswerStream, PromptTrace, StreamSummary};
 use quarry_core::telemetry::{self, Dims};
+use quarry_core::trace;
 use quarry_http::{Refused, RequestMeta};
 use sha2::{Digest, Sha256};
 
@@ -48,6 +53,20 @@ pub struct RequestLog {
     pub output_sha256: Option<String>,
     pub output_text: Option<String>,
     pub guardrail_actions: u32,
+    /// The request's span; none for a request that is not traced.
+    pub span: RequestSpan,
+    /// The span's `gen_ai.operation.name`.
+    pub operation: &'static str,
+}
+
+/// The request's span ([`quarry_core::trace::request`]); none by default.
+#[derive(Debug)]
+pub struct RequestSpan(pub tracing::Span);
+
+impl Default for RequestSpan {
+    fn default() -> Self {
+        Self(tracing::Span::none())
+    }
 }
 
 impl RequestLog {
@@ -60,6 +79,52 @@ impl RequestLog {
         }
     }
 
+    /// A line with the request's span: `operation` (`chat`, `embeddings`), in the trace
+    /// the request's X-Ray header names.
+    pub fn traced(
+        route: impl Into<Cow<'static, str>>,
+        meta: &RequestMeta,
+        operation: &'static str,
+    ) -> Self {
+        let mut log = Self::new(route, meta);
+        let span = trace::request(operation, &log.route);
+        quarry_aws::traces::join(&span, meta.trace_id.as_deref());
+        span.record("quarry.request_id", meta.request_id.as_str());
+        log.span = RequestSpan(span);
+        log.operation = operation;
+        log
+    }
+
+    /// The span, to run the request in.
+    pub fn span(&self) -> tracing::Span {
+        self.span.0.clone()
+    }
+
+    fn spanned(&self) -> trace::Request<'_> {
+        trace::Request(&self.span.0)
+    }
+
+    /// The model the route chose first: an attribute, and the span's name.
+    fn requested(&self, model: &str) {
+        self.spanned().requested(model);
+        quarry_aws::traces::rename(&self.span.0, trace::request_name(self.operation, model));
+    }
+
+    /// Who asks.
+    pub fn caller(&mut self, tenant: &str) {
+        self.tenant = Some(tenant.to_owned());
+        self.span.0.record("quarry.tenant", tenant);
+    }
+
+    /// What the caller asked for: the parameters (never the messages).
+    pub fn asked(&mut self, input: &quarry_core::chat::ChatInput, stream: bool) {
+        self.feature = input.tags.get("feature").cloned();
+        self.stream = stream;
+        self.span.0.record("quarry.stream", stream);
+        self.spanned()
+            .params(input.params.max_tokens, input.params.temperature);
+    }
+
     pub fn output(&mut self, text: &str, keep: bool) {
         self.output_sha256 = Some(hex::encode(Sha256::digest(text.as_bytes())));
         if keep {
@@ -70,23 +135,55 @@ impl RequestLog {
     /// What a whole answer tells the line.
     pub fn answered(&mut self, a: &Answer, keep: bool) {
         self.model = Some(a.base_model.clone());
-        self.served(a.prompt.as_ref(), &a.fallbacks, a.cached, &a.prompt_trace);
+        self.served(
+            &a.model,
+            a.prompt.as_ref(),
+            &a.fallbacks,
+            a.cached,
+            &a.prompt_trace,
+        );
         self.usage = a.usage;
         self.cost = a.cost;
+        self.spanned()
+            .finished(&a.usage, a.cost, Some(&a.stop_reason));
         self.guardrail_actions = a.guardrails.actions();
         self.output(&a.text(), keep);
+    }
+
+    /// What embeddings tell the span (the vectors are content: never in it).
+    pub fn embedded(&self, e: &quarry_core::embeddings::Embeddings) {
+        let span = self.spanned();
+        let usage = TokenUsage {
+            input: e.input_tokens,
+            ..TokenUsage::default()
+        };
+        self.requested(&e.model);
+        span.served(
+            &e.model,
+            0,
+            !e.vectors.is_empty() && e.cached == e.vectors.len(),
+        );
+        span.finished(&usage, e.cost, None);
     }
 
     /// What a stream tells the line when its first token arrives.
     pub fn streaming(&mut self, s: &AnswerStream) {
         self.model = Some(s.model.clone());
-        self.served(s.prompt.as_ref(), &s.fallbacks, s.cached, &s.prompt_trace);
+        self.served(
+            &s.model,
+            s.prompt.as_ref(),
+            &s.fallbacks,
+            s.cached,
+            &s.prompt_trace,
+        );
         self.ttft_ms = Some(s.ttft_ms);
     }
 
     /// What the answer came from: the prompt, the models left, the cache.
+    /// `model` answered; the route chose the first of `fallbacks` (or `model`) first.
     fn served(
         &mut self,
+        model: &str,
         prompt: Option<&PromptUsed>,
         fallbacks: &[Fallback],
         cached: bool,
@@ -96,6 +193,13 @@ impl RequestLog {
         self.fallbacks = fallbacks.len();
         self.cached = cached;
         self.prompt_trace = Some(trace.clone());
+        let first = fallbacks.first().map_or(model, |f| f.model.as_str());
+        self.requested(first);
+        let span = self.spanned();
+        span.served(model, fallbacks.len(), cached);
+        if let Some(p) = prompt {
+            span.prompt(&p.name, p.version);
+        }
     }
 
     /// What a stream's summary tells the line.
@@ -103,6 +207,8 @@ impl RequestLog {
         self.usage = summary.usage;
         self.cost = summary.cost;
         self.guardrail_actions = summary.guardrails.actions();
+        self.spanned()
+            .finished(&summary.usage, summary.cost, Some(&summary.stop_reason));
     }
 
     /// Writes the line and the request metrics.
@@ -131,6 +237,16 @@ impl RequestLog {
                 dims,
             );
             metrics::counter!("Errors", "ErrorType" => e.error_type()).increment(1);
+        }
+        if let Some(e) = error {
+            let span = self.spanned();
+            // A request that ran out of models still says which the route chose first.
+            if let Error::Invoke(f) = e
+                && let Some(first) = f.attempts.first()
+            {
+                self.requested(&first.model);
+            }
+            span.failed(e.error_type());
         }
         let trace = self.prompt_trace.unwrap_or_default();
         tracing::info!(

@@ -15,7 +15,7 @@
 //! * [`admission`]: budget and rate-limit policy over the budget-store port.
 //! * Configuration and its types: [`config`], [`params`], [`routing`], [`pricing`],
 //!   [`prompts`], [`tenancy`], [`budget`], [`guardrails`]; records: [`usage`], [`jobs`],
-//!   [`cache`]; [`telemetry`] for metrics.
+//!   [`cache`]; [`telemetry`] for metrics, [`trace`] for the request's spans.
 
 pub mod admission;
 pub mod audit;
@@ -42,6 +42,7 @@ pub mod routing;
 pub mod service;
 pub mod telemetry;
 pub mod tenancy;
+pub mod trace;
 pub mod usage;
 
 pub use chat::{ChatInput, Prepared, Preparer};

@@ -84,6 +84,7 @@ impl BedrockModels {
             .body(Blob::new(body.to_string()))
             .customize()
             .config_override(timeout_override(timeout))
+            .mutate_request(super::trace_header())
             .interceptor(tokens.clone())
             .send()
             .await

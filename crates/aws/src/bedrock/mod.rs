@@ -4,6 +4,9 @@
 //! retries never stack. Each call carries its own operation timeout (the attempt's share of
 //! the deadline). Stalled-stream protection is off for the same reason: a model's time to
 //! first token may legitimately be long, and the deadline bounds it.
+//!
+//! Each call carries `X-Amzn-Trace-Id` naming the span it is made in (the model attempt's,
+//! the guardrail check's), so Bedrock's side of the call joins the request's trace.
 
 use std::time::Duration;
 
@@ -163,6 +166,18 @@ where
     map_sdk_error(e)
 }
 
+/// Sets the X-Ray header naming the current span as the caller. The SDK's own
+/// recursion-detection interceptor sets it from the Lambda's `_X_AMZN_TRACE_ID` only when a
+/// request has none; with traces off, this sets nothing and that one applies.
+fn trace_header() -> impl Fn(&mut aws_smithy_runtime_api::http::Request) + Send + Sync + 'static {
+    let header = crate::traces::outbound_header();
+    move |request| {
+        if let Some(h) = &header {
+            request.headers_mut().insert("x-amzn-trace-id", h.clone());
+        }
+    }
+}
+
 /// Fills and sends a Converse or ConverseStream call: their fluent builders are distinct
 /// types with the same methods (and different guardrail configuration types).
 macro_rules! converse_call {
@@ -190,6 +205,7 @@ macro_rules! converse_call {
         }
         call.customize()
             .config_override(timeout_override($timeout))
+            .mutate_request(trace_header())
             .send()
             .await
             .map_err(map_sdk_error)?
@@ -292,6 +308,8 @@ impl BedrockModels {
             .guardrail_version(&guardrail.version)
             .source(source)
             .content(bt::GuardrailContentBlock::Text(text))
+            .customize()
+            .mutate_request(trace_header())
             .send()
             .await
             .map_err(|e| StoreError::unavailable(Dependency::Bedrock, "guardrail", describe(&e)))?;

@@ -12,6 +12,7 @@ use quarry_core::tenancy;
 use quarry_http::{ApiError, Caller, JsonBody, RequestMeta};
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::idempotency::{self, Claim};
 use crate::observe::RequestLog;
@@ -67,9 +68,14 @@ pub async fn chat<A: ChatApi>(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let mut log = RequestLog::new(A::ROUTE, &meta);
-    log.tenant = Some(caller.tenant.clone());
-    match answer::<A>(&state, &meta, &caller, &headers, &body, &mut log).await {
+    let mut log = RequestLog::traced(A::ROUTE, &meta, "chat");
+    log.caller(&caller.tenant);
+    // Everything the request does runs in its span (a stream's span lives in its log).
+    let span = log.span();
+    match answer::<A>(&state, &meta, &caller, &headers, &body, &mut log)
+        .instrument(span)
+        .await
+    {
         Ok(Reply::Whole(response)) => {
             log.close(&state, &meta, None);
             response
@@ -109,8 +115,7 @@ async fn answer<A: ChatApi>(
             "this endpoint serves streamed answers only: send \"stream\": true, or use the HTTP API for whole answers",
         ));
     }
-    log.feature = parsed.input.tags.get("feature").cloned();
-    log.stream = parsed.stream;
+    log.asked(&parsed.input, parsed.stream);
     let legacy_functions = parsed.legacy_functions;
     let request = AnswerRequest {
         id: meta.usage_id.clone(),

@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use quarry_http::embeddings::{EmbedRequest, OaEmbeddingRequest, native_response, openai_response};
 use quarry_http::{ApiError, Caller, JsonBody, RequestMeta, parse_json};
 
+use tracing::Instrument;
+
 use crate::observe::RequestLog;
 use crate::routes::Shared;
 
@@ -17,16 +19,19 @@ pub async fn openai(
     Caller(caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let mut log = RequestLog::new("POST /v1/embeddings", &meta);
-    log.tenant = Some(caller.tenant.clone());
+    let mut log = RequestLog::traced("POST /v1/embeddings", &meta, "embeddings");
+    log.caller(&caller.tenant);
+    let span = log.span();
     let result = async {
         let (input, encoding) = parse_json::<OaEmbeddingRequest>(&body)?.into_input()?;
         let out = state
             .embeddings
             .embed(&caller, &meta.usage_id, input, meta.deadline)
             .await?;
+        log.embedded(&out);
         Ok::<_, quarry_core::Error>(openai_response(&out, encoding))
     }
+    .instrument(span)
     .await;
     finish(&state, &meta, log, result)
 }
@@ -38,16 +43,19 @@ pub async fn native(
     Caller(caller): Caller,
     JsonBody(body): JsonBody,
 ) -> Response {
-    let mut log = RequestLog::new("POST /v1/embed", &meta);
-    log.tenant = Some(caller.tenant.clone());
+    let mut log = RequestLog::traced("POST /v1/embed", &meta, "embeddings");
+    log.caller(&caller.tenant);
+    let span = log.span();
     let result = async {
         let input = parse_json::<EmbedRequest>(&body)?.into_input()?;
         let out = state
             .embeddings
             .embed(&caller, &meta.usage_id, input, meta.deadline)
             .await?;
+        log.embedded(&out);
         Ok::<_, quarry_core::Error>(native_response(&meta.request_id, &out))
     }
+    .instrument(span)
     .await;
     finish(&state, &meta, log, result)
 }

@@ -15,17 +15,21 @@
 //! * A flex-tier call that is throttled or times out is retried at once at the standard
 //!   tier (same model, no backoff), and the rest of the invocation stays standard: flex is
 //!   spare capacity, so its shortage says nothing about the model.
+//! * Every call is a span of its own ([`crate::trace::attempt`], numbered within the
+//!   request); a stream's span lasts until the stream ends, so it carries the usage.
 
 mod attempts;
 mod breaker;
 mod per_model;
 mod policy;
+mod traced;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 pub use self::attempts::{
     Attempt, AttemptOutcome, FailureKind, Fallback, InvokeFailure, describe_attempts, fallbacks,
@@ -77,7 +81,8 @@ enum Mode {
 /// What a successful attempt produced.
 enum Answered {
     Response(ModelResponse),
-    Stream(Vec<StreamEvent>, ModelStream),
+    /// The head, the rest, and the attempt's span (it ends with the stream).
+    Stream(Vec<StreamEvent>, ModelStream, Span),
 }
 
 /// What to do after a failed attempt.
@@ -201,11 +206,12 @@ impl Invoker {
     ) -> Result<StreamInvocation, InvokeFailure> {
         let (answer, target, attempts) = self.run(chain, request, deadline, Mode::Stream).await?;
         match answer {
-            Answered::Stream(head, rest) => Ok(StreamInvocation {
+            Answered::Stream(head, rest, span) => Ok(StreamInvocation {
                 target,
                 attempts,
                 head,
-                rest: until_deadline(rest, deadline),
+                // Outermost, so the span sees the deadline's cut too.
+                rest: traced::until_end(until_deadline(rest, deadline), span),
             }),
             Answered::Response(_) => Err(InvokeFailure {
                 kind: FailureKind::Exhausted,
@@ -216,7 +222,7 @@ impl Invoker {
         }
     }
 
-    /// One attempt on one model.
+    /// One attempt on one model, the `number`th call of the request, in a span of its own.
     async fn attempt(
         &self,
         mode: Mode,
@@ -224,28 +230,48 @@ impl Invoker {
         request: &ModelRequest,
         remaining: Duration,
         deadline: Instant,
+        number: u32,
     ) -> Result<Answered, ModelError> {
+        let request = request_for(target, request);
+        let span = crate::trace::attempt(target, &request, number);
         // The adapter bounds the call with `remaining`; the outer timeout is the guarantee,
         // whatever the adapter does.
         let call = async {
             match mode {
                 Mode::Converse => self
                     .client
-                    .converse(&target.invoke_id, &request_for(target, request), remaining)
+                    .converse(&target.invoke_id, &request, remaining)
                     .await
                     .map(Answered::Response),
                 Mode::Stream => self
-                    .open_until_first_token(target, request, remaining)
+                    .open_until_first_token(target, &request, remaining)
                     .await
-                    .map(|(head, rest)| Answered::Stream(head, rest)),
+                    .map(|(head, rest)| Answered::Stream(head, rest, Span::none())),
             }
         };
-        match tokio::time::timeout_at(deadline, call).await {
+        let result = match tokio::time::timeout_at(deadline, call)
+            .instrument(span.clone())
+            .await
+        {
             Ok(r) => r,
             Err(_) => Err(ModelError::new(
                 ModelErrorKind::Timeout,
                 "the attempt ran into the deadline",
             )),
+        };
+        match result {
+            Ok(Answered::Response(r)) => {
+                crate::trace::answered(&span, &target.invoke_id, &r.usage, &r.stop_reason);
+                Ok(Answered::Response(r))
+            }
+            Ok(Answered::Stream(head, rest, _)) => {
+                span.record("gen_ai.response.model", target.invoke_id.as_str());
+                Ok(Answered::Stream(head, rest, span))
+            }
+            Err(e) => {
+                crate::trace::failed(&span, e.kind.as_str());
+                Err(e)
+            }
         }
     }
 
@@ -263,6 +289,8 @@ impl Invoker {
         let mut request = std::borrow::Cow::Borrowed(request);
         let mut attempts = Vec::new();
         let mut last_error = None;
+        // Calls made so far (skipped models are not calls): numbers the attempts' spans.
+        let mut calls = 0;
         for target in chain {
             if self.breakers.is_open(&target.key(), Instant::now()) {
                 attempts.push(Attempt {
@@ -293,8 +321,9 @@ impl Invoker {
                     ));
                 }
                 self.breakers.started(&target.key(), now, &self.policy);
+                calls += 1;
                 let result = self
-                    .attempt(mode, target, &request, remaining, deadline)
+                    .attempt(mode, target, &request, remaining, deadline, calls)
                     .await;
                 let elapsed_ms = now.elapsed().as_millis() as u64;
                 match result {
@@ -363,6 +392,7 @@ impl Invoker {
         Err(self.failure(kind, attempts, last_error, started, deadline))
     }
 
+    /// `request` is already in the target's terms ([`request_for`]).
     async fn open_until_first_token(
         &self,
         target: &ModelTarget,
@@ -371,7 +401,7 @@ impl Invoker {
     ) -> Result<(Vec<StreamEvent>, ModelStream), ModelError> {
         let mut stream = self
             .client
-            .converse_stream(&target.invoke_id, &request_for(target, request), timeout)
+            .converse_stream(&target.invoke_id, request, timeout)
             .await?;
         let mut head = Vec::new();
         while let Some(item) = stream.next().await {

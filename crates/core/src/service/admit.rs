@@ -14,6 +14,7 @@ use crate::model::{GuardrailRef, ModelRequest};
 use crate::routing::RouteSpec;
 use crate::telemetry::{self, Dims};
 use crate::tenancy::Caller;
+use crate::trace::Stage::Input;
 
 /// How the request will be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,9 @@ impl ChatService {
         let audit = AuditLevel::of(caller.policy.audit, prepared.audit);
         let input_sha256 = super::audit::input_hash(audit, &prepared.request);
         let mut masks = Masks::default();
-        let findings = match guard::input(&guard, &mut prepared, &mut masks) {
+        let findings = match crate::trace::guarded(Input, || {
+            guard::input(&guard, &mut prepared, &mut masks)
+        }) {
             Ok(f) => f,
             Err(e) => {
                 telemetry::count("GuardrailActions", 1, dims);
@@ -122,11 +125,11 @@ impl ChatService {
                     .map(|m| m.text())
                     .filter(|t| !t.is_empty())
                     .collect();
-                match self
-                    .shared
-                    .applier
-                    .input_intervenes(b, &input.join("\n"))
-                    .await
+                match crate::trace::bedrock_guarded(
+                    Input,
+                    self.shared.applier.input_intervenes(b, &input.join("\n")),
+                )
+                .await
                 {
                     Ok(false) => {}
                     Ok(true) => {

@@ -60,7 +60,9 @@ impl Shared {
         } else {
             crate::audit::sha256_hex(admitted.masks.restore(&response.text()).as_bytes())
         };
-        let out = guard::output(&admitted.guard, &mut response, &mut json, dims)?;
+        let out = crate::trace::guarded(crate::trace::Stage::Output, || {
+            guard::output(&admitted.guard, &mut response, &mut json, dims)
+        })?;
         let mut findings = admitted.findings.clone();
         findings.merge(out);
         let grounding = self

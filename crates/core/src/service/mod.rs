@@ -335,7 +335,7 @@ impl ChatService {
         let (invoker, shared, owner) = (self.invoker.clone(), self.shared.clone(), caller.clone());
         let id = req.id.clone();
         let deadline = req.deadline;
-        let (admitted, charges, result, cost) = tokio::spawn(async move {
+        let (admitted, charges, result, cost) = crate::trace::spawn(async move {
             let mut charges = Charges::default();
             let result =
                 output::invoke_planned(&invoker, &admitted, plan.as_ref(), deadline, &mut charges)

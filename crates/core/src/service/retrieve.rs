@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::Shared;
 use super::admit::Mode;
@@ -199,11 +200,20 @@ impl Shared {
                 "no time left for retrieval",
             )));
         }
+        // The span says which Knowledge Base and how many passages, never the query.
+        let span = crate::trace::retrieval(kb);
         let result = self
             .retrieval
             .retriever
             .retrieve(&plan.query, timeout)
+            .instrument(span.clone())
             .await;
+        match &result {
+            Ok(passages) => {
+                span.record("quarry.retrieval.results", passages.len() as i64);
+            }
+            Err(e) => crate::trace::failed(&span, crate::trace::store_error(e)),
+        }
         let d = dims(caller, prepared, kb);
         telemetry::millis("RetrievalLatency", started.elapsed().as_millis() as u64, d);
         result.map_err(|e| {

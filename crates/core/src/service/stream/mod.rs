@@ -115,7 +115,7 @@ impl Run {
             })
             .boxed(),
         };
-        tokio::spawn(self.drive(invocation, tx));
+        crate::trace::spawn(self.drive(invocation, tx));
         info
     }
 }
