@@ -1,7 +1,10 @@
 //! The batch-worker Lambda: an SQS event source mapping with ReportBatchItemFailures.
+//! Traces (its model calls' spans) are flushed at the end of each invocation, before Lambda
+//! may freeze the process.
 
 use batch_worker::{Worker, WorkerOptions};
-use lambda_runtime::{Error, service_fn};
+use lambda_runtime::layers::{OpenTelemetryLayer, TracingLayer};
+use lambda_runtime::{Error, Runtime, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -9,5 +12,10 @@ async fn main() -> Result<(), Error> {
     let options = WorkerOptions::from_lookup(|k| std::env::var(k).ok())?;
     let worker = Worker::from_sdk(&boot.sdk, &boot.settings, options);
     let (worker, metrics) = (&worker, &boot.metrics);
-    lambda_runtime::run(service_fn(move |event| worker.invoke(metrics, event))).await
+    // What lambda_runtime::run builds, with the flush.
+    Runtime::new(service_fn(move |event| worker.invoke(metrics, event)))
+        .layer(TracingLayer::new())
+        .layer(OpenTelemetryLayer::new(quarry_aws::traces::flush))
+        .run()
+        .await
 }

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let results = get("QUARRY_RESULTS_QUEUE_URL").filter(|v| !v.is_empty());
     let tracker = Tracker::from_sdk(&boot.sdk, &boot.settings, options, results.as_deref());
     let (tracker, metrics) = (&tracker, &boot.metrics);
-    lambda_runtime::run(service_fn(
+    // What lambda_runtime::run builds, with the traces flushed after each run.
+    lambda_runtime::Runtime::new(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let remaining = event
                 .context
@@ -27,5 +28,10 @@ async fn main() -> Result<(), Error> {
             Ok::<_, Error>(serde_json::to_value(run)?)
         },
     ))
+    .layer(lambda_runtime::layers::TracingLayer::new())
+    .layer(lambda_runtime::layers::OpenTelemetryLayer::new(
+        quarry_aws::traces::flush,
+    ))
+    .run()
     .await
 }
