@@ -211,6 +211,7 @@ impl Retriever for BedrockRetriever {
                 aws_sdk_bedrockagentruntime::config::Builder::default()
                     .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build()),
             )
+            .mutate_request(crate::bedrock::trace_header())
             .send()
             .await
             .map_err(|e| {

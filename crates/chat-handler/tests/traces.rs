@@ -248,6 +248,15 @@ async fn a_prompt_with_retrieval_is_one_request_span_with_its_calls_under_it() {
         attempt.span_context.span_id()
     );
     assert!(converse.contains(&expected), "{converse:?} vs {expected}");
+    // So did Knowledge Bases, naming the retrieval's span.
+    let retrieve = recorded_headers(&stack, "Retrieve");
+    let expected = format!(
+        "Root=1-{}-{};Parent={};Sampled=1",
+        &trace_id[..8],
+        &trace_id[8..],
+        retrieval.span_context.span_id()
+    );
+    assert!(retrieve.contains(&expected), "{retrieve:?} vs {expected}");
 }
 
 #[tokio::test]

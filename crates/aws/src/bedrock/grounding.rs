@@ -42,6 +42,8 @@ impl GroundingChecker for BedrockModels {
             .content(block(source, Q::GroundingSource)?)
             .content(block(query, Q::Query)?)
             .content(block(answer, Q::GuardContent)?)
+            .customize()
+            .mutate_request(super::trace_header())
             .send()
             .await
             .map_err(|e| {

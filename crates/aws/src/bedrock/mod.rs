@@ -169,7 +169,8 @@ where
 /// Sets the X-Ray header naming the current span as the caller. The SDK's own
 /// recursion-detection interceptor sets it from the Lambda's `_X_AMZN_TRACE_ID` only when a
 /// request has none; with traces off, this sets nothing and that one applies.
-fn trace_header() -> impl Fn(&mut aws_smithy_runtime_api::http::Request) + Send + Sync + 'static {
+pub(crate) fn trace_header()
+-> impl Fn(&mut aws_smithy_runtime_api::http::Request) + Send + Sync + 'static {
     let header = crate::traces::outbound_header();
     move |request| {
         if let Some(h) = &header {
