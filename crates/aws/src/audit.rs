@@ -132,25 +132,26 @@ impl FirehoseAudit {
         let url = self.spill_url().await?;
         let (mut delivered, mut left) = (0, 0);
         for _ in 0..max_batches {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .send()
+            let messages = crate::queues::receive_spilled(&self.sqs, &url)
                 .await
-                .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, describe(&e)))?;
-            if out.messages().is_empty() {
+                .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
+            if messages.is_empty() {
                 break;
             }
+            // Each message with its record, so a record's outcome is its message's.
             let mut batch = Vec::new();
-            for m in out.messages() {
-                match m
+            for m in &messages {
+                let record = m
                     .body()
                     .filter(|b| serde_json::from_str::<serde_json::Value>(b).is_ok())
-                {
-                    Some(body) => batch.push((m, format!("{body}\n"))),
+                    .and_then(|body| {
+                        Record::builder()
+                            .data(Blob::new(format!("{body}\n")))
+                            .build()
+                            .ok()
+                    });
+                match record {
+                    Some(record) => batch.push((m, record)),
                     None => {
                         tracing::error!(message_id = ?m.message_id(), "unreadable message in the audit spill");
                         left += 1;
@@ -160,15 +161,7 @@ impl FirehoseAudit {
             if batch.is_empty() {
                 continue;
             }
-            let records = batch
-                .iter()
-                .filter_map(|(_, line)| {
-                    Record::builder()
-                        .data(Blob::new(line.as_bytes()))
-                        .build()
-                        .ok()
-                })
-                .collect::<Vec<_>>();
+            let records = batch.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>();
             let result = match self
                 .firehose
                 .put_record_batch()
@@ -194,15 +187,7 @@ impl FirehoseAudit {
                     continue;
                 }
                 delivered += 1;
-                if let Some(handle) = m.receipt_handle() {
-                    let _ = self
-                        .sqs
-                        .delete_message()
-                        .queue_url(&url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await;
-                }
+                crate::queues::delete_replayed(&self.sqs, &url, m).await;
             }
         }
         Ok((delivered, left))

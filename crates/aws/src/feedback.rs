@@ -95,28 +95,13 @@ impl FeedbackStore for DynamoFeedback {
     }
 
     async fn list(&self, prompt: &str) -> Result<Vec<Feedback>, StoreError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&format!("FB#{prompt}")))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| fail(describe(&e)))?;
-            for item in page.items() {
-                let text = item
-                    .get("feedback")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| fail("a rating without its record"))?;
-                out.push(
-                    serde_json::from_str(text)
-                        .map_err(|e| fail(format!("an unreadable rating: {e}")))?,
-                );
-            }
-        }
-        Ok(out)
+        crate::json_items::read_partition(
+            &self.client,
+            &self.table,
+            &format!("FB#{prompt}"),
+            "feedback",
+            WHAT,
+        )
+        .await
     }
 }

@@ -267,19 +267,13 @@ impl DynamoLedger {
             .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
         let (mut counted, mut duplicates, mut left) = (0, 0, 0);
         for _ in 0..max_batches {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .send()
+            let messages = crate::queues::receive_spilled(&self.sqs, &url)
                 .await
-                .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, describe(&e)))?;
-            if out.messages().is_empty() {
+                .map_err(|e| StoreError::unavailable(Dependency::Sqs, SPILL, e.to_string()))?;
+            if messages.is_empty() {
                 break;
             }
-            for m in out.messages() {
+            for m in &messages {
                 let Some(record) = m
                     .body()
                     .and_then(|b| serde_json::from_str::<UsageRecord>(b).ok())
@@ -298,15 +292,7 @@ impl DynamoLedger {
                         continue;
                     }
                 }
-                if let Some(handle) = m.receipt_handle() {
-                    let _ = self
-                        .sqs
-                        .delete_message()
-                        .queue_url(&url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await;
-                }
+                crate::queues::delete_replayed(&self.sqs, &url, m).await;
             }
         }
         Ok((counted, duplicates, left))

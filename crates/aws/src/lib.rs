@@ -16,6 +16,7 @@ pub mod feedback;
 pub mod image_fetch;
 pub mod inference_profiles;
 pub mod jobs;
+pub mod json_items;
 pub mod knowledge;
 pub mod ledger;
 pub mod ports;

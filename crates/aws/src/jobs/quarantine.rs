@@ -47,31 +47,13 @@ impl Quarantine for DynamoJobs {
     }
 
     async fn held(&self, day: &str) -> Result<Vec<Quarantined>, StoreError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&format!("QUARANTINE#{day}")))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| unavailable(describe(&e)))?;
-            for item in page.items() {
-                let record = item
-                    .get("record")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| {
-                        StoreError::invalid(Dependency::DynamoDb, WHAT, "a record without its body")
-                    })?;
-                out.push(
-                    serde_json::from_str(record).map_err(|e| {
-                        StoreError::invalid(Dependency::DynamoDb, WHAT, e.to_string())
-                    })?,
-                );
-            }
-        }
-        Ok(out)
+        crate::json_items::read_partition(
+            &self.client,
+            &self.table,
+            &format!("QUARANTINE#{day}"),
+            "record",
+            WHAT,
+        )
+        .await
     }
 }

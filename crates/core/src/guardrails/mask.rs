@@ -140,11 +140,11 @@ impl Restorer {
     }
 
     /// A delta in; the restored text that can be sent now (maybe empty).
-    pub fn push(&mut self, delta: &str) -> String {
+    pub fn push(&mut self, delta: String) -> String {
         if self.masks.is_empty() {
-            return delta.to_owned();
+            return delta;
         }
-        self.held.push_str(delta);
+        self.held.push_str(&delta);
         let cut = self.open_placeholder().unwrap_or(self.held.len());
         let ready: String = self.held.drain(..cut).collect();
         self.masks.restore(&ready)
@@ -221,7 +221,7 @@ mod tests {
             let mut r = Restorer::new(m.clone());
             let mut out = String::new();
             for chunk in text.as_bytes().chunks(size) {
-                let released = r.push(std::str::from_utf8(chunk).unwrap());
+                let released = r.push(std::str::from_utf8(chunk).unwrap().to_owned());
                 assert!(
                     !released.contains("[CUS") && !released.contains("[EM"),
                     "{size}: {released:?}"

@@ -334,7 +334,9 @@ fn scan_with(
                 if !findings.blocked.contains(&label) {
                     findings.blocked.push(label);
                 }
-                continue;
+                // Masked all the same: text that is shown rather than refused (a Knowledge
+                // Base's passages in `sources`) never shows the value.
+                format!("[{}]", h.label())
             }
             (PiiAction::Mask, Some(masks)) => {
                 let original = text
@@ -352,9 +354,6 @@ fn scan_with(
             }
         };
         replacements.push((h.span.clone(), replacement));
-    }
-    if !findings.blocked.is_empty() {
-        return (text.to_owned(), findings);
     }
     let spans: Vec<_> = replacements
         .iter()

@@ -173,7 +173,7 @@ proptest! {
         let mut restorer = Restorer::new(masks);
         let mut out = String::new();
         for d in split(&masked, &points) {
-            out.push_str(&restorer.push(&d));
+            out.push_str(&restorer.push(d));
         }
         out.push_str(&restorer.finish());
         prop_assert_eq!(out, whole);

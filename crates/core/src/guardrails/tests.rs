@@ -263,3 +263,17 @@ fn a_card_followed_by_more_digits_is_still_found() {
     assert_eq!(f.redacted.get(&PiiKind::CreditCard), Some(&1), "{out}");
     assert!(!out.contains("4111"), "{out}");
 }
+
+#[test]
+fn block_refuses_and_still_masks_what_is_shown() {
+    let c = GuardrailConfig {
+        pii: PiiAction::Block,
+        patterns: patterns(&[("ORDER", r"ORD-[0-9]+")]),
+        ..Default::default()
+    };
+    // A passage shown in `sources` goes through `check` under every action: it never shows
+    // the value, even where the action for the caller's own text is a refusal.
+    let (shown, f) = check(&c, "mail a@b.io about ORD-77", false);
+    assert_eq!(shown, "mail [EMAIL] about [ORDER]");
+    assert_eq!(f.blocked, ["pii:email", "pattern:ORDER"]);
+}

@@ -24,10 +24,11 @@ pub(crate) struct Answered<'a> {
     pub(crate) fallbacks: &'a [Fallback],
     pub(crate) findings: &'a Findings,
     pub(crate) grounding: Option<&'a crate::retrieval::GroundingResult>,
-    /// The answer's text after the output guardrails (placeholders kept).
-    pub(crate) output: &'a str,
+    /// The answer after the output guardrails (placeholders kept): its text is taken only
+    /// for a `full` record.
+    pub(crate) answer: &'a crate::model::ModelResponse,
     /// SHA-256 of the answer before output redaction, values restored.
-    pub(crate) output_sha256: String,
+    pub(crate) output_sha256: &'a str,
 }
 
 /// The input's SHA-256 before the guardrails ran (what an auditor holding the caller's
@@ -85,12 +86,12 @@ impl Shared {
                 })
                 .collect(),
             input_sha256: admitted.input_sha256.clone(),
-            output_sha256: a.output_sha256,
+            output_sha256: a.output_sha256.to_owned(),
             input: full.then(|| {
                 serde_json::to_string(&(&prepared.request.system, &prepared.request.messages))
                     .unwrap_or_default()
             }),
-            output: full.then(|| a.output.to_owned()),
+            output: full.then(|| a.answer.text()),
             truncated: false,
             variables: (full && !prepared.variables.is_empty()).then(|| {
                 // Checked as the input was, with the same placeholders.
@@ -124,8 +125,8 @@ impl Shared {
         if admitted.audit == AuditLevel::Off {
             return;
         }
-        let output = hit.answer.response.text();
-        let restored = admitted.masks.restore(&output);
+        let restored = admitted.masks.restore(&hit.answer.response.text());
+        let output_sha256 = sha256_hex(restored.as_bytes());
         self.audit(
             caller,
             admitted,
@@ -140,8 +141,8 @@ impl Shared {
                 fallbacks: &[],
                 findings: &admitted.findings,
                 grounding: hit.answer.grounding.as_ref(),
-                output: &output,
-                output_sha256: sha256_hex(restored.as_bytes()),
+                answer: &hit.answer.response,
+                output_sha256: &output_sha256,
             },
         )
         .await;

@@ -373,8 +373,8 @@ impl ChatService {
                     fallbacks: &fallback_list,
                     findings: &finished.findings,
                     grounding: finished.grounding.as_ref(),
-                    output: &finished.response.text(),
-                    output_sha256: finished.raw_sha256.clone(),
+                    answer: &finished.response,
+                    output_sha256: &finished.raw_sha256,
                 },
             )
             .await;

@@ -208,8 +208,8 @@ impl Run {
                             fallbacks: &fallbacks,
                             findings: &done.findings,
                             grounding: done.grounding.as_ref(),
-                            output: &done.response.text(),
-                            output_sha256: done.raw_sha256.clone(),
+                            answer: &done.response,
+                            output_sha256: &done.raw_sha256,
                         },
                     )
                     .await;
@@ -234,7 +234,7 @@ impl Run {
                         }
                     }
                 }
-                let text = restorer.push(&held.text) + &restorer.finish();
+                let text = restorer.push(held.text) + &restorer.finish();
                 if !text.is_empty() && tx.send(StreamItem::Text(text)).await.is_err() {
                     return;
                 }
@@ -299,7 +299,7 @@ impl Run {
                 }
             };
             let out = match acc.push(event) {
-                Some(StreamItem::Text(t)) => match gate.text(t).map(|t| restorer.push(&t)) {
+                Some(StreamItem::Text(t)) => match gate.text(t).map(|t| restorer.push(t)) {
                     Ok(t) if t.is_empty() => None,
                     Ok(t) => Some(StreamItem::Text(t)),
                     Err(e) => return Ended::Failed(e),
