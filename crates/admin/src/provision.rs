@@ -56,12 +56,13 @@ pub struct Provisioned {
     pub alarms_topic_arn: String,
 }
 
-/// Tables: (name, has sort key, has the tenant index).
-fn tables(s: &Settings) -> [(&str, bool, bool); 3] {
+/// Tables: (name, has sort key, has the tenant index, streams new images).
+fn tables(s: &Settings) -> [(&str, bool, bool, bool); 3] {
     [
-        (&s.cache_table, false, true),
-        (&s.usage_table, true, false),
-        (&s.jobs_table, true, false),
+        (&s.cache_table, false, true, false),
+        // The ledger's markers reach the aggregation through the stream.
+        (&s.usage_table, true, false, true),
+        (&s.jobs_table, true, false, false),
     ]
 }
 
@@ -70,8 +71,11 @@ pub async fn provision(
     settings: &Settings,
 ) -> Result<Provisioned, ProvisionError> {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
-    for (name, with_sort_key, tenant_index) in tables(settings) {
+    for (name, with_sort_key, tenant_index, streamed) in tables(settings) {
         create_table(&ddb, name, with_sort_key, tenant_index).await?;
+        if streamed {
+            stream_new_images(&ddb, name).await?;
+        }
     }
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let dlq_url = create_queue(&sqs, &settings.batch_dlq, HashMap::new()).await?;
@@ -246,6 +250,38 @@ async fn create_bucket(sdk: &SdkConfig, name: &str) -> Result<(), ProvisionError
         }
         Err(e) => Err(fail(name, &e)),
     }
+}
+
+/// Turns on the table's stream of new images, unless it is on.
+async fn stream_new_images(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), ProvisionError> {
+    let table = ddb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| fail(name, &e))?;
+    let on = table
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if on {
+        return Ok(());
+    }
+    let spec = aws_sdk_dynamodb::types::StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewImage)
+        .build()
+        .map_err(|e| fail(name, &e))?;
+    ddb.update_table()
+        .table_name(name)
+        .stream_specification(spec)
+        .send()
+        .await
+        .map_err(|e| fail(name, &e))?;
+    Ok(())
 }
 
 async fn create_table(

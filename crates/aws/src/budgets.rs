@@ -5,7 +5,8 @@
 //!   `degraded`, `blocked`), read by admission and cached briefly in the warm Lambda;
 //! * `NOTICE#{tenant}` / `{key}`: one item per notification sent (a threshold crossing in a
 //!   month, a runaway hour), so none is sent twice;
-//! * `RATE#{tenant}#{minute}` / `REQ` and `TOK`: per-minute counters (TTL).
+//! * `RATE#{tenant}#{minute}#{REQ|TOK}#{shard}` / `LEASE`: what processes leased of a
+//!   minute's rate allowance, per shard (`quarry_core::rate_limit`; TTL).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use quarry_core::admission::{BudgetAdmission, month_of};
 use quarry_core::budget::BudgetState;
 use quarry_core::ports::{BudgetStore, Clock, Dependency, StoreError, SystemClock};
@@ -165,41 +166,76 @@ impl BudgetStore for DynamoBudgets {
         Ok(())
     }
 
-    async fn rate(&self, tenant: &str, minute: i64, kind: &str) -> Result<u64, StoreError> {
+    async fn lease(
+        &self,
+        tenant: &str,
+        minute: i64,
+        kind: &str,
+        shard: u32,
+        want: u64,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        let pk = format!("RATE#{tenant}#{minute}#{kind}#{shard}");
+        let mut ask = want.min(cap);
+        // Asked, then what the shard has left (it may shrink meanwhile: asked again).
+        for _ in 0..3 {
+            if ask == 0 {
+                return Ok(0);
+            }
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s("LEASE"))
+                .update_expression("ADD #c :n SET expires_at = :exp")
+                .condition_expression("attribute_not_exists(#c) OR #c <= :room")
+                .expression_attribute_names("#c", "count")
+                .expression_attribute_values(":n", n(i64::try_from(ask).unwrap_or(i64::MAX)))
+                .expression_attribute_values(
+                    ":room",
+                    n(i64::try_from(cap - ask).unwrap_or(i64::MAX)),
+                )
+                .expression_attribute_values(":exp", n((minute + 5) * 60))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            match out {
+                Ok(_) => return Ok(ask),
+                Err(e) => {
+                    let Some(
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c),
+                    ) = e.as_service_error()
+                    else {
+                        return Err(unavailable(&e));
+                    };
+                    let used = match c.item() {
+                        Some(item) => count_of(Some(item)),
+                        None => self.count(&pk).await?,
+                    };
+                    ask = ask.min(cap.saturating_sub(used));
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+impl DynamoBudgets {
+    /// A lease counter's value.
+    async fn count(&self, pk: &str) -> Result<u64, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(&format!("RATE#{tenant}#{minute}")))
-            .key("sk", s(kind))
+            .key("pk", s(pk))
+            .key("sk", s("LEASE"))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(count_of(out.item()))
-    }
-
-    async fn add_rate(
-        &self,
-        tenant: &str,
-        minute: i64,
-        kind: &str,
-        amount: u64,
-    ) -> Result<u64, StoreError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&format!("RATE#{tenant}#{minute}")))
-            .key("sk", s(kind))
-            .update_expression("ADD #c :n SET expires_at = :exp")
-            .expression_attribute_names("#c", "count")
-            .expression_attribute_values(":n", n(i64::try_from(amount).unwrap_or(i64::MAX)))
-            .expression_attribute_values(":exp", n((minute + 5) * 60))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(count_of(out.attributes()))
     }
 }

@@ -127,13 +127,20 @@ impl DynamoCache {
         Ok(keys)
     }
 
-    /// The counters of a tenant's prompt: an item of their own, found through the tenant
-    /// index as entries are (`stats#` keys are never entries).
-    fn stats_pk(tenant: &str, prompt: &str) -> String {
+    /// The counters of a tenant's prompt: items of their own, found through the tenant
+    /// index as entries are (`stats#` keys are never entries). Spread over
+    /// [`STATS_SHARDS`] items, one picked per count, so a popular prompt's hits are no hot
+    /// key; [`DynamoCache::stats`] sums every item it finds. Shard 0 is the key counts had
+    /// before sharding.
+    fn stats_pk(tenant: &str, prompt: &str, shard: u32) -> String {
         let mut h = Sha256::new();
         h.update(tenant.as_bytes());
         h.update([0]);
         h.update(prompt.as_bytes());
+        if shard > 0 {
+            h.update([0]);
+            h.update(shard.to_be_bytes());
+        }
         format!("{STATS_PREFIX}{}", hex::encode(h.finalize()))
     }
 
@@ -214,6 +221,8 @@ impl DynamoCache {
 
 /// Keys of the statistics items.
 const STATS_PREFIX: &str = "stats#";
+/// Items a prompt's statistics are spread over.
+const STATS_SHARDS: u32 = 16;
 
 /// A prompt's cache statistics for a tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -232,7 +241,14 @@ impl ResponseCache for DynamoCache {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(&Self::stats_pk(&key.tenant, &key.prompt)))
+            .key(
+                "pk",
+                s(&Self::stats_pk(
+                    &key.tenant,
+                    &key.prompt,
+                    crate::ledger::keys::random_shard(STATS_SHARDS),
+                )),
+            )
             .update_expression(
                 "SET tenant = :t, prompt = :p ADD hits :h, misses :m, saved_micro :s",
             )

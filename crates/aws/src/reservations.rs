@@ -167,15 +167,9 @@ impl Reservations for DynamoBudgets {
 
     async fn spent(&self, tenant: &str, month: &str) -> Result<MicroUsd, StoreError> {
         let (client, table) = self.parts();
-        let out = client
-            .get_item()
-            .table_name(table)
-            .key("pk", s(&crate::ledger::month_pk(tenant, month)))
-            .key("sk", s("TOTAL"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(MicroUsd(micros(out.item(), "cost_micro")))
+        let totals = crate::ledger::LedgerReader::from_client(client.clone(), table)
+            .get(&crate::ledger::month_pk(tenant, month), "TOTAL")
+            .await?;
+        Ok(MicroUsd(totals.cost_micro))
     }
 }

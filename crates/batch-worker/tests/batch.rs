@@ -542,7 +542,7 @@ async fn ids_at_their_longest_are_stored_and_charged() {
     let items = jobs(&stack).items(&tenant, &job).await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].status, ItemStatus::Succeeded, "{:?}", items[0]);
-    let ledger = quarry_aws::ledger::LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     let month = quarry_aws::ledger::Buckets::of(chrono::Utc::now().timestamp_millis()).month;
     let total = ledger
         .get(&quarry_aws::ledger::month_pk(&tenant, &month), "TOTAL")

@@ -12,7 +12,7 @@ use batch_worker::bulk::{Tracker, TrackerOptions};
 use batch_worker::{Worker, WorkerOptions};
 use bedrock_emulator::EmulatorConfig;
 use quarry_aws::jobs::DynamoJobs;
-use quarry_aws::ledger::{LedgerReader, month_pk};
+use quarry_aws::ledger::month_pk;
 use quarry_core::bulk::{BulkJob, BulkPhase, BulkState};
 use quarry_core::jobs::ItemStatus;
 use quarry_core::ports::{BulkInference, BulkJobs, JobStore, Reservations};
@@ -104,7 +104,7 @@ async fn run_until(stack: &Stack, tracker: &Tracker, job: &str, phase: BulkPhase
 }
 
 async fn month_cost(stack: &Stack) -> (u64, u64) {
-    let reader = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let reader = stack.ledger();
     let totals = reader
         .get(
             &month_pk("acme", &quarry_aws::budgets::current_month()),

@@ -1,5 +1,7 @@
 //! Load generation and latency statistics shared by the benchmark binaries.
 
+pub mod capacity;
+pub mod legacy;
 pub mod memory_jobs;
 
 use std::process::Stdio;

@@ -92,6 +92,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             }
         }));
     }
+    // The ledger-aggregator Lambda's stream: markers into counters, read four times a second.
+    let stream = quarry_aws::ledger::stream::LocalStream::new(&sdk, &settings.usage_table);
+    tasks.push(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            ticks.tick().await;
+            if let Err(e) = stream.drain(500).await {
+                tracing::warn!(error = %e, "ledger stream");
+            }
+        }
+    }));
     let interval = Duration::from_secs(args.cost_alarm_interval.max(1));
     let alarm = cost_alarm::CostAlarm::from_sdk(&sdk, &settings);
     tasks.push(tokio::spawn(async move {

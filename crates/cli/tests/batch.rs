@@ -282,6 +282,7 @@ async fn retry_reruns_budget_blocked_items_once_the_budget_allows() {
     );
     assert!(ok, "{out}");
     drain().await;
+    stack.settle().await;
     let (ok, out) = cli("budgets", &["evaluate"]);
     assert!(ok && out.contains("acme: ok -> blocked"), "{out}");
 
@@ -313,6 +314,7 @@ async fn retry_reruns_budget_blocked_items_once_the_budget_allows() {
 
     // The budget is raised: a retry runs both, once each.
     set_budget("1000").await;
+    stack.settle().await;
     let (ok, out) = cli("budgets", &["evaluate"]);
     assert!(ok && out.contains("acme: blocked -> ok"), "{out}");
     let (ok, out) = cli("batch", &["retry", "retry-job", "--tenant", "acme"]);

@@ -51,6 +51,7 @@ async fn a_budget_transition_shows_in_evaluate_and_status() {
         .await;
         assert_eq!(status, 200);
     }
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["evaluate"]);
     assert!(ok, "{out}");
     assert!(out.contains("changed  globex: ok -> blocked at "), "{out}");

@@ -43,6 +43,7 @@ async fn report_as_table_json_and_csv() {
             .unwrap()
             .0;
     }
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &[]);
     assert!(ok, "{out}");
     assert!(
@@ -57,12 +58,14 @@ async fn report_as_table_json_and_csv() {
         "{out}"
     );
 
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--tenant", "acme", "--by", "feature", "--json"]);
     assert!(ok, "{out}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["search", "summary"]);
 
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--by", "model", "--csv"]);
     assert!(ok, "{out}");
     assert!(out.starts_with("tenant,key,requests"), "{out}");
@@ -72,6 +75,7 @@ async fn report_as_table_json_and_csv() {
         "header + one model per tenant: {out}"
     );
 
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--month", "2026-13"]);
     assert!(!ok && out.contains("YYYY-MM"), "{out}");
 }
@@ -121,6 +125,7 @@ async fn a_report_is_the_bill_or_an_error() {
         !out.status.success() && err.contains("nosuchstage"),
         "{err}"
     );
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--tenant", "nobody"]);
     assert!(!ok && out.contains("unknown tenant 'nobody'"), "{out}");
 
@@ -186,6 +191,7 @@ async fn a_report_is_the_bill_or_an_error() {
     .await
     .unwrap();
 
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--json"]);
     assert!(ok, "{out}");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
@@ -199,6 +205,7 @@ async fn a_report_is_the_bill_or_an_error() {
     assert_eq!(acme["percent_used"], 0);
     assert_eq!(acme["state"], "ok");
 
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--tenant", "acme", "--by", "feature", "--json"]);
     assert!(ok, "{out}");
     let by_feature: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
@@ -226,6 +233,7 @@ async fn a_report_is_the_bill_or_an_error() {
     );
 
     // By developer (key label): the rows add up too, unlabelled calls in their own row.
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--tenant", "acme", "--by", "key", "--json"]);
     assert!(ok, "{out}");
     let by_key: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
@@ -320,6 +328,7 @@ async fn provisioned_capacity_is_used_first_overflows_to_on_demand_and_is_report
             assert_ne!(c, "0.000000");
         }
     }
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--provisioned", "--json"]);
     assert!(ok, "{out}");
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -330,6 +339,7 @@ async fn provisioned_capacity_is_used_first_overflows_to_on_demand_and_is_report
     assert!(row["tokens_served"].as_u64().unwrap() > 0);
     assert_eq!(row["hourly_usd"], "20.000000");
     assert!(row["token_capacity"].as_u64().unwrap() >= row["tokens_served"].as_u64().unwrap());
+    stack.settle().await;
     let (ok, out) = quarry(&stack, &["--provisioned"]);
     assert!(
         ok && out.contains("Provisioned Throughput") && out.contains(PROVISIONED),
@@ -377,6 +387,7 @@ async fn reconcile_compares_the_ledger_with_the_bill_by_tenant_tag() {
         .await
         .unwrap();
     assert!(configured.status().is_success());
+    stack.settle().await;
     let (ok, out) = stack.cli(
         env!("CARGO_BIN_EXE_quarry"),
         &["cost"],

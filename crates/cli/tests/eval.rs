@@ -173,6 +173,7 @@ async fn gate_passes_and_fails_grid_cost_equals_the_ledger_and_runs_compare() {
         .map(|g| g["cost_micros"].as_u64().unwrap())
         .sum();
     assert!(grid_cost > 0);
+    stack.settle().await;
     assert_eq!(ledger_cost(&stack, "eval"), grid_cost);
     let per_1k = grid[0]["cost_per_1k_micros"].as_u64().unwrap();
     assert_eq!(per_1k, grid[0]["cost_micros"].as_u64().unwrap() * 1000 / 4);
@@ -377,6 +378,7 @@ async fn a_judge_model_scores_each_answer() {
     // Judge calls are charged apart from the requests under test.
     let judge_cost = report["grid"][0]["judge_cost_micros"].as_u64().unwrap();
     assert!(judge_cost > 0);
+    stack.settle().await;
     assert_eq!(ledger_cost(&stack, "eval-judge"), judge_cost);
     assert_eq!(
         ledger_cost(&stack, "eval"),

@@ -16,6 +16,7 @@ use crate::budget::{BudgetLevel, BudgetState};
 use crate::error::Error;
 use crate::ports::AdmissionControl;
 use crate::ports::{BudgetStore, Clock};
+use crate::rate_limit::{Kind, Slices};
 use crate::routing::Route;
 use crate::tenancy::Caller;
 
@@ -54,6 +55,8 @@ pub struct BudgetAdmission {
     max_age: Duration,
     /// Tenant -> (state, read at ms). Keyed by tenants that passed authentication only.
     states: Mutex<HashMap<String, (Option<BudgetState>, i64)>>,
+    /// The rate allowances this process holds.
+    slices: Slices,
 }
 
 impl BudgetAdmission {
@@ -64,6 +67,7 @@ impl BudgetAdmission {
             clock,
             max_age,
             states: Mutex::new(HashMap::new()),
+            slices: Slices::default(),
         }
     }
 
@@ -194,8 +198,8 @@ impl AdmissionControl for BudgetAdmission {
         let Some(limits) = caller.policy.rate_limits else {
             return Ok(decision);
         };
-        let now = self.clock.now_secs();
-        let minute = now.div_euclid(60);
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
         let retry_after = Duration::from_secs((60 - now.rem_euclid(60)).max(1) as u64);
         let refuse = |what: &str, limit: u64| Error::RateLimited {
             message: format!(
@@ -204,18 +208,21 @@ impl AdmissionControl for BudgetAdmission {
             ),
             retry_after,
         };
-        if let Some(limit) = limits.tokens_per_minute {
-            match self.store.rate(&caller.tenant, minute, "TOK").await {
-                Ok(used) if used >= limit => return Err(refuse("tokens", limit)),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rate counter unavailable; admitting"),
-            }
-        }
-        if let Some(limit) = limits.requests_per_minute {
-            match self.store.add_rate(&caller.tenant, minute, "REQ", 1).await {
-                Ok(count) if count > limit => return Err(refuse("requests", limit)),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rate counter unavailable; admitting"),
+        // Tokens first: a request refused for tokens does not spend a request.
+        for (kind, limit, what) in [
+            (Kind::Tokens, limits.tokens_per_minute, "tokens"),
+            (Kind::Requests, limits.requests_per_minute, "requests"),
+        ] {
+            let Some(limit) = limit else { continue };
+            let need = i64::from(kind == Kind::Requests);
+            match self
+                .slices
+                .take(&*self.store, &caller.tenant, kind, limit, now_ms, need)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Err(refuse(what, limit)),
+                Err(e) => tracing::warn!(error = %e, "rate allowance unavailable; admitting"),
             }
         }
         Ok(decision)
@@ -227,17 +234,9 @@ impl AdmissionControl for BudgetAdmission {
             .rate_limits
             .and_then(|l| l.tokens_per_minute)
             .is_some()
-            && let Err(e) = self
-                .store
-                .add_rate(
-                    &caller.tenant,
-                    self.clock.now_secs().div_euclid(60),
-                    "TOK",
-                    tokens,
-                )
-                .await
         {
-            tracing::warn!(error = %e, "tokens not counted against the rate limit");
+            self.slices
+                .spend(&caller.tenant, Kind::Tokens, self.clock.now_ms(), tokens);
         }
     }
 
@@ -260,6 +259,20 @@ pub struct MemoryBudgets {
     pub state_reads: std::sync::atomic::AtomicU64,
     /// While set, reading a state fails (an outage).
     pub down: std::sync::atomic::AtomicBool,
+    /// Leases granted (to show slices keep writes rare).
+    pub leases: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryBudgets {
+    /// What was leased of a tenant's allowance in a minute, over every shard.
+    pub fn leased(&self, tenant: &str, minute: i64, kind: &str) -> u64 {
+        let prefix = format!("{kind}#");
+        lock(&self.rates)
+            .iter()
+            .filter(|((t, m, k), _)| t == tenant && *m == minute && k.starts_with(&prefix))
+            .map(|(_, v)| *v)
+            .sum()
+    }
 }
 
 #[async_trait]
@@ -300,31 +313,26 @@ impl BudgetStore for MemoryBudgets {
         Ok(())
     }
 
-    async fn rate(
+    async fn lease(
         &self,
         tenant: &str,
         minute: i64,
         kind: &str,
-    ) -> Result<u64, crate::ports::StoreError> {
-        Ok(lock(&self.rates)
-            .get(&(tenant.to_owned(), minute, kind.to_owned()))
-            .copied()
-            .unwrap_or(0))
-    }
-
-    async fn add_rate(
-        &self,
-        tenant: &str,
-        minute: i64,
-        kind: &str,
-        amount: u64,
+        shard: u32,
+        want: u64,
+        cap: u64,
     ) -> Result<u64, crate::ports::StoreError> {
         let mut rates = lock(&self.rates);
         let v = rates
-            .entry((tenant.to_owned(), minute, kind.to_owned()))
+            .entry((tenant.to_owned(), minute, format!("{kind}#{shard}")))
             .or_default();
-        *v = v.saturating_add(amount);
-        Ok(*v)
+        let granted = want.min(cap.saturating_sub(*v));
+        *v += granted;
+        if granted > 0 {
+            self.leases
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(granted)
     }
 }
 

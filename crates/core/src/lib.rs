@@ -37,6 +37,7 @@ pub mod params;
 pub mod ports;
 pub mod pricing;
 pub mod prompts;
+pub mod rate_limit;
 pub mod retrieval;
 pub mod routing;
 pub mod service;

@@ -13,7 +13,7 @@ use batch_worker::{Worker, WorkerOptions};
 use bedrock_emulator::ErrorKind;
 use common::{add_tenant, chat, fault, options, state};
 use cost_alarm::CostAlarm;
-use quarry_aws::ledger::{Buckets, LedgerReader, month_pk};
+use quarry_aws::ledger::{Buckets, month_pk};
 use quarry_testkit::{Moto, Proxy, Stack};
 use serde_json::{Value, json};
 
@@ -98,7 +98,7 @@ async fn the_ledger_equals_the_sum_of_reported_costs_after_a_mixed_run() {
     reported += counts.cost.0;
     requests += 2;
 
-    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     let total = ledger
         .get(&month_pk("acme", &month()), "TOTAL")
         .await
@@ -152,6 +152,7 @@ async fn a_tenant_over_budget_is_blocked_within_one_run_and_refused_before_any_m
         assert_eq!(r.status, 200);
     }
     let alarm = CostAlarm::from_sdk(&stack.sdk, &stack.settings);
+    stack.settle().await;
     let summary = alarm.handle(&schedule(), chrono::Utc::now()).await;
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
     let globex = summary
@@ -253,9 +254,11 @@ async fn degrade_switches_the_model_and_each_crossing_notifies_once() {
         "us.anthropic.claude-3-5-haiku-20241022-v1:0"
     );
     let alarm = CostAlarm::from_sdk(&stack.sdk, &stack.settings);
+    stack.settle().await;
     let first = alarm.handle(&schedule(), chrono::Utc::now()).await;
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     assert_eq!(first.notifications.len(), 3, "{:?}", first.notifications);
+    stack.settle().await;
     let second = alarm.handle(&schedule(), chrono::Utc::now()).await;
     assert!(
         second.notifications.is_empty(),
@@ -395,6 +398,7 @@ async fn ledger_outage_spills_and_the_replay_counts_everything_once() {
 
     proxy.set_up(true);
     let alarm = CostAlarm::from_sdk(&stack.sdk, &stack.settings);
+    stack.settle().await;
     let summary = alarm.handle(&schedule(), chrono::Utc::now()).await;
     assert_eq!(
         (
@@ -406,7 +410,7 @@ async fn ledger_outage_spills_and_the_replay_counts_everything_once() {
         "{:?}",
         summary.errors
     );
-    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     let total = ledger
         .get(&month_pk("acme", &month()), "TOTAL")
         .await
@@ -420,6 +424,7 @@ async fn ledger_outage_spills_and_the_replay_counts_everything_once() {
         .send()
         .await
         .unwrap();
+    stack.settle().await;
     let summary = alarm.handle(&schedule(), chrono::Utc::now()).await;
     assert_eq!((summary.replayed, summary.replay_duplicates), (0, 1));
     let total = ledger
@@ -460,6 +465,7 @@ async fn renaming_a_feature_does_not_dodge_its_limit() {
         body
     };
     assert_eq!(chat(&s, key, ask(Some("renamed"))).await.status, 200);
+    stack.settle().await;
     let summary = CostAlarm::from_sdk(&stack.sdk, &stack.settings)
         .handle(&schedule(), chrono::Utc::now())
         .await;

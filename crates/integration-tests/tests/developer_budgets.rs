@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{chat, edit_directory, options, state};
 use cost_alarm::CostAlarm;
-use quarry_aws::ledger::{Buckets, LedgerReader, month_pk};
+use quarry_aws::ledger::{Buckets, month_pk};
 use quarry_core::tenancy::{KeyEntry, hash_key};
 use quarry_testkit::Stack;
 use serde_json::json;
@@ -54,7 +54,8 @@ async fn a_developer_over_the_per_key_limit_is_refused_alone() {
 
     // The ledger has alice's spend under her key.
     let month = Buckets::of(chrono::Utc::now().timestamp_millis()).month;
-    let keys = LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    let keys = stack
+        .ledger()
         .list(&month_pk("acme", &month), "KEY#")
         .await
         .unwrap();
@@ -84,7 +85,8 @@ async fn a_developer_over_the_per_key_limit_is_refused_alone() {
     assert_eq!(chat(&s, "qk_bob_dev", hello).await.status, 200);
 
     // Each developer's month, as `quarry cost report --by key` reads it.
-    let keys = LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    let keys = stack
+        .ledger()
         .list(&month_pk("acme", &month), "KEY#")
         .await
         .unwrap();

@@ -32,7 +32,8 @@ fn cosine(a: &Value, b: &Value) -> f64 {
 
 async fn ledger_tokens(stack: &Stack, tenant: &str) -> (u64, u64) {
     let month = quarry_aws::ledger::Buckets::of(chrono::Utc::now().timestamp_millis()).month;
-    let total = quarry_aws::ledger::LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    let total = stack
+        .ledger()
         .get(&quarry_aws::ledger::month_pk(tenant, &month), "TOTAL")
         .await
         .unwrap();

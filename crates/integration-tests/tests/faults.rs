@@ -19,7 +19,7 @@ use chat_handler::{AppState, Options};
 use common::{chat, fault, options, state};
 use cost_alarm::CostAlarm;
 use futures::StreamExt;
-use quarry_aws::ledger::{Buckets, LedgerReader, month_pk};
+use quarry_aws::ledger::{Buckets, month_pk};
 use quarry_testkit::{Moto, Proxy, Stack};
 use serde_json::json;
 
@@ -101,6 +101,7 @@ async fn drive(
 /// Replays the spill, then checks the ledger against the answers: returns (lost, double,
 /// records replayed from the spill).
 async fn audit(stack: &Stack, tally: &Tally) -> (u64, u64, u64) {
+    stack.settle().await;
     let summary = CostAlarm::from_sdk(&stack.sdk, &stack.settings)
         .handle(
             &json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
@@ -109,7 +110,8 @@ async fn audit(stack: &Stack, tally: &Tally) -> (u64, u64, u64) {
         .await;
     assert_eq!(summary.replay_left, 0, "{:?}", summary.errors);
     let month = Buckets::of(chrono::Utc::now().timestamp_millis()).month;
-    let total = LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    let total = stack
+        .ledger()
         .get(&month_pk("acme", &month), "TOTAL")
         .await
         .unwrap();
@@ -221,7 +223,8 @@ async fn a_model_slower_than_the_deadline_gets_a_504_not_a_hang() {
     // Every call was running when the deadline fired: each may be billed, so each is charged
     // (estimated), none answered.
     let month = Buckets::of(chrono::Utc::now().timestamp_millis()).month;
-    let total = LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    let total = stack
+        .ledger()
         .get(&month_pk("acme", &month), "TOTAL")
         .await
         .unwrap();

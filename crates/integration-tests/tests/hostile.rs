@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use chat_handler::AppState;
 use common::{Reply, add_tenant, chat, options, serve, sse_events, state};
-use quarry_aws::ledger::{Buckets, LedgerReader, month_pk};
+use quarry_aws::ledger::{Buckets, month_pk};
 use quarry_testkit::Stack;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -89,7 +89,7 @@ async fn reused_request_ids_never_hide_usage_from_the_ledger() {
         }
     }
     assert_eq!(stack.model_calls(), 3);
-    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     let acme = ledger
         .get(&month_pk("acme", &month()), "TOTAL")
         .await
@@ -139,7 +139,7 @@ async fn tags_out_of_bounds_are_refused_before_any_call() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     let f = ledger
         .get(&month_pk("acme", &month()), &format!("FEATURE#{feature}"))
         .await
@@ -232,7 +232,7 @@ async fn a_blocked_stream_never_sends_the_blocked_text() {
     assert_eq!(last, "error", "{events:?}");
     assert!(data.contains("guardrail_blocked"), "{data}");
     // The call was made: it is charged.
-    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     assert_eq!(
         ledger
             .get(&month_pk("blocking", &month()), "TOTAL")
@@ -321,7 +321,7 @@ async fn clients_that_leave_are_still_charged_for_the_calls_they_started() {
     };
     let key = add_tenant(&stack, "leaver", json!({"allowed_tiers": ["*"]})).await;
     let url = serve(state(&stack, options())).await;
-    let ledger = LedgerReader::new(&stack.sdk, &stack.settings.usage_table);
+    let ledger = stack.ledger();
     let requests = || async {
         ledger
             .get(&month_pk("leaver", &month()), "TOTAL")

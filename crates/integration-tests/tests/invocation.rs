@@ -282,7 +282,8 @@ async fn bedrocks_rarer_stop_reasons_are_mapped_exactly() {
         );
     }
     let month = quarry_aws::ledger::Buckets::of(chrono::Utc::now().timestamp_millis()).month;
-    let total = quarry_aws::ledger::LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    let total = stack
+        .ledger()
         .get(&quarry_aws::ledger::month_pk("acme", &month), "TOTAL")
         .await
         .unwrap();

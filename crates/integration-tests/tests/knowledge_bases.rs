@@ -75,7 +75,8 @@ fn last(stack: &Stack, operation: &str) -> Value {
 
 async fn ledger(stack: &Stack, tenant: &str, row: &str) -> quarry_aws::ledger::Totals {
     let month = quarry_aws::ledger::Buckets::of(chrono::Utc::now().timestamp_millis()).month;
-    quarry_aws::ledger::LedgerReader::new(&stack.sdk, &stack.settings.usage_table)
+    stack
+        .ledger()
         .get(&quarry_aws::ledger::month_pk(tenant, &month), row)
         .await
         .unwrap()

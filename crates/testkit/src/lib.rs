@@ -24,6 +24,7 @@ use quarry_aws::Settings;
 mod emf;
 pub use emf::EmfCapture;
 
+pub mod capacity;
 pub mod template;
 pub mod tls;
 
@@ -191,6 +192,9 @@ pub struct Stack {
     pub sdk: SdkConfig,
     /// API keys of the demo tenants `acme` and `globex` (and an admin key for `acme`).
     pub keys: Vec<quarry_admin::tenants::IssuedKey>,
+    /// The usage table's stream, aggregated on [`Stack::settle`] (the ledger-aggregator
+    /// Lambda's work in AWS).
+    pub ledger_stream: std::sync::Arc<quarry_aws::ledger::stream::LocalStream>,
 }
 
 impl Stack {
@@ -248,6 +252,10 @@ impl Stack {
             quarry_admin::tenants::seed(&ssm, &settings, &["acme", "globex"], &knowledge_bases)
                 .await
                 .expect("tenants");
+        let ledger_stream = std::sync::Arc::new(quarry_aws::ledger::stream::LocalStream::new(
+            &sdk,
+            &settings.usage_table,
+        ));
         Stack {
             moto_url: moto_url.to_owned(),
             emulator,
@@ -256,7 +264,27 @@ impl Stack {
             env,
             sdk,
             keys,
+            ledger_stream,
         }
+    }
+
+    /// The ledger's counters, each read after the markers written so far are aggregated.
+    pub fn ledger(&self) -> SettledLedger<'_> {
+        SettledLedger {
+            stack: self,
+            reader: quarry_aws::ledger::LedgerReader::new(&self.sdk, &self.settings.usage_table),
+        }
+    }
+
+    /// Aggregates every ledger marker written so far into the counters, as the stream's
+    /// Lambda does in AWS: what a test does before it reads counters.
+    pub async fn settle(&self) -> quarry_aws::ledger::Aggregated {
+        let done = self.ledger_stream.drain(500).await.expect("ledger stream");
+        assert!(
+            done.failed.is_empty(),
+            "ledger aggregation failed: {done:?}"
+        );
+        done
     }
 
     /// The (non-admin) key of `tenant`.
@@ -279,6 +307,33 @@ impl Stack {
     /// Emulator calls so far (all operations and models).
     pub fn model_calls(&self) -> u64 {
         self.emulator.state().calls(None, None)
+    }
+}
+
+/// The ledger's reader, settling the stream before each read (what a test means by "the
+/// ledger now").
+pub struct SettledLedger<'a> {
+    stack: &'a Stack,
+    reader: quarry_aws::ledger::LedgerReader,
+}
+
+impl SettledLedger<'_> {
+    pub async fn get(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<quarry_aws::ledger::Totals, quarry_core::ports::StoreError> {
+        self.stack.settle().await;
+        self.reader.get(pk, sk).await
+    }
+
+    pub async fn list(
+        &self,
+        pk: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, quarry_aws::ledger::Totals)>, quarry_core::ports::StoreError> {
+        self.stack.settle().await;
+        self.reader.list(pk, prefix).await
     }
 }
 

@@ -271,7 +271,7 @@ pub trait UsageLedger: Send + Sync {
 }
 
 /// Budget state (written by cost-alarm, read by admission), notices sent, and per-minute
-/// rate counters.
+/// rate allowances (`quarry_core::rate_limit`).
 #[async_trait]
 pub trait BudgetStore: Send + Sync {
     async fn state(&self, tenant: &str) -> Result<Option<BudgetState>, StoreError>;
@@ -285,15 +285,17 @@ pub trait BudgetStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Releases a notice (its notification could not be sent).
     async fn forget_notice(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
-    /// A per-minute counter's value (`kind`: `REQ` or `TOK`).
-    async fn rate(&self, tenant: &str, minute: i64, kind: &str) -> Result<u64, StoreError>;
-    /// Adds to a per-minute counter; returns the new value.
-    async fn add_rate(
+    /// Leases up to `want` from shard `shard` of a tenant's per-minute allowance (`kind`:
+    /// `REQ` or `TOK`), whose part on that shard is `cap`; returns what was granted, less
+    /// than `want` when the part is (nearly) spent. Never grants past `cap`.
+    async fn lease(
         &self,
         tenant: &str,
         minute: i64,
         kind: &str,
-        amount: u64,
+        shard: u32,
+        want: u64,
+        cap: u64,
     ) -> Result<u64, StoreError>;
 }
 
