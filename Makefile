@@ -40,7 +40,7 @@ test: venv
 ## The Lambdas are built on their own, as deployed (with the benchmarks, the test harness's
 ## features would be built into them).
 bench: venv
-	cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm
+	cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm -p ledger-aggregator
 	cargo build --release -p bedrock-emulator -p quarry-bench
 	./target/release/emulator-load --concurrency 32 --seconds 10
 	cargo bench -p quarry-bench --bench layer
@@ -50,6 +50,7 @@ bench: venv
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/retrieval-overhead
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/bulk-cost
 	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/audit-overhead
+	QUARRY_PYTHON=$(CURDIR)/$(VENV)/bin/python ./target/release/ledger-capacity
 	./target/release/cold-start
 	$(MAKE) bench-peer
 

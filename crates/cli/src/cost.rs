@@ -65,6 +65,14 @@ pub enum CostCommand {
         #[arg(long, conflicts_with_all = ["by", "csv"])]
         provisioned: bool,
     },
+    /// Counts the ledger markers the usage stream never counted (its aggregation failed
+    /// past the stream's 24 hours): each at most once, whatever the stream does later.
+    Recount {
+        /// Only markers of requests answered at least this many minutes ago (younger ones
+        /// are still on their way through the stream).
+        #[arg(long, default_value_t = 10)]
+        older_than_minutes: i64,
+    },
     /// The ledger's spend per tenant against the AWS bill per tenant (Cost Explorer, by the
     /// `tenant` tag of the tenants' inference profiles).
     Reconcile {
@@ -144,6 +152,9 @@ pub async fn run(args: CostArgs) -> Result<(), String> {
             provisioned,
         } => (tenant, month, by, json, csv, provisioned, false),
         CostCommand::Reconcile { month, json } => (None, month, None, json, false, false, true),
+        CostCommand::Recount { older_than_minutes } => {
+            return recount(&args.aws, older_than_minutes).await;
+        }
     };
     let month = month.unwrap_or_else(|| Buckets::of(chrono::Utc::now().timestamp_millis()).month);
     if !valid_month(&month) {
@@ -365,4 +376,30 @@ fn print_table(month: &str, by: Option<By>, rows: &[Row]) {
         "",
         MicroUsd(total).to_usd_string()
     );
+}
+
+/// `quarry cost recount`: markers the stream left uncounted, counted now.
+async fn recount(aws: &crate::aws::AwsArgs, older_than_minutes: i64) -> Result<(), String> {
+    let sdk = aws.sdk().await;
+    let settings = aws.settings();
+    let aggregator =
+        quarry_aws::ledger::DynamoLedger::new(&sdk, &settings.usage_table, &settings.spill_queue)
+            .aggregator();
+    let before = chrono::Utc::now().timestamp_millis() - older_than_minutes.max(0) * 60_000;
+    let done = aggregator
+        .recount(before)
+        .await
+        .map_err(|e| aws.failure("the usage ledger", &e))?;
+    println!(
+        "{} marker(s) counted now, {} already counted",
+        done.counted, done.already
+    );
+    if done.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} marker(s) could not be counted yet (DynamoDB failing); run it again",
+            done.failed.len()
+        ))
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batch_worker::poller::{EventSourceMapping, MappingOptions};
-use batch_worker::{Worker, WorkerOptions};
+use batch_worker::{Worker, WorkerOptions, WorkerPorts};
 use quarry_aws::Settings;
 use quarry_aws::queues::{queue_arn, queue_url};
 
@@ -40,8 +40,23 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let settings = Settings::from_env();
 
     let chat_options = chat_handler::Options::from_lookup(env_lookup)?;
-    let chat = Arc::new(chat_handler::AppState::from_sdk(
+    // The ledger-aggregator Lambda's stream, read here: at once after each answer's record
+    // (so a report right after it includes it), and four times a second for the rest.
+    let stream = Arc::new(quarry_aws::ledger::stream::LocalStream::new(
         &sdk,
+        &settings.usage_table,
+    ));
+    let sdk_ports = quarry_aws::ports_from_sdk(&sdk, &settings)
+        .with_budget_max_age(chat_options.budget_max_age);
+    let chat_ports = chat_handler::HandlerPorts {
+        ledger: Arc::new(quarry_aws::ledger::stream::SettlingLedger {
+            ledger: sdk_ports.ledger(),
+            stream: stream.clone(),
+        }),
+        ..chat_handler::HandlerPorts::from_sdk_ports(&sdk_ports)
+    };
+    let chat = Arc::new(chat_handler::AppState::with_ports(
+        chat_ports,
         settings.clone(),
         chat_options,
     ));
@@ -66,11 +81,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let arn = queue_arn(&sqs, &url).await.map_err(|e| e.to_string())?;
-        let worker = Arc::new(Worker::from_sdk(
-            &sdk,
-            &settings,
-            WorkerOptions::from_lookup(env_lookup)?,
-        ));
+        let worker_options = WorkerOptions::from_lookup(env_lookup)?;
+        let worker_sdk_ports = quarry_aws::ports_from_sdk(&sdk, &settings)
+            .with_budget_max_age(worker_options.budget_max_age);
+        let worker_ports = WorkerPorts {
+            ledger: Arc::new(quarry_aws::ledger::stream::SettlingLedger {
+                ledger: worker_sdk_ports.ledger(),
+                stream: stream.clone(),
+            }),
+            ..WorkerPorts::from_sdk_ports(
+                &worker_sdk_ports,
+                worker_options.results_queue.as_deref(),
+            )
+        };
+        let worker = Arc::new(Worker::with_ports(worker_ports, &settings, worker_options));
         let mapping = EventSourceMapping::new(sqs, url, arn, worker, MappingOptions::default());
         tasks.push(tokio::spawn(mapping.run()));
         // The bulk-tracker Lambda's schedule.
@@ -92,8 +116,6 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             }
         }));
     }
-    // The ledger-aggregator Lambda's stream: markers into counters, read four times a second.
-    let stream = quarry_aws::ledger::stream::LocalStream::new(&sdk, &settings.usage_table);
     tasks.push(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_millis(250));
         loop {

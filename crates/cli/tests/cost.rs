@@ -414,3 +414,54 @@ async fn reconcile_compares_the_ledger_with_the_bill_by_tenant_tag() {
     assert_eq!(row("(untagged)")["billed_usd"], "0.250000");
     assert_eq!(row("globex")["billed_usd"], "0.000000");
 }
+
+#[tokio::test]
+async fn recount_counts_the_markers_the_stream_left_once() {
+    let stack = Stack::start().await;
+    let ledger = quarry_aws::ledger::DynamoLedger::new(
+        &stack.sdk,
+        &stack.settings.usage_table,
+        &stack.provisioned.spill_queue_url,
+    );
+    // Answered an hour ago; its stream records gone uncounted.
+    ledger
+        .record_direct(&quarry_core::usage::UsageRecord {
+            id: "lost-in-the-stream".into(),
+            tenant: "eval".into(),
+            model: "amazon.nova-lite-v1:0".into(),
+            feature: None,
+            usage: quarry_core::model::TokenUsage {
+                input: 10,
+                output: 10,
+                ..Default::default()
+            },
+            cost: Some(quarry_core::pricing::MicroUsd(4321)),
+            cached: false,
+            estimated: false,
+            bulk: false,
+            region: None,
+            provisioned: None,
+            prompt: None,
+            at_ms: chrono::Utc::now().timestamp_millis() - 3_600_000,
+            service_tier: None,
+            key: None,
+        })
+        .await
+        .unwrap();
+    let (ok, out) = stack.cli(env!("CARGO_BIN_EXE_quarry"), &["cost"], &["recount"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("1 marker(s) counted now, 0 already counted"),
+        "{out}"
+    );
+    let (ok, out) = stack.cli(env!("CARGO_BIN_EXE_quarry"), &["cost"], &["recount"]);
+    assert!(ok && out.contains("0 marker(s) counted now"), "{out}");
+    // The stream delivering it after all counts nothing more.
+    assert_eq!(stack.settle().await.counted, 0);
+    let (ok, out) = quarry(&stack, &["--json"]);
+    assert!(ok, "{out}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let eval = rows.iter().find(|r| r["tenant"] == "eval").unwrap();
+    assert_eq!(eval["cost_usd"], "0.004321");
+    assert_eq!(eval["requests"], 1);
+}

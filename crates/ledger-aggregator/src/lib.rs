@@ -60,6 +60,13 @@ pub async fn invoke(
     let (done, response) = handle(aggregator, &event.payload).await;
     metrics::counter!("LedgerRecordsCounted").increment(done.counted as u64);
     metrics::counter!("LedgerRecordsAlreadyCounted").increment(done.already as u64);
+    // From the answer to its counters: what budgets lag behind spend.
+    if let Some(oldest) = done.oldest_counted_ms {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        metrics::histogram!("LedgerAggregationLagMs").record(now.saturating_sub(oldest) as f64);
+    }
     metrics.flush();
     Ok(response)
 }

@@ -247,3 +247,57 @@ async fn the_table_stream_delivers_markers_and_nothing_else_counts() {
 fn bedrock_emulator_config() -> bedrock_emulator::EmulatorConfig {
     bedrock_emulator::EmulatorConfig::builtin()
 }
+
+#[tokio::test]
+async fn markers_the_stream_never_counted_are_recounted_once() {
+    let stack = Stack::start().await;
+    let at = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let at = at - at.rem_euclid(3_600_000) + 1_000;
+    let records: Vec<UsageRecord> = (0..40).map(|i| record(i, at)).collect();
+    let ledger = markers(&stack, &records).await;
+    let aggregator = ledger.aggregator();
+    // The stream counted the first 15, then gave up on the rest (past its 24 hours).
+    let indexed: Vec<(usize, &UsageRecord)> = records.iter().enumerate().collect();
+    assert_eq!(
+        handle(&aggregator, &event(&indexed[..15])).await.0.counted,
+        15
+    );
+    // A marker answered a minute ago is left to the stream.
+    let young = record(99, chrono::Utc::now().timestamp_millis());
+    assert!(ledger.record_direct(&young).await.unwrap());
+
+    let before = chrono::Utc::now().timestamp_millis() - 10 * 60_000;
+    let done = aggregator.recount(before).await.unwrap();
+    assert_eq!((done.counted, done.failed.len()), (25, 0));
+    assert_eq!(aggregator.recount(before).await.unwrap().counted, 0);
+    // The stream delivering them late changes nothing.
+    let (late, _) = handle(&aggregator, &event(&indexed)).await;
+    assert_eq!((late.counted, late.already), (0, 40));
+    check(
+        &LedgerReader::new(&stack.sdk, &stack.settings.usage_table),
+        &records,
+    )
+    .await;
+}
+
+#[test]
+fn the_sample_stream_event_reads_as_one_marker() {
+    let event: Event =
+        serde_json::from_str(&quarry_testkit::event("dynamodb-stream-markers.json")).unwrap();
+    let items: Vec<_> = event
+        .records
+        .iter()
+        .map(ledger_aggregator::item_of)
+        .collect();
+    assert_eq!(items.len(), 1);
+    let record = quarry_aws::ledger::aggregate::record_of(&items[0]).unwrap();
+    assert_eq!(
+        (record.tenant.as_str(), record.cost, record.key.as_deref()),
+        ("acme", Some(MicroUsd(56)), Some("alice"))
+    );
+    assert_eq!(items[0].sequence, "4421584500000000017450439091");
+    // The same change under another tenant's marker key is not counted.
+    let mut forged = items[0].clone();
+    forged.pk = Some(marker_pk("globex", &record.id));
+    assert!(quarry_aws::ledger::aggregate::record_of(&forged).is_none());
+}

@@ -305,6 +305,10 @@ pub struct Report {
     pub overlap_example: Option<String>,
     /// The rate at which the busiest item reaches [`ITEM_WCU_PER_SEC`].
     pub sustained_rps: f64,
+    /// The busiest partition key (its items summed: they share a partition unless DynamoDB
+    /// splits it), and the rate at which it reaches 1,000 write units per second.
+    pub busiest_partition: Option<ItemLoad>,
+    pub partition_sustained_rps: f64,
 }
 
 impl Report {
@@ -336,6 +340,31 @@ impl Report {
             .collect();
         loads.sort_by(|a, b| b.write_units_per_sec.total_cmp(&a.write_units_per_sec));
         let busiest = loads.first().map_or(0.0, |l| l.write_units_per_sec);
+        let mut partitions: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for l in &loads {
+            let pk = l
+                .item
+                .rsplit_once('|')
+                .map_or(l.item.as_str(), |(pk, _)| pk);
+            let e = partitions.entry(pk.to_owned()).or_default();
+            e.0 += l.write_units_per_sec;
+            e.1 += l.transactions_per_sec;
+        }
+        let busiest_partition = partitions
+            .into_iter()
+            .map(|(item, (w, tx))| ItemLoad {
+                item,
+                write_units_per_sec: w,
+                transactions_per_sec: tx,
+            })
+            .max_by(|a, b| a.write_units_per_sec.total_cmp(&b.write_units_per_sec));
+        let at_limit = |units: f64| {
+            if units > 0.0 {
+                rps * ITEM_WCU_PER_SEC / units
+            } else {
+                f64::INFINITY
+            }
+        };
         let (overlapping, example) = overlaps(writes);
         Report {
             requests,
@@ -350,18 +379,20 @@ impl Report {
             hottest: loads.into_iter().take(5).collect(),
             overlapping_transactions: overlapping,
             overlap_example: example,
-            sustained_rps: if busiest > 0.0 {
-                rps * ITEM_WCU_PER_SEC / busiest
-            } else {
-                f64::INFINITY
-            },
+            sustained_rps: at_limit(busiest),
+            partition_sustained_rps: at_limit(
+                busiest_partition
+                    .as_ref()
+                    .map_or(0.0, |p| p.write_units_per_sec),
+            ),
+            busiest_partition,
         }
     }
 
     /// A few lines for a person.
     pub fn summary(&self, name: &str) -> String {
         let mut out = format!(
-            "{name}: {} requests at {:.0}/s: {:.2} write units per request ({:.2} while answering); busiest item {:.0} WCU/s; {} items over {ITEM_WCU_PER_SEC:.0} WCU/s; {} overlapping transactions on one item; sustains {:.0} requests/s\n",
+            "{name}: {} requests at {:.0}/s: {:.2} write units per request ({:.2} while answering); busiest item {:.0} WCU/s; {} items over {ITEM_WCU_PER_SEC:.0} WCU/s; {} overlapping transactions on one item; sustains {:.0} requests/s by item, {:.0} by partition key\n",
             self.requests,
             self.rps,
             self.write_units_per_request,
@@ -370,11 +401,18 @@ impl Report {
             self.over_limit.len(),
             self.overlapping_transactions,
             self.sustained_rps,
+            self.partition_sustained_rps,
         );
         for l in &self.hottest {
             out.push_str(&format!(
                 "  {:>8.0} WCU/s {:>7.1} tx/s  {}\n",
                 l.write_units_per_sec, l.transactions_per_sec, l.item
+            ));
+        }
+        if let Some(p) = &self.busiest_partition {
+            out.push_str(&format!(
+                "  busiest partition key: {:.0} WCU/s  {}\n",
+                p.write_units_per_sec, p.item
             ));
         }
         if let Some(e) = &self.overlap_example {

@@ -61,6 +61,9 @@ pub struct Aggregated {
     /// Sequence numbers of the changes that could not be counted yet: the stream must
     /// deliver them again.
     pub failed: Vec<String>,
+    /// When the oldest record this aggregation counted was answered (Unix ms): how far the
+    /// counters lag the requests.
+    pub oldest_counted_ms: Option<i64>,
 }
 
 /// A counter's key and the amount a set of records adds to it.
@@ -192,6 +195,51 @@ impl Aggregator {
         result
     }
 
+    /// Counts the markers the stream never had counted (a batch it gave up on, records past
+    /// its 24 hours): a scan of the markers not marked counted, answered before
+    /// `before_ms`. For operators (`quarry cost recount`), never the request path.
+    pub async fn recount(&self, before_ms: i64) -> Result<Aggregated, StoreError> {
+        let mut total = Aggregated::default();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(
+                "sk = :rec AND attribute_exists(#u) AND attribute_not_exists(counted)",
+            )
+            .expression_attribute_names("#u", "usage")
+            .expression_attribute_values(":rec", s(MARKER_SK))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| StoreError::unavailable(Dependency::DynamoDb, WHAT, describe(&e)))?;
+            let text =
+                |item: &std::collections::HashMap<
+                    String,
+                    aws_sdk_dynamodb::types::AttributeValue,
+                >,
+                 k: &str| { item.get(k).and_then(|v| v.as_s().ok()).cloned() };
+            let items: Vec<StreamItem> = page
+                .items()
+                .iter()
+                .map(|item| StreamItem {
+                    sequence: text(item, "pk").unwrap_or_default(),
+                    insert: true,
+                    pk: text(item, "pk"),
+                    usage: text(item, "usage"),
+                })
+                .filter(|i| record_of(i).is_some_and(|r| r.at_ms < before_ms))
+                .collect();
+            let done = self.aggregate(&items).await;
+            total.counted += done.counted;
+            total.already += done.already;
+            total.failed.extend(done.failed);
+        }
+        Ok(total)
+    }
+
     /// Counts one chunk (one transaction, retried), recording the outcome.
     async fn count(&self, mut chunk: Vec<(String, UsageRecord)>, result: &mut Aggregated) {
         let mut shard = shard_of(chunk.first().map_or("", |(seq, _)| seq.as_str()));
@@ -203,6 +251,11 @@ impl Aggregator {
             match self.send(&chunk, shard).await {
                 Sent::Done => {
                     result.counted += chunk.len();
+                    let oldest = chunk.iter().map(|(_, r)| r.at_ms).min();
+                    result.oldest_counted_ms = match (result.oldest_counted_ms, oldest) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
                     return;
                 }
                 Sent::Already(done) => {

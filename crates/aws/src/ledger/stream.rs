@@ -33,7 +33,8 @@ pub struct LocalStream {
     streams: aws_sdk_dynamodbstreams::Client,
     table: String,
     aggregator: Aggregator,
-    positions: Mutex<HashMap<String, Position>>,
+    /// The stream's ARN once known, and where each shard resumes.
+    positions: Mutex<(Option<String>, HashMap<String, Position>)>,
 }
 
 fn failed(e: &(dyn std::error::Error + 'static)) -> StoreError {
@@ -48,7 +49,7 @@ impl LocalStream {
             ddb,
             streams: aws_sdk_dynamodbstreams::Client::new(sdk),
             table: table.to_owned(),
-            positions: Mutex::new(HashMap::new()),
+            positions: Mutex::new((None, HashMap::new())),
         }
     }
 
@@ -56,24 +57,13 @@ impl LocalStream {
     /// changes each); returns what was aggregated in all.
     pub async fn drain(&self, limit: i32) -> Result<Aggregated, StoreError> {
         // One drain at a time: positions move in order.
-        let mut positions = self.positions.lock().await;
-        let arn = self
-            .ddb
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| failed(&e))?
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                StoreError::invalid(
-                    Dependency::DynamoDb,
-                    WHAT,
-                    format!("table {} has no stream", self.table),
-                )
-            })?;
+        let mut guard = self.positions.lock().await;
+        let (known_arn, positions) = &mut *guard;
+        let arn = match known_arn {
+            Some(arn) => arn.clone(),
+            None => self.stream_arn().await?,
+        };
+        *known_arn = Some(arn.clone());
         let stream = self
             .streams
             .describe_stream()
@@ -88,6 +78,35 @@ impl LocalStream {
             .iter()
             .filter_map(|s| s.shard_id().map(str::to_owned))
             .collect();
+        self.read(&arn, shards, positions, limit).await
+    }
+
+    async fn stream_arn(&self) -> Result<String, StoreError> {
+        self.ddb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| failed(&e))?
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                StoreError::invalid(
+                    Dependency::DynamoDb,
+                    WHAT,
+                    format!("table {} has no stream", self.table),
+                )
+            })
+    }
+
+    async fn read(
+        &self,
+        arn: &str,
+        shards: Vec<String>,
+        positions: &mut HashMap<String, Position>,
+        limit: i32,
+    ) -> Result<Aggregated, StoreError> {
         let mut total = Aggregated::default();
         for shard in shards {
             let mut iterator = match positions.get(&shard).cloned() {
@@ -97,7 +116,7 @@ impl LocalStream {
                     let mut get = self
                         .streams
                         .get_shard_iterator()
-                        .stream_arn(&arn)
+                        .stream_arn(arn)
                         .shard_id(&shard);
                     get = match at {
                         Some(Position::At(seq)) => get
@@ -173,4 +192,22 @@ fn item_of(r: &aws_sdk_dynamodbstreams::types::Record) -> Option<StreamItem> {
         pk: text(change.keys(), "pk"),
         usage: text(change.new_image(), "usage"),
     })
+}
+
+/// The ledger as `quarry serve` runs it: each record's marker, then the stream read at once,
+/// so a report right after an answer includes it (in AWS the counters lag by seconds).
+pub struct SettlingLedger {
+    pub ledger: std::sync::Arc<super::DynamoLedger>,
+    pub stream: std::sync::Arc<LocalStream>,
+}
+
+#[async_trait::async_trait]
+impl quarry_core::ports::UsageLedger for SettlingLedger {
+    async fn record(&self, r: &quarry_core::usage::UsageRecord) -> Result<(), StoreError> {
+        self.ledger.record(r).await?;
+        if let Err(e) = self.stream.drain(500).await {
+            tracing::warn!(error = %e, "ledger stream not read; the background reader will");
+        }
+        Ok(())
+    }
 }

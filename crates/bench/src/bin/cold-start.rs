@@ -12,7 +12,7 @@
 //! (and any AWS call during init would fail or stall visibly). Endpoints are resolved per
 //! request: init takes the same time with and without it.
 //!
-//! `cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm`, then
+//! `cargo build --release -p chat-handler -p batch-worker -p cache-lookup -p cost-alarm -p ledger-aggregator`, then
 //! `cargo build --release -p quarry-bench --bin cold-start` (separately: built together, the
 //! Lambdas would get the test harness's features), then `./target/release/cold-start`.
 
@@ -228,6 +228,7 @@ fn main() {
             ("cache-lookup", "apigw-http-cache-lookup.json"),
             ("batch-worker", "sqs-batch.json"),
             ("cost-alarm", "eventbridge-schedule.json"),
+            ("ledger-aggregator", "dynamodb-stream-markers.json"),
         ];
         println!(
             "Cold start (process start to the first /next) under a local Lambda Runtime API, Lambda's environment ({} runs each; release builds):",
