@@ -12,6 +12,31 @@ fn quarry(stack: &Stack, args: &[&str]) -> (bool, String) {
     stack.cli(env!("CARGO_BIN_EXE_quarry"), &["cost"], &args)
 }
 
+/// A record the eval tenant writes directly (as `quarry eval` does).
+fn eval_record(id: &str, cost_micro: u64, at_ms: i64) -> quarry_core::usage::UsageRecord {
+    quarry_core::usage::UsageRecord {
+        id: id.into(),
+        tenant: "eval".into(),
+        model: "amazon.nova-lite-v1:0".into(),
+        feature: None,
+        usage: quarry_core::model::TokenUsage {
+            input: 10,
+            output: 10,
+            ..Default::default()
+        },
+        cost: Some(quarry_core::pricing::MicroUsd(cost_micro)),
+        cached: false,
+        estimated: false,
+        bulk: false,
+        region: None,
+        provisioned: None,
+        prompt: None,
+        at_ms,
+        service_tier: None,
+        key: None,
+    }
+}
+
 #[tokio::test]
 async fn report_as_table_json_and_csv() {
     let stack = Stack::start().await;
@@ -159,27 +184,11 @@ async fn a_report_is_the_bill_or_an_error() {
         &stack.provisioned.spill_queue_url,
     );
     ledger
-        .record_direct(&quarry_core::usage::UsageRecord {
-            id: "eval-run-1".into(),
-            tenant: "eval".into(),
-            model: "amazon.nova-lite-v1:0".into(),
-            feature: None,
-            usage: quarry_core::model::TokenUsage {
-                input: 10,
-                output: 10,
-                ..Default::default()
-            },
-            cost: Some(quarry_core::pricing::MicroUsd(1234)),
-            cached: false,
-            estimated: false,
-            bulk: false,
-            region: None,
-            provisioned: None,
-            prompt: None,
-            at_ms: chrono::Utc::now().timestamp_millis(),
-            service_tier: None,
-            key: None,
-        })
+        .record_direct(&eval_record(
+            "eval-run-1",
+            1234,
+            chrono::Utc::now().timestamp_millis(),
+        ))
         .await
         .unwrap();
     let ssm = quarry_aws::ssm::SsmParams::new(&stack.sdk);
@@ -425,27 +434,11 @@ async fn recount_counts_the_markers_the_stream_left_once() {
     );
     // Answered an hour ago; its stream records gone uncounted.
     ledger
-        .record_direct(&quarry_core::usage::UsageRecord {
-            id: "lost-in-the-stream".into(),
-            tenant: "eval".into(),
-            model: "amazon.nova-lite-v1:0".into(),
-            feature: None,
-            usage: quarry_core::model::TokenUsage {
-                input: 10,
-                output: 10,
-                ..Default::default()
-            },
-            cost: Some(quarry_core::pricing::MicroUsd(4321)),
-            cached: false,
-            estimated: false,
-            bulk: false,
-            region: None,
-            provisioned: None,
-            prompt: None,
-            at_ms: chrono::Utc::now().timestamp_millis() - 3_600_000,
-            service_tier: None,
-            key: None,
-        })
+        .record_direct(&eval_record(
+            "lost-in-the-stream",
+            4321,
+            chrono::Utc::now().timestamp_millis() - 3_600_000,
+        ))
         .await
         .unwrap();
     let (ok, out) = stack.cli(env!("CARGO_BIN_EXE_quarry"), &["cost"], &["recount"]);

@@ -62,6 +62,25 @@ async fn quarry_dev_serves_the_printed_curl_and_stops_cleanly() {
         !body["output"]["text"].as_str().unwrap().is_empty(),
         "{body}"
     );
+    // A report right after the answer includes it: the local stack counts each record
+    // before answering (in AWS the counters follow within seconds).
+    let report = tokio::process::Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "cost",
+            "--aws-endpoint",
+            moto.as_deref().unwrap(),
+            "--stage",
+            "devtest",
+        ])
+        .args(["report", "--tenant", "acme", "--json"])
+        .env("QUARRY_PYTHON", python())
+        .output()
+        .await
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&report.stderr)));
+    assert_eq!(rows[0]["requests"], 1, "{rows}");
+    assert_eq!(rows[0]["cost_usd"], body["cost_usd"], "{rows}");
 
     // The README's first request names the `prod` label: the demo prompts carry it.
     let response = reqwest::Client::new()
